@@ -1,0 +1,17 @@
+//! Wire types of the bangerd HTTP+JSON API, shared by the daemon and every client.
+//!
+//! This crate does no IO. The daemon serialises these types, the client
+//! deserialises them, and the OpenAPI document is generated from the same
+//! definitions, so the three can never disagree. Validation rules that every
+//! component must apply identically (VM names) live here too.
+
+pub mod daemon;
+pub mod error;
+pub mod names;
+pub mod paths;
+
+pub use error::{ApiError, ErrorCode};
+pub use names::{NameError, VmName};
+
+/// Version of this banger build; the daemon reports it and clients compare it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
