@@ -1,0 +1,186 @@
+//! Pack a kernel's modules tree into a read-only ext4 disk image, and format the
+//! plain ext4 images the boot chain uses.
+//!
+//! Guest images do not carry modules for banger's kernel, so every VM gets the
+//! kernel's whole `lib/modules/<version>` tree as a small disk (`vdd`) that
+//! `/init` mounts read-only at `/lib/modules/<version>`; the image can then load
+//! netfilter, vsock or filesystem modules with its own `modprobe`. One image is
+//! built per kernel and shared by all VMs.
+//!
+//! `mkfs.ext4 -d` (e2fsprogs) fills the filesystem from a directory without
+//! mounting anything, so no root and no loop device is needed. The image is a
+//! sparse file; a journal is left out because the disk is never written.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use thiserror::Error;
+
+/// Why an ext4 image could not be made.
+#[derive(Debug, Error)]
+pub enum ModulesDiskError {
+    /// A filesystem operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path that failed.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// `mkfs.ext4` could not run or failed.
+    #[error("mkfs.ext4 for {path} failed: {detail}")]
+    Mkfs {
+        /// Image being created.
+        path: PathBuf,
+        /// Exit status and stderr.
+        detail: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModulesDiskError + '_ {
+    move |source| ModulesDiskError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Options for [`mkfs_ext4`].
+#[derive(Debug, Clone, Default)]
+pub struct Ext4Options<'a> {
+    /// Directory whose contents become the filesystem's root (`mkfs.ext4 -d`).
+    pub populate_from: Option<&'a Path>,
+    /// Filesystem label.
+    pub label: Option<&'a str>,
+    /// Create a journal (wanted for disks the guest writes, not for read-only ones).
+    pub journal: bool,
+}
+
+/// Creates (or truncates) the sparse file `image` of `size_bytes` and formats it
+/// as ext4 with `mkfs.ext4`.
+pub fn mkfs_ext4(
+    image: &Path,
+    size_bytes: u64,
+    opts: &Ext4Options<'_>,
+) -> Result<(), ModulesDiskError> {
+    {
+        let f = fs_err::File::create(image).map_err(io_err(image))?;
+        f.set_len(size_bytes).map_err(io_err(image))?;
+    }
+    let mut cmd = Command::new("mkfs.ext4");
+    // -F: the target is a regular file; -m 0: no blocks reserved for root on a
+    // data-only disk; root_owner: the root directory belongs to root even when
+    // the host side runs unprivileged.
+    cmd.args(["-q", "-F", "-m", "0", "-E", "root_owner=0:0"]);
+    if !opts.journal {
+        cmd.args(["-O", "^has_journal"]);
+    }
+    if let Some(label) = opts.label {
+        cmd.arg("-L").arg(label);
+    }
+    if let Some(dir) = opts.populate_from {
+        cmd.arg("-d").arg(dir);
+    }
+    cmd.arg(image);
+    let out = cmd.output().map_err(|e| ModulesDiskError::Mkfs {
+        path: image.to_owned(),
+        detail: format!("cannot run mkfs.ext4 (install e2fsprogs): {e}"),
+    })?;
+    if !out.status.success() {
+        return Err(ModulesDiskError::Mkfs {
+            path: image.to_owned(),
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Bytes needed to hold the files under `dir`, each rounded up to 4 KiB blocks,
+/// plus one block per directory and symlink.
+pub fn tree_size(dir: &Path) -> Result<u64, ModulesDiskError> {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        total += 4096;
+        for entry in fs_err::read_dir(&d).map_err(io_err(&d))? {
+            let entry = entry.map_err(io_err(&d))?;
+            let path = entry.path();
+            let meta = fs_err::symlink_metadata(&path).map_err(io_err(&path))?;
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                total += meta.len().div_ceil(4096).max(1) * 4096;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Packs `modules_dir` (`.../lib/modules/<version>`) into the read-only ext4
+/// image `image` labelled `banger-modules`, sized to the tree plus headroom for
+/// ext4 metadata. Returns the image size in bytes.
+pub fn build_modules_disk(modules_dir: &Path, image: &Path) -> Result<u64, ModulesDiskError> {
+    let data = tree_size(modules_dir)?;
+    // 25% + 16 MiB covers inode tables, bitmaps and group descriptors for a
+    // tree of ~1000-5000 small files; round to whole MiB.
+    let size = (data + data / 4 + (16 << 20)).div_ceil(1 << 20) * (1 << 20);
+    let tmp = image.with_extension("tmp");
+    mkfs_ext4(
+        &tmp,
+        size,
+        &Ext4Options {
+            populate_from: Some(modules_dir),
+            label: Some("banger-modules"),
+            journal: false,
+        },
+    )?;
+    fs_err::rename(&tmp, image).map_err(io_err(image))?;
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn debugfs(image: &Path, request: &str) -> String {
+        let out = Command::new("debugfs")
+            .arg("-R")
+            .arg(request)
+            .arg(image)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn packs_tree_into_ext4() {
+        if Command::new("mkfs.ext4").arg("-V").output().is_err() {
+            eprintln!("skipping: e2fsprogs not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("lib/modules/9.9.9");
+        fs_err::create_dir_all(tree.join("kernel/fs")).unwrap();
+        fs_err::write(tree.join("modules.dep"), "kernel/fs/x.ko:\n").unwrap();
+        fs_err::write(tree.join("kernel/fs/x.ko"), vec![7u8; 10_000]).unwrap();
+        let image = dir.path().join("modules.ext4");
+        let size = build_modules_disk(&tree, &image).unwrap();
+        assert_eq!(fs_err::metadata(&image).unwrap().len(), size);
+        assert_eq!(debugfs(&image, "cat /modules.dep"), "kernel/fs/x.ko:\n");
+        let stats = debugfs(&image, "stats");
+        assert!(stats.contains("banger-modules"), "{stats}");
+        assert!(!stats.contains("has_journal"), "{stats}");
+    }
+
+    #[test]
+    fn mkfs_failure_names_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("tiny.ext4");
+        // 4 KiB is too small for any ext4.
+        let err = mkfs_ext4(&image, 4096, &Ext4Options::default()).unwrap_err();
+        assert!(err.to_string().contains("tiny.ext4"), "{err}");
+    }
+}
