@@ -1,0 +1,207 @@
+//! Connecting to the daemon, starting it first when nothing is running.
+//!
+//! Clients that find no daemon take an exclusive `flock` on `spawn.lock`,
+//! check again (another client may have started one meanwhile), and only
+//! then spawn `bangerd` and wait for it to answer. Ten clients racing thus
+//! start exactly one daemon: the lock decides, not timing. The daemon's own
+//! instance lock is the second guarantee.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use banger_config::{Paths, PathsError};
+use rustix::fs::FlockOperation;
+
+use crate::{ClientError, DaemonClient};
+
+/// How long a freshly spawned daemon has to answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often readiness is polled while waiting.
+const READY_POLL: Duration = Duration::from_millis(10);
+
+/// Why the daemon could not be reached or started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The runtime or state dir could not be prepared.
+    #[error(transparent)]
+    Paths(#[from] PathsError),
+    /// The spawn lock could not be taken.
+    #[error("cannot lock {path}")]
+    SpawnLock {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon's stderr file could not be created.
+    #[error("cannot create daemon output file {path}")]
+    OutputFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon binary could not be executed.
+    #[error(
+        "cannot start the daemon {binary}; install bangerd next to banger, put it on PATH, or set BANGER_DAEMON_BIN"
+    )]
+    Spawn {
+        /// The binary.
+        binary: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon exited during start-up.
+    #[error("the daemon exited during start-up ({status}): {message}")]
+    Exited {
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// The last lines it printed, or where to look.
+        message: String,
+    },
+    /// The daemon started but never answered.
+    #[error("the daemon did not answer on {socket} within {waited:?}; see {log}")]
+    NotReady {
+        /// The socket.
+        socket: PathBuf,
+        /// How long we waited.
+        waited: Duration,
+        /// Its log file.
+        log: PathBuf,
+    },
+    /// A daemon exists but talking to it failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// Returns a client for a daemon that answered a status call, starting
+/// `daemon_binary` first if no daemon is running.
+pub async fn connect_or_start(
+    paths: &Paths,
+    daemon_binary: &Path,
+) -> Result<DaemonClient, StartError> {
+    let client = DaemonClient::new(paths.socket());
+    match client.status().await {
+        Ok(_) => return Ok(client),
+        Err(error) if error.is_not_running() => {}
+        Err(error) => return Err(error.into()),
+    }
+    paths.prepare_runtime_dir()?;
+    paths.prepare_state_dir()?;
+    let lock_path = paths.spawn_lock();
+    let lock = {
+        let lock_path = lock_path.clone();
+        tokio::task::spawn_blocking(move || take_spawn_lock(&lock_path))
+    }
+    .await
+    .map_err(|join| StartError::SpawnLock {
+        path: lock_path,
+        source: std::io::Error::other(join),
+    })??;
+    // Another client may have started the daemon while we waited for the lock.
+    match client.status().await {
+        Ok(_) => return Ok(client),
+        Err(error) if error.is_not_running() => {}
+        Err(error) => return Err(error.into()),
+    }
+    let mut child = spawn_daemon(paths, daemon_binary)?;
+    tracing::debug!(pid = child.id(), "spawned bangerd");
+    let started = Instant::now();
+    loop {
+        match client.status().await {
+            Ok(_) => break,
+            Err(error) if error.is_not_running() => {}
+            Err(error) => return Err(error.into()),
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // It may have lost a race against a daemon started by hand; that
+            // one answers on the socket and is just as good.
+            if client.status().await.is_ok() {
+                break;
+            }
+            return Err(StartError::Exited {
+                status,
+                message: stderr_tail(&paths.daemon_stderr_file()),
+            });
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(StartError::NotReady {
+                socket: paths.socket(),
+                waited: READY_TIMEOUT,
+                log: paths.log_file(),
+            });
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+    drop(lock);
+    Ok(client)
+}
+
+fn take_spawn_lock(path: &Path) -> Result<std::fs::File, StartError> {
+    let lock_error = |source| StartError::SpawnLock {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(lock_error)?;
+    rustix::fs::flock(&file, FlockOperation::LockExclusive)
+        .map_err(|errno| lock_error(errno.into()))?;
+    Ok(file)
+}
+
+/// Starts the daemon detached from our terminal's process group (so Ctrl-C
+/// in the client does not kill it), with output to a file in the state dir.
+fn spawn_daemon(paths: &Paths, binary: &Path) -> Result<std::process::Child, StartError> {
+    let output_path = paths.daemon_stderr_file();
+    let output = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&output_path)
+        .map_err(|source| StartError::OutputFile {
+            path: output_path.clone(),
+            source,
+        })?;
+    let output_error = |source| StartError::OutputFile {
+        path: output_path.clone(),
+        source,
+    };
+    let stdout = output.try_clone().map_err(output_error)?;
+    Command::new(binary)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(output)
+        .process_group(0)
+        .spawn()
+        .map_err(|source| StartError::Spawn {
+            binary: binary.to_owned(),
+            source,
+        })
+}
+
+/// The last few lines the daemon printed, for start-up failure messages.
+fn stderr_tail(path: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let _ = file.read_to_string(&mut text);
+    }
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    if lines.is_empty() {
+        return format!("it printed nothing; see {}", path.display());
+    }
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}

@@ -1,0 +1,197 @@
+//! Test harnesses shared by banger's integration tests.
+//!
+//! [`TestEnv`] gives each test its own config/state/cache/runtime dirs in a
+//! temp dir and builds commands that see only those, so tests can start real
+//! daemons in parallel without touching the developer's own banger. Dropping
+//! it kills every daemon that was started for it.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use banger_config::Paths;
+
+/// An isolated banger environment in a temp dir.
+#[derive(Debug)]
+pub struct TestEnv {
+    temp: tempfile::TempDir,
+    paths: Paths,
+}
+
+/// Panics with a clear message when a binary built by this workspace is missing.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let current = std::env::current_exe().expect("current_exe");
+    let profile_dir = current
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let binary = profile_dir.join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        binary.display()
+    );
+    binary
+}
+
+impl TestEnv {
+    /// Creates fresh, empty directories.
+    pub fn new() -> Self {
+        // A short base path keeps the socket path well under the 107-byte limit.
+        let temp = tempfile::Builder::new()
+            .prefix("bgt")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let root = temp.path();
+        let paths = Paths {
+            config_dir: root.join("config"),
+            state_dir: root.join("state"),
+            cache_dir: root.join("cache"),
+            runtime_dir: root.join("run"),
+        };
+        Self { temp, paths }
+    }
+
+    /// The environment's paths.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// The temp dir root.
+    pub fn root(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// Environment variables that point banger at this environment.
+    pub fn vars(&self) -> Vec<(&'static str, OsString)> {
+        vec![
+            ("HOME", self.root().join("home").into_os_string()),
+            (
+                "BANGER_CONFIG_DIR",
+                self.paths.config_dir.clone().into_os_string(),
+            ),
+            (
+                "BANGER_STATE_DIR",
+                self.paths.state_dir.clone().into_os_string(),
+            ),
+            (
+                "BANGER_CACHE_DIR",
+                self.paths.cache_dir.clone().into_os_string(),
+            ),
+            (
+                "BANGER_RUNTIME_DIR",
+                self.paths.runtime_dir.clone().into_os_string(),
+            ),
+            (
+                "BANGER_DAEMON_BIN",
+                workspace_binary("bangerd").into_os_string(),
+            ),
+        ]
+    }
+
+    /// A command for `program` with every `BANGER_*`/XDG variable replaced
+    /// by this environment's.
+    pub fn command(&self, program: impl AsRef<Path>) -> Command {
+        let mut command = Command::new(program.as_ref());
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("BANGER_") || name.starts_with("XDG_") {
+                command.env_remove(name.as_ref());
+            }
+        }
+        command.envs(self.vars());
+        command
+    }
+
+    /// A `banger` CLI command in this environment.
+    pub fn banger(&self) -> Command {
+        self.command(workspace_binary("banger"))
+    }
+
+    /// A `bangerd` command in this environment.
+    pub fn bangerd(&self) -> Command {
+        self.command(workspace_binary("bangerd"))
+    }
+
+    /// Writes `config.toml`.
+    pub fn write_config(&self, text: &str) {
+        std::fs::create_dir_all(&self.paths.config_dir).expect("config dir");
+        std::fs::write(self.paths.config_file(), text).expect("config.toml");
+    }
+
+    /// Pids of live `bangerd` processes serving this environment, found by
+    /// their environment in /proc.
+    pub fn daemon_pids(&self) -> BTreeSet<i32> {
+        let marker = format!("BANGER_RUNTIME_DIR={}", self.paths.runtime_dir.display());
+        let mut pids = BTreeSet::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return pids;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+                continue;
+            };
+            if comm.trim() != "bangerd" {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // Zombies have exited already; they are not running daemons.
+            if stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if environ
+                .split(|byte| *byte == 0)
+                .any(|pair| pair == marker.as_bytes())
+            {
+                pids.insert(pid);
+            }
+        }
+        pids
+    }
+
+    /// Waits until no daemon serves this environment, up to `timeout`.
+    pub fn wait_for_no_daemon(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.daemon_pids().is_empty() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.daemon_pids().is_empty()
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for pid in self.daemon_pids() {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}

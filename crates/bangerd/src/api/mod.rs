@@ -1,0 +1,150 @@
+//! The daemon's one route table, its error responses and its OpenAPI document.
+//!
+//! Routes are registered through `utoipa-axum`, so the router and the
+//! OpenAPI document are produced by the same code and cannot drift; the
+//! checked-in `docs/api/openapi.json` is compared against [`openapi`] by a
+//! test. Every failure, including malformed and oversized bodies, unknown
+//! routes and wrong methods, is answered with a JSON [`ApiError`].
+
+mod daemon;
+mod json;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use banger_api::{ApiError, ErrorCode};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use json::ApiJson;
+
+use crate::peer::{OwnerUid, require_owner};
+use crate::state::AppState;
+
+/// Largest accepted request body. Requests are small JSON documents; anything
+/// bigger is a mistake or an attack.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "bangerd API",
+        description = "HTTP+JSON API of the banger daemon, served on a Unix socket owned by the user."
+    ),
+    components(schemas(ApiError, ErrorCode)),
+    tags((name = "daemon", description = "The daemon itself"))
+)]
+struct ApiDoc;
+
+/// The route table, with its OpenAPI description.
+fn route_table() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(daemon::status))
+        .routes(routes!(daemon::stop))
+        .routes(routes!(daemon::check))
+}
+
+/// The OpenAPI document of the API, as served and checked in.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut document) = route_table().split_for_parts();
+    document.info.version = banger_api::VERSION.to_owned();
+    document
+}
+
+/// The OpenAPI document as pretty JSON with a trailing newline.
+pub fn openapi_json() -> String {
+    let mut text = openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|error| format!("{{\"error\": {:?}}}", error.to_string()));
+    text.push('\n');
+    text
+}
+
+/// The complete application: routes, owner check, body limit and JSON
+/// fallbacks. `owner` is the only uid allowed to connect.
+pub fn router(state: AppState, owner: OwnerUid) -> Router {
+    let (routes, _) = route_table().split_for_parts();
+    routes
+        .route(
+            banger_api::paths::OPENAPI,
+            axum::routing::get(|| async { Json(openapi()) }),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(owner, require_owner))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiFailure {
+    ApiFailure::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "no such API route",
+    )
+}
+
+async fn method_not_allowed() -> ApiFailure {
+    ApiFailure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
+}
+
+/// A failed request: an HTTP status and the JSON body explaining it.
+#[derive(Debug)]
+pub struct ApiFailure {
+    status: StatusCode,
+    body: ApiError,
+}
+
+impl ApiFailure {
+    /// A failure with an explicit status and code.
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ApiError {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+
+    /// 403: the peer may not use this daemon.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
+    }
+
+    /// 500 from an error, with its whole cause chain in the message.
+    pub fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %error_chain(error), "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            error_chain(error),
+        )
+    }
+}
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// `error: cause: cause`, each message once.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

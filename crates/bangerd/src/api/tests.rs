@@ -1,0 +1,258 @@
+//! Route handler tests through `Router` + `oneshot`, and the OpenAPI drift check.
+
+use axum::body::Body;
+use axum::extract::connect_info::ConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use banger_api::daemon::{DaemonStatus, IntegrityReport};
+use banger_config::{LoadedConfig, Paths};
+use http_body_util::BodyExt;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use super::*;
+use crate::peer::PeerCredentials;
+use crate::store::Store;
+
+const OWNER: u32 = 4242;
+
+struct Harness {
+    router: Router,
+    shutdown: watch::Receiver<bool>,
+    _temp: tempfile::TempDir,
+}
+
+fn harness() -> Harness {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let paths = Paths {
+        config_dir: temp.path().join("config"),
+        state_dir: temp.path().join("state"),
+        cache_dir: temp.path().join("cache"),
+        runtime_dir: temp.path().join("run"),
+    };
+    let env = |name: &str| (name == "HOME").then(|| "/home/test".to_owned());
+    let config = LoadedConfig::from_parts(&paths, None, &env)
+        .expect("config")
+        .config;
+    let (sender, shutdown) = watch::channel(false);
+    let state = AppState::new(
+        paths,
+        config,
+        Store::open_in_memory().expect("store"),
+        sender,
+    );
+    Harness {
+        router: router(state, OwnerUid(OWNER)),
+        shutdown,
+        _temp: temp,
+    }
+}
+
+fn request(method: &str, uri: &str, uid: Option<u32>, body: Body) -> Request<Body> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .expect("request");
+    if let Some(uid) = uid {
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(PeerCredentials {
+                uid: Some(uid),
+                pid: Some(1),
+            }));
+    }
+    request
+}
+
+async fn send(harness: &Harness, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let response = harness
+        .router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+        panic!(
+            "non-JSON body {:?}: {error}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, json)
+}
+
+#[tokio::test]
+async fn status_reports_the_daemon() {
+    let harness = harness();
+    let (status, body) = send(
+        &harness,
+        request("GET", "/v1/daemon/status", Some(OWNER), Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let reply: DaemonStatus = serde_json::from_value(body).expect("DaemonStatus");
+    assert_eq!(reply.pid, std::process::id());
+    assert_eq!(reply.version, banger_api::VERSION);
+    assert!(
+        reply.socket.ends_with("run/bangerd.sock"),
+        "{}",
+        reply.socket
+    );
+    assert_eq!(reply.dns.listen_addr, "127.0.0.1:42069");
+    assert!(!reply.dns.serving);
+}
+
+#[tokio::test]
+async fn other_users_are_refused_with_json() {
+    let harness = harness();
+    let (status, body) = send(
+        &harness,
+        request("GET", "/v1/daemon/status", Some(1001), Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "forbidden");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("uid 1001"),
+        "{body}"
+    );
+    let (status, _) = send(
+        &harness,
+        request("GET", "/v1/daemon/status", None, Body::empty()),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "unknown peers are refused too"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let harness = harness();
+    let (status, body) = send(
+        &harness,
+        request("GET", "/v1/nope", Some(OWNER), Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["code"], "not_found");
+    let (status, body) = send(
+        &harness,
+        request("DELETE", "/v1/daemon/status", Some(OWNER), Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["code"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn malformed_stop_body_is_refused_and_changes_nothing() {
+    let harness = harness();
+    for body in [
+        "{not json",
+        "{\"reason\": 5}",
+        "{\"unexpected\": true}",
+        "\"stop\"",
+        "",
+    ] {
+        let (status, reply) = send(
+            &harness,
+            request("POST", "/v1/daemon/stop", Some(OWNER), Body::from(body)),
+        )
+        .await;
+        assert!(status.is_client_error(), "{body}: {status}");
+        assert_eq!(reply["code"], "bad_request", "{body}: {reply}");
+        assert!(
+            !*harness.shutdown.borrow(),
+            "{body} must not stop the daemon"
+        );
+    }
+}
+
+#[tokio::test]
+async fn oversized_body_is_refused_and_changes_nothing() {
+    let harness = harness();
+    let huge = format!("{{\"reason\": \"{}\"}}", "x".repeat(MAX_BODY_BYTES + 1));
+    let (status, reply) = send(
+        &harness,
+        request("POST", "/v1/daemon/stop", Some(OWNER), Body::from(huge)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply["code"], "payload_too_large");
+    assert!(!*harness.shutdown.borrow());
+}
+
+#[tokio::test]
+async fn stop_requests_shutdown() {
+    let harness = harness();
+    let (status, reply) = send(
+        &harness,
+        request(
+            "POST",
+            "/v1/daemon/stop",
+            Some(OWNER),
+            Body::from("{\"reason\": \"test\"}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(reply["pid"], std::process::id());
+    assert!(*harness.shutdown.borrow());
+}
+
+#[tokio::test]
+async fn check_reports_a_healthy_database() {
+    let harness = harness();
+    let (status, body) = send(
+        &harness,
+        request("POST", "/v1/daemon/check", Some(OWNER), Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let report: IntegrityReport = serde_json::from_value(body).expect("report");
+    assert!(report.ok);
+    assert_eq!(report.schema_version, crate::store::LATEST_VERSION);
+}
+
+#[tokio::test]
+async fn every_client_path_is_routed() {
+    let harness = harness();
+    for (method, path) in [
+        ("GET", banger_api::paths::DAEMON_STATUS),
+        ("POST", banger_api::paths::DAEMON_CHECK),
+        ("GET", banger_api::paths::OPENAPI),
+    ] {
+        let (status, _) = send(&harness, request(method, path, Some(OWNER), Body::empty())).await;
+        assert_eq!(status, StatusCode::OK, "{method} {path}");
+    }
+}
+
+/// The checked-in document must equal the generated one. Regenerate with
+/// `cargo run -p bangerd -- openapi > docs/api/openapi.json`.
+#[test]
+fn openapi_document_matches_the_checked_in_file() {
+    let checked_in_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api/openapi.json");
+    let generated = openapi_json();
+    if std::env::var_os("BANGER_UPDATE_OPENAPI").is_some() {
+        std::fs::write(checked_in_path, &generated).expect("write openapi.json");
+    }
+    let checked_in =
+        std::fs::read_to_string(checked_in_path).expect("docs/api/openapi.json exists");
+    assert!(
+        checked_in == generated,
+        "docs/api/openapi.json is out of date; run `cargo run -p bangerd -- openapi > docs/api/openapi.json`"
+    );
+}

@@ -1,0 +1,126 @@
+//! The `bangerd` binary: claims the instance lock, binds the socket, opens
+//! the database and serves the API until asked to stop.
+//!
+//! Users rarely start it by hand; `banger` starts it on first use.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use banger_config::{LoadedConfig, Paths};
+use bangerd::listener::{BoundSocket, InstanceLock};
+use bangerd::peer::{OwnerUid, PeerCredentials};
+use bangerd::state::AppState;
+use bangerd::store::Store;
+use clap::{Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+/// The banger daemon. Normally started by `banger` on first use; it serves
+/// the HTTP+JSON API on `$XDG_RUNTIME_DIR/banger/bangerd.sock`.
+#[derive(Debug, Parser)]
+#[command(name = "bangerd", version)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the OpenAPI document of the daemon API and exit.
+    Openapi,
+}
+
+/// How long in-flight requests get to finish once a stop is requested.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(Command::Openapi) = args.command {
+        print!("{}", bangerd::api::openapi_json());
+        return ExitCode::SUCCESS;
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "bangerd failed");
+            eprintln!("bangerd: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    // Everything the daemon creates (database, logs, keys) is owner-only.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let paths = Paths::from_env()?;
+    let loaded = LoadedConfig::load(&paths)?;
+    paths.prepare_state_dir()?;
+    let lock = InstanceLock::acquire(&paths)?;
+    bangerd::logging::init(&paths.log_file(), loaded.config.log_level.as_str())?;
+    let store = Store::open(&paths.database())?;
+    let mut socket = BoundSocket::bind(&paths, &lock)?;
+    let listener = socket
+        .take_listener()
+        .context("socket listener already taken")?;
+    tracing::info!(
+        pid = std::process::id(),
+        version = banger_api::VERSION,
+        socket = %socket.path().display(),
+        database = %store.path().display(),
+        "bangerd started"
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(listener, paths, loaded, store))?;
+    drop(socket);
+    drop(lock);
+    tracing::info!("bangerd stopped");
+    Ok(())
+}
+
+async fn serve(
+    listener: std::os::unix::net::UnixListener,
+    paths: Paths,
+    loaded: LoadedConfig,
+    store: Store,
+) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::UnixListener::from_std(listener).context("cannot register the socket")?;
+    let (shutdown_sender, mut shutdown) = watch::channel(false);
+    let state = AppState::new(paths, loaded.config, store, shutdown_sender.clone());
+    let owner = OwnerUid(rustix::process::getuid().as_raw());
+    let app = bangerd::api::router(state, owner);
+
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+        shutdown_sender.send_replace(true);
+    });
+
+    let mut stop_requested = shutdown.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<PeerCredentials>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    });
+    let drain_deadline = async move {
+        let _ = stop_requested.wait_for(|stop| *stop).await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        result = server => result.context("API server failed")?,
+        () = drain_deadline => tracing::warn!("clients did not disconnect within {DRAIN_TIMEOUT:?}; stopping anyway"),
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! State shared by every request handler.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use banger_config::{Config, Paths};
+use tokio::sync::watch;
+
+use crate::store::Store;
+
+/// The database task was cancelled because the runtime is shutting down.
+#[derive(Debug, thiserror::Error)]
+#[error("the daemon is shutting down; the database task was cancelled")]
+pub struct StoreTaskCancelled;
+
+/// Everything a handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    paths: Paths,
+    config: Config,
+    store: Mutex<Store>,
+    started: Instant,
+    shutdown: watch::Sender<bool>,
+}
+
+impl AppState {
+    /// Bundles the daemon's state. `shutdown` is flipped to `true` to stop the server.
+    pub fn new(paths: Paths, config: Config, store: Store, shutdown: watch::Sender<bool>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                paths,
+                config,
+                store: Mutex::new(store),
+                started: Instant::now(),
+                shutdown,
+            }),
+        }
+    }
+
+    /// Resolved directories.
+    pub fn paths(&self) -> &Paths {
+        &self.inner.paths
+    }
+
+    /// Effective configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// When the daemon started serving.
+    pub fn started(&self) -> Instant {
+        self.inner.started
+    }
+
+    /// Runs `work` with exclusive access to the store on a blocking thread,
+    /// so SQLite's fsyncs never stall the async runtime.
+    pub async fn with_store<T, F>(&self, work: F) -> Result<T, StoreTaskCancelled>
+    where
+        F: FnOnce(&mut Store) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let state = self.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            // A poisoned lock means a previous query panicked mid-way; the
+            // connection itself is still consistent (SQLite rolled back), so
+            // carry on with it rather than wedging the daemon.
+            let mut store = state
+                .inner
+                .store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            work(&mut store)
+        });
+        match task.await {
+            Ok(value) => Ok(value),
+            Err(join_error) if join_error.is_panic() => {
+                std::panic::resume_unwind(join_error.into_panic())
+            }
+            Err(_) => Err(StoreTaskCancelled),
+        }
+    }
+
+    /// Asks the server to shut down gracefully.
+    pub fn request_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+}

@@ -1,0 +1,89 @@
+//! Versioned schema migrations.
+//!
+//! `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`. Each step
+//! runs in its own transaction together with the `user_version` bump, so a
+//! crash mid-migration leaves the previous version intact. Steps are never
+//! edited once released; new changes are new steps.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: bookkeeping and the VM table's core. Later steps add columns.
+    "CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE vms (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        state      TEXT NOT NULL CHECK (state IN ('created', 'starting', 'running', 'stopping', 'stopped', 'error')),
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT;",
+];
+
+/// The schema version this build writes.
+pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Reads `PRAGMA user_version`.
+pub(super) fn user_version(connection: &Connection) -> rusqlite::Result<u32> {
+    connection.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// Brings the database up to [`LATEST_VERSION`], or refuses a newer one.
+pub(super) fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let query_error = |source| StoreError::Query {
+        path: path.to_owned(),
+        what: "read schema version",
+        source,
+    };
+    let found = user_version(connection).map_err(query_error)?;
+    if found > LATEST_VERSION {
+        let written_by = connection
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'last_writer_version'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap_or_else(|_| "unknown".to_owned());
+        return Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found,
+            supported: LATEST_VERSION,
+            written_by,
+            ours: banger_api::VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let from = index as u32;
+        let to = from + 1;
+        let migrate_error = |source| StoreError::Migrate {
+            path: path.to_owned(),
+            from,
+            to,
+            source,
+        };
+        let transaction = connection.transaction().map_err(migrate_error)?;
+        transaction.execute_batch(sql).map_err(migrate_error)?;
+        transaction
+            .pragma_update(None, "user_version", to)
+            .map_err(migrate_error)?;
+        transaction.commit().map_err(migrate_error)?;
+    }
+    connection
+        .execute(
+            "INSERT INTO meta (key, value) VALUES ('last_writer_version', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [banger_api::VERSION],
+        )
+        .map_err(|source| StoreError::Query {
+            path: path.to_owned(),
+            what: "record writer version",
+            source,
+        })?;
+    Ok(())
+}
