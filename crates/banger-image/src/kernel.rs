@@ -180,7 +180,13 @@ pub fn fetch_debian_kernel(cache_dir: &Path, package: &str) -> Result<Kernel, Ke
         )?;
         let kernel = load_unpacked(&tree, &concrete)?;
         modules::ensure_modules_dep(&kernel.modules_dir, &kernel.version)?;
-        fs_err::rename(&tree, &dest).map_err(io_err(&dest))?;
+        if let Err(e) = fs_err::rename(&tree, &dest) {
+            // Another process may have finished the same fetch first; its
+            // complete tree is as good as ours.
+            if !dest.is_dir() {
+                return Err(io_err(&dest)(e));
+            }
+        }
         load_unpacked(&dest, &concrete)
     })();
     // Best effort: the scratch dir only holds the .deb (and the tree on failure).
