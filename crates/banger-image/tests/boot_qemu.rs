@@ -231,3 +231,67 @@ fn boots_busybox_image_through_banger_initramfs() {
     );
     assert_eq!(debugfs_cat(&work, "/from-guest"), "work-from-guest\n");
 }
+
+#[test]
+fn missing_disk_prints_reason_and_powers_off() {
+    for tool in ["qemu-system-x86_64", "mkfs.ext4"] {
+        if !common::have(tool) {
+            eprintln!("skipping: {tool} not installed");
+            return;
+        }
+    }
+    let Some(kernel) = common::debian_kernel() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let initramfs = d.join("initramfs.img");
+    build_initramfs(
+        Path::new(DEFAULT_BUSYBOX),
+        &kernel.modules_dir,
+        &kernel.version,
+        &initramfs,
+    )
+    .unwrap();
+    let rootfs = d.join("rootfs");
+    common::busybox_rootfs(&rootfs, "#!/bin/sh\necho SHOULD-NOT-RUN\n");
+    let base = d.join("base.ext4");
+    mkfs_ext4(
+        &base,
+        32 << 20,
+        &Ext4Options {
+            populate_from: Some(&rootfs),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let initrd = d.join("vm.initrd");
+    let config = GuestConfig {
+        hostname: "lonely".into(),
+        ..GuestConfig::default()
+    };
+    write_vm_initrd(&initramfs, &config, &initrd).unwrap();
+    // Only vda is attached: /init must report the missing upper disk and power off.
+    let run = run_qemu(
+        &kernel.vmlinuz,
+        &initrd,
+        "console=ttyS0 panic=-1 loglevel=4 banger.wait=2",
+        &[Disk {
+            path: &base,
+            read_only: true,
+        }],
+        "02:fc:ac:1e:00:08",
+        &d.join("console.log"),
+        Duration::from_secs(120),
+    );
+    let c = &run.console;
+    assert!(!run.timed_out, "VM did not power off:\n{c}");
+    assert!(
+        c.contains("banger-init: FATAL: overlay upper disk /dev/vdb did not appear within 2s"),
+        "console:\n{c}"
+    );
+    assert!(c.contains("banger-init: powering off"), "console:\n{c}");
+    assert!(!c.contains("Kernel panic"), "console:\n{c}");
+    assert!(!c.contains("SHOULD-NOT-RUN"));
+    eprintln!("failure path powered off after {:?}", run.elapsed);
+}
