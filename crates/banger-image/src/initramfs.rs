@@ -142,7 +142,13 @@ pub fn write_initramfs<W: Write>(
     kernel_version: &str,
     modules: &[&str],
 ) -> Result<(W, Vec<String>), InitramfsError> {
-    let index = ModuleIndex::load(modules_dir)?;
+    // Kernels with everything built in (e.g. Firecracker CI kernels) have no
+    // modules tree at all; an empty list must not require one.
+    let index = if modules.is_empty() {
+        ModuleIndex::default()
+    } else {
+        ModuleIndex::load(modules_dir)?
+    };
     let order = index.resolve(modules)?;
     let cpio_err = |source| InitramfsError::Cpio {
         path: modules_dir.to_owned(),
@@ -232,11 +238,24 @@ pub fn write_initramfs<W: Write>(
 }
 
 /// Builds the gzip-compressed initramfs at `out` (written to a temporary file
-/// and renamed into place) using the static busybox at `busybox`.
+/// and renamed into place) using the static busybox at `busybox`, with the
+/// [`BOOT_MODULES`] of the kernel whose modules tree is `modules_dir`.
 pub fn build_initramfs(
     busybox: &Path,
     modules_dir: &Path,
     kernel_version: &str,
+    out: &Path,
+) -> Result<InitramfsInfo, InitramfsError> {
+    build_initramfs_with_modules(busybox, modules_dir, kernel_version, BOOT_MODULES, out)
+}
+
+/// Like [`build_initramfs`] with an explicit module list; pass `&[]` for a
+/// kernel with everything built in (then `modules_dir` is not read).
+pub fn build_initramfs_with_modules(
+    busybox: &Path,
+    modules_dir: &Path,
+    kernel_version: &str,
+    modules: &[&str],
     out: &Path,
 ) -> Result<InitramfsInfo, InitramfsError> {
     let busybox_bytes = read_static_busybox(busybox)?;
@@ -329,6 +348,25 @@ mod tests {
             pos("lib") < pos("lib/modules")
                 && pos("lib/modules/9.9.9/kernel/a") < pos("lib/modules/9.9.9/kernel/a/virtio.ko")
         );
+    }
+
+    #[test]
+    fn empty_module_list_needs_no_modules_tree() {
+        let (out, order) = write_initramfs(
+            Vec::new(),
+            b"BB",
+            Path::new("/nonexistent"),
+            "5.10.204",
+            &[],
+        )
+        .unwrap();
+        assert!(order.is_empty());
+        let entries = parse(&out);
+        let modules = entries
+            .iter()
+            .find(|e| e.name == "etc/banger/modules")
+            .unwrap();
+        assert!(modules.data.is_empty());
     }
 
     #[test]
