@@ -7,6 +7,7 @@
 //! instance lock is the second guarantee.
 
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -153,6 +154,7 @@ fn take_spawn_lock(path: &Path) -> Result<std::fs::File, StartError> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(path)
         .map_err(lock_error)?;
     rustix::fs::flock(&file, FlockOperation::LockExclusive)
@@ -168,6 +170,7 @@ fn spawn_daemon(paths: &Paths, binary: &Path) -> Result<std::process::Child, Sta
         .create(true)
         .write(true)
         .truncate(true)
+        .mode(0o600)
         .open(&output_path)
         .map_err(|source| StartError::OutputFile {
             path: output_path.clone(),

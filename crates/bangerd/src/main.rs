@@ -37,8 +37,19 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::Openapi) = args.command {
-        print!("{}", bangerd::api::openapi_json());
-        return ExitCode::SUCCESS;
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        return match stdout
+            .write_all(bangerd::api::openapi_json().as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("bangerd: error: cannot write the OpenAPI document: {error}");
+                ExitCode::FAILURE
+            }
+        };
     }
     match run() {
         Ok(()) => ExitCode::SUCCESS,

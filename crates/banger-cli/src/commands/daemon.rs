@@ -1,0 +1,139 @@
+//! `banger daemon status|start|stop|socket|check`.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use banger_client::DaemonClient;
+use banger_config::Paths;
+
+use crate::args::DaemonCommand;
+use crate::output;
+
+/// How long `daemon stop` waits for the daemon to exit.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub async fn run(command: DaemonCommand) -> anyhow::Result<ExitCode> {
+    let paths = Paths::from_env()?;
+    match command {
+        DaemonCommand::Socket => {
+            output::line(&paths.socket().display().to_string())?;
+        }
+        DaemonCommand::Start => {
+            let client = super::connect(&paths).await?;
+            let status = client.status().await?;
+            eprintln!("bangerd is running (pid {})", status.pid);
+        }
+        DaemonCommand::Status(flags) => {
+            let client = super::connect(&paths).await?;
+            let status = client.status().await?;
+            if flags.json {
+                output::json(&status)?;
+            } else {
+                let listener = |listener: &banger_api::daemon::ListenerStatus| {
+                    format!(
+                        "{}{}",
+                        listener.listen_addr,
+                        if listener.serving {
+                            ""
+                        } else {
+                            " (not served yet)"
+                        }
+                    )
+                };
+                let rows = vec![
+                    vec!["pid".to_owned(), status.pid.to_string()],
+                    vec!["version".to_owned(), status.version.clone()],
+                    vec!["socket".to_owned(), status.socket.clone()],
+                    vec!["log file".to_owned(), status.log_file.clone()],
+                    vec!["state dir".to_owned(), status.state_dir.clone()],
+                    vec!["database".to_owned(), status.database.clone()],
+                    vec!["dns".to_owned(), listener(&status.dns)],
+                    vec!["web".to_owned(), listener(&status.web)],
+                    vec!["uptime".to_owned(), format_uptime(status.uptime_secs)],
+                ];
+                output::line(&output::sanitize(&output::table(&rows)))?;
+            }
+        }
+        DaemonCommand::Stop => stop(&paths).await?,
+        DaemonCommand::Check(flags) => {
+            let client = super::connect(&paths).await?;
+            let report = client.check().await?;
+            if flags.json {
+                output::json(&report)?;
+            } else if report.ok {
+                output::line(&format!(
+                    "ok: {} (schema version {})",
+                    report.database, report.schema_version
+                ))?;
+            } else {
+                for problem in &report.problems {
+                    output::line(&output::sanitize(problem))?;
+                }
+            }
+            if !report.ok {
+                eprintln!(
+                    "error: the database {} failed its integrity check",
+                    report.database
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stop(paths: &Paths) -> anyhow::Result<()> {
+    let client = DaemonClient::new(paths.socket());
+    let reply = match client.stop(Some("banger daemon stop".to_owned())).await {
+        Ok(reply) => reply,
+        Err(error) if error.is_not_running() => {
+            eprintln!("bangerd is not running");
+            return Ok(());
+        }
+        Err(error) => return Err(error).context("cannot ask bangerd to stop"),
+    };
+    let started = Instant::now();
+    while started.elapsed() < STOP_TIMEOUT {
+        let socket_gone = !paths.socket().exists();
+        let process_gone = !std::path::Path::new(&format!("/proc/{}", reply.pid)).exists();
+        if socket_gone && process_gone {
+            eprintln!("bangerd (pid {}) stopped", reply.pid);
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!(
+        "bangerd (pid {}) did not exit within {STOP_TIMEOUT:?}; see {}",
+        reply.pid,
+        paths.log_file().display()
+    )
+}
+
+fn format_uptime(seconds: u64) -> String {
+    let (days, hours, minutes, seconds) = (
+        seconds / 86400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, _) => format!("{minutes}m {seconds}s"),
+        (0, _, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptime_is_human() {
+        assert_eq!(format_uptime(5), "5s");
+        assert_eq!(format_uptime(65), "1m 5s");
+        assert_eq!(format_uptime(3700), "1h 1m");
+        assert_eq!(format_uptime(90000), "1d 1h");
+    }
+}

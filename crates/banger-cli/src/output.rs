@@ -1,0 +1,83 @@
+//! Everything the CLI writes to stdout goes through here: stdout carries
+//! data only (tables, JSON, paths); messages and progress go to stderr.
+#![allow(clippy::print_stdout)]
+
+use std::io::Write;
+
+/// Writes `text` (plus a newline) to stdout.
+pub fn line(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    stdout.flush()
+}
+
+/// Writes `value` as pretty JSON to stdout.
+pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    line(&text)?;
+    Ok(())
+}
+
+/// Formats rows as left-aligned columns separated by two spaces.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|column| {
+            rows.iter()
+                .filter_map(|row| row.get(column))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let mut text = String::new();
+            for (column, cell) in row.iter().enumerate() {
+                if column + 1 == row.len() {
+                    text.push_str(cell);
+                } else {
+                    text.push_str(&format!("{cell:<width$}  ", width = widths[column]));
+                }
+            }
+            text.trim_end().to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Replaces control characters so text from outside (a daemon reply, a
+/// guest) can never drive the user's terminal.
+pub fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let rows = vec![
+            vec!["KEY".to_owned(), "VALUE".to_owned()],
+            vec!["long_key".to_owned(), "v".to_owned()],
+        ];
+        assert_eq!(table(&rows), "KEY       VALUE\nlong_key  v");
+    }
+
+    #[test]
+    fn sanitize_removes_escape_sequences() {
+        assert_eq!(
+            sanitize("ok\u{1b}[31mred\u{7}"),
+            "ok\u{fffd}[31mred\u{fffd}"
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! Doctor checks about the kernel and the filesystem: TUN, nftables,
+//! network privileges, free disk space and writable directories.
+
+use std::path::Path;
+
+use banger_config::Paths;
+
+use super::Check;
+use crate::tools::{find_program, version_line};
+
+/// Free space below which doctor fails: a base image alone is ~1 GiB.
+const FAIL_BELOW_BYTES: u64 = 2 << 30;
+/// Free space below which doctor warns.
+const WARN_BELOW_BYTES: u64 = 10 << 30;
+/// `CAP_NET_ADMIN`'s bit in the capability sets.
+const CAP_NET_ADMIN: u32 = 12;
+
+pub(super) fn tun_check() -> Check {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+    {
+        Ok(_) => Check::pass("tun", "/dev/net/tun opens read-write"),
+        Err(error) => Check::fail(
+            "tun",
+            format!("cannot open /dev/net/tun: {error}"),
+            "sudo modprobe tun (and make sure /dev/net/tun exists)",
+        ),
+    }
+}
+
+pub(super) fn nftables_check() -> Check {
+    match find_program(Path::new("nft")) {
+        Some(path) => {
+            let version =
+                version_line(&path, &["--version"]).unwrap_or_else(|| "version unknown".into());
+            Check::pass("nftables", format!("{} ({version})", path.display()))
+        }
+        None => Check::warn(
+            "nftables",
+            "nft not found; NAT for guests (vm --nat) will be unavailable",
+            "sudo apt-get install nftables",
+        ),
+    }
+}
+
+/// Whether the effective capability set holds `CAP_NET_ADMIN`.
+fn has_net_admin() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("CapEff:"))?;
+            u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
+        })
+        .is_some_and(|capabilities| capabilities & (1 << CAP_NET_ADMIN) != 0)
+}
+
+pub(super) fn bridge_permission_check() -> Check {
+    if has_net_admin() {
+        Check::pass(
+            "bridge-permissions",
+            "CAP_NET_ADMIN held: banger can create its bridge and TAP devices",
+        )
+    } else {
+        Check::warn(
+            "bridge-permissions",
+            "no CAP_NET_ADMIN: creating the bridge and TAP devices needs root",
+            "run bangerd as root for now (sudo), until the bangerd-root helper lands",
+        )
+    }
+}
+
+/// The nearest existing ancestor of `path` (statvfs needs an existing path).
+fn existing_ancestor(path: &Path) -> &Path {
+    let mut current = path;
+    while !current.exists() {
+        match current.parent() {
+            Some(parent) => current = parent,
+            None => break,
+        }
+    }
+    current
+}
+
+pub(super) fn disk_space_check(state_dir: &Path) -> Check {
+    let probe_path = existing_ancestor(state_dir);
+    match rustix::fs::statvfs(probe_path) {
+        Ok(stat) => {
+            let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+            let gib = free as f64 / f64::from(1u32 << 30);
+            let detail = format!("{gib:.1} GiB free for {}", state_dir.display());
+            if free < FAIL_BELOW_BYTES {
+                Check::fail(
+                    "disk-space",
+                    detail,
+                    "free at least 2 GiB (10 GiB recommended) or set BANGER_STATE_DIR elsewhere",
+                )
+            } else if free < WARN_BELOW_BYTES {
+                Check::warn(
+                    "disk-space",
+                    detail,
+                    "free up space: images and VM disks need 10 GiB or more",
+                )
+            } else {
+                Check::pass("disk-space", detail)
+            }
+        }
+        Err(error) => Check::fail(
+            "disk-space",
+            format!(
+                "cannot stat the filesystem of {}: {error}",
+                probe_path.display()
+            ),
+            "make sure the state directory's filesystem is mounted and readable",
+        ),
+    }
+}
+
+/// Creates each directory if needed and writes and removes a probe file.
+pub(super) fn xdg_dir_checks(paths: &Paths) -> Vec<Check> {
+    [
+        (
+            "config-dir",
+            &paths.config_dir,
+            "BANGER_CONFIG_DIR or XDG_CONFIG_HOME",
+        ),
+        (
+            "state-dir",
+            &paths.state_dir,
+            "BANGER_STATE_DIR or XDG_STATE_HOME",
+        ),
+        (
+            "cache-dir",
+            &paths.cache_dir,
+            "BANGER_CACHE_DIR or XDG_CACHE_HOME",
+        ),
+        (
+            "runtime-dir",
+            &paths.runtime_dir,
+            "BANGER_RUNTIME_DIR or XDG_RUNTIME_DIR",
+        ),
+    ]
+    .into_iter()
+    .map(|(name, dir, variables)| match probe_writable(dir) {
+        Ok(()) => Check::pass(name, format!("{} is writable", dir.display())),
+        Err(error) => Check::fail(
+            name,
+            format!("{} is not writable: {error}", dir.display()),
+            format!("fix its ownership/permissions or point {variables} at a writable directory"),
+        ),
+    })
+    .collect()
+}
+
+fn probe_writable(dir: &Path) -> Result<(), String> {
+    banger_config::paths::ensure_private_dir(dir).map_err(|error| {
+        let mut text = error.to_string();
+        if let Some(source) = std::error::Error::source(&error) {
+            text.push_str(&format!(": {source}"));
+        }
+        text
+    })?;
+    let probe = dir.join(format!(".doctor-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"probe").map_err(|error| error.to_string())?;
+    std::fs::remove_file(&probe).map_err(|error| error.to_string())
+}

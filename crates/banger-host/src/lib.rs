@@ -1,0 +1,13 @@
+//! Host-side facts and resources banger depends on.
+//!
+//! [`kvm`] finds out whether this host's KVM can really run guests (by
+//! running one instruction in a tiny VM, and by recognising nested
+//! paravirtualised KVM that cannot run stock kernels), [`tools`] locates
+//! external programs and their versions, [`vmm_choice`] turns `vmm = auto`
+//! into a backend with a reason, and [`doctor`] assembles all of it into the
+//! pass/warn/fail report of `banger doctor`.
+
+pub mod doctor;
+pub mod kvm;
+pub mod tools;
+pub mod vmm_choice;
