@@ -269,13 +269,7 @@ pub fn build_initramfs_with_modules(
         std::io::BufWriter::new(file),
         flate2::Compression::default(),
     );
-    let (gz, modules) = write_initramfs(
-        gz,
-        &busybox_bytes,
-        modules_dir,
-        kernel_version,
-        BOOT_MODULES,
-    )?;
+    let (gz, loaded) = write_initramfs(gz, &busybox_bytes, modules_dir, kernel_version, modules)?;
     let mut buf = gz.finish().map_err(io(&tmp))?;
     buf.flush().map_err(io(&tmp))?;
     drop(buf);
@@ -283,7 +277,7 @@ pub fn build_initramfs_with_modules(
     let size = fs_err::metadata(out).map_err(io(out))?.len();
     Ok(InitramfsInfo {
         kernel_version: kernel_version.to_owned(),
-        modules,
+        modules: loaded,
         size,
     })
 }
