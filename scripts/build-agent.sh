@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds banger-vsock-agent as a static x86_64 binary and prints its path.
+# --target keeps +crt-static away from build scripts and proc macros.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile="${1:-release}"
+flags=(--target x86_64-unknown-linux-gnu -p banger-agent)
+[ "$profile" = release ] && flags+=(--release)
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet "${flags[@]}"
+echo "${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-gnu/$profile/banger-vsock-agent"
