@@ -85,7 +85,8 @@ pub fn decode<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> Result<T, FrameError> 
     if frame.len() > MAX_FRAME_BYTES {
         return Err(FrameError::TooLarge { len: frame.len() });
     }
-    serde_json::from_slice(frame.strip_suffix(b"\n").unwrap_or(frame)).map_err(FrameError::Malformed)
+    serde_json::from_slice(frame.strip_suffix(b"\n").unwrap_or(frame))
+        .map_err(FrameError::Malformed)
 }
 
 #[cfg(test)]
@@ -94,17 +95,32 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let envelope = Envelope { version: PROTOCOL_VERSION, request: Request::Health };
+        let envelope = Envelope {
+            version: PROTOCOL_VERSION,
+            request: Request::Health,
+        };
         let bytes = encode(&envelope).expect("encode");
-        assert_eq!(bytes, b"{\"version\":1,\"request\":{\"type\":\"health\"}}\n");
+        assert_eq!(
+            bytes,
+            b"{\"version\":1,\"request\":{\"type\":\"health\"}}\n"
+        );
         assert_eq!(decode::<Envelope>(&bytes).expect("decode"), envelope);
     }
 
     #[test]
     fn oversized_and_malformed_frames_are_refused() {
         let big = vec![b' '; MAX_FRAME_BYTES + 1];
-        assert!(matches!(decode::<Response>(&big), Err(FrameError::TooLarge { .. })));
-        assert!(matches!(decode::<Response>(b"{\"type\":\"health\"}"), Err(FrameError::Malformed(_))));
-        assert!(matches!(decode::<Response>(b"not json"), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            decode::<Response>(&big),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode::<Response>(b"{\"type\":\"health\"}"),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<Response>(b"not json"),
+            Err(FrameError::Malformed(_))
+        ));
     }
 }

@@ -11,7 +11,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use banger_agent_proto::{AGENT_PORT, Envelope, MAX_FRAME_BYTES, PROTOCOL_VERSION, Request, Response};
+use banger_agent_proto::{
+    AGENT_PORT, Envelope, MAX_FRAME_BYTES, PROTOCOL_VERSION, Request, Response,
+};
 use vsock::{VMADDR_CID_ANY, VsockAddr, VsockListener, VsockStream};
 
 /// A connection that sends nothing for this long is dropped.
@@ -27,7 +29,10 @@ fn main() -> ExitCode {
                 Err(_) => return usage(&format!("--port needs a number, got {value:?}")),
             },
             ("--version", _) => {
-                eprintln!("banger-vsock-agent {} (protocol {PROTOCOL_VERSION})", env!("CARGO_PKG_VERSION"));
+                eprintln!(
+                    "banger-vsock-agent {} (protocol {PROTOCOL_VERSION})",
+                    env!("CARGO_PKG_VERSION")
+                );
                 return ExitCode::SUCCESS;
             }
             _ => return usage(&format!("unknown argument {arg:?}")),
@@ -44,7 +49,9 @@ fn main() -> ExitCode {
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
-                let _ = std::thread::Builder::new().name("connection".into()).spawn(move || serve(stream));
+                let _ = std::thread::Builder::new()
+                    .name("connection".into())
+                    .spawn(move || serve(stream));
             }
             Err(error) => eprintln!("banger-vsock-agent: accept failed: {error}"),
         }
@@ -67,15 +74,24 @@ fn serve(stream: VsockStream) {
     let limit = u64::try_from(MAX_FRAME_BYTES).unwrap_or(u64::MAX);
     let mut reader = BufReader::new(stream).take(limit);
     let response = match reader.read_until(b'\n', &mut line) {
-        Ok(_) if !line.ends_with(b"\n") => Response::Error { message: "request too large or incomplete".into() },
+        Ok(_) if !line.ends_with(b"\n") => Response::Error {
+            message: "request too large or incomplete".into(),
+        },
         Ok(_) => match banger_agent_proto::decode::<Envelope>(&line) {
             Ok(envelope) if envelope.version > PROTOCOL_VERSION => Response::Error {
-                message: format!("protocol version {} is newer than this agent's {PROTOCOL_VERSION}", envelope.version),
+                message: format!(
+                    "protocol version {} is newer than this agent's {PROTOCOL_VERSION}",
+                    envelope.version
+                ),
             },
             Ok(envelope) => handle(envelope.request),
-            Err(error) => Response::Error { message: error.to_string() },
+            Err(error) => Response::Error {
+                message: error.to_string(),
+            },
         },
-        Err(error) => Response::Error { message: format!("cannot read request: {error}") },
+        Err(error) => Response::Error {
+            message: format!("cannot read request: {error}"),
+        },
     };
     if let Ok(bytes) = banger_agent_proto::encode(&response) {
         let _ = writer.write_all(&bytes);
@@ -95,6 +111,10 @@ fn handle(request: Request) -> Response {
 fn uptime_secs() -> u64 {
     std::fs::read_to_string("/proc/uptime")
         .ok()
-        .and_then(|text| text.split('.').next().and_then(|seconds| seconds.parse().ok()))
+        .and_then(|text| {
+            text.split('.')
+                .next()
+                .and_then(|seconds| seconds.parse().ok())
+        })
         .unwrap_or(0)
 }
