@@ -9,6 +9,7 @@
 //! `switch_root`s into the image's own init. See `docs/boot-chain.md`.
 //!
 //! Modules:
+//! - [`artifacts`]: per-kernel initramfs/modules disk/vmlinux, cached (start here).
 //! - [`kernel`]: download and unpack Debian's cloud kernel into the cache.
 //! - [`vmlinux`]: bzImage -> ELF vmlinux (for Firecracker).
 //! - [`modules`]: module dependency resolution and decompression.
@@ -21,6 +22,7 @@
 // Tests may unwrap: a panic with the value is the clearest failure report.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod artifacts;
 pub mod catalog;
 pub mod cpio;
 mod elf;

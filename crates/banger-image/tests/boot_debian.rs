@@ -23,7 +23,8 @@ use banger_image::modules_disk::{Ext4Options, build_modules_disk, mkfs_ext4};
 use common::{Disk, marker, run_qemu};
 
 /// Bump when the image recipe below changes, so the cache is rebuilt.
-const IMAGE_NAME: &str = "debian-bookworm-minbase-banger-test-v1.ext4";
+const IMAGE_NAME: &str = "debian-bookworm-minbase-banger-test-v2.ext4";
+const IMAGE_PREFIX: &str = "debian-bookworm-minbase-banger-test-";
 const MIRROR: &str = "http://deb.debian.org/debian";
 
 const REPORT: &str = r#"#!/bin/sh
@@ -33,6 +34,11 @@ echo "MARK-DEB-WORK:$(cat /root/work.txt)"
 echo "MARK-DEB-IP:$(ip -4 -o addr show dev eth0 | tr -s ' ' | cut -d' ' -f4)"
 echo "MARK-DEB-SSH:$(systemctl is-active ssh)"
 echo "MARK-DEB-HOSTKEY:$(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2)"
+# Log in over SSH to the guest itself with the key pair the test put on the
+# work disk, checking sshd accepts the installed authorized_keys (StrictModes)
+# and presents the installed host key.
+echo "MARK-DEB-SSHLOGIN:$(ssh -i /root/client_key -o BatchMode=yes -o StrictHostKeyChecking=yes \
+    -o UserKnownHostsFile=/root/known_hosts root@127.0.0.1 'echo logged-in-as-$(id -un)' 2>&1)"
 echo "MARK-DEB-MODPROBE:$(modprobe nf_tables && grep -c '^nf_tables ' /proc/modules)"
 echo "MARK-DEB-STATE:$(systemctl is-system-running)"
 echo "MARK-DEB-DONE"
@@ -72,6 +78,14 @@ fn debian_image() -> Option<PathBuf> {
         return None;
     }
     fs_err::create_dir_all(&dir).unwrap();
+    // Drop images built from older recipes.
+    for entry in fs_err::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with(IMAGE_PREFIX) && name != IMAGE_NAME {
+            let _ = fs_err::remove_file(&path);
+        }
+    }
     let scratch = tempfile::tempdir_in(&dir).unwrap();
     let tree = scratch.path().join("tree");
     let start = Instant::now();
@@ -176,6 +190,21 @@ fn boots_debian_image_with_systemd_and_sshd() {
     let work_tree = d.join("work");
     fs_err::create_dir_all(&work_tree).unwrap();
     fs_err::write(work_tree.join("work.txt"), "debian-work\n").unwrap();
+    let (key, fingerprint) = host_key(d);
+    fs_err::write(
+        work_tree.join("known_hosts"),
+        format!("127.0.0.1 {}", key.public_key),
+    )
+    .unwrap();
+    let client_key = work_tree.join("client_key");
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test@host", "-f"])
+        .arg(&client_key)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ssh-keygen failed");
+    let client_pub = fs_err::read_to_string(client_key.with_extension("pub")).unwrap();
     let work = d.join("work.ext4");
     mkfs_ext4(
         &work,
@@ -188,7 +217,6 @@ fn boots_debian_image_with_systemd_and_sshd() {
     )
     .unwrap();
 
-    let (key, fingerprint) = host_key(d);
     let mac = "02:fc:ac:1e:00:09";
     let config = GuestConfig {
         hostname: "deb-vm".into(),
@@ -201,7 +229,7 @@ fn boots_debian_image_with_systemd_and_sshd() {
             iface: None,
             mtu: None,
         }),
-        authorized_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest test@host".into()],
+        authorized_keys: vec![client_pub.trim().to_owned()],
         ssh_host_keys: vec![key],
         agent: None,
     };
@@ -250,5 +278,6 @@ fn boots_debian_image_with_systemd_and_sshd() {
     assert_eq!(marker(c, "MARK-DEB-IP:"), Some("172.30.0.9/24"));
     assert_eq!(marker(c, "MARK-DEB-SSH:"), Some("active"));
     assert_eq!(marker(c, "MARK-DEB-HOSTKEY:"), Some(fingerprint.as_str()));
+    assert_eq!(marker(c, "MARK-DEB-SSHLOGIN:"), Some("logged-in-as-root"));
     assert_eq!(marker(c, "MARK-DEB-MODPROBE:"), Some("1"));
 }

@@ -30,6 +30,7 @@ echo "MARK-ROOTFS:$(grep ' / ' /proc/mounts | cut -d' ' -f1,3)"
 echo "MARK-ROOTMNT:$(grep ' /root ' /proc/mounts | cut -d' ' -f1)"
 echo "MARK-MODMNT:$(grep " /lib/modules/$KVER " /proc/mounts | cut -d' ' -f1,4 | cut -d, -f1)"
 [ -f "/lib/modules/$KVER/modules.dep" ] && echo "MARK-MODDEP:present"
+echo "MARK-PREVIOUS:$(cat /written-by-guest 2>/dev/null || echo none)"
 echo guest-wrote-this > /written-by-guest && echo "MARK-ROOTWRITE:ok"
 echo work-from-guest > /root/from-guest && echo "MARK-WORKWRITE:ok"
 echo "MARK-AUTHKEYS:$(stat -c %a:%u /root/.ssh/authorized_keys) $(head -c 11 /root/.ssh/authorized_keys)"
@@ -216,6 +217,7 @@ fn boots_busybox_image_through_banger_initramfs() {
     assert_eq!(marker(c, "MARK-IP:"), Some("172.30.0.7/24"));
     assert_eq!(marker(c, "MARK-ROUTE:"), Some("default via 172.30.0.1"));
     assert_eq!(marker(c, "MARK-DNS:"), Some("nameserver 172.30.0.1"));
+    assert_eq!(marker(c, "MARK-PREVIOUS:"), Some("none"));
 
     // The base image was attached read-only and must be byte-identical; the
     // guest's writes landed in the upper layer and on the work disk.
@@ -230,6 +232,51 @@ fn boots_busybox_image_through_banger_initramfs() {
         "banger-test-vm\n"
     );
     assert_eq!(debugfs_cat(&work, "/from-guest"), "work-from-guest\n");
+
+    // Second boot of the same VM with a renamed hostname: the upper layer
+    // persisted (reused overlay workdir included) and the config is re-applied.
+    let renamed = GuestConfig {
+        hostname: "banger-test-vm2".into(),
+        ..config
+    };
+    write_vm_initrd(&initramfs, &renamed, &initrd).unwrap();
+    let run = run_qemu(
+        &kernel.vmlinuz,
+        &initrd,
+        "console=ttyS0 panic=-1 loglevel=4",
+        &[
+            Disk {
+                path: &base,
+                read_only: true,
+            },
+            Disk {
+                path: &upper,
+                read_only: false,
+            },
+            Disk {
+                path: &work,
+                read_only: false,
+            },
+            Disk {
+                path: &modules_img,
+                read_only: true,
+            },
+        ],
+        mac,
+        &d.join("console2.log"),
+        Duration::from_secs(120),
+    );
+    eprintln!("second boot took {:?}", run.elapsed);
+    let c = &run.console;
+    assert!(
+        !run.timed_out && c.contains("MARK-DONE"),
+        "second boot failed:\n{c}"
+    );
+    assert_eq!(marker(c, "MARK-PREVIOUS:"), Some("guest-wrote-this"), "{c}");
+    assert_eq!(marker(c, "MARK-HOSTNAME:"), Some("banger-test-vm2"));
+    assert_eq!(marker(c, "MARK-ETC-HOSTNAME:"), Some("banger-test-vm2"));
+    assert_eq!(marker(c, "MARK-WORK:"), Some("persistent-work-42"));
+    assert_eq!(fingerprint(&base), base_before, "base image was modified");
 }
 
 #[test]

@@ -110,3 +110,36 @@ fn modinfo_scan_agrees_with_modules_dep() {
         assert_eq!(closure(&from_dep), closure(&scanned), "{name}");
     }
 }
+
+#[test]
+fn prepares_and_reuses_boot_artifacts() {
+    let Some(kernel) = common::debian_kernel() else {
+        return;
+    };
+    let busybox = std::path::Path::new(banger_image::initramfs::DEFAULT_BUSYBOX);
+    if !busybox.exists() || !common::have("mkfs.ext4") {
+        eprintln!("skipping: busybox-static or e2fsprogs missing");
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let start = std::time::Instant::now();
+    let a = banger_image::artifacts::prepare_boot_artifacts(cache.path(), &kernel, busybox, true)
+        .unwrap();
+    let first = start.elapsed();
+    assert!(
+        a.initramfs
+            .starts_with(cache.path().join("boot").join(&kernel.version))
+    );
+    assert_eq!(
+        &fs_err::read(a.vmlinux.as_ref().unwrap()).unwrap()[..4],
+        b"\x7fELF"
+    );
+    assert!(a.modules_disk.exists());
+    let start = std::time::Instant::now();
+    let b = banger_image::artifacts::prepare_boot_artifacts(cache.path(), &kernel, busybox, true)
+        .unwrap();
+    let second = start.elapsed();
+    assert_eq!(a, b);
+    eprintln!("boot artifacts: first {first:?}, cached {second:?}");
+    assert!(second < first);
+}
