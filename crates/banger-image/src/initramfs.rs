@@ -46,6 +46,7 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "cat",
     "chmod",
     "chown",
+    "chroot",
     "cttyhack",
     "dirname",
     "echo",

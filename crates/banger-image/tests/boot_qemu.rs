@@ -39,6 +39,8 @@ echo "MARK-AGENT:$(stat -c %a /usr/local/bin/banger-vsock-agent)"
 echo "MARK-IP:$(ip -4 -o addr show dev eth0 | tr -s ' ' | cut -d' ' -f4)"
 echo "MARK-ROUTE:$(ip route show default | cut -d' ' -f1-3)"
 echo "MARK-DNS:$(cat /etc/resolv.conf | tr '\n' ' ')"
+n=0; while [ ! -f /tmp/agent-ran ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done
+echo "MARK-AGENT-RAN:$(cat /tmp/agent-ran)"
 echo "MARK-DONE"
 sync
 poweroff -f
@@ -143,7 +145,8 @@ fn boots_busybox_image_through_banger_initramfs() {
                     .into(),
             public_key: "ssh-ed25519 AAAAfake root@banger-test-vm".into(),
         }],
-        agent: Some(b"#!/bin/sh\necho agent\n".to_vec()),
+        // A stand-in agent: proves /init started it, chrooted into the new root.
+        agent: Some(b"#!/bin/sh\necho \"root=$(cat /etc/hostname)\" > /tmp/agent-ran\n".to_vec()),
     };
     let initrd = d.join("vm.initrd");
     write_vm_initrd(&initramfs, &config, &initrd).unwrap();
@@ -218,6 +221,7 @@ fn boots_busybox_image_through_banger_initramfs() {
     assert_eq!(marker(c, "MARK-ROUTE:"), Some("default via 172.30.0.1"));
     assert_eq!(marker(c, "MARK-DNS:"), Some("nameserver 172.30.0.1"));
     assert_eq!(marker(c, "MARK-PREVIOUS:"), Some("none"));
+    assert_eq!(marker(c, "MARK-AGENT-RAN:"), Some("root=banger-test-vm"));
 
     // The base image was attached read-only and must be byte-identical; the
     // guest's writes landed in the upper layer and on the work disk.

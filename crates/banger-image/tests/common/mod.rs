@@ -60,7 +60,7 @@ pub fn busybox_rootfs(root: &Path, init_script: &str) {
     fs_err::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
     for applet in [
         "sh", "mount", "hostname", "cat", "grep", "cut", "ls", "stat", "ip", "poweroff", "echo",
-        "uname", "sync", "head", "tr",
+        "uname", "sync", "head", "tr", "sleep",
     ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
