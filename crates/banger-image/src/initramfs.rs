@@ -390,6 +390,26 @@ mod tests {
     }
 
     #[test]
+    fn init_script_parses_with_busybox_sh() {
+        if !Path::new(DEFAULT_BUSYBOX).exists() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("init");
+        fs_err::write(&script, INIT_SCRIPT).unwrap();
+        let out = std::process::Command::new(DEFAULT_BUSYBOX)
+            .args(["sh", "-n"])
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
     fn init_script_is_busybox_sh_and_never_panics_the_kernel() {
         assert!(INIT_SCRIPT.starts_with("#!/bin/sh\n"));
         assert!(INIT_SCRIPT.contains("poweroff -f"));

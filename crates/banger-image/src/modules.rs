@@ -366,11 +366,16 @@ pub fn ensure_modules_dep(modules_dir: &Path, version: &str) -> Result<bool, Mod
     if dep.exists() {
         return Ok(bin.exists());
     }
-    // modules_dir is <base>/lib/modules/<version> or <base>/usr/lib/modules/<version>.
+    // modules_dir is <base>/lib/modules/<version> or <base>/usr/lib/modules/<version>;
+    // `depmod -b <base>` wants <base>. (A depmod that only knows /lib/modules
+    // fails on the usr layout, and the text fallback below takes over.)
+    let in_modules = modules_dir.parent().and_then(Path::file_name) == Some("modules".as_ref());
+    let under_usr =
+        modules_dir.ancestors().nth(3).and_then(Path::file_name) == Some("usr".as_ref());
     let base = modules_dir
         .ancestors()
-        .nth(3)
-        .filter(|_| modules_dir.parent().and_then(Path::file_name) == Some("modules".as_ref()));
+        .nth(if under_usr { 4 } else { 3 })
+        .filter(|_| in_modules);
     if let (Some(base), Some(depmod)) = (base, find_depmod()) {
         let status = Command::new(&depmod)
             .arg("-b")
