@@ -7,7 +7,10 @@
 //! into a backend with a reason, and [`doctor`] assembles all of it into the
 //! pass/warn/fail report of `banger doctor`.
 
+pub mod disk;
 pub mod doctor;
 pub mod kvm;
+pub mod net;
+pub mod privileged;
 pub mod tools;
 pub mod vmm_choice;

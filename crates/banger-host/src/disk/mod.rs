@@ -1,0 +1,21 @@
+//! Per-VM disks: the work disk cloned from a seed, the overlay upper disk,
+//! and checks on ext4 image files.
+//!
+//! DESIGN.md "The boot chain": `vdb` is the VM's sparse overlay (upper)
+//! disk, `vdc` its persistent work disk cloned from the image's work seed
+//! and grown to `--disk-size`. None of it needs root: plain files, sparse
+//! copies (or reflinks where the filesystem has them) and e2fsprogs.
+//!
+//! - [`clone`]: reflink-or-sparse copy of a file, and [`clone::clone_work_seed`]
+//!   (copy + grow with `resize2fs`, never shrink).
+//! - [`overlay`]: sparse ext4 upper disks, stamped from a template
+//!   formatted once per size.
+//! - [`validate`]: refuses anything that is not a plain, real ext4 image.
+
+pub mod clone;
+pub mod overlay;
+pub mod validate;
+
+pub use clone::{CloneError, CloneMethod, CloneReport, clone_file, clone_work_seed, grow_ext4};
+pub use overlay::{OverlayError, create_overlay_disk};
+pub use validate::{Ext4Info, ValidateError, validate_ext4_image};
