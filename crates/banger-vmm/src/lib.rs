@@ -1,0 +1,61 @@
+//! banger's VMM layer: start, stop and find again the processes that run a VM.
+//!
+//! - [`spec`]: [`VmSpec`], the backend-neutral description of a VM.
+//! - [`qemu`] and [`firecracker`]: the two backends; [`Vmm`] picks one at run
+//!   time (enum dispatch, see `docs/vmm.md`).
+//! - [`running`]: [`RunningVm`], the serialisable handle the daemon persists;
+//!   stop/kill/status/adopt work from the handle alone.
+//! - [`process`]: detached spawning and [`ProcessIdentity`] (pid + start time
+//!   + exe) so a recycled pid is never taken for a VM.
+//! - [`console`]: the bounded serial console log and its copier process.
+//! - [`vsock`]: the hybrid-vsock client shared by both backends.
+
+// Tests may unwrap: a panic with the value is the clearest failure report.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod console;
+pub mod firecracker;
+pub mod process;
+pub mod qemu;
+pub mod running;
+pub mod spec;
+pub mod vsock;
+
+pub use console::{CopierCommand, copier_main, run_console_copier};
+pub use firecracker::FirecrackerVmm;
+pub use process::{ExitInfo, ProcessIdentity, Signal};
+pub use qemu::QemuVmm;
+pub use running::{Adoption, BackendKind, RunningVm, StopOutcome, VmmError};
+pub use spec::{Accel, DiskSpec, NetSpec, VmSpec};
+pub use vsock::{VsockError, connect_vsock};
+
+/// A configured backend. Enum dispatch rather than a trait object: the set of
+/// backends is closed, `start` is async, and everything after `start` works
+/// from the [`RunningVm`] handle, which records its own [`BackendKind`].
+#[derive(Debug, Clone)]
+pub enum Vmm {
+    /// QEMU (works everywhere; TCG when KVM cannot run guests).
+    Qemu(QemuVmm),
+    /// Firecracker (KVM hosts).
+    Firecracker(FirecrackerVmm),
+}
+
+impl Vmm {
+    /// Which backend this is.
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Self::Qemu(_) => BackendKind::Qemu,
+            Self::Firecracker(_) => BackendKind::Firecracker,
+        }
+    }
+
+    /// Validates `spec`, starts the VM and returns once the VMM runs. It does
+    /// not wait for the guest (use [`connect_vsock`] or SSH for that). The
+    /// processes run in their own sessions and survive the caller's death.
+    pub async fn start(&self, spec: &VmSpec) -> Result<RunningVm, VmmError> {
+        match self {
+            Self::Qemu(qemu) => qemu.start(spec).await,
+            Self::Firecracker(firecracker) => firecracker.start(spec).await,
+        }
+    }
+}

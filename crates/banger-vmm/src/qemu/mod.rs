@@ -1,0 +1,151 @@
+//! The QEMU backend: `qemu-system-x86_64` (q35, KVM or TCG) plus one
+//! `vhost-device-vsock` per VM for hybrid vsock.
+//!
+//! Start order: the vsock helper first (QEMU connects to its vhost-user socket
+//! at startup and fails if it is missing), then the console copier and QEMU
+//! (see [`crate::console`]), then wait for QMP. Graceful stop is QMP
+//! `system_powerdown` (see [`crate::RunningVm::stop`]).
+
+pub mod args;
+pub mod qmp;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::console::{CopierCommand, spawn_with_console};
+use crate::process::{ProcessIdentity, spawn_detached};
+use crate::running::{BackendKind, RunningVm, VmmError, wait_for_socket};
+use crate::spec::VmSpec;
+use args::{QemuPaths, qemu_args, vhost_vsock_args};
+
+/// How long QEMU and the vsock helper get to create their sockets.
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Starts VMs with QEMU.
+#[derive(Debug, Clone)]
+pub struct QemuVmm {
+    /// `qemu-system-x86_64`.
+    pub qemu_bin: PathBuf,
+    /// `vhost-device-vsock`.
+    pub vhost_vsock_bin: PathBuf,
+    /// The console copier program.
+    pub copier: CopierCommand,
+}
+
+/// Creates the run dir (0700) and removes sockets a previous run left.
+pub(crate) fn prepare_run_dir(spec: &VmSpec, sockets: &[&PathBuf]) -> Result<(), VmmError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let io = |path: &PathBuf, source| VmmError::Io {
+        vm: spec.name.clone(),
+        path: path.clone(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&spec.run_dir)
+        .map_err(|e| io(&spec.run_dir, e))?;
+    for socket in sockets {
+        match std::fs::remove_file(socket) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io(socket, error)),
+        }
+    }
+    Ok(())
+}
+
+impl QemuVmm {
+    /// Starts the VM and returns once QEMU runs (QMP is up). It does not wait
+    /// for the guest to boot. On failure, everything started is killed.
+    pub async fn start(&self, spec: &VmSpec) -> Result<RunningVm, VmmError> {
+        spec.validate()?;
+        let paths = QemuPaths::in_run_dir(&spec.run_dir);
+        prepare_run_dir(spec, &[&paths.qmp, &paths.vhost_user, &paths.vsock_uds])?;
+        let process = |source| VmmError::Process {
+            vm: spec.name.clone(),
+            source,
+        };
+
+        let log = std::fs::File::create(&paths.vhost_log).map_err(|source| VmmError::Io {
+            vm: spec.name.clone(),
+            path: paths.vhost_log.clone(),
+            source,
+        })?;
+        let log_err = log.try_clone().map_err(|source| VmmError::Io {
+            vm: spec.name.clone(),
+            path: paths.vhost_log.clone(),
+            source,
+        })?;
+        let mut vhost = Command::new(&self.vhost_vsock_bin);
+        vhost
+            .args(vhost_vsock_args(spec, &paths))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        let helper = spawn_detached(vhost).map_err(process)?;
+        if let Err(error) = wait_for_socket(
+            &spec.name,
+            &helper,
+            &paths.vhost_user,
+            &paths.vhost_log,
+            SOCKET_TIMEOUT,
+        )
+        .await
+        {
+            kill_all(&[&helper]).await;
+            return Err(error);
+        }
+
+        let mut qemu = Command::new(&self.qemu_bin);
+        qemu.args(qemu_args(spec, &paths));
+        let console = match spawn_with_console(
+            qemu,
+            &self.copier,
+            &spec.console_log,
+            spec.console_log_max_bytes,
+        ) {
+            Ok(console) => console,
+            Err(source) => {
+                kill_all(&[&helper]).await;
+                return Err(VmmError::Console {
+                    vm: spec.name.clone(),
+                    source,
+                });
+            }
+        };
+        if let Err(error) = wait_for_socket(
+            &spec.name,
+            &console.vmm,
+            &paths.qmp,
+            &spec.console_log,
+            SOCKET_TIMEOUT,
+        )
+        .await
+        {
+            kill_all(&[&console.vmm, &helper, &console.copier]).await;
+            return Err(error);
+        }
+        Ok(RunningVm {
+            name: spec.name.clone(),
+            backend: BackendKind::Qemu,
+            vmm: console.vmm,
+            console_copier: console.copier,
+            helpers: vec![helper],
+            run_dir: spec.run_dir.clone(),
+            control_socket: paths.qmp,
+            vsock_uds: paths.vsock_uds,
+            console_log: spec.console_log.clone(),
+        })
+    }
+}
+
+/// Best-effort cleanup after a failed start.
+pub(crate) async fn kill_all(processes: &[&ProcessIdentity]) {
+    for process in processes {
+        if let Err(error) = crate::process::kill_and_wait(process).await {
+            tracing::warn!(pid = process.pid, %error, "cleanup after failed start");
+        }
+    }
+}

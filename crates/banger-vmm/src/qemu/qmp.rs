@@ -1,0 +1,204 @@
+//! A minimal QMP client: just enough to ask the guest to power down.
+//!
+//! QMP is line-delimited JSON on the per-VM Unix socket: QEMU greets, the
+//! client must send `qmp_capabilities`, then commands; asynchronous events
+//! (`{"event": ...}`) may arrive between a command and its `return`. Lines are
+//! bounded and the whole exchange has a deadline, so a wedged QEMU cannot hang
+//! the daemon's stop path (which falls back to SIGKILL anyway).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+/// Upper bound for one QMP line.
+const MAX_LINE: u64 = 64 * 1024;
+/// Deadline for a whole QMP exchange.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// QMP failures.
+#[derive(Debug, Error)]
+pub enum QmpError {
+    /// Socket IO failed.
+    #[error("QMP {socket}: {source}")]
+    Io {
+        /// The QMP socket.
+        socket: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// QEMU answered something unexpected (or an error).
+    #[error("QMP {socket}: unexpected reply to {command}: {reply}")]
+    Protocol {
+        /// The QMP socket.
+        socket: PathBuf,
+        /// The command sent.
+        command: String,
+        /// The reply line.
+        reply: String,
+    },
+    /// No answer in time.
+    #[error("QMP {socket}: no answer within {TIMEOUT:?}")]
+    Timeout {
+        /// The QMP socket.
+        socket: PathBuf,
+    },
+}
+
+struct Qmp {
+    socket: PathBuf,
+    reader: BufReader<tokio::io::ReadHalf<UnixStream>>,
+    writer: tokio::io::WriteHalf<UnixStream>,
+}
+
+impl Qmp {
+    fn io(&self, source: std::io::Error) -> QmpError {
+        QmpError::Io {
+            socket: self.socket.clone(),
+            source,
+        }
+    }
+
+    async fn read_line(&mut self) -> Result<String, QmpError> {
+        let mut line = String::new();
+        let n = (&mut self.reader)
+            .take(MAX_LINE)
+            .read_line(&mut line)
+            .await
+            .map_err(|e| self.io(e))?;
+        if n == 0 || !line.ends_with('\n') {
+            return Err(self.io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed or line too long",
+            )));
+        }
+        Ok(line)
+    }
+
+    /// Sends `command` and waits for its `return`, skipping events.
+    async fn execute(&mut self, command: &str) -> Result<(), QmpError> {
+        let request = format!("{{\"execute\":\"{command}\"}}\n");
+        self.writer
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| self.io(e))?;
+        loop {
+            let line = self.read_line().await?;
+            let value: serde_json::Value =
+                serde_json::from_str(&line).map_err(|_| QmpError::Protocol {
+                    socket: self.socket.clone(),
+                    command: command.into(),
+                    reply: line.clone(),
+                })?;
+            if value.get("event").is_some() {
+                continue;
+            }
+            if value.get("return").is_some() {
+                return Ok(());
+            }
+            return Err(QmpError::Protocol {
+                socket: self.socket.clone(),
+                command: command.into(),
+                reply: line,
+            });
+        }
+    }
+}
+
+async fn exchange(socket: &Path, command: &str) -> Result<(), QmpError> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|source| QmpError::Io {
+            socket: socket.to_path_buf(),
+            source,
+        })?;
+    let (read, writer) = tokio::io::split(stream);
+    let mut qmp = Qmp {
+        socket: socket.to_path_buf(),
+        reader: BufReader::new(read),
+        writer,
+    };
+    let greeting = qmp.read_line().await?;
+    if !greeting.contains("\"QMP\"") {
+        return Err(QmpError::Protocol {
+            socket: socket.to_path_buf(),
+            command: "greeting".into(),
+            reply: greeting,
+        });
+    }
+    qmp.execute("qmp_capabilities").await?;
+    qmp.execute(command).await
+}
+
+/// Sends `system_powerdown` (an ACPI power button press) over QMP.
+pub async fn system_powerdown(socket: &Path) -> Result<(), QmpError> {
+    tokio::time::timeout(TIMEOUT, exchange(socket, "system_powerdown"))
+        .await
+        .unwrap_or_else(|_| {
+            Err(QmpError::Timeout {
+                socket: socket.to_path_buf(),
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::UnixListener;
+
+    #[tokio::test]
+    async fn powerdown_handshake_skips_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = tokio::io::split(stream);
+            let mut lines = BufReader::new(read).lines();
+            write
+                .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
+                .await
+                .unwrap();
+            let mut seen = Vec::new();
+            while let Some(line) = lines.next_line().await.unwrap() {
+                seen.push(line);
+                write
+                    .write_all(b"{\"event\": \"POWERDOWN\"}\n{\"return\": {}}\n")
+                    .await
+                    .unwrap();
+            }
+            seen
+        });
+        system_powerdown(&path).await.unwrap();
+        let seen = server.await.unwrap();
+        assert_eq!(
+            seen,
+            [
+                "{\"execute\":\"qmp_capabilities\"}",
+                "{\"execute\":\"system_powerdown\"}"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn error_reply_and_silence_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            stream.write_all(b"{\"QMP\": {}}\n").await.unwrap();
+            let mut buf = [0u8; 256];
+            let _ = stream.read(&mut buf).await;
+            stream
+                .write_all(b"{\"error\": {\"class\": \"GenericError\"}}\n")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        });
+        let error = system_powerdown(&path).await.unwrap_err();
+        assert!(matches!(error, QmpError::Protocol { .. }), "{error}");
+    }
+}

@@ -1,0 +1,333 @@
+//! [`RunningVm`]: the persisted handle of a started VM, and the operations
+//! that need nothing but that handle (stop, kill, status, wait, adopt).
+//!
+//! The daemon stores the handle (it is serde-serialisable) before it reports
+//! the VM as running. After a daemon restart it loads the handle and calls
+//! [`RunningVm::adopt`]: every process is re-identified by pid + start time +
+//! executable, so a recycled pid is never mistaken for the VM. Because stop
+//! and kill only need the handle (QMP or Firecracker API socket, pids), an
+//! adopted VM is controlled exactly like one started by this process.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::console::ConsoleError;
+use crate::firecracker::api::ApiError;
+use crate::process::{ExitInfo, ProcessError, ProcessIdentity, Signal, exit_status, wait_exit};
+use crate::qemu::qmp::QmpError;
+use crate::spec::SpecError;
+
+/// How long the console copier gets to drain the pipe after the VMM exits.
+const COPIER_DRAIN: Duration = Duration::from_secs(2);
+
+/// Which VMM runs a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// `qemu-system-x86_64` plus `vhost-device-vsock`.
+    Qemu,
+    /// `firecracker`.
+    Firecracker,
+}
+
+/// Everything needed to find and control a running VM again, also from a
+/// restarted daemon. Persist it as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningVm {
+    /// VM name.
+    pub name: String,
+    /// Backend that started it.
+    pub backend: BackendKind,
+    /// The VMM process.
+    pub vmm: ProcessIdentity,
+    /// The console copier process.
+    pub console_copier: ProcessIdentity,
+    /// Helper processes that must stop with the VM (`vhost-device-vsock`).
+    pub helpers: Vec<ProcessIdentity>,
+    /// Per-VM runtime directory.
+    pub run_dir: PathBuf,
+    /// QMP socket (QEMU) or API socket (Firecracker).
+    pub control_socket: PathBuf,
+    /// Hybrid-vsock Unix socket, for [`crate::connect_vsock`].
+    pub vsock_uds: PathBuf,
+    /// Bounded serial console log (rotated copy: `<path>.1`).
+    pub console_log: PathBuf,
+}
+
+/// What [`RunningVm::adopt`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adoption {
+    /// The VMM runs and is the recorded process: control it as before.
+    Running,
+    /// The VMM is gone (helpers left over, if any, were killed).
+    Gone,
+}
+
+/// How a stop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// The guest shut down within the timeout.
+    Graceful(ExitInfo),
+    /// The VMM was killed after the timeout.
+    Killed(Option<ExitInfo>),
+    /// It was not running any more.
+    AlreadyGone,
+}
+
+/// Errors from starting or controlling a VM.
+#[derive(Debug, Error)]
+pub enum VmmError {
+    /// The spec is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// A file operation failed.
+    #[error("VM {vm}: {path}: {source}")]
+    Io {
+        /// VM name.
+        vm: String,
+        /// The path that failed.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// Spawning, identifying or signalling a process failed.
+    #[error("VM {vm}: {source}")]
+    Process {
+        /// VM name.
+        vm: String,
+        /// Underlying error.
+        source: ProcessError,
+    },
+    /// Starting the console pipeline failed.
+    #[error("VM {vm}: {source}")]
+    Console {
+        /// VM name.
+        vm: String,
+        /// Underlying error.
+        source: ConsoleError,
+    },
+    /// A program exited while the VM was being started.
+    #[error("VM {vm}: {program} exited during start ({exit:?}); last output:\n{output}")]
+    EarlyExit {
+        /// VM name.
+        vm: String,
+        /// Which program.
+        program: PathBuf,
+        /// How it ended.
+        exit: ExitInfo,
+        /// The end of its output (console log or helper log).
+        output: String,
+    },
+    /// A socket did not appear in time.
+    #[error("VM {vm}: {program} did not create {path} within {timeout:?}")]
+    SocketTimeout {
+        /// VM name.
+        vm: String,
+        /// Which program.
+        program: PathBuf,
+        /// The socket.
+        path: PathBuf,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// Talking to QEMU's QMP failed.
+    #[error("VM {vm}: {source}")]
+    Qmp {
+        /// VM name.
+        vm: String,
+        /// Underlying error.
+        source: QmpError,
+    },
+    /// A Firecracker API call failed.
+    #[error("VM {vm}: {source}")]
+    Firecracker {
+        /// VM name.
+        vm: String,
+        /// Underlying error (boxed: it is large and rare).
+        source: Box<ApiError>,
+    },
+}
+
+/// Last `max` bytes of a file, lossily decoded (for error messages).
+pub(crate) fn tail(path: &Path, max: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(max)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Waits until `path` exists while `owner` keeps running.
+pub(crate) async fn wait_for_socket(
+    vm: &str,
+    owner: &ProcessIdentity,
+    path: &Path,
+    output: &Path,
+    timeout: Duration,
+) -> Result<(), VmmError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if path.exists() {
+            return Ok(());
+        }
+        if let Some(exit) = exit_status(owner) {
+            // Give the console copier a moment to write the last words.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return Err(VmmError::EarlyExit {
+                vm: vm.to_owned(),
+                program: owner.exe.clone(),
+                exit,
+                output: tail(output, 4096),
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(VmmError::SocketTimeout {
+                vm: vm.to_owned(),
+                program: owner.exe.clone(),
+                path: path.to_path_buf(),
+                timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl RunningVm {
+    fn process_error(&self, source: ProcessError) -> VmmError {
+        VmmError::Process {
+            vm: self.name.clone(),
+            source,
+        }
+    }
+
+    /// The serial console log.
+    pub fn console_log(&self) -> &Path {
+        &self.console_log
+    }
+
+    /// The hybrid-vsock socket.
+    pub fn vsock_uds(&self) -> &Path {
+        &self.vsock_uds
+    }
+
+    /// Non-blocking: `None` while the VMM runs, else how it ended (reaping it
+    /// when this process started it).
+    pub fn status(&self) -> Option<ExitInfo> {
+        exit_status(&self.vmm)
+    }
+
+    /// Waits up to `timeout` for the VMM to exit (e.g. guest powered off).
+    pub async fn wait(&self, timeout: Duration) -> Option<ExitInfo> {
+        wait_exit(&self.vmm, timeout).await
+    }
+
+    /// Sends `signal` to the VMM if it is still the recorded process.
+    /// Returns false when it was not running.
+    pub fn kill(&self, signal: Signal) -> Result<bool, VmmError> {
+        self.vmm.signal(signal).map_err(|e| self.process_error(e))
+    }
+
+    /// Re-identifies the VM after a daemon restart. When the VMM is gone,
+    /// leftover helpers are killed so nothing leaks.
+    pub async fn adopt(&self) -> Result<Adoption, VmmError> {
+        if self.vmm.is_alive_and_same() {
+            return Ok(Adoption::Running);
+        }
+        self.cleanup().await?;
+        Ok(Adoption::Gone)
+    }
+
+    /// Asks the guest to shut down (QMP `system_powerdown` / Firecracker
+    /// `SendCtrlAltDel`), waits up to `timeout`, then SIGKILLs the VMM.
+    /// Afterwards helpers are stopped and sockets removed.
+    pub async fn stop(&self, timeout: Duration) -> Result<StopOutcome, VmmError> {
+        if let Some(_exit) = self.status() {
+            self.cleanup().await?;
+            return Ok(StopOutcome::AlreadyGone);
+        }
+        let started = Instant::now();
+        // A guest that ignores or cannot receive the request is handled by
+        // the kill below, so a failed request is logged, not fatal.
+        let request = match self.backend {
+            BackendKind::Qemu => crate::qemu::qmp::system_powerdown(&self.control_socket)
+                .await
+                .map_err(|source| VmmError::Qmp {
+                    vm: self.name.clone(),
+                    source,
+                }),
+            BackendKind::Firecracker => crate::firecracker::send_ctrl_alt_del(&self.control_socket)
+                .await
+                .map_err(|source| VmmError::Firecracker {
+                    vm: self.name.clone(),
+                    source: Box::new(source),
+                }),
+        };
+        if let Err(error) = request {
+            tracing::warn!(vm = %self.name, %error, "graceful shutdown request failed");
+        }
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let outcome = match wait_exit(&self.vmm, remaining).await {
+            Some(exit) => StopOutcome::Graceful(exit),
+            None => {
+                tracing::info!(vm = %self.name, ?timeout, "guest did not shut down; killing the VMM");
+                let exit = crate::process::kill_and_wait(&self.vmm)
+                    .await
+                    .map_err(|e| self.process_error(e))?;
+                StopOutcome::Killed(exit)
+            }
+        };
+        self.cleanup().await?;
+        Ok(outcome)
+    }
+
+    /// After the VMM is gone: kill helpers, let the copier drain (kill it if
+    /// it lingers), remove the VM's sockets.
+    pub async fn cleanup(&self) -> Result<(), VmmError> {
+        for helper in &self.helpers {
+            if helper.is_alive_and_same() {
+                crate::process::kill_and_wait(helper)
+                    .await
+                    .map_err(|e| self.process_error(e))?;
+            } else {
+                let _ = exit_status(helper);
+            }
+        }
+        // The copier exits by itself at end of file once the VMM is gone.
+        if wait_exit(&self.console_copier, COPIER_DRAIN)
+            .await
+            .is_none()
+        {
+            crate::process::kill_and_wait(&self.console_copier)
+                .await
+                .map_err(|e| self.process_error(e))?;
+        }
+        for socket in [&self.control_socket, &self.vsock_uds] {
+            match std::fs::remove_file(socket) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(VmmError::Io {
+                        vm: self.name.clone(),
+                        path: socket.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every process of this VM (VMM, copier, helpers), for diagnostics.
+    pub fn processes(&self) -> impl Iterator<Item = &ProcessIdentity> {
+        std::iter::once(&self.vmm)
+            .chain(std::iter::once(&self.console_copier))
+            .chain(&self.helpers)
+    }
+}
