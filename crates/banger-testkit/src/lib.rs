@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use banger_config::Paths;
 
+pub mod fake_firecracker;
+
 /// An isolated banger environment in a temp dir.
 #[derive(Debug)]
 pub struct TestEnv {
