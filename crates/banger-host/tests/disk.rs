@@ -342,3 +342,63 @@ fn validation_table() {
         );
     }
 }
+
+#[test]
+fn grown_seed_cache_builds_once_and_clones_per_vm() {
+    use banger_host::disk::seed_cache::{entry_path, prune};
+    use banger_host::disk::{clone_work_seed_cached, prepare_grown_seed};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed = make_seed(dir.path(), 256 * MIB, 2);
+    let cache = dir.path().join("cache");
+
+    let vm1 = dir.path().join("vm1.ext4");
+    clone_work_seed_cached(&cache, &seed, &vm1, 512 * MIB).expect("first clone");
+    let entry = entry_path(&cache, &seed, 512 * MIB).expect("entry");
+    let built = fs::metadata(&entry)
+        .expect("entry exists")
+        .modified()
+        .expect("mtime");
+    let vm2 = dir.path().join("vm2.ext4");
+    clone_work_seed_cached(&cache, &seed, &vm2, 512 * MIB).expect("second clone");
+    assert_eq!(
+        fs::metadata(&entry)
+            .expect("entry")
+            .modified()
+            .expect("mtime"),
+        built,
+        "entry reused"
+    );
+    for vm in [&vm1, &vm2] {
+        let arg = vm.to_str().expect("utf8");
+        run("e2fsck", &["-fn", arg]);
+        let cat = run("debugfs", &["-R", "cat /hello.txt", arg]);
+        assert_eq!(String::from_utf8_lossy(&cat.stdout), HELLO);
+        assert_eq!(
+            validate_ext4_image(vm).expect("valid").fs_bytes(),
+            512 * MIB
+        );
+    }
+
+    // The seed's own size needs no entry; smaller is refused.
+    assert_eq!(
+        prepare_grown_seed(&cache, &seed, 256 * MIB).expect("same size"),
+        seed
+    );
+    let shrink = prepare_grown_seed(&cache, &seed, 128 * MIB).expect_err("shrink");
+    assert!(
+        shrink.to_string().contains("refusing to shrink"),
+        "{shrink}"
+    );
+
+    // Pruning keeps what is asked for, deletes other entries, ignores
+    // foreign files.
+    prepare_grown_seed(&cache, &seed, GIB).expect("1 GiB entry");
+    fs::write(cache.join("notes.txt"), "mine").expect("foreign file");
+    let deleted = prune(&cache, &[(seed.as_path(), 512 * MIB)]).expect("prune");
+    assert_eq!(
+        deleted,
+        vec![entry_path(&cache, &seed, GIB).expect("entry")]
+    );
+    assert!(entry.exists() && cache.join("notes.txt").exists());
+}

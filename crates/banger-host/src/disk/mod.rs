@@ -8,14 +8,19 @@
 //!
 //! - [`clone`]: reflink-or-sparse copy of a file, and [`clone::clone_work_seed`]
 //!   (copy + grow with `resize2fs`, never shrink).
+//! - [`seed_cache`]: the fast path the daemon should use — the seed grown
+//!   once per size, then one sparse clone per VM
+//!   ([`seed_cache::clone_work_seed_cached`]).
 //! - [`overlay`]: sparse ext4 upper disks, stamped from a template
 //!   formatted once per size.
 //! - [`validate`]: refuses anything that is not a plain, real ext4 image.
 
 pub mod clone;
 pub mod overlay;
+pub mod seed_cache;
 pub mod validate;
 
 pub use clone::{CloneError, CloneMethod, CloneReport, clone_file, clone_work_seed, grow_ext4};
 pub use overlay::{OverlayError, create_overlay_disk};
+pub use seed_cache::{SeedCacheError, clone_work_seed_cached, prepare_grown_seed};
 pub use validate::{Ext4Info, ValidateError, validate_ext4_image};
