@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   qemu-system-x86 qemu-utils busybox-static e2fsprogs cpio debootstrap mmdebstrap
-  nftables iproute2 dnsutils openssh-client sqlite3 util-linux passwd zstd ca-certificates
+  nftables iproute2 dnsutils openssh-client sqlite3 util-linux passwd zstd ca-certificates kmod
 )
 
 sudo_cmd=()

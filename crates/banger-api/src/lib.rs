@@ -7,11 +7,13 @@
 
 pub mod daemon;
 pub mod error;
+pub mod kernels;
 pub mod names;
+pub mod operation;
 pub mod paths;
 
 pub use error::{ApiError, ErrorCode};
-pub use names::{NameError, VmName};
+pub use names::{ImageName, KernelName, NameError, NameKind, VmName};
 
 /// Version of this banger build; the daemon reports it and clients compare it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

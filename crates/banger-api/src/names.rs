@@ -1,9 +1,11 @@
-//! The one VM name rule, and the adjective-noun generator for unnamed VMs.
+//! The one name rule, and the adjective-noun generator for unnamed VMs.
 //!
 //! A VM name becomes a DNS label (`<name>.vm`), a directory name under the
 //! state dir and a column in the database, so the rule is the strictest of
-//! the three: a lowercase RFC 1123 label. Every component parses names through
-//! [`VmName::parse`]; nothing else decides what a valid name is.
+//! the three: a lowercase RFC 1123 label. Images and kernels follow the same
+//! rule so every name banger stores is safe as a path component. Every
+//! component parses names through [`VmName::parse`], [`ImageName::parse`] or
+//! [`KernelName::parse`]; nothing else decides what a valid name is.
 
 use std::fmt;
 
@@ -13,40 +15,51 @@ use utoipa::ToSchema;
 /// Longest allowed name: the DNS label limit.
 pub const MAX_NAME_LEN: usize = 63;
 
-/// Why a proposed VM name was refused. Messages show the name escaped, so a
+/// Why a proposed name was refused. Messages show the name escaped, so a
 /// hostile name cannot inject terminal control sequences.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     /// The name is empty.
     #[error(
-        "VM name is empty: use 1 to {MAX_NAME_LEN} lowercase letters, digits or '-', starting with a letter"
+        "{kind} is empty: use 1 to {MAX_NAME_LEN} lowercase letters, digits or '-', starting with a letter"
     )]
-    Empty,
+    Empty {
+        /// What was being named.
+        kind: NameKind,
+    },
     /// The name is longer than [`MAX_NAME_LEN`].
-    #[error("VM name {shown} is {len} characters long; the limit is {MAX_NAME_LEN}")]
+    #[error("{kind} {shown} is {len} characters long; the limit is {MAX_NAME_LEN}")]
     TooLong {
+        /// What was being named.
+        kind: NameKind,
         /// The name, escaped and shortened for display.
         shown: String,
         /// Its length in characters.
         len: usize,
     },
     /// The first character is not a lowercase ASCII letter.
-    #[error("VM name {shown} must start with a lowercase letter (a-z)")]
+    #[error("{kind} {shown} must start with a lowercase letter (a-z)")]
     BadStart {
+        /// What was being named.
+        kind: NameKind,
         /// The name, escaped for display.
         shown: String,
     },
     /// The name ends with '-'.
-    #[error("VM name {shown} must not end with '-'")]
+    #[error("{kind} {shown} must not end with '-'")]
     TrailingHyphen {
+        /// What was being named.
+        kind: NameKind,
         /// The name, escaped for display.
         shown: String,
     },
     /// The name contains a character outside `[a-z0-9-]`.
     #[error(
-        "VM name {shown} contains {character:?} at position {position}; use only lowercase letters, digits and '-'"
+        "{kind} {shown} contains {character:?} at position {position}; use only lowercase letters, digits and '-'"
     )]
     BadCharacter {
+        /// What was being named.
+        kind: NameKind,
         /// The name, escaped for display.
         shown: String,
         /// The offending character.
@@ -56,78 +69,133 @@ pub enum NameError {
     },
 }
 
-/// A validated VM name. The only way to get one is [`VmName::parse`] (or
-/// deserialisation, which calls it), so holding a `VmName` proves validity.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, pattern = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")]
-pub struct VmName(String);
+/// What a name names; it only changes error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// A VM.
+    Vm,
+    /// An image.
+    Image,
+    /// A kernel.
+    Kernel,
+}
 
-impl VmName {
-    /// Checks `raw` against the name rule.
-    pub fn parse(raw: &str) -> Result<Self, NameError> {
-        let shown = || display_name(raw);
-        let len = raw.chars().count();
-        if len == 0 {
-            return Err(NameError::Empty);
-        }
-        if len > MAX_NAME_LEN {
-            return Err(NameError::TooLong {
-                shown: shown(),
-                len,
-            });
-        }
-        for (index, character) in raw.chars().enumerate() {
-            let allowed = character.is_ascii_lowercase()
-                || (index > 0 && (character.is_ascii_digit() || character == '-'));
-            if !allowed {
-                if index == 0 && (character.is_ascii_digit() || character == '-') {
-                    return Err(NameError::BadStart { shown: shown() });
-                }
-                return Err(NameError::BadCharacter {
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Vm => "VM name",
+            Self::Image => "image name",
+            Self::Kernel => "kernel name",
+        })
+    }
+}
+
+/// Checks `raw` against the name rule.
+pub fn check_name(kind: NameKind, raw: &str) -> Result<(), NameError> {
+    let shown = || display_name(raw);
+    let len = raw.chars().count();
+    if len == 0 {
+        return Err(NameError::Empty { kind });
+    }
+    if len > MAX_NAME_LEN {
+        return Err(NameError::TooLong {
+            kind,
+            shown: shown(),
+            len,
+        });
+    }
+    for (index, character) in raw.chars().enumerate() {
+        let allowed = character.is_ascii_lowercase()
+            || (index > 0 && (character.is_ascii_digit() || character == '-'));
+        if !allowed {
+            if index == 0 && (character.is_ascii_digit() || character == '-') {
+                return Err(NameError::BadStart {
+                    kind,
                     shown: shown(),
-                    character,
-                    position: index + 1,
                 });
             }
+            return Err(NameError::BadCharacter {
+                kind,
+                shown: shown(),
+                character,
+                position: index + 1,
+            });
         }
-        if raw.ends_with('-') {
-            return Err(NameError::TrailingHyphen { shown: shown() });
+    }
+    if raw.ends_with('-') {
+        return Err(NameError::TrailingHyphen {
+            kind,
+            shown: shown(),
+        });
+    }
+    Ok(())
+}
+
+macro_rules! validated_name {
+    ($(#[$doc:meta])* $type:ident, $kind:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        #[serde(try_from = "String", into = "String")]
+        #[schema(value_type = String, pattern = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")]
+        pub struct $type(String);
+
+        impl $type {
+            /// Checks `raw` against the name rule.
+            pub fn parse(raw: &str) -> Result<Self, NameError> {
+                check_name($kind, raw)?;
+                Ok(Self(raw.to_owned()))
+            }
+
+            /// The name as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
-        Ok(Self(raw.to_owned()))
-    }
 
-    /// The name as a string slice.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $type {
+            type Error = NameError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(&value)
+            }
+        }
+
+        impl From<$type> for String {
+            fn from(value: $type) -> Self {
+                value.0
+            }
+        }
+
+        impl std::str::FromStr for $type {
+            type Err = NameError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+    };
 }
 
-impl fmt::Display for VmName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for VmName {
-    type Error = NameError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<VmName> for String {
-    fn from(value: VmName) -> Self {
-        value.0
-    }
-}
-
-impl std::str::FromStr for VmName {
-    type Err = NameError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
+validated_name!(
+    /// A validated VM name. The only way to get one is [`VmName::parse`] (or
+    /// deserialisation, which calls it), so holding a `VmName` proves validity.
+    VmName,
+    NameKind::Vm
+);
+validated_name!(
+    /// A validated image name.
+    ImageName,
+    NameKind::Image
+);
+validated_name!(
+    /// A validated kernel name.
+    KernelName,
+    NameKind::Kernel
+);
 
 /// Quotes and escapes a refused name, keeping at most 40 characters, so error
 /// messages stay one readable line whatever the input was.

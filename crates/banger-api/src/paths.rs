@@ -9,3 +9,16 @@ pub const DAEMON_STOP: &str = "/v1/daemon/stop";
 pub const DAEMON_CHECK: &str = "/v1/daemon/check";
 /// `GET`: the OpenAPI document of this API.
 pub const OPENAPI: &str = "/v1/openapi.json";
+/// `GET`: installed kernels.
+pub const KERNELS: &str = "/v1/kernels";
+/// `GET`: the kernel catalog.
+pub const KERNEL_CATALOG: &str = "/v1/kernels/catalog";
+/// `POST` (NDJSON progress): install a catalog kernel.
+pub const KERNEL_PULL: &str = "/v1/kernels/pull";
+/// `POST` (NDJSON progress): import a kernel file.
+pub const KERNEL_IMPORT: &str = "/v1/kernels/import";
+
+/// `GET`/`DELETE`: one kernel. Names are validated, so they need no escaping.
+pub fn kernel(name: &str) -> String {
+    format!("{KERNELS}/{name}")
+}

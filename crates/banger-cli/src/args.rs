@@ -28,6 +28,66 @@ pub enum Command {
     Config(ConfigCommand),
     /// Check this host for everything banger needs, with a fix for each problem.
     Doctor(DoctorArgs),
+    /// Manage guest kernels.
+    #[command(subcommand)]
+    Kernel(KernelCommand),
+}
+
+/// `banger kernel ...`
+#[derive(Debug, Subcommand)]
+pub enum KernelCommand {
+    /// List installed kernels, or with --available the catalog.
+    List(KernelListArgs),
+    /// Install a kernel from the catalog (see `kernel list --available`).
+    Pull(KernelNameArg),
+    /// Show an installed kernel.
+    Show(KernelShowArgs),
+    /// Delete an installed kernel (refused while an image uses it).
+    Delete(KernelNameArg),
+    /// Import a kernel file from this host.
+    Import(KernelImportArgs),
+}
+
+/// Options of `banger kernel list`.
+#[derive(Debug, Args)]
+pub struct KernelListArgs {
+    /// List the catalog instead of installed kernels.
+    #[arg(long)]
+    pub available: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A kernel name.
+#[derive(Debug, Args)]
+pub struct KernelNameArg {
+    /// The kernel's name.
+    pub name: String,
+}
+
+/// Options of `banger kernel show`.
+#[derive(Debug, Args)]
+pub struct KernelShowArgs {
+    /// The kernel's name.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `banger kernel import`.
+#[derive(Debug, Args)]
+pub struct KernelImportArgs {
+    /// Name to install it under.
+    #[arg(long)]
+    pub name: String,
+    /// A bzImage or ELF vmlinux.
+    #[arg(long)]
+    pub kernel: std::path::PathBuf,
+    /// Its modules tree (a `lib/modules/<version>` directory), if it has modules.
+    #[arg(long)]
+    pub modules: Option<std::path::PathBuf>,
 }
 
 /// `banger daemon ...`

@@ -5,15 +5,22 @@ use std::time::Duration;
 
 use banger_api::ApiError;
 use banger_api::daemon::{DaemonStatus, DaemonStopReply, DaemonStopRequest, IntegrityReport};
+use banger_api::operation::{OperationEvent, Progress};
 use banger_api::paths;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
 /// How long one API call may take before the client gives up.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a progress stream may stay silent. Image builds run apt for
+/// minutes between some events, so this is generous.
+const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Longest accepted progress line.
+const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 /// Failures talking to the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +73,26 @@ pub enum ClientError {
         /// The cause.
         #[source]
         source: serde_json::Error,
+    },
+    /// A long operation reported failure.
+    #[error("{error}")]
+    Operation {
+        /// The daemon's explanation.
+        error: ApiError,
+    },
+    /// A progress stream ended without a result (the daemon died mid-way).
+    #[error("bangerd closed the progress stream of {path} without a result; see its log")]
+    StreamEnded {
+        /// Path.
+        path: String,
+    },
+    /// A progress stream went silent for too long.
+    #[error("bangerd sent no progress on {path} for {timeout:?}")]
+    StreamIdle {
+        /// Path.
+        path: String,
+        /// The limit.
+        timeout: Duration,
     },
     /// The request could not be built (an invalid path).
     #[error("invalid request path {path:?}")]
@@ -164,11 +191,30 @@ impl DaemonClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let transport = |source| ClientError::Transport {
-            method: method.clone(),
-            path: path.to_owned(),
-            source,
-        };
+        let (status, response) = self.send(method.clone(), path, body).await?;
+        let bytes = response
+            .collect()
+            .await
+            .map_err(|source| transport(&method, path, source))?
+            .to_bytes();
+        if status.is_success() {
+            serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
+                path: path.to_owned(),
+                status,
+                source,
+            })
+        } else {
+            Err(api_error(path, status, &bytes))
+        }
+    }
+
+    /// Sends a request and returns the status and the still-streaming body.
+    async fn send<B: serde::Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(StatusCode, Incoming), ClientError> {
         let body = match body {
             Some(body) => serde_json::to_vec(body).map_err(|source| ClientError::Encode {
                 path: path.to_owned(),
@@ -184,8 +230,9 @@ impl DaemonClient {
             })?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(transport)?;
-        let driver = tokio::spawn(connection);
+            .map_err(|source| transport(&method, path, source))?;
+        // The connection task ends by itself once the response is consumed.
+        tokio::spawn(connection);
         let request = Request::builder()
             .method(method.clone())
             .uri(path)
@@ -196,29 +243,100 @@ impl DaemonClient {
                 path: path.to_owned(),
                 source,
             })?;
-        let response = sender.send_request(request).await.map_err(transport)?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
+        let response = sender
+            .send_request(request)
             .await
-            .map_err(transport)?
-            .to_bytes();
-        driver.abort();
-        if status.is_success() {
-            serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
-                path: path.to_owned(),
-                status,
-                source,
-            })
-        } else {
-            let error: ApiError =
-                serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
+            .map_err(|source| transport(&method, path, source))?;
+        Ok((response.status(), response.into_body()))
+    }
+
+    /// Starts a long operation and follows its NDJSON progress stream,
+    /// calling `on_progress` for each step; returns the final result.
+    pub async fn stream<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        on_progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<T, ClientError> {
+        let connect = self.send(method.clone(), path, body);
+        let (status, mut response) = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    method,
                     path: path.to_owned(),
-                    status,
-                    source,
-                })?;
-            Err(ClientError::Api { status, error })
+                    timeout: CALL_TIMEOUT,
+                });
+            }
+        };
+        if !status.is_success() {
+            let bytes = response
+                .collect()
+                .await
+                .map_err(|source| transport(&method, path, source))?
+                .to_bytes();
+            return Err(api_error(path, status, &bytes));
         }
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            while let Some(newline) = pending.iter().position(|byte| *byte == b'\n') {
+                let line: Vec<u8> = pending.drain(..=newline).collect();
+                let event: OperationEvent<T> =
+                    serde_json::from_slice(&line).map_err(|source| ClientError::Decode {
+                        path: path.to_owned(),
+                        status,
+                        source,
+                    })?;
+                match event {
+                    OperationEvent::Progress(progress) => on_progress(&progress),
+                    OperationEvent::Done { result } => return Ok(result),
+                    OperationEvent::Failed { error } => {
+                        return Err(ClientError::Operation { error });
+                    }
+                }
+            }
+            if pending.len() > MAX_EVENT_BYTES {
+                return Err(ClientError::StreamEnded {
+                    path: path.to_owned(),
+                });
+            }
+            let frame = match tokio::time::timeout(STREAM_IDLE_TIMEOUT, response.frame()).await {
+                Err(_) => {
+                    return Err(ClientError::StreamIdle {
+                        path: path.to_owned(),
+                        timeout: STREAM_IDLE_TIMEOUT,
+                    });
+                }
+                Ok(None) => {
+                    return Err(ClientError::StreamEnded {
+                        path: path.to_owned(),
+                    });
+                }
+                Ok(Some(frame)) => frame.map_err(|source| transport(&method, path, source))?,
+            };
+            if let Ok(data) = frame.into_data() {
+                pending.extend_from_slice(&data);
+            }
+        }
+    }
+}
+
+fn transport(method: &Method, path: &str, source: hyper::Error) -> ClientError {
+    ClientError::Transport {
+        method: method.clone(),
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn api_error(path: &str, status: StatusCode, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ApiError>(bytes) {
+        Ok(error) => ClientError::Api { status, error },
+        Err(source) => ClientError::Decode {
+            path: path.to_owned(),
+            status,
+            source,
+        },
     }
 }

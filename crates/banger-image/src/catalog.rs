@@ -82,7 +82,7 @@ pub enum KernelSource {
     },
     /// A single file downloaded over HTTPS.
     Url {
-        /// `https://` URL.
+        /// `https://` URL (`file://` and loopback `http://` for local mirrors).
         url: String,
         /// Lowercase hex sha256 of the file.
         sha256: String,
@@ -206,8 +206,11 @@ pub fn parse_catalog(text: &str, origin: &str) -> Result<KernelCatalog, CatalogE
                 let url = e
                     .url
                     .ok_or_else(|| err("url", "required for source = \"url\""))?;
-                if !url.starts_with("https://") || url.contains(char::is_whitespace) {
-                    return Err(err("url", "must be an https:// URL"));
+                if !crate::download::is_allowed_url(&url) || url.contains(char::is_whitespace) {
+                    return Err(err(
+                        "url",
+                        "must be an https:// URL (or file:// / loopback http:// for local mirrors)",
+                    ));
                 }
                 let sha256 = e
                     .sha256

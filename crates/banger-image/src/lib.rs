@@ -18,6 +18,7 @@
 //! - [`modules_disk`]: pack a modules tree into a read-only ext4 image.
 //! - [`catalog`]: the kernel catalog file (`assets/kernel-catalog.toml`).
 //! - [`cpio`]: the newc archive writer used by both archive builders.
+//! - [`download`]: checksum-verified, atomic downloads for `url` catalog entries.
 
 // Tests may unwrap: a panic with the value is the clearest failure report.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -25,6 +26,7 @@
 pub mod artifacts;
 pub mod catalog;
 pub mod cpio;
+pub mod download;
 mod elf;
 pub mod guest_config;
 pub mod initramfs;

@@ -57,6 +57,20 @@ impl TestEnv {
         Self { temp, paths }
     }
 
+    /// Uses the developer's real banger cache dir (`$XDG_CACHE_HOME/banger`
+    /// or `~/.cache/banger`) instead of an empty one, so tests that download
+    /// kernels or build images are fast on reruns but still work on a fresh
+    /// machine.
+    pub fn with_shared_cache(mut self) -> Self {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|value| !value.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+            .unwrap_or_else(|| self.temp.path().join("cache-base"));
+        self.paths.cache_dir = base.join("banger");
+        self
+    }
+
     /// The environment's paths.
     pub fn paths(&self) -> &Paths {
         &self.paths

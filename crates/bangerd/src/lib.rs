@@ -7,8 +7,10 @@
 //! from which the OpenAPI document is also generated.
 
 pub mod api;
+pub mod kernels;
 pub mod listener;
 pub mod logging;
+pub mod operations;
 pub mod peer;
 pub mod state;
 pub mod store;

@@ -23,6 +23,7 @@ struct Inner {
     paths: Paths,
     config: Config,
     store: Mutex<Store>,
+    artifacts: Mutex<()>,
     started: Instant,
     shutdown: watch::Sender<bool>,
 }
@@ -35,6 +36,7 @@ impl AppState {
                 paths,
                 config,
                 store: Mutex::new(store),
+                artifacts: Mutex::new(()),
                 started: Instant::now(),
                 shutdown,
             }),
@@ -82,6 +84,24 @@ impl AppState {
             }
             Err(_) => Err(StoreTaskCancelled),
         }
+    }
+
+    /// Locks the store from a blocking thread. Hold it only for queries,
+    /// never across slow work.
+    pub fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.inner
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Serialises operations that create or delete kernel and image
+    /// artifacts, so two pulls of one kernel cannot interleave. Blocking.
+    pub fn artifacts_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .artifacts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Asks the server to shut down gracefully.

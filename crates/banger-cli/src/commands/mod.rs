@@ -4,6 +4,7 @@
 mod config;
 mod daemon;
 mod doctor;
+mod kernel;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Daemon(command) => daemon::run(command).await,
         Command::Config(command) => config::run(command),
         Command::Doctor(args) => doctor::run(&args),
+        Command::Kernel(command) => kernel::run(command).await,
     }
 }
 
@@ -36,6 +38,12 @@ fn daemon_binary() -> PathBuf {
         }
     }
     PathBuf::from("bangerd")
+}
+
+/// An absolute form of a path the user typed, for the daemon (whose working
+/// directory is not the user's).
+fn absolute(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    Ok(std::path::absolute(path)?)
 }
 
 /// A client for a running daemon, starting one if needed.

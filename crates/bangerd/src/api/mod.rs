@@ -8,6 +8,7 @@
 
 mod daemon;
 mod json;
+mod kernels;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -33,7 +34,10 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         description = "HTTP+JSON API of the banger daemon, served on a Unix socket owned by the user."
     ),
     components(schemas(ApiError, ErrorCode)),
-    tags((name = "daemon", description = "The daemon itself"))
+    tags(
+        (name = "daemon", description = "The daemon itself"),
+        (name = "kernels", description = "Guest kernels and the kernel catalog")
+    )
 )]
 struct ApiDoc;
 
@@ -43,6 +47,11 @@ fn route_table() -> OpenApiRouter<AppState> {
         .routes(routes!(daemon::status))
         .routes(routes!(daemon::stop))
         .routes(routes!(daemon::check))
+        .routes(routes!(kernels::list))
+        .routes(routes!(kernels::catalog))
+        .routes(routes!(kernels::show, kernels::delete))
+        .routes(routes!(kernels::pull))
+        .routes(routes!(kernels::import))
 }
 
 /// The OpenAPI document of the API, as served and checked in.
@@ -115,6 +124,11 @@ impl ApiFailure {
     /// 403: the peer may not use this daemon.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
+    }
+
+    /// The JSON body, for progress streams that end in failure.
+    pub fn into_body(self) -> ApiError {
+        self.body
     }
 
     /// 500 from an error, with its whole cause chain in the message.

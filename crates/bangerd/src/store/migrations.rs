@@ -24,6 +24,34 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     ) STRICT;",
+    // 2: installed kernels and registered images.
+    "CREATE TABLE kernels (
+        id           INTEGER PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE,
+        version      TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        dir          TEXT NOT NULL,
+        bzimage      TEXT,
+        vmlinux      TEXT,
+        initramfs    TEXT NOT NULL,
+        modules_disk TEXT,
+        size_bytes   INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL,
+        CHECK (bzimage IS NOT NULL OR vmlinux IS NOT NULL)
+    ) STRICT;
+    CREATE TABLE images (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        managed     INTEGER NOT NULL CHECK (managed IN (0, 1)),
+        dir         TEXT,
+        rootfs      TEXT NOT NULL,
+        work_seed   TEXT,
+        kernel_id   INTEGER NOT NULL REFERENCES kernels (id) ON DELETE RESTRICT,
+        initrd      TEXT,
+        size_bytes  INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// The schema version this build writes.

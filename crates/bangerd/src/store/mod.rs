@@ -5,6 +5,7 @@
 //! schema version is SQLite's `user_version`; [`migrations`] lists every
 //! step, and a database from a newer banger is refused rather than guessed at.
 
+mod kernels;
 mod migrations;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use banger_api::VmName;
 use banger_api::daemon::IntegrityReport;
 use rusqlite::{Connection, OptionalExtension};
 
+pub use kernels::{KernelRow, NewKernel};
 pub use migrations::LATEST_VERSION;
 
 /// Failures of the store; each names the database file.

@@ -1,0 +1,148 @@
+//! The `/v1/kernels` resource: list, catalog, show, pull, import, delete.
+
+use std::path::PathBuf;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use banger_api::kernels::{CatalogKernel, KernelImportRequest, KernelInfo, KernelPullRequest};
+use banger_api::operation::OperationEvent;
+use banger_api::{ApiError, ErrorCode, KernelName};
+
+use super::{ApiFailure, ApiJson};
+use crate::kernels::{self, KernelError};
+use crate::operations::stream_blocking;
+use crate::state::AppState;
+
+impl From<KernelError> for ApiFailure {
+    fn from(error: KernelError) -> Self {
+        let (status, code) = match &error {
+            KernelError::NotInCatalog { .. } | KernelError::NotInstalled { .. } => {
+                (StatusCode::NOT_FOUND, ErrorCode::NotFound)
+            }
+            KernelError::InUse { .. } | KernelError::Exists { .. } => {
+                (StatusCode::CONFLICT, ErrorCode::Conflict)
+            }
+            KernelError::Install(kernels::InstallError::BadInput { .. })
+            | KernelError::Install(kernels::InstallError::NotAKernel { .. })
+            | KernelError::Install(kernels::InstallError::UnknownVersion { .. })
+            | KernelError::Install(kernels::InstallError::VersionMismatch { .. }) => {
+                (StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
+            }
+            _ => return ApiFailure::internal(&error),
+        };
+        ApiFailure::new(status, code, super::error_chain(&error))
+    }
+}
+
+pub(super) fn parse_name(raw: &str) -> Result<KernelName, ApiFailure> {
+    KernelName::parse(raw).map_err(|error| {
+        ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            error.to_string(),
+        )
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    state: AppState,
+    work: impl FnOnce(&AppState) -> Result<T, KernelError> + Send + 'static,
+) -> Result<T, ApiFailure> {
+    match tokio::task::spawn_blocking(move || work(&state)).await {
+        Ok(result) => result.map_err(ApiFailure::from),
+        Err(join) => Err(ApiFailure::internal(&join)),
+    }
+}
+
+/// Lists installed kernels.
+#[utoipa::path(get, path = "/v1/kernels", tag = "kernels",
+    responses((status = 200, description = "Installed kernels", body = Vec<KernelInfo>)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<KernelInfo>>, ApiFailure> {
+    blocking(state, |state| kernels::list(&state.store()))
+        .await
+        .map(Json)
+}
+
+/// Lists the kernels the catalog offers.
+#[utoipa::path(get, path = "/v1/kernels/catalog", tag = "kernels",
+    responses((status = 200, description = "Catalog entries", body = Vec<CatalogKernel>)))]
+pub async fn catalog(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<CatalogKernel>>, ApiFailure> {
+    blocking(state, |state| kernels::available(&state.store()))
+        .await
+        .map(Json)
+}
+
+/// Shows one installed kernel.
+#[utoipa::path(get, path = "/v1/kernels/{name}", tag = "kernels",
+    params(("name" = String, Path, description = "Kernel name")),
+    responses((status = 200, description = "The kernel", body = KernelInfo),
+        (status = 404, description = "Not installed", body = ApiError)))]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<KernelInfo>, ApiFailure> {
+    let name = parse_name(&name)?;
+    blocking(state, move |state| kernels::show(&state.store(), &name))
+        .await
+        .map(Json)
+}
+
+/// Deletes an installed kernel (refused while an image uses it).
+#[utoipa::path(delete, path = "/v1/kernels/{name}", tag = "kernels",
+    params(("name" = String, Path, description = "Kernel name")),
+    responses((status = 200, description = "The deleted kernel", body = KernelInfo),
+        (status = 404, description = "Not installed", body = ApiError),
+        (status = 409, description = "In use", body = ApiError)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<KernelInfo>, ApiFailure> {
+    let name = parse_name(&name)?;
+    blocking(state, move |state| kernels::delete(state, &name))
+        .await
+        .map(Json)
+}
+
+/// Installs a catalog kernel, streaming progress.
+#[utoipa::path(post, path = "/v1/kernels/pull", tag = "kernels", request_body = KernelPullRequest,
+    responses((status = 200, description = "NDJSON progress stream ending in the installed kernel",
+        content_type = "application/x-ndjson", body = OperationEvent<KernelInfo>),
+        (status = 400, description = "Bad request", body = ApiError)))]
+pub async fn pull(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<KernelPullRequest>,
+) -> Result<Response, ApiFailure> {
+    let name = parse_name(&request.name)?;
+    Ok(stream_blocking(move |progress| {
+        kernels::pull(&state, &name, progress).map_err(ApiFailure::from)
+    }))
+}
+
+/// Imports a kernel file from the host, streaming progress.
+#[utoipa::path(post, path = "/v1/kernels/import", tag = "kernels", request_body = KernelImportRequest,
+    responses((status = 200, description = "NDJSON progress stream ending in the imported kernel",
+        content_type = "application/x-ndjson", body = OperationEvent<KernelInfo>),
+        (status = 400, description = "Bad request", body = ApiError)))]
+pub async fn import(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<KernelImportRequest>,
+) -> Result<Response, ApiFailure> {
+    let name = parse_name(&request.name)?;
+    let kernel = PathBuf::from(&request.kernel);
+    let modules = request.modules.map(PathBuf::from);
+    Ok(stream_blocking(move |progress| {
+        kernels::import(
+            &state,
+            &name,
+            &kernel,
+            modules.as_deref(),
+            "import",
+            progress,
+        )
+        .map_err(ApiFailure::from)
+    }))
+}
