@@ -167,7 +167,7 @@ pub fn copier_main(args: impl IntoIterator<Item = OsString>) -> Result<(), Conso
 
 /// The two processes behind a running VMM's console.
 #[derive(Debug, Clone)]
-pub(crate) struct ConsoleProcesses {
+pub struct ConsoleProcesses {
     /// The VMM.
     pub vmm: ProcessIdentity,
     /// Its console copier.
@@ -176,7 +176,9 @@ pub(crate) struct ConsoleProcesses {
 
 /// Starts the copier, then `vmm` with stdout and stderr into the copier's
 /// pipe and stdin from /dev/null; both detached (see [`spawn_detached`]).
-pub(crate) fn spawn_with_console(
+/// Used by both backends; public so other long-running guests of the daemon
+/// (and tests) can get the same bounded, daemon-independent console.
+pub fn spawn_with_console(
     mut vmm: Command,
     copier: &CopierCommand,
     log: &Path,

@@ -291,7 +291,8 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let good = sample_spec(dir.path());
         touch_all(&good);
-        let cases: Vec<(&str, Box<dyn Fn(&mut VmSpec)>)> = vec![
+        type Change = Box<dyn Fn(&mut VmSpec)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("vcpus", Box::new(|s| s.vcpus = 0)),
             ("vsock_cid", Box::new(|s| s.vsock_cid = 2)),
             ("name", Box::new(|s| s.name = "a b".into())),

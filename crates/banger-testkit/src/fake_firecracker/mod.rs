@@ -81,6 +81,7 @@ pub struct FakeFirecracker {
     socket: PathBuf,
     state: Arc<Mutex<State>>,
     ctrl_alt_del: Arc<Notify>,
+    instance_start: Arc<Notify>,
     server: JoinHandle<()>,
 }
 
@@ -113,16 +114,17 @@ impl FakeFirecracker {
             tasks: Vec::new(),
         }));
         let ctrl_alt_del = Arc::new(Notify::new());
+        let instance_start = Arc::new(Notify::new());
         let server = {
             let state = state.clone();
-            let ctrl_alt_del = ctrl_alt_del.clone();
+            let notify = (ctrl_alt_del.clone(), instance_start.clone());
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let state = state.clone();
-                    let ctrl_alt_del = ctrl_alt_del.clone();
+                    let notify = notify.clone();
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |request| {
-                            handle(state.clone(), ctrl_alt_del.clone(), request)
+                            handle(state.clone(), notify.clone(), request)
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -135,6 +137,7 @@ impl FakeFirecracker {
             socket: socket.to_path_buf(),
             state,
             ctrl_alt_del,
+            instance_start,
             server,
         })
     }
@@ -158,6 +161,12 @@ impl FakeFirecracker {
     /// arrived before the call).
     pub async fn ctrl_alt_del(&self) {
         self.ctrl_alt_del.notified().await;
+    }
+
+    /// Resolves when an accepted `InstanceStart` arrives (also if it arrived
+    /// before the call).
+    pub async fn instance_start(&self) {
+        self.instance_start.notified().await;
     }
 }
 
@@ -186,7 +195,7 @@ fn reply(status: StatusCode, body: Option<Value>) -> Response<Full<Bytes>> {
 
 async fn handle(
     state: Arc<Mutex<State>>,
-    ctrl_alt_del: Arc<Notify>,
+    (ctrl_alt_del, instance_start): (Arc<Notify>, Arc<Notify>),
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = request.method().as_str().to_owned();
@@ -221,14 +230,21 @@ async fn handle(
             let _ = writeln!(file, "{}", json!(record));
         }
     }
-    let is_ctrl_alt_del = record.accepted()
-        && path == "/actions"
-        && record.body.as_ref().and_then(|b| b.get("action_type"))
-            == Some(&json!("SendCtrlAltDel"));
+    let action = if record.accepted() && path == "/actions" {
+        record
+            .body
+            .as_ref()
+            .and_then(|b| b.get("action_type"))
+            .cloned()
+    } else {
+        None
+    };
     state.requests.push(record);
     drop(state);
-    if is_ctrl_alt_del {
+    if action == Some(json!("SendCtrlAltDel")) {
         ctrl_alt_del.notify_one();
+    } else if action == Some(json!("InstanceStart")) {
+        instance_start.notify_one();
     }
     Ok(reply(status, response_body))
 }
@@ -398,18 +414,13 @@ pub fn run_as_process(args: impl IntoIterator<Item = String>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let mut said_hello = false;
-        loop {
-            tokio::select! {
-                () = fake.ctrl_alt_del() => break,
-                () = tokio::time::sleep(Duration::from_millis(50)) => {
-                    if fake.started() && !said_hello {
-                        said_hello = true;
-                        // stdout is the "serial console" a VMM writes.
-                        let _ = writeln!(std::io::stdout(), "fake-firecracker: guest started");
-                    }
-                }
+        // stdout is the "serial console" a VMM writes.
+        tokio::select! {
+            () = fake.instance_start() => {
+                let _ = writeln!(std::io::stdout(), "fake-firecracker: guest started");
+                fake.ctrl_alt_del().await;
             }
+            () = fake.ctrl_alt_del() => {}
         }
         let _ = writeln!(
             std::io::stdout(),
