@@ -240,24 +240,29 @@ pub fn spawn_detached(mut command: std::process::Command) -> Result<ProcessIdent
     }
 }
 
-/// Collects the exit status if `identity` is our child and has exited.
-fn try_reap(identity: &ProcessIdentity) -> Option<ExitInfo> {
+/// For our own children: `Some(None)` while running, `Some(Some(info))` once
+/// exited (reaped now). `None` when `identity` is not our child.
+///
+/// A registered child is authoritative: its pid cannot be reused before we
+/// reap it, and /proc is unreliable while it dies (the exe link disappears
+/// before the process becomes a zombie).
+fn try_reap(identity: &ProcessIdentity) -> Option<Option<ExitInfo>> {
     use std::os::unix::process::ExitStatusExt;
     let mut children = lock_children();
     let child = children.get_mut(&identity.pid)?;
     match child.try_wait() {
         Ok(Some(status)) => {
             children.remove(&identity.pid);
-            Some(match (status.code(), status.signal()) {
+            Some(Some(match (status.code(), status.signal()) {
                 (Some(code), _) => ExitInfo::Code { code },
                 (None, Some(signal)) => ExitInfo::Signal { signal },
                 (None, None) => ExitInfo::Unknown,
-            })
+            }))
         }
-        Ok(None) => None,
+        Ok(None) => Some(None),
         Err(_) => {
             children.remove(&identity.pid);
-            Some(ExitInfo::Unknown)
+            Some(Some(ExitInfo::Unknown))
         }
     }
 }
@@ -265,14 +270,14 @@ fn try_reap(identity: &ProcessIdentity) -> Option<ExitInfo> {
 /// Non-blocking: `Some` once the process has ended (reaping it when it is our
 /// child), `None` while it runs.
 pub fn exit_status(identity: &ProcessIdentity) -> Option<ExitInfo> {
-    if let Some(info) = try_reap(identity) {
-        return Some(info);
+    if let Some(state) = try_reap(identity) {
+        return state;
     }
     if identity.is_alive_and_same() {
-        return None;
+        None
+    } else {
+        Some(ExitInfo::Unknown)
     }
-    // A zombie that is our child: reap it now.
-    Some(try_reap(identity).unwrap_or(ExitInfo::Unknown))
 }
 
 /// Waits up to `timeout` for the process to end; `None` if it still runs.
