@@ -19,6 +19,7 @@
 //! - [`catalog`]: the kernel catalog file (`assets/kernel-catalog.toml`).
 //! - [`cpio`]: the newc archive writer used by both archive builders.
 //! - [`download`]: checksum-verified, atomic downloads for `url` catalog entries.
+//! - [`image_build`]: build banger's default Debian image with mmdebstrap.
 
 // Tests may unwrap: a panic with the value is the clearest failure report.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -29,6 +30,7 @@ pub mod cpio;
 pub mod download;
 mod elf;
 pub mod guest_config;
+pub mod image_build;
 pub mod initramfs;
 pub mod kernel;
 pub mod modules;

@@ -182,3 +182,112 @@ pub fn fingerprint(path: &Path) -> u64 {
     fs_err::read(path).unwrap().hash(&mut h);
     h.finish()
 }
+
+/// A QEMU process that is killed when dropped (so a failing test never leaves
+/// a guest running).
+pub struct QemuGuard {
+    pub child: std::process::Child,
+    pub started: Instant,
+}
+
+impl QemuGuard {
+    /// True once QEMU has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// Waits up to `timeout` for QEMU to exit; kills it after that. Returns
+    /// true when it exited by itself.
+    pub fn wait_or_kill(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.exited() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for QemuGuard {
+    fn drop(&mut self) {
+        if !self.exited() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts QEMU TCG (2 vCPUs, 1 GiB) with the given disks in order and one
+/// virtio-net NIC on QEMU's user-mode network (guest 10.0.2.15/24, gateway
+/// 10.0.2.2, DNS 10.0.2.3), forwarding `127.0.0.1:<ssh_port>` to the guest's
+/// port 22. Does not wait; the serial console goes to `console_log`.
+pub fn spawn_qemu_usernet(
+    kernel: &Path,
+    initrd: &Path,
+    cmdline: &str,
+    disks: &[Disk<'_>],
+    mac: &str,
+    console_log: &Path,
+    ssh_port: u16,
+) -> QemuGuard {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-M", "q35", "-accel", "tcg", "-m", "1024", "-smp", "2"])
+        .args(["-nographic", "-no-reboot", "-monitor", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", console_log.display()))
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(cmdline);
+    for d in disks {
+        let ro = if d.read_only { ",readonly=on" } else { "" };
+        cmd.arg("-drive").arg(format!(
+            "file={},format=raw,if=virtio{ro}",
+            d.path.display()
+        ));
+    }
+    cmd.arg("-netdev")
+        .arg(format!("user,id=n0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22"))
+        .arg("-device")
+        .arg(format!("virtio-net-pci,netdev=n0,mac={mac}"));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let started = Instant::now();
+    let child = cmd.spawn().expect("spawn qemu-system-x86_64");
+    QemuGuard { child, started }
+}
+
+/// Generates an ed25519 key pair at `path` / `path.pub` with ssh-keygen.
+pub fn ssh_keygen(path: &Path, comment: &str) {
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ssh-keygen failed for {}", path.display());
+}
+
+/// True when running as root.
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}

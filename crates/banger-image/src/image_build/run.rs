@@ -1,0 +1,517 @@
+//! The build itself: mmdebstrap's command line and output, the staging
+//! directory that is always cleaned up, sizing and `mkfs.ext4 -d`.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Instant;
+
+use super::{
+    BuildMode, BuiltImage, DEFAULT_MIRROR, ImageBuildError, ImageBuildSpec, ROOTFS_LABEL,
+    WORK_LABEL, customise_tree, io_err, resolve_packages, rootfs_size, secs, shell_quote,
+    validate_mirror, validate_suite,
+};
+
+const ROOTFS: &str = "rootfs.ext4";
+const WORK_SEED: &str = "work-seed.ext4";
+
+/// mmdebstrap's arguments (without the program name) for installing
+/// `packages` from `suite` at `mirror` into the directory `tree`, reusing and
+/// refreshing the `.deb` cache: `cache_in` is synced into the chroot's
+/// `/var/cache/apt/archives` before anything is downloaded and everything apt
+/// used is synced out to `cache_out` (an existing, empty directory) before
+/// mmdebstrap's cleanup empties it. `--skip=essential/unlink` keeps the
+/// essential packages there too.
+pub fn mmdebstrap_args(
+    mode: BuildMode,
+    suite: &str,
+    mirror: &str,
+    packages: &[String],
+    tree: &Path,
+    cache_in: &Path,
+    cache_out: &Path,
+) -> Vec<OsString> {
+    let mut sync_in = OsString::from("sync-in ");
+    sync_in.push(shell_quote(cache_in.as_os_str()));
+    sync_in.push(" /var/cache/apt/archives/");
+    let mut sync_out = OsString::from("sync-out /var/cache/apt/archives ");
+    sync_out.push(shell_quote(cache_out.as_os_str()));
+    let mut args: Vec<OsString> = [
+        "--verbose",
+        mode.as_arg(),
+        "--variant=minbase",
+        "--format=directory",
+        "--skip=essential/unlink",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    // Names were validated (no commas, spaces or leading dashes), so one
+    // comma-separated --include is unambiguous.
+    args.push(format!("--include={}", packages.join(",")).into());
+    args.push(r#"--setup-hook=mkdir -p "$1"/var/cache/apt/archives/"#.into());
+    let mut hook = OsString::from("--setup-hook=");
+    hook.push(sync_in);
+    args.push(hook);
+    let mut hook = OsString::from("--customize-hook=");
+    hook.push(sync_out);
+    args.push(hook);
+    // "--" ends the options: suite, target and mirror are positional only.
+    args.push("--".into());
+    args.push(suite.into());
+    args.push(tree.as_os_str().to_owned());
+    args.push(mirror.into());
+    args
+}
+
+/// Turns mmdebstrap/apt output lines into `(stage, message)` progress.
+#[derive(Debug, Default)]
+pub(crate) struct ProgressParser {
+    /// 0 before apt's first install plan (essential), 1 for the rest.
+    phase: u8,
+    total: usize,
+    configured: usize,
+}
+
+impl ProgressParser {
+    pub(crate) fn line(&mut self, line: &str) -> Option<(&'static str, String)> {
+        let msg = |s: &str| Some(("installing", s.to_owned()));
+        if let Some(info) = line.strip_prefix("I: ") {
+            return match info.trim_end_matches("...") {
+                "running apt-get update" => {
+                    Some(("resolving packages", "updating package lists".into()))
+                }
+                "downloading packages with apt" => {
+                    Some(("downloading", "downloading essential packages".into()))
+                }
+                "extracting archives" => msg("extracting essential packages"),
+                "installing essential packages" => msg("installing essential packages"),
+                "installing remaining packages inside the chroot" => {
+                    self.phase = 1;
+                    Some((
+                        "resolving packages",
+                        "resolving the remaining packages".into(),
+                    ))
+                }
+                "cleaning package lists and apt cache" => {
+                    Some(("finishing", "cleaning apt caches".into()))
+                }
+                s if s.starts_with("running special hook: sync-out") => {
+                    Some(("caching", "saving downloaded packages to the cache".into()))
+                }
+                _ => None,
+            };
+        }
+        if let Some((n, _)) = line.split_once(" newly installed") {
+            let n = n.rsplit(' ').next()?.parse::<usize>().ok()?;
+            if self.phase == 1 {
+                // apt prints its plan twice (download, then install): report once.
+                if self.total == n {
+                    return None;
+                }
+                self.total = n;
+                self.configured = 0;
+                return Some((
+                    "installing",
+                    format!("downloading and installing {n} packages"),
+                ));
+            }
+            return Some(("downloading", format!("fetching {n} essential packages")));
+        }
+        if let Some(rest) = line.strip_prefix("Need to get ") {
+            let amounts = rest.split_once(" of archives")?.0;
+            let stage = if self.phase == 1 {
+                "installing"
+            } else {
+                "downloading"
+            };
+            // apt prints "X/Y" when part of the total is already cached.
+            return Some(match amounts.split_once('/') {
+                Some((get, total)) => {
+                    (stage, format!("{get} to download of {total} (rest cached)"))
+                }
+                None => (stage, format!("{amounts} to download")),
+            });
+        }
+        if self.phase == 1 && self.total > 0 && line.starts_with("Setting up ") {
+            self.configured += 1;
+            if self.configured % 25 == 0 || self.configured == self.total {
+                return Some((
+                    "installing",
+                    format!("set up {}/{} packages", self.configured, self.total),
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// Everything created in `out_dir` and the cache during a build; removed on
+/// drop, so a failed (or successful) build leaves only the renamed results.
+struct Staging {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+    cache_new: Option<PathBuf>,
+    helper: bool,
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = fs_err::remove_file(f);
+        }
+        if let Some(c) = &self.cache_new {
+            let _ = fs_err::remove_dir_all(c);
+        }
+        // Unprivileged builds leave files owned by subuids that only the user
+        // namespace can delete.
+        if self.helper && self.dir.exists() {
+            let _ = Command::new("mmdebstrap")
+                .arg("--unshare-helper")
+                .args(["rm", "-rf", "--"])
+                .arg(&self.dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = fs_err::remove_dir_all(&self.dir);
+    }
+}
+
+/// A command, run through `mmdebstrap --unshare-helper` when `helper` is set
+/// (so it sees the tree's in-namespace ownership).
+fn tool(program: &str, helper: bool) -> Command {
+    if helper {
+        let mut c = Command::new("mmdebstrap");
+        c.arg("--unshare-helper").arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run_tool(mut cmd: Command, name: &str, path: &Path) -> Result<String, ImageBuildError> {
+    let out = cmd
+        .output()
+        .map_err(|source| ImageBuildError::ToolMissing {
+            tool: name.to_owned(),
+            package: if name == "mkfs.ext4" {
+                "e2fsprogs"
+            } else {
+                "coreutils"
+            }
+            .to_owned(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(ImageBuildError::Tool {
+            tool: name.to_owned(),
+            path: path.to_owned(),
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `du` of `dir`: (bytes on disk, inodes).
+fn tree_usage(dir: &Path, helper: bool) -> Result<(u64, u64), ImageBuildError> {
+    let parse = |flag: &str| -> Result<u64, ImageBuildError> {
+        let mut cmd = tool("du", helper);
+        cmd.args(["-s", "-x", flag]).arg(dir);
+        let out = run_tool(cmd, "du", dir)?;
+        out.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| ImageBuildError::Tool {
+                tool: "du".into(),
+                path: dir.to_owned(),
+                detail: format!("unexpected output {out:?}"),
+            })
+    };
+    Ok((parse("-B1")?, parse("--inodes")?))
+}
+
+fn mkfs(
+    image: &Path,
+    size: u64,
+    src: &Path,
+    label: &str,
+    journal: bool,
+    inodes: Option<u64>,
+    helper: bool,
+) -> Result<(), ImageBuildError> {
+    let f = fs_err::File::create(image).map_err(io_err(image))?;
+    f.set_len(size).map_err(io_err(image))?;
+    drop(f);
+    let mut cmd = tool("mkfs.ext4", helper);
+    // -m 0: no blocks reserved for root; root_owner: the filesystem root is
+    // root's whatever uid runs mkfs.
+    cmd.args(["-q", "-F", "-m", "0", "-E", "root_owner=0:0", "-L", label]);
+    if !journal {
+        cmd.args(["-O", "^has_journal"]);
+    }
+    if let Some(n) = inodes {
+        cmd.arg("-N").arg(n.to_string());
+    }
+    cmd.arg("-d").arg(src).arg(image);
+    run_tool(cmd, "mkfs.ext4", image).map(|_| ())
+}
+
+/// `name=version` of every installed package in the tree's dpkg status file.
+fn installed_packages(tree: &Path) -> Result<Vec<String>, ImageBuildError> {
+    let status = tree.join("var/lib/dpkg/status");
+    let text = fs_err::read_to_string(&status).map_err(io_err(&status))?;
+    let mut out = Vec::new();
+    for para in text.split("\n\n") {
+        let field = |name: &str| {
+            para.lines()
+                .find_map(|l| l.strip_prefix(name).map(str::trim))
+                .unwrap_or("")
+        };
+        if field("Status:") == "install ok installed" {
+            out.push(format!("{}={}", field("Package:"), field("Version:")));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Runs mmdebstrap, copying all output to `log` and reporting progress.
+fn run_mmdebstrap(
+    args: &[OsString],
+    log: &Path,
+    progress: &mut dyn FnMut(&str, &str),
+) -> Result<(), ImageBuildError> {
+    let log_file = fs_err::File::create(log).map_err(io_err(log))?;
+    let log_file = Arc::new(Mutex::new(log_file));
+    let mut child = Command::new("mmdebstrap")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| ImageBuildError::ToolMissing {
+            tool: "mmdebstrap".into(),
+            package: "mmdebstrap".into(),
+            source,
+        })?;
+    let (tx, rx) = mpsc::channel::<String>();
+    let mut readers = Vec::new();
+    let streams: [Option<Box<dyn Read + Send>>; 2] = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ];
+    for stream in streams.into_iter().flatten() {
+        let tx = tx.clone();
+        let log_file = Arc::clone(&log_file);
+        readers.push(std::thread::spawn(move || {
+            let mut r = BufReader::new(stream);
+            let mut buf = Vec::new();
+            while matches!(r.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+                if let Ok(mut f) = log_file.lock() {
+                    let _ = f.write_all(&buf);
+                }
+                let _ = tx.send(String::from_utf8_lossy(&buf).trim_end().to_owned());
+                buf.clear();
+            }
+        }));
+    }
+    drop(tx);
+    let mut parser = ProgressParser::default();
+    // For the error message: apt/mmdebstrap "E:" lines if any, else the
+    // last few lines.
+    let mut tail: Vec<String> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    for line in rx {
+        if let Some((stage, msg)) = parser.line(&line) {
+            progress(stage, &msg);
+        }
+        if line.starts_with("E: ") && errors.len() < 4 {
+            errors.push(line.clone());
+        }
+        tail.push(line);
+        if tail.len() > 5 {
+            tail.remove(0);
+        }
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let status = child.wait().map_err(io_err(log))?;
+    if !status.success() {
+        return Err(ImageBuildError::Mmdebstrap {
+            status: status.to_string(),
+            tail: if errors.is_empty() { tail } else { errors }.join(" | "),
+            log: log.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn note(log: &Path, text: &str) {
+    if let Ok(mut f) = fs_err::OpenOptions::new().append(true).open(log) {
+        let _ = writeln!(f, "banger: {text}");
+    }
+}
+
+pub(super) fn build(
+    spec: &ImageBuildSpec,
+    out_dir: &Path,
+    cache_dir: &Path,
+    log: &Path,
+    progress: &mut dyn FnMut(&str, &str),
+) -> Result<BuiltImage, ImageBuildError> {
+    let start = Instant::now();
+    validate_suite(&spec.suite)?;
+    let mirror = spec.mirror.as_deref().unwrap_or(DEFAULT_MIRROR);
+    validate_mirror(mirror)?;
+    let packages = resolve_packages(spec)?;
+    let mode = spec.mode.unwrap_or_else(BuildMode::detect);
+    let helper = mode == BuildMode::Unshare && BuildMode::detect() != BuildMode::Root;
+
+    let rootfs = out_dir.join(ROOTFS);
+    let work_seed = out_dir.join(WORK_SEED);
+    for p in [&rootfs, &work_seed] {
+        if p.exists() {
+            return Err(ImageBuildError::OutputExists { path: p.clone() });
+        }
+    }
+    fs_err::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    let cache = cache_dir.join("apt-archives").join(&spec.suite);
+    fs_err::create_dir_all(&cache).map_err(io_err(&cache))?;
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let cache_new = cache_dir
+        .join("apt-archives")
+        .join(format!(".{}.new-{tag}", spec.suite));
+    let mut staging = Staging {
+        dir: out_dir.join(format!(".image-build-{tag}")),
+        files: Vec::new(),
+        cache_new: Some(cache_new.clone()),
+        helper,
+    };
+    fs_err::create_dir(&staging.dir).map_err(io_err(&staging.dir))?;
+    fs_err::create_dir(&cache_new).map_err(io_err(&cache_new))?;
+    let tree = staging.dir.join("tree");
+    let seed = staging.dir.join("seed");
+
+    progress(
+        "resolving packages",
+        &format!(
+            "{} packages requested from Debian {} ({mirror}, mmdebstrap {mode:?} mode)",
+            packages.len(),
+            spec.suite
+        ),
+    );
+    let args = mmdebstrap_args(
+        mode,
+        &spec.suite,
+        mirror,
+        &packages,
+        &tree,
+        &cache,
+        &cache_new,
+    );
+    run_mmdebstrap(&args, log, progress)?;
+    note(log, &format!("mmdebstrap finished after {}", secs(start)));
+
+    // The new cache holds exactly what this build used, so it replaces the
+    // old one (dropping superseded .deb versions).
+    fs_err::remove_dir_all(&cache).map_err(io_err(&cache))?;
+    fs_err::rename(&cache_new, &cache).map_err(io_err(&cache_new))?;
+    staging.cache_new = None;
+
+    progress(
+        "customising",
+        "removing host keys, configuring sshd, moving /root to the work seed",
+    );
+    let report = customise_tree(&tree, &seed)?;
+    note(log, &format!("customised: {report:?}"));
+    let installed = installed_packages(&tree)?;
+
+    let (tree_bytes, inodes) = tree_usage(&tree, helper)?;
+    let size = rootfs_size(tree_bytes, inodes, spec.rootfs_size_bytes)?;
+    let (seed_bytes, _) = tree_usage(&seed, helper)?;
+    let seed_needed = seed_bytes + 16 * (1 << 20);
+    if spec.work_seed_size_bytes < seed_needed {
+        return Err(ImageBuildError::WorkSeedTooSmall {
+            requested: spec.work_seed_size_bytes,
+            needed: seed_needed,
+        });
+    }
+    progress(
+        "writing rootfs.ext4",
+        &format!(
+            "{} MiB tree into a {} MiB image",
+            tree_bytes >> 20,
+            size >> 20
+        ),
+    );
+    let rootfs_tmp = out_dir.join(format!(".{ROOTFS}.tmp-{tag}"));
+    let seed_tmp = out_dir.join(format!(".{WORK_SEED}.tmp-{tag}"));
+    staging.files.extend([rootfs_tmp.clone(), seed_tmp.clone()]);
+    // Enough inodes for the tree plus room to grow, whatever mke2fs would
+    // derive from the size.
+    let inode_count = inodes + inodes / 2 + 4096;
+    mkfs(
+        &rootfs_tmp,
+        size,
+        &tree,
+        ROOTFS_LABEL,
+        false,
+        Some(inode_count),
+        helper,
+    )?;
+    progress(
+        "writing work-seed.ext4",
+        &format!("{} MiB work seed", spec.work_seed_size_bytes >> 20),
+    );
+    mkfs(
+        &seed_tmp,
+        spec.work_seed_size_bytes,
+        &seed,
+        WORK_LABEL,
+        true,
+        None,
+        helper,
+    )?;
+    fs_err::rename(&rootfs_tmp, &rootfs).map_err(io_err(&rootfs))?;
+    if let Err(e) = fs_err::rename(&seed_tmp, &work_seed) {
+        let _ = fs_err::remove_file(&rootfs);
+        return Err(io_err(&work_seed)(e));
+    }
+    staging.files.clear();
+    drop(staging);
+    note(log, &format!("image written after {}", secs(start)));
+    progress("done", &format!("image built in {}", secs(start)));
+    Ok(BuiltImage {
+        rootfs,
+        work_seed,
+        packages,
+        installed,
+        rootfs_bytes: size,
+        work_seed_bytes: spec.work_seed_size_bytes,
+        tree_bytes,
+        suite: spec.suite.clone(),
+        mode,
+        elapsed: start.elapsed(),
+    })
+}
