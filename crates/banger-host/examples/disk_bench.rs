@@ -57,6 +57,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .arg(&tree)
             .arg(&seed)
             .arg(format!("{size_gib}G"))
+            // mkfs.ext4 says "Creating regular file" on stdout even with
+            // -q; stdout is reserved for the JSON report.
+            .stdout(std::process::Stdio::null())
             .status()?;
         if !status.success() {
             return Err(format!("mkfs.ext4 failed for {}", seed.display()).into());
