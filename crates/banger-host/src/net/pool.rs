@@ -152,6 +152,11 @@ impl TapPool {
     /// Deletes every banger TAP that is neither in `claimed` nor a spare of
     /// this pool, and marks the claimed ones as in use. Returns the deleted
     /// names. Devices without a banger name are never touched.
+    ///
+    /// TAPs this pool handed out (and that were not released) or is creating
+    /// right now also survive, even when missing from `claimed`: a VM being
+    /// created may hold one before the daemon records it. On daemon start the
+    /// pool is new, so exactly the unclaimed TAPs are deleted.
     pub async fn reconcile(&self, claimed: &BTreeSet<TapName>) -> Result<Vec<TapName>, PoolError> {
         let existing = self
             .inner
