@@ -278,6 +278,12 @@ fn boots_and_answers_over_vsock() {
         other => panic!("unexpected reply {other:?}"),
     }
     println!("  agent says {reply:?}");
+    // The agent starts before switch_root, so it can answer before the
+    // image's init has printed its marker: wait for the marker too.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !console().contains("MARK-VMM-INIT: ") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let text = console();
     assert!(text.contains("MARK-VMM-INIT: "), "{text}");
     for line in text.lines().filter(|l| l.contains("MARK-")) {
