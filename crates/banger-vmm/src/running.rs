@@ -254,23 +254,34 @@ impl RunningVm {
         }
         let started = Instant::now();
         // A guest that ignores or cannot receive the request is handled by
-        // the kill below, so a failed request is logged, not fatal.
-        let request = match self.backend {
-            BackendKind::Qemu => crate::qemu::qmp::system_powerdown(&self.control_socket)
-                .await
-                .map_err(|source| VmmError::Qmp {
-                    vm: self.name.clone(),
-                    source,
-                }),
-            BackendKind::Firecracker => crate::firecracker::send_ctrl_alt_del(&self.control_socket)
-                .await
-                .map_err(|source| VmmError::Firecracker {
-                    vm: self.name.clone(),
-                    source: Box::new(source),
-                }),
+        // the kill below, so a failed request is logged, not fatal. The
+        // request shares the stop timeout: a frozen VMM must not delay the kill.
+        let request = async {
+            match self.backend {
+                BackendKind::Qemu => crate::qemu::qmp::system_powerdown(&self.control_socket)
+                    .await
+                    .map_err(|source| VmmError::Qmp {
+                        vm: self.name.clone(),
+                        source,
+                    }),
+                BackendKind::Firecracker => {
+                    crate::firecracker::send_ctrl_alt_del(&self.control_socket)
+                        .await
+                        .map_err(|source| VmmError::Firecracker {
+                            vm: self.name.clone(),
+                            source: Box::new(source),
+                        })
+                }
+            }
         };
-        if let Err(error) = request {
-            tracing::warn!(vm = %self.name, %error, "graceful shutdown request failed");
+        match tokio::time::timeout(timeout, request).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(vm = %self.name, %error, "graceful shutdown request failed");
+            }
+            Err(_) => {
+                tracing::warn!(vm = %self.name, ?timeout, "graceful shutdown request timed out");
+            }
         }
         let remaining = timeout.saturating_sub(started.elapsed());
         let outcome = match wait_exit(&self.vmm, remaining).await {

@@ -28,6 +28,10 @@ fn main() -> ExitCode {
             configure_start_stop_against_spec,
         ),
         ("wrong_requests_are_rejected", wrong_requests_are_rejected),
+        (
+            "frozen_vmm_is_killed_after_timeout",
+            frozen_vmm_is_killed_after_timeout,
+        ),
     ])
 }
 
@@ -225,6 +229,39 @@ fn wrong_requests_are_rejected() {
         assert_eq!(records.len(), 2);
         assert!(records.iter().all(|r| !r.accepted()));
     });
+}
+
+fn frozen_vmm_is_killed_after_timeout() {
+    if !spec_present() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    let spec = vm_spec(dir.path());
+    let vmm = FirecrackerVmm {
+        firecracker_bin: std::env::current_exe().unwrap(),
+        copier: common::copier(),
+    };
+    let runtime = common::runtime();
+    let vm = runtime.block_on(vmm.start(&spec)).unwrap();
+    let guard = KillOnDrop(vm.clone());
+    // A VMM that cannot answer its API (SIGSTOP) stands in for a wedged one.
+    assert!(vm.kill(banger_vmm::Signal::STOP).unwrap());
+    let started = std::time::Instant::now();
+    let outcome = runtime.block_on(vm.stop(Duration::from_secs(1))).unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(
+            outcome,
+            StopOutcome::Killed(Some(banger_vmm::ExitInfo::Signal { signal: 9 }))
+        ),
+        "{outcome:?}"
+    );
+    // The stop timeout bounds the whole stop, API request included.
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    for process in vm.processes() {
+        assert!(!process.is_alive_and_same(), "{process:?} still runs");
+    }
+    drop(guard);
 }
 
 /// Kills every process of a VM when a test fails half-way.
