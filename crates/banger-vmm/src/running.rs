@@ -199,6 +199,41 @@ pub(crate) async fn wait_for_socket(
     }
 }
 
+/// Creates the run dir (0700) and removes sockets a previous run left.
+pub(crate) fn prepare_run_dir(
+    spec: &crate::spec::VmSpec,
+    sockets: &[&PathBuf],
+) -> Result<(), VmmError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let io = |path: &PathBuf, source| VmmError::Io {
+        vm: spec.name.clone(),
+        path: path.clone(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&spec.run_dir)
+        .map_err(|e| io(&spec.run_dir, e))?;
+    for socket in sockets {
+        match std::fs::remove_file(socket) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io(socket, error)),
+        }
+    }
+    Ok(())
+}
+
+/// Best-effort cleanup after a failed start.
+pub(crate) async fn kill_all(processes: &[&ProcessIdentity]) {
+    for process in processes {
+        if let Err(error) = crate::process::kill_and_wait(process).await {
+            tracing::warn!(pid = process.pid, %error, "cleanup after failed start");
+        }
+    }
+}
+
 impl RunningVm {
     fn process_error(&self, source: ProcessError) -> VmmError {
         VmmError::Process {

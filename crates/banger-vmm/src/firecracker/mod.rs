@@ -24,8 +24,9 @@ use api::{ApiError, ApiOperation};
 
 use crate::console::{CopierCommand, spawn_with_console};
 use crate::process::ProcessIdentity;
-use crate::qemu::{kill_all, prepare_run_dir};
-use crate::running::{BackendKind, RunningVm, VmmError, wait_for_socket};
+use crate::running::{
+    BackendKind, RunningVm, VmmError, kill_all, prepare_run_dir, wait_for_socket,
+};
 use crate::spec::VmSpec;
 
 /// How long Firecracker gets to create its API socket.

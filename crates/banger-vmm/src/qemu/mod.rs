@@ -14,8 +14,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::console::{CopierCommand, spawn_with_console};
-use crate::process::{ProcessIdentity, spawn_detached};
-use crate::running::{BackendKind, RunningVm, VmmError, wait_for_socket};
+use crate::process::spawn_detached;
+use crate::running::{
+    BackendKind, RunningVm, VmmError, kill_all, prepare_run_dir, wait_for_socket,
+};
 use crate::spec::VmSpec;
 use args::{QemuPaths, qemu_args, vhost_vsock_args};
 
@@ -31,29 +33,6 @@ pub struct QemuVmm {
     pub vhost_vsock_bin: PathBuf,
     /// The console copier program.
     pub copier: CopierCommand,
-}
-
-/// Creates the run dir (0700) and removes sockets a previous run left.
-pub(crate) fn prepare_run_dir(spec: &VmSpec, sockets: &[&PathBuf]) -> Result<(), VmmError> {
-    use std::os::unix::fs::DirBuilderExt;
-    let io = |path: &PathBuf, source| VmmError::Io {
-        vm: spec.name.clone(),
-        path: path.clone(),
-        source,
-    };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&spec.run_dir)
-        .map_err(|e| io(&spec.run_dir, e))?;
-    for socket in sockets {
-        match std::fs::remove_file(socket) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(io(socket, error)),
-        }
-    }
-    Ok(())
 }
 
 impl QemuVmm {
@@ -138,14 +117,5 @@ impl QemuVmm {
             vsock_uds: paths.vsock_uds,
             console_log: spec.console_log.clone(),
         })
-    }
-}
-
-/// Best-effort cleanup after a failed start.
-pub(crate) async fn kill_all(processes: &[&ProcessIdentity]) {
-    for process in processes {
-        if let Err(error) = crate::process::kill_and_wait(process).await {
-            tracing::warn!(pid = process.pid, %error, "cleanup after failed start");
-        }
     }
 }
