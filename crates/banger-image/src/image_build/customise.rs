@@ -14,7 +14,7 @@ use super::{ImageBuildError, io_err};
 
 /// Bump whenever [`customise_tree`] changes what it writes, so cached images
 /// (e.g. the integration test's) are rebuilt.
-pub const CUSTOMISATION_VERSION: u32 = 1;
+pub const CUSTOMISATION_VERSION: u32 = 2;
 
 /// sshd drop-in. Debian's `sshd_config` includes `sshd_config.d/*.conf` first,
 /// and for sshd the first value obtained wins, so these override the defaults.
@@ -160,6 +160,8 @@ pub fn customise_tree(tree: &Path, seed: &Path) -> Result<CustomiseReport, Image
         &systemd.join("getty.target.wants/serial-getty@ttyS0.service"),
     )?;
 
+    // Left by mmdebstrap's --dpkgopt (unsafe I/O is for the build only).
+    remove_if_exists(&tree.join("etc/dpkg/dpkg.cfg.d/99mmdebstrap"))?;
     write(&tree.join("etc/fstab"), FSTAB, 0o644)?;
     // mmdebstrap copies the build host's hostname and resolv.conf into the tree.
     write(&tree.join("etc/hostname"), "banger\n", 0o644)?;
@@ -229,6 +231,12 @@ mod tests {
             fs_err::write(tree.join("etc/ssh").join(f), "k").unwrap();
         }
         fs_err::write(tree.join("etc/ssh/sshd_config"), "x").unwrap();
+        fs_err::create_dir_all(tree.join("etc/dpkg/dpkg.cfg.d")).unwrap();
+        fs_err::write(
+            tree.join("etc/dpkg/dpkg.cfg.d/99mmdebstrap"),
+            "force-unsafe-io",
+        )
+        .unwrap();
         fs_err::write(tree.join("root/.bashrc"), "# rc").unwrap();
         fs_err::write(tree.join("etc/fstab"), "# UNCONFIGURED FSTAB").unwrap();
         std::os::unix::fs::symlink("/run/x/resolv.conf", tree.join("etc/resolv.conf")).unwrap();
@@ -237,6 +245,7 @@ mod tests {
         assert_eq!(report.removed_host_keys.len(), 3);
         assert_eq!(report.moved_to_seed, [".bashrc", ".ssh"]);
         assert!(tree.join("etc/ssh/sshd_config").exists());
+        assert!(!tree.join("etc/dpkg/dpkg.cfg.d/99mmdebstrap").exists());
         assert!(!tree.join("etc/ssh/ssh_host_rsa_key").exists());
         assert_eq!(fs_err::read_dir(tree.join("root")).unwrap().count(), 0);
         assert_eq!(

@@ -44,6 +44,10 @@ pub fn mmdebstrap_args(
         "--variant=minbase",
         "--format=directory",
         "--skip=essential/unlink",
+        // dpkg's fsyncs cost a large part of the install time, and a crash
+        // mid-build discards the tree anyway. mmdebstrap leaves this option in
+        // the tree's dpkg.cfg.d; customise_tree removes it again.
+        "--dpkgopt=force-unsafe-io",
     ]
     .iter()
     .map(OsString::from)
@@ -73,10 +77,21 @@ pub(crate) struct ProgressParser {
     phase: u8,
     total: usize,
     configured: usize,
+    /// apt prints its plan twice (download, then install): repeats are dropped.
+    last: String,
 }
 
 impl ProgressParser {
     pub(crate) fn line(&mut self, line: &str) -> Option<(&'static str, String)> {
+        let (stage, msg) = self.parse(line)?;
+        if msg == self.last {
+            return None;
+        }
+        self.last.clone_from(&msg);
+        Some((stage, msg))
+    }
+
+    fn parse(&mut self, line: &str) -> Option<(&'static str, String)> {
         let msg = |s: &str| Some(("installing", s.to_owned()));
         if let Some(info) = line.strip_prefix("I: ") {
             return match info.trim_end_matches("...") {
@@ -107,7 +122,6 @@ impl ProgressParser {
         if let Some((n, _)) = line.split_once(" newly installed") {
             let n = n.rsplit(' ').next()?.parse::<usize>().ok()?;
             if self.phase == 1 {
-                // apt prints its plan twice (download, then install): report once.
                 if self.total == n {
                     return None;
                 }
