@@ -7,6 +7,7 @@
 
 pub mod daemon;
 pub mod error;
+pub mod images;
 pub mod kernels;
 pub mod names;
 pub mod operation;

@@ -22,3 +22,19 @@ pub const KERNEL_IMPORT: &str = "/v1/kernels/import";
 pub fn kernel(name: &str) -> String {
     format!("{KERNELS}/{name}")
 }
+/// `GET`: registered images.
+pub const IMAGES: &str = "/v1/images";
+/// `POST`: register an unmanaged image.
+pub const IMAGE_REGISTER: &str = "/v1/images/register";
+/// `POST` (NDJSON progress): build a Debian image.
+pub const IMAGE_BUILD: &str = "/v1/images/build";
+
+/// `GET`/`DELETE`: one image.
+pub fn image(name: &str) -> String {
+    format!("{IMAGES}/{name}")
+}
+
+/// `POST` (NDJSON progress): copy an unmanaged image into the managed store.
+pub fn image_promote(name: &str) -> String {
+    format!("{IMAGES}/{name}/promote")
+}

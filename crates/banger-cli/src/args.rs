@@ -31,6 +31,122 @@ pub enum Command {
     /// Manage guest kernels.
     #[command(subcommand)]
     Kernel(KernelCommand),
+    /// Manage images (base root filesystem, work seed, kernel).
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+/// `banger image ...`
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build a Debian image from Debian packages (managed by banger).
+    Build(ImageBuildArgs),
+    /// Register your own image files (unmanaged: banger never modifies or deletes them).
+    Register(ImageRegisterArgs),
+    /// List images.
+    List(JsonFlag),
+    /// Show an image.
+    Show(ImageShowArgs),
+    /// Delete an image (a managed image's files go with it).
+    Delete(ImageDeleteArgs),
+    /// Copy an unmanaged image's files into banger's store and verify them.
+    Promote(ImageNameArg),
+}
+
+/// Options of `banger image build`.
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    /// Name of the new image.
+    #[arg(long)]
+    pub name: String,
+    /// Debian suite (codename).
+    #[arg(long, default_value = "bookworm")]
+    pub suite: String,
+    /// File with extra packages, one per line (`#` comments allowed).
+    #[arg(long)]
+    pub packages: Option<std::path::PathBuf>,
+    /// Size of the root filesystem, e.g. 4G (default: fitted to its content).
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<u64>,
+    /// Installed kernel to boot (default: the catalog default, pulled if needed).
+    #[arg(long)]
+    pub kernel_ref: Option<String>,
+}
+
+/// Options of `banger image register`.
+#[derive(Debug, Args)]
+pub struct ImageRegisterArgs {
+    /// Image name; an existing unmanaged image of this name is updated in place.
+    #[arg(long)]
+    pub name: String,
+    /// The ext4 root filesystem.
+    #[arg(long)]
+    pub rootfs: std::path::PathBuf,
+    /// A kernel file (bzImage or vmlinux) to import for this image.
+    #[arg(long, conflicts_with = "kernel_ref")]
+    pub kernel: Option<std::path::PathBuf>,
+    /// An installed kernel to boot (default: the catalog default).
+    #[arg(long)]
+    pub kernel_ref: Option<String>,
+    /// A custom initrd replacing banger's initramfs (must follow banger's boot chain).
+    #[arg(long)]
+    pub initrd: Option<std::path::PathBuf>,
+    /// The modules tree of --kernel (`lib/modules/<version>`).
+    #[arg(long, requires = "kernel")]
+    pub modules: Option<std::path::PathBuf>,
+    /// An ext4 work seed: the prepared /root every VM's work disk starts from.
+    #[arg(long)]
+    pub work_seed: Option<std::path::PathBuf>,
+}
+
+/// Options of `banger image show`.
+#[derive(Debug, Args)]
+pub struct ImageShowArgs {
+    /// The image's name.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `banger image delete`.
+#[derive(Debug, Args)]
+pub struct ImageDeleteArgs {
+    /// The image's name.
+    pub name: String,
+    /// Delete even while VMs use it; those VMs will no longer start.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// An image name.
+#[derive(Debug, Args)]
+pub struct ImageNameArg {
+    /// The image's name.
+    pub name: String,
+}
+
+/// Parses sizes such as `512M`, `4G`, `4GiB` or a plain byte count.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size; use e.g. 512M, 4G or 10G"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(format!("{text:?} has an unknown unit; use K, M, G or T")),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// `banger kernel ...`

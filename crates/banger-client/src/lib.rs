@@ -7,6 +7,7 @@
 
 pub mod autostart;
 mod client;
+mod images;
 mod kernels;
 
 pub use autostart::{StartError, connect_or_start};

@@ -4,6 +4,7 @@
 mod config;
 mod daemon;
 mod doctor;
+mod image;
 mod kernel;
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Config(command) => config::run(command),
         Command::Doctor(args) => doctor::run(&args),
         Command::Kernel(command) => kernel::run(command).await,
+        Command::Image(command) => image::run(command).await,
     }
 }
 

@@ -17,7 +17,18 @@ use crate::state::AppState;
 
 impl From<KernelError> for ApiFailure {
     fn from(error: KernelError) -> Self {
-        let (status, code) = match &error {
+        ApiFailure::from_kernel_error(&error, &error)
+    }
+}
+
+impl ApiFailure {
+    /// Maps a kernel error (possibly wrapped in `outer`) to its HTTP status;
+    /// the message is `outer`'s full chain.
+    pub(super) fn from_kernel_error(
+        error: &KernelError,
+        outer: &(dyn std::error::Error + 'static),
+    ) -> Self {
+        let (status, code) = match error {
             KernelError::NotInCatalog { .. } | KernelError::NotInstalled { .. } => {
                 (StatusCode::NOT_FOUND, ErrorCode::NotFound)
             }
@@ -30,9 +41,9 @@ impl From<KernelError> for ApiFailure {
             | KernelError::Install(kernels::InstallError::VersionMismatch { .. }) => {
                 (StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
             }
-            _ => return ApiFailure::internal(&error),
+            _ => return ApiFailure::internal(outer),
         };
-        ApiFailure::new(status, code, super::error_chain(&error))
+        ApiFailure::new(status, code, super::error_chain(outer))
     }
 }
 

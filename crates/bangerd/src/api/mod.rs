@@ -7,6 +7,7 @@
 //! routes and wrong methods, is answered with a JSON [`ApiError`].
 
 mod daemon;
+mod images;
 mod json;
 mod kernels;
 
@@ -36,7 +37,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
     components(schemas(ApiError, ErrorCode)),
     tags(
         (name = "daemon", description = "The daemon itself"),
-        (name = "kernels", description = "Guest kernels and the kernel catalog")
+        (name = "kernels", description = "Guest kernels and the kernel catalog"),
+        (name = "images", description = "Base images: root filesystem, work seed and kernel")
     )
 )]
 struct ApiDoc;
@@ -52,6 +54,11 @@ fn route_table() -> OpenApiRouter<AppState> {
         .routes(routes!(kernels::show, kernels::delete))
         .routes(routes!(kernels::pull))
         .routes(routes!(kernels::import))
+        .routes(routes!(images::list))
+        .routes(routes!(images::show, images::delete))
+        .routes(routes!(images::register))
+        .routes(routes!(images::build))
+        .routes(routes!(images::promote))
 }
 
 /// The OpenAPI document of the API, as served and checked in.

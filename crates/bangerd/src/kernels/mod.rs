@@ -225,6 +225,11 @@ fn save(store: &mut Store, row: &KernelRow) -> Result<KernelInfo, KernelError> {
 /// Deletes a kernel and its files; refused while an image uses it.
 pub fn delete(state: &AppState, name: &KernelName) -> Result<KernelInfo, KernelError> {
     let _artifacts = state.artifacts_lock();
+    delete_locked(state, name)
+}
+
+/// [`delete`] for callers already holding [`AppState::artifacts_lock`].
+pub fn delete_locked(state: &AppState, name: &KernelName) -> Result<KernelInfo, KernelError> {
     let row = {
         let mut store = state.store();
         let row = installed(&store, name)?;

@@ -52,6 +52,29 @@ const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL,
         updated_at  INTEGER NOT NULL
     ) STRICT;",
+    // 3: the full VM record. No earlier version could create VM rows, so
+    // the placeholder table from step 1 is replaced rather than altered.
+    "DROP TABLE vms;
+    CREATE TABLE vms (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        state       TEXT NOT NULL CHECK (state IN ('created', 'starting', 'running', 'stopping', 'stopped', 'error')),
+        image_id    INTEGER REFERENCES images (id) ON DELETE SET NULL,
+        image_name  TEXT NOT NULL,
+        vcpus       INTEGER NOT NULL,
+        memory_mib  INTEGER NOT NULL,
+        disk_bytes  INTEGER NOT NULL,
+        ip          TEXT NOT NULL UNIQUE,
+        mac         TEXT NOT NULL,
+        vsock_cid   INTEGER NOT NULL UNIQUE,
+        tap         TEXT UNIQUE,
+        dir         TEXT NOT NULL,
+        backend     TEXT,
+        runtime     TEXT,
+        last_error  TEXT,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// The schema version this build writes.

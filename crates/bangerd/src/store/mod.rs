@@ -5,6 +5,7 @@
 //! schema version is SQLite's `user_version`; [`migrations`] lists every
 //! step, and a database from a newer banger is refused rather than guessed at.
 
+mod images;
 mod kernels;
 mod migrations;
 
@@ -14,6 +15,7 @@ use banger_api::VmName;
 use banger_api::daemon::IntegrityReport;
 use rusqlite::{Connection, OptionalExtension};
 
+pub use images::ImageRow;
 pub use kernels::{KernelRow, NewKernel};
 pub use migrations::LATEST_VERSION;
 

@@ -3,6 +3,18 @@
 
 use super::*;
 
+/// A minimal VM row, for tests about names and integrity.
+fn insert_vm_row(store: &Store, name: &str, index: u32) {
+    store
+        .connection
+        .execute(
+            "INSERT INTO vms (name, state, image_name, vcpus, memory_mib, disk_bytes, ip, mac, vsock_cid, dir, created_at, updated_at)
+             VALUES (?1, 'stopped', 'img', 1, 512, 0, ?2, '02:00:00:00:00:00', ?3, '/nonexistent', 0, 0)",
+            rusqlite::params![name, format!("10.{}.{}.{}", index / 65536, index / 256 % 256, index % 256), index + 3],
+        )
+        .expect("insert");
+}
+
 #[test]
 fn migrates_an_empty_database_to_the_latest_version() {
     let temp = tempfile::tempdir().expect("tempdir");
@@ -78,13 +90,7 @@ fn integrity_check_reports_corruption() {
     {
         let store = Store::open(&path).expect("open");
         for index in 0..2000 {
-            store
-                .connection
-                .execute(
-                    "INSERT INTO vms (name, state, created_at, updated_at) VALUES (?1, 'stopped', 0, 0)",
-                    [format!("vm-{index}")],
-                )
-                .expect("insert");
+            insert_vm_row(&store, &format!("vm-{index}"), index);
         }
         store
             .connection
@@ -114,13 +120,7 @@ fn generated_names_skip_existing_vms() {
     let store = Store::open_in_memory().expect("open");
     let mut rng = fastrand::Rng::with_seed(3);
     let first = store.generate_vm_name(&mut rng).expect("name");
-    store
-        .connection
-        .execute(
-            "INSERT INTO vms (name, state, created_at, updated_at) VALUES (?1, 'stopped', 0, 0)",
-            [first.as_str()],
-        )
-        .expect("insert");
+    insert_vm_row(&store, first.as_str(), 1);
     assert!(store.vm_name_taken(&first).expect("lookup"));
     // Same seed: the generator's first pick collides and must move on.
     let mut rng = fastrand::Rng::with_seed(3);

@@ -1,0 +1,154 @@
+//! `banger image build|register|list|show|delete|promote`.
+
+use std::process::ExitCode;
+
+use banger_api::ImageName;
+use banger_api::images::{ImageBuildRequest, ImageInfo, ImageRegisterRequest};
+use banger_config::Paths;
+
+use super::kernel::human_bytes;
+use crate::args::ImageCommand;
+use crate::output;
+use crate::progress::Reporter;
+
+fn path_text(path: &std::path::Path) -> anyhow::Result<String> {
+    Ok(super::absolute(path)?.display().to_string())
+}
+
+pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
+    let paths = Paths::from_env()?;
+    match command {
+        ImageCommand::Build(args) => {
+            let request = ImageBuildRequest {
+                name: ImageName::parse(&args.name)?.to_string(),
+                suite: Some(args.suite),
+                packages_file: args.packages.as_deref().map(path_text).transpose()?,
+                size_bytes: args.size,
+                kernel_ref: args.kernel_ref,
+            };
+            let client = super::connect(&paths).await?;
+            let mut reporter = Reporter::new();
+            let result = client
+                .build_image(&request, &mut |progress| reporter.show(progress))
+                .await;
+            reporter.finish();
+            let image = result?;
+            eprintln!(
+                "image {} is ready ({})",
+                image.name,
+                human_bytes(image.size_bytes)
+            );
+        }
+        ImageCommand::Register(args) => {
+            let request = ImageRegisterRequest {
+                name: ImageName::parse(&args.name)?.to_string(),
+                rootfs: path_text(&args.rootfs)?,
+                work_seed: args.work_seed.as_deref().map(path_text).transpose()?,
+                kernel: args.kernel.as_deref().map(path_text).transpose()?,
+                kernel_ref: args.kernel_ref,
+                initrd: args.initrd.as_deref().map(path_text).transpose()?,
+                modules: args.modules.as_deref().map(path_text).transpose()?,
+            };
+            let client = super::connect(&paths).await?;
+            let mut reporter = Reporter::new();
+            let result = client
+                .register_image(&request, &mut |progress| reporter.show(progress))
+                .await;
+            reporter.finish();
+            let image = result?;
+            eprintln!(
+                "image {} is registered (unmanaged; its files stay where they are)",
+                image.name
+            );
+        }
+        ImageCommand::List(flags) => {
+            let images = super::connect(&paths).await?.images().await?;
+            if flags.json {
+                output::json(&images)?;
+            } else {
+                let mut rows = vec![
+                    ["NAME", "MANAGED", "KERNEL", "SIZE", "VMS"]
+                        .map(String::from)
+                        .to_vec(),
+                ];
+                for image in images {
+                    rows.push(vec![
+                        image.name,
+                        if image.managed { "yes" } else { "no" }.to_owned(),
+                        image.kernel,
+                        human_bytes(image.size_bytes),
+                        image.used_by_vms.len().to_string(),
+                    ]);
+                }
+                output::line(&output::sanitize(&output::table(&rows)))?;
+            }
+        }
+        ImageCommand::Show(args) => {
+            let image = super::connect(&paths)
+                .await?
+                .image(&ImageName::parse(&args.name)?)
+                .await?;
+            if args.json {
+                output::json(&image)?;
+            } else {
+                output::line(&output::sanitize(&output::table(&details(&image))))?;
+            }
+        }
+        ImageCommand::Delete(args) => {
+            let name = ImageName::parse(&args.name)?;
+            let deleted = super::connect(&paths)
+                .await?
+                .delete_image(&name, args.force)
+                .await?;
+            for file in &deleted.removed_files {
+                eprintln!("removed {file}");
+            }
+            if !deleted.broken_vms.is_empty() {
+                eprintln!(
+                    "warning: VM(s) {} used this image and can no longer start; delete them with `banger vm delete`",
+                    deleted.broken_vms.join(", ")
+                );
+            }
+            eprintln!("deleted image {}", deleted.image.name);
+        }
+        ImageCommand::Promote(args) => {
+            let name = ImageName::parse(&args.name)?;
+            let client = super::connect(&paths).await?;
+            let mut reporter = Reporter::new();
+            let result = client
+                .promote_image(&name, &mut |progress| reporter.show(progress))
+                .await;
+            reporter.finish();
+            let image = result?;
+            eprintln!(
+                "image {} is managed; its files are in banger's store",
+                image.name
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn details(image: &ImageInfo) -> Vec<Vec<String>> {
+    let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+    vec![
+        vec!["name".into(), image.name.clone()],
+        vec![
+            "managed".into(),
+            if image.managed { "yes" } else { "no" }.into(),
+        ],
+        vec!["rootfs".into(), image.rootfs.clone()],
+        vec!["work seed".into(), optional(&image.work_seed)],
+        vec!["kernel".into(), image.kernel.clone()],
+        vec!["initrd".into(), optional(&image.initrd)],
+        vec!["size".into(), human_bytes(image.size_bytes)],
+        vec![
+            "vms".into(),
+            if image.used_by_vms.is_empty() {
+                "-".into()
+            } else {
+                image.used_by_vms.join(", ")
+            },
+        ],
+    ]
+}

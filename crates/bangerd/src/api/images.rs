@@ -1,0 +1,149 @@
+//! The `/v1/images` resource: list, show, register, build, promote, delete.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use banger_api::images::{ImageBuildRequest, ImageDeleted, ImageInfo, ImageRegisterRequest};
+use banger_api::operation::OperationEvent;
+use banger_api::{ApiError, ErrorCode, ImageName};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{ApiFailure, ApiJson};
+use crate::images::{self, ImageError};
+use crate::operations::stream_blocking;
+use crate::state::AppState;
+
+impl From<ImageError> for ApiFailure {
+    fn from(error: ImageError) -> Self {
+        let (status, code) = match &error {
+            ImageError::NotFound { .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ImageError::InUse { .. } | ImageError::ManagedExists { .. } => {
+                (StatusCode::CONFLICT, ErrorCode::Conflict)
+            }
+            ImageError::Invalid { .. } | ImageError::BadRequest(_) => {
+                (StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
+            }
+            ImageError::Kernel(kernel) => return ApiFailure::from_kernel_error(kernel, &error),
+            _ => return ApiFailure::internal(&error),
+        };
+        ApiFailure::new(status, code, super::error_chain(&error))
+    }
+}
+
+fn parse_name(raw: &str) -> Result<ImageName, ApiFailure> {
+    ImageName::parse(raw).map_err(|error| {
+        ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            error.to_string(),
+        )
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    state: AppState,
+    work: impl FnOnce(&AppState) -> Result<T, ImageError> + Send + 'static,
+) -> Result<T, ApiFailure> {
+    match tokio::task::spawn_blocking(move || work(&state)).await {
+        Ok(result) => result.map_err(ApiFailure::from),
+        Err(join) => Err(ApiFailure::internal(&join)),
+    }
+}
+
+/// Lists images.
+#[utoipa::path(get, path = "/v1/images", tag = "images",
+    responses((status = 200, description = "Images", body = Vec<ImageInfo>)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ImageInfo>>, ApiFailure> {
+    blocking(state, |state| images::list(&state.store()))
+        .await
+        .map(Json)
+}
+
+/// Shows one image.
+#[utoipa::path(get, path = "/v1/images/{name}", tag = "images",
+    params(("name" = String, Path, description = "Image name")),
+    responses((status = 200, description = "The image", body = ImageInfo),
+        (status = 404, description = "No such image", body = ApiError)))]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ImageInfo>, ApiFailure> {
+    let name = parse_name(&name)?;
+    blocking(state, move |state| images::show(&state.store(), &name))
+        .await
+        .map(Json)
+}
+
+/// Options of image deletion.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Delete even while VMs use the image (they will no longer start).
+    #[serde(default)]
+    force: bool,
+}
+
+/// Deletes an image (managed: with its files).
+#[utoipa::path(delete, path = "/v1/images/{name}", tag = "images",
+    params(("name" = String, Path, description = "Image name"), DeleteQuery),
+    responses((status = 200, description = "What was deleted and what it broke", body = ImageDeleted),
+        (status = 404, description = "No such image", body = ApiError),
+        (status = 409, description = "In use", body = ApiError)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<DeleteQuery>,
+) -> Result<Json<ImageDeleted>, ApiFailure> {
+    let name = parse_name(&name)?;
+    blocking(state, move |state| {
+        images::delete(state, &name, query.force)
+    })
+    .await
+    .map(Json)
+}
+
+/// Registers (or updates) an unmanaged image, streaming progress (a
+/// `--kernel` file is imported on the way).
+#[utoipa::path(post, path = "/v1/images/register", tag = "images", request_body = ImageRegisterRequest,
+    responses((status = 200, description = "NDJSON progress stream ending in the image",
+        content_type = "application/x-ndjson", body = OperationEvent<ImageInfo>)))]
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<ImageRegisterRequest>,
+) -> Result<Response, ApiFailure> {
+    parse_name(&request.name)?;
+    Ok(stream_blocking(move |progress| {
+        images::register(&state, &request, progress).map_err(ApiFailure::from)
+    }))
+}
+
+/// Builds a Debian image into the managed store, streaming progress.
+#[utoipa::path(post, path = "/v1/images/build", tag = "images", request_body = ImageBuildRequest,
+    responses((status = 200, description = "NDJSON progress stream ending in the image",
+        content_type = "application/x-ndjson", body = OperationEvent<ImageInfo>)))]
+pub async fn build(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<ImageBuildRequest>,
+) -> Result<Response, ApiFailure> {
+    parse_name(&request.name)?;
+    Ok(stream_blocking(move |progress| {
+        images::build(&state, &request, progress).map_err(ApiFailure::from)
+    }))
+}
+
+/// Copies an unmanaged image into the managed store and verifies it.
+#[utoipa::path(post, path = "/v1/images/{name}/promote", tag = "images",
+    params(("name" = String, Path, description = "Image name")),
+    responses((status = 200, description = "NDJSON progress stream ending in the image",
+        content_type = "application/x-ndjson", body = OperationEvent<ImageInfo>)))]
+pub async fn promote(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiFailure> {
+    let name = parse_name(&name)?;
+    Ok(stream_blocking(move |progress| {
+        images::promote(&state, &name, progress).map_err(ApiFailure::from)
+    }))
+}

@@ -1,0 +1,149 @@
+//! `image build`: a Debian image from Debian packages, as a managed image.
+
+use std::path::PathBuf;
+
+use banger_api::images::{ImageBuildRequest, ImageInfo};
+use banger_api::{ImageName, KernelName};
+use banger_image::image_build::{ImageBuildSpec, build_debian_image};
+
+use super::{ImageError, absolute, images_dir, info, io, now, remove_tree};
+use crate::kernels;
+use crate::operations::ProgressSink;
+use crate::state::AppState;
+use crate::store::ImageRow;
+
+/// Where the build log of image `name` goes; it survives failed builds.
+pub fn build_log(state_dir: &std::path::Path, name: &ImageName) -> PathBuf {
+    state_dir
+        .join("logs")
+        .join(format!("image-build-{name}.log"))
+}
+
+/// Builds a Debian image into the managed store, pulling its kernel if needed.
+pub fn build(
+    state: &AppState,
+    request: &ImageBuildRequest,
+    progress: &ProgressSink,
+) -> Result<ImageInfo, ImageError> {
+    let name = ImageName::parse(&request.name)
+        .map_err(|error| ImageError::BadRequest(error.to_string()))?;
+    if state.store().image(&name)?.is_some() {
+        return Err(ImageError::BadRequest(format!(
+            "image {name} already exists; delete it first (`banger image delete {name}`) or pick another name"
+        )));
+    }
+    let kernel_name = match &request.kernel_ref {
+        Some(reference) => KernelName::parse(reference)
+            .map_err(|error| ImageError::BadRequest(error.to_string()))?,
+        None => {
+            let catalog = kernels::catalog()?;
+            KernelName::parse(&catalog.default)
+                .map_err(|error| ImageError::BadRequest(error.to_string()))?
+        }
+    };
+    let existing_kernel = state.store().kernel(&kernel_name)?;
+    if existing_kernel.is_none() {
+        if request.kernel_ref.is_some() {
+            return Err(kernels::KernelError::NotInstalled {
+                name: kernel_name.to_string(),
+            }
+            .into());
+        }
+        kernels::pull(state, &kernel_name, progress)?;
+    }
+    let spec = ImageBuildSpec {
+        suite: request
+            .suite
+            .clone()
+            .unwrap_or_else(|| ImageBuildSpec::default().suite),
+        extra_packages_file: request
+            .packages_file
+            .as_deref()
+            .map(|raw| absolute("packages file", raw))
+            .transpose()?,
+        rootfs_size_bytes: request.size_bytes,
+        ..ImageBuildSpec::default()
+    };
+
+    let _artifacts = state.artifacts_lock();
+    let paths = state.paths();
+    let root = images_dir(&paths.state_dir);
+    std::fs::create_dir_all(&root).map_err(io("create", &root))?;
+    let partial = root.join(format!(".partial-{name}-{}", std::process::id()));
+    remove_tree(&partial)?;
+    std::fs::create_dir(&partial).map_err(io("create", &partial))?;
+    let log = build_log(&paths.state_dir, &name);
+    if let Some(parent) = log.parent() {
+        std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+    }
+    progress.stage(
+        "build",
+        format!(
+            "building Debian {} image {name}; this usually takes 2 to 5 minutes (log: {})",
+            spec.suite,
+            log.display()
+        ),
+    );
+    let built = build_debian_image(
+        &spec,
+        &partial,
+        &paths.cache_dir.join("image-build"),
+        &log,
+        &mut |stage, message| progress.stage(stage, message),
+    );
+    let built = match built {
+        Ok(built) => built,
+        Err(source) => {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(ImageError::Build {
+                name: name.to_string(),
+                log,
+                source: Box::new(source),
+            });
+        }
+    };
+    let final_dir = root.join(name.as_str());
+    remove_tree(&final_dir)?;
+    if let Err(error) = std::fs::rename(&partial, &final_dir) {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(io("rename into", &final_dir)(error));
+    }
+    let file_name = |path: &PathBuf, fallback: &str| {
+        final_dir.join(
+            path.file_name()
+                .map_or_else(|| fallback.into(), |name| name.to_os_string()),
+        )
+    };
+    let rootfs = file_name(&built.rootfs, "rootfs.ext4");
+    let work_seed = file_name(&built.work_seed, "work-seed.ext4");
+    let mut store = state.store();
+    let kernel = store
+        .kernel(&kernel_name)?
+        .ok_or_else(|| kernels::KernelError::NotInstalled {
+            name: kernel_name.to_string(),
+        })?;
+    let timestamp = now();
+    let row = ImageRow {
+        id: 0,
+        name: name.clone(),
+        managed: true,
+        dir: Some(final_dir.clone()),
+        size_bytes: built.rootfs_bytes + built.work_seed_bytes,
+        rootfs,
+        work_seed: Some(work_seed),
+        kernel_id: kernel.id,
+        initrd: None,
+        created_at: timestamp,
+        updated_at: timestamp,
+    };
+    if let Err(error) = store.upsert_image(&row) {
+        let _ = std::fs::remove_dir_all(&final_dir);
+        return Err(error.into());
+    }
+    progress.stage(
+        "done",
+        format!("image {name} built in {:.0?}", built.elapsed),
+    );
+    let saved = super::row(&store, &name)?;
+    info(&store, &saved)
+}

@@ -1,0 +1,358 @@
+//! Registering, building, promoting and deleting images.
+//!
+//! An image is a read-only base root filesystem, an optional work seed (the
+//! prepared `/root` every VM's work disk is cloned from) and the kernel it
+//! boots. Managed images live in `<state dir>/images/<name>/` and are
+//! deleted with the image; unmanaged ones point at the user's files, which
+//! banger validates but never modifies or deletes. Every file is validated
+//! before anything is recorded, and every failure leaves neither files nor
+//! rows behind.
+
+mod build;
+mod promote;
+
+use std::path::{Path, PathBuf};
+
+use banger_api::images::{ImageDeleted, ImageInfo, ImageRegisterRequest};
+use banger_api::{ImageName, KernelName};
+use banger_host::disk::validate::{ValidateError, validate_ext4_image};
+
+use crate::kernels::{self, KernelError};
+use crate::operations::ProgressSink;
+use crate::state::AppState;
+use crate::store::{ImageRow, Store, StoreError};
+
+pub use build::build;
+pub use promote::promote;
+
+/// Failures of image operations; each names the image or file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// No image of that name.
+    #[error("image {name} does not exist; see `banger image list`")]
+    NotFound {
+        /// The name.
+        name: String,
+    },
+    /// A file failed validation.
+    #[error("the {role} is not usable")]
+    Invalid {
+        /// Which input (rootfs, work seed).
+        role: &'static str,
+        /// Why.
+        #[source]
+        source: ValidateError,
+    },
+    /// A request field is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A managed image cannot be overwritten by `register`.
+    #[error("image {name} is managed by banger; delete it first or register under another name")]
+    ManagedExists {
+        /// The name.
+        name: String,
+    },
+    /// The image is in use.
+    #[error(
+        "image {name} is used by VM(s) {vms}; delete them first, or pass --force (they will no longer start)"
+    )]
+    InUse {
+        /// The image.
+        name: String,
+        /// Comma-separated VM names.
+        vms: String,
+    },
+    /// A filesystem operation failed.
+    #[error("cannot {action} {path}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A kernel operation failed.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// Building the image failed.
+    #[error("building image {name} failed (build log: {log})")]
+    Build {
+        /// The image.
+        name: String,
+        /// The build log.
+        log: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<banger_image::image_build::ImageBuildError>,
+    },
+    /// A copy did not match its source when promoting.
+    #[error("the copy of {source_path} differs from the original; the promotion was undone")]
+    VerifyFailed {
+        /// The original file.
+        source_path: PathBuf,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ImageError {
+    let path = path.to_owned();
+    move |source| ImageError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// `<state dir>/images`.
+pub fn images_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("images")
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The API view of a row.
+pub fn info(store: &Store, row: &ImageRow) -> Result<ImageInfo, ImageError> {
+    let kernel = store
+        .kernel_by_id(row.kernel_id)?
+        .map(|kernel| kernel.name.to_string())
+        .unwrap_or_default();
+    Ok(ImageInfo {
+        name: row.name.to_string(),
+        managed: row.managed,
+        rootfs: row.rootfs.display().to_string(),
+        work_seed: row
+            .work_seed
+            .as_ref()
+            .map(|path| path.display().to_string()),
+        kernel,
+        initrd: row.initrd.as_ref().map(|path| path.display().to_string()),
+        size_bytes: row.size_bytes,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        used_by_vms: store.vms_using_image(row.id)?,
+    })
+}
+
+/// All images.
+pub fn list(store: &Store) -> Result<Vec<ImageInfo>, ImageError> {
+    store.images()?.iter().map(|row| info(store, row)).collect()
+}
+
+/// The image called `name`.
+pub fn row(store: &Store, name: &ImageName) -> Result<ImageRow, ImageError> {
+    store.image(name)?.ok_or_else(|| ImageError::NotFound {
+        name: name.to_string(),
+    })
+}
+
+/// One image.
+pub fn show(store: &Store, name: &ImageName) -> Result<ImageInfo, ImageError> {
+    info(store, &row(store, name)?)
+}
+
+fn absolute(field: &str, raw: &str) -> Result<PathBuf, ImageError> {
+    let path = PathBuf::from(raw);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(ImageError::BadRequest(format!(
+            "{field} must be an absolute path, got {raw:?}"
+        )))
+    }
+}
+
+fn file_bytes(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .map(|metadata| metadata.len())
+        .unwrap_or(0)
+}
+
+/// Checks a custom initrd: an existing, non-empty regular file.
+fn validate_initrd(path: &Path) -> Result<(), ImageError> {
+    let metadata = std::fs::metadata(path).map_err(io("read the initrd", path))?;
+    if !metadata.is_file() || metadata.len() == 0 {
+        return Err(ImageError::BadRequest(format!(
+            "initrd {} must be a non-empty regular file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The name under which `image register --kernel PATH` stores its kernel,
+/// and the source label that marks the kernel as owned by the image.
+fn image_kernel(name: &ImageName) -> Result<(KernelName, String), ImageError> {
+    let kernel = KernelName::parse(name.as_str())
+        .map_err(|error| ImageError::BadRequest(error.to_string()))?;
+    Ok((kernel, format!("image:{name}")))
+}
+
+/// Registers (or updates in place) an unmanaged image after validating
+/// every file it names.
+pub fn register(
+    state: &AppState,
+    request: &ImageRegisterRequest,
+    progress: &ProgressSink,
+) -> Result<ImageInfo, ImageError> {
+    let name = ImageName::parse(&request.name)
+        .map_err(|error| ImageError::BadRequest(error.to_string()))?;
+    let existing = state.store().image(&name)?;
+    if existing.as_ref().is_some_and(|row| row.managed) {
+        return Err(ImageError::ManagedExists {
+            name: name.to_string(),
+        });
+    }
+    let rootfs = absolute("rootfs", &request.rootfs)?;
+    validate_ext4_image(&rootfs).map_err(|source| ImageError::Invalid {
+        role: "rootfs",
+        source,
+    })?;
+    let work_seed = request
+        .work_seed
+        .as_deref()
+        .map(|raw| absolute("work seed", raw))
+        .transpose()?;
+    if let Some(seed) = &work_seed {
+        validate_ext4_image(seed).map_err(|source| ImageError::Invalid {
+            role: "work seed",
+            source,
+        })?;
+    }
+    let initrd = request
+        .initrd
+        .as_deref()
+        .map(|raw| absolute("initrd", raw))
+        .transpose()?;
+    if let Some(initrd) = &initrd {
+        validate_initrd(initrd)?;
+    }
+    if request.modules.is_some() && request.kernel.is_none() {
+        return Err(ImageError::BadRequest(
+            "--modules needs --kernel (it is the modules tree of that kernel)".into(),
+        ));
+    }
+    let kernel_id = match (&request.kernel, &request.kernel_ref) {
+        (Some(_), Some(_)) => {
+            return Err(ImageError::BadRequest(
+                "pass either --kernel PATH or --kernel-ref NAME, not both".into(),
+            ));
+        }
+        (Some(kernel), None) => {
+            let kernel = absolute("kernel", kernel)?;
+            let modules = request
+                .modules
+                .as_deref()
+                .map(|raw| absolute("modules", raw))
+                .transpose()?;
+            let (kernel_name, label) = image_kernel(&name)?;
+            kernels::import(
+                state,
+                &kernel_name,
+                &kernel,
+                modules.as_deref(),
+                &label,
+                progress,
+            )?;
+            installed_kernel_id(&state.store(), &kernel_name)?
+        }
+        (None, Some(reference)) => {
+            let kernel_name = KernelName::parse(reference)
+                .map_err(|error| ImageError::BadRequest(error.to_string()))?;
+            installed_kernel_id(&state.store(), &kernel_name)?
+        }
+        (None, None) => default_kernel_id(&state.store())?,
+    };
+    let timestamp = now();
+    let row = ImageRow {
+        id: 0,
+        name: name.clone(),
+        managed: false,
+        dir: None,
+        size_bytes: file_bytes(&rootfs) + work_seed.as_deref().map_or(0, file_bytes),
+        rootfs,
+        work_seed,
+        kernel_id,
+        initrd,
+        created_at: existing.as_ref().map_or(timestamp, |row| row.created_at),
+        updated_at: timestamp,
+    };
+    let mut store = state.store();
+    store.upsert_image(&row)?;
+    let saved = self::row(&store, &name)?;
+    info(&store, &saved)
+}
+
+fn installed_kernel_id(store: &Store, name: &KernelName) -> Result<i64, ImageError> {
+    store.kernel(name)?.map(|row| row.id).ok_or_else(|| {
+        KernelError::NotInstalled {
+            name: name.to_string(),
+        }
+        .into()
+    })
+}
+
+fn default_kernel_id(store: &Store) -> Result<i64, ImageError> {
+    let catalog = kernels::catalog()?;
+    let name = KernelName::parse(&catalog.default)
+        .map_err(|error| ImageError::BadRequest(error.to_string()))?;
+    store.kernel(&name)?.map(|row| row.id).ok_or_else(|| {
+        ImageError::BadRequest(format!(
+            "no kernel given and the default kernel {name} is not installed; run `banger kernel pull {name}` or pass --kernel-ref NAME or --kernel PATH"
+        ))
+    })
+}
+
+/// Deletes an image. Managed images lose their files; unmanaged images'
+/// files are left alone. Refused while VMs use it, unless `force`.
+pub fn delete(state: &AppState, name: &ImageName, force: bool) -> Result<ImageDeleted, ImageError> {
+    let _artifacts = state.artifacts_lock();
+    let (image, row, kernel) = {
+        let mut store = state.store();
+        let row = row(&store, name)?;
+        let image = info(&store, &row)?;
+        if !image.used_by_vms.is_empty() && !force {
+            return Err(ImageError::InUse {
+                name: name.to_string(),
+                vms: image.used_by_vms.join(", "),
+            });
+        }
+        let kernel = store.kernel_by_id(row.kernel_id)?;
+        store.delete_image(row.id)?;
+        (image, row, kernel)
+    };
+    let mut removed_files = Vec::new();
+    if let Some(dir) = row.dir.as_ref().filter(|_| row.managed) {
+        remove_tree(dir)?;
+        removed_files.push(dir.display().to_string());
+    }
+    // A kernel imported by `image register --kernel` belongs to the image.
+    if let Some(kernel) = kernel.filter(|kernel| kernel.source == format!("image:{name}")) {
+        let deleted = kernels::delete_locked(state, &kernel.name)?;
+        removed_files.push(deleted.dir);
+    }
+    if !image.used_by_vms.is_empty() {
+        tracing::warn!(image = %name, vms = ?image.used_by_vms, "image force-deleted while VMs use it");
+    }
+    Ok(ImageDeleted {
+        broken_vms: image.used_by_vms.clone(),
+        image,
+        removed_files,
+    })
+}
+
+fn remove_tree(dir: &Path) -> Result<(), ImageError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(io("remove", dir)(error)),
+    }
+}

@@ -1,0 +1,136 @@
+//! Rows of the `images` table.
+
+use std::path::PathBuf;
+
+use banger_api::ImageName;
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Store, StoreError};
+
+/// One registered image as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRow {
+    /// Row id (0 before insertion).
+    pub id: i64,
+    /// Unique name.
+    pub name: ImageName,
+    /// Whether banger owns its files.
+    pub managed: bool,
+    /// Managed images: the directory holding their files.
+    pub dir: Option<PathBuf>,
+    /// Base root filesystem.
+    pub rootfs: PathBuf,
+    /// Work seed, if any.
+    pub work_seed: Option<PathBuf>,
+    /// The kernel row it boots.
+    pub kernel_id: i64,
+    /// A custom initrd, if any.
+    pub initrd: Option<PathBuf>,
+    /// Apparent bytes of its files.
+    pub size_bytes: u64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, name, managed, dir, rootfs, work_seed, kernel_id, initrd, size_bytes, created_at, updated_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<ImageRow> {
+    let name: String = row.get(1)?;
+    let name = ImageName::parse(&name).map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(error))
+    })?;
+    Ok(ImageRow {
+        id: row.get(0)?,
+        name,
+        managed: row.get::<_, i64>(2)? == 1,
+        dir: row.get::<_, Option<String>>(3)?.map(PathBuf::from),
+        rootfs: PathBuf::from(row.get::<_, String>(4)?),
+        work_seed: row.get::<_, Option<String>>(5)?.map(PathBuf::from),
+        kernel_id: row.get(6)?,
+        initrd: row.get::<_, Option<String>>(7)?.map(PathBuf::from),
+        size_bytes: u64::try_from(row.get::<_, i64>(8)?).unwrap_or(0),
+        created_at: row.get(9)?,
+        updated_at: row.get(10)?,
+    })
+}
+
+fn text(path: &Option<PathBuf>) -> Option<String> {
+    path.as_ref().map(|path| path.display().to_string())
+}
+
+impl Store {
+    /// Inserts an image or updates the row of the same name; returns its id.
+    pub fn upsert_image(&mut self, image: &ImageRow) -> Result<i64, StoreError> {
+        self.connection
+            .query_row(
+                "INSERT INTO images (name, managed, dir, rootfs, work_seed, kernel_id, initrd, size_bytes, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (name) DO UPDATE SET managed = excluded.managed, dir = excluded.dir,
+                   rootfs = excluded.rootfs, work_seed = excluded.work_seed, kernel_id = excluded.kernel_id,
+                   initrd = excluded.initrd, size_bytes = excluded.size_bytes, updated_at = excluded.updated_at
+                 RETURNING id",
+                params![
+                    image.name.as_str(),
+                    i64::from(image.managed),
+                    text(&image.dir),
+                    image.rootfs.display().to_string(),
+                    text(&image.work_seed),
+                    image.kernel_id,
+                    text(&image.initrd),
+                    i64::try_from(image.size_bytes).unwrap_or(i64::MAX),
+                    image.created_at,
+                    image.updated_at,
+                ],
+                |row| row.get(0),
+            )
+            .map_err(self.query_error("save image"))
+    }
+
+    /// The image called `name`.
+    pub fn image(&self, name: &ImageName) -> Result<Option<ImageRow>, StoreError> {
+        self.connection
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM images WHERE name = ?1"),
+                [name.as_str()],
+                from_row,
+            )
+            .optional()
+            .map_err(self.query_error("look up image"))
+    }
+
+    /// All images, by name.
+    pub fn images(&self) -> Result<Vec<ImageRow>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare(&format!("SELECT {COLUMNS} FROM images ORDER BY name"))
+            .map_err(self.query_error("list images"))?;
+        let rows = statement
+            .query_map([], from_row)
+            .map_err(self.query_error("list images"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.query_error("list images"))
+    }
+
+    /// Names of VMs created from image `id`.
+    pub fn vms_using_image(&self, id: i64) -> Result<Vec<String>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT name FROM vms WHERE image_id = ?1 ORDER BY name")
+            .map_err(self.query_error("list VMs of image"))?;
+        let rows = statement
+            .query_map([id], |row| row.get(0))
+            .map_err(self.query_error("list VMs of image"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.query_error("list VMs of image"))
+    }
+
+    /// Deletes image row `id` (VMs using it keep their rows, without image).
+    pub fn delete_image(&mut self, id: i64) -> Result<(), StoreError> {
+        self.connection
+            .execute("DELETE FROM images WHERE id = ?1", [id])
+            .map_err(self.query_error("delete image"))?;
+        Ok(())
+    }
+}
