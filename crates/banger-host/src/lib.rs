@@ -5,12 +5,15 @@
 //! paravirtualised KVM that cannot run stock kernels), [`tools`] locates
 //! external programs and their versions, [`vmm_choice`] turns `vmm = auto`
 //! into a backend with a reason, and [`doctor`] assembles all of it into the
-//! pass/warn/fail report of `banger doctor`.
+//! pass/warn/fail report of `banger doctor`. [`ssh`] holds the SSH pieces:
+//! the user key, per-VM host keys, banger's known_hosts, the `ssh` command
+//! line and waiting for a guest's sshd.
 
 pub mod disk;
 pub mod doctor;
 pub mod kvm;
 pub mod net;
 pub mod privileged;
+pub mod ssh;
 pub mod tools;
 pub mod vmm_choice;

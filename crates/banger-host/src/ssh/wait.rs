@@ -1,0 +1,176 @@
+//! Waiting until a guest's sshd answers.
+//!
+//! A listening socket is not enough (the guest kernel may accept before
+//! sshd is ready, or a forwarder may accept and then drop), so a probe only
+//! counts when the server sends its SSH identification line
+//! (`SSH-2.0-...`, RFC 4253 §4.2).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// Pause between probes.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest a single connect or banner read may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The banner must show up within this many bytes (RFC 4253 allows other
+/// lines before it; the identification line itself is at most 255 bytes).
+const MAX_BANNER_BYTES: usize = 4096;
+
+/// sshd did not answer in time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no SSH server answered on {addr} after waiting {waited:?} ({attempts} attempts); last failure: {last_failure}"
+)]
+pub struct SshWaitError {
+    /// The address probed.
+    pub addr: SocketAddrV4,
+    /// How long we waited.
+    pub waited: Duration,
+    /// How many probes were made.
+    pub attempts: u32,
+    /// What went wrong with the last probe.
+    pub last_failure: String,
+}
+
+/// Polls `ip:port` about every 100 ms until a connection yields an SSH-2.0
+/// identification line, and returns how long that took. Gives up after
+/// `timeout` with the last failure in the error.
+pub async fn wait_for_ssh(
+    ip: Ipv4Addr,
+    port: u16,
+    timeout: Duration,
+) -> Result<Duration, SshWaitError> {
+    let addr = SocketAddrV4::new(ip, port);
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut attempts = 0;
+    let mut last_failure = String::from("no attempt was made");
+    loop {
+        let now = Instant::now();
+        if now >= deadline && attempts > 0 {
+            break;
+        }
+        attempts += 1;
+        let budget = deadline
+            .saturating_duration_since(now)
+            .clamp(Duration::from_millis(10), ATTEMPT_TIMEOUT);
+        match probe(addr, budget).await {
+            Ok(()) => return Ok(start.elapsed()),
+            Err(failure) => last_failure = failure,
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break;
+        }
+        tokio::time::sleep(POLL_INTERVAL.min(remaining)).await;
+    }
+    Err(SshWaitError {
+        addr,
+        waited: start.elapsed(),
+        attempts,
+        last_failure,
+    })
+}
+
+/// One probe: connect and read until an `SSH-2.0-` (or `SSH-1.99-`) line,
+/// all within `budget`.
+async fn probe(addr: SocketAddrV4, budget: Duration) -> Result<(), String> {
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|error| format!("connect: {error}"))?;
+        let mut received: Vec<u8> = Vec::new();
+        let mut chunk = [0u8; 512];
+        loop {
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|error| format!("read banner: {error}"))?;
+            if n == 0 {
+                return Err(if received.is_empty() {
+                    "connection closed before the SSH banner".to_owned()
+                } else {
+                    format!(
+                        "connection closed after {:?}, no SSH-2.0 banner",
+                        String::from_utf8_lossy(&received)
+                    )
+                });
+            }
+            received.extend_from_slice(&chunk[..n]);
+            for line in received.split(|b| *b == b'\n') {
+                if line.starts_with(b"SSH-2.0-") || line.starts_with(b"SSH-1.99-") {
+                    // The line may still be incomplete, but its prefix
+                    // already proves an SSH server is talking.
+                    return Ok(());
+                }
+            }
+            if received.len() > MAX_BANNER_BYTES {
+                return Err(format!(
+                    "no SSH-2.0 banner in the first {MAX_BANNER_BYTES} bytes"
+                ));
+            }
+        }
+    };
+    match tokio::time::timeout(budget, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("timed out after {budget:?} (connect or banner)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn sees_a_banner() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let _ = socket.write_all(b"hello\r\nSSH-2.0-Fake_1.0\r\n").await;
+            }
+        });
+        let took = wait_for_ssh(Ipv4Addr::LOCALHOST, port, Duration::from_secs(5))
+            .await
+            .expect("banner");
+        assert!(took < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_silent_or_wrong_server_times_out_with_the_reason() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let _ = socket.write_all(b"HTTP/1.1 400 Bad\r\n\r\n").await;
+            }
+        });
+        let error = wait_for_ssh(Ipv4Addr::LOCALHOST, port, Duration::from_millis(400))
+            .await
+            .expect_err("not ssh");
+        assert!(error.waited >= Duration::from_millis(400));
+        assert!(error.waited < Duration::from_secs(2), "{error}");
+        assert!(error.attempts >= 2, "{error}");
+        let text = error.to_string();
+        assert!(text.contains("no SSH-2.0 banner"), "{text}");
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    }
+
+    #[tokio::test]
+    async fn refused_port_reports_connect_error() {
+        // Bind then drop to get a port that is (very likely) closed.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let error = wait_for_ssh(Ipv4Addr::LOCALHOST, port, Duration::from_millis(300))
+            .await
+            .expect_err("closed");
+        assert!(error.last_failure.starts_with("connect:"), "{error}");
+    }
+}
