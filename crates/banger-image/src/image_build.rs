@@ -7,14 +7,16 @@
 //! reaches apt unless it is a plain Debian package name); run `mmdebstrap`
 //! (variant minbase) into a staging directory inside `out_dir`, with a per-suite
 //! `.deb` cache under `<cache_dir>/apt-archives/` so rebuilds do not download
-//! again; customise the tree for banger's initramfs ([`customise`]); pack the
-//! tree and the old `/root` with `mkfs.ext4 -d`; rename both images into place.
-//! On failure everything created in `out_dir` is removed.
+//! again, and with [`customise::CUSTOMISE_SCRIPT`] as a customize hook that
+//! adapts the tree to banger's initramfs; pack the tree's `/root` into the work
+//! seed and the rest into the rootfs with `mkfs.ext4 -d`; rename both images
+//! into place. On failure everything created in `out_dir` is removed.
 //!
 //! As root, mmdebstrap runs in `root` mode. Otherwise it runs in `unshare` mode
-//! (needs unprivileged user namespaces and a subuid/subgid range), and the
-//! steps that must see the in-namespace ownership (`mkfs.ext4 -d`, removing the
-//! tree) run through `mmdebstrap --unshare-helper`.
+//! (needs unprivileged user namespaces and a subuid/subgid range in
+//! `/etc/subuid` and `/etc/subgid`); the tree then belongs to subordinate ids,
+//! so every step that touches it after mmdebstrap (`du`, `mkfs.ext4 -d`,
+//! emptying `/root`, removing it) runs through `mmdebstrap --unshare-helper`.
 
 pub mod customise;
 mod run;
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-pub use customise::{CUSTOMISATION_VERSION, CustomiseReport, customise_tree};
+pub use customise::{CUSTOMISATION_VERSION, CUSTOMISE_SCRIPT};
 pub use run::mmdebstrap_args;
 
 /// The built-in package list (`assets/image-packages.txt`).
@@ -217,7 +219,7 @@ pub struct BuiltImage {
     pub rootfs_bytes: u64,
     /// Apparent size of `work-seed.ext4`.
     pub work_seed_bytes: u64,
-    /// Bytes of the customised tree (4 KiB blocks).
+    /// Bytes of the customised tree without `/root` (as `du` counts them).
     pub tree_bytes: u64,
     /// The suite built.
     pub suite: String,
@@ -330,12 +332,13 @@ pub fn rootfs_size(
 }
 
 /// Cache key of an image built from `packages` for `suite`: changes when the
-/// package list, the suite or [`CUSTOMISATION_VERSION`] changes. Stable across
-/// Rust releases (FNV-1a), as it names files in long-lived caches.
+/// package list, the suite, [`CUSTOMISE_SCRIPT`] or [`CUSTOMISATION_VERSION`]
+/// changes. Stable across Rust releases (FNV-1a), as it names files in
+/// long-lived caches.
 pub fn image_key(suite: &str, packages: &[String]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let version = CUSTOMISATION_VERSION.to_string();
-    for part in [suite, version.as_str()]
+    for part in [suite, version.as_str(), CUSTOMISE_SCRIPT]
         .into_iter()
         .chain(packages.iter().map(String::as_str))
     {

@@ -233,6 +233,8 @@ echo "fstab=$(grep -vc '^#' /etc/fstab)"
 echo "getty=$(systemctl is-active serial-getty@ttyS0.service)"
 echo "networkd=$(systemctl is-enabled systemd-networkd.service 2>&1)"
 echo "ip=$(ip -4 -o addr show dev eth0 | tr -s ' ' | cut -d' ' -f4)"
+echo "rootmode=$(stat -c '%a %u' /root)"
+echo "image=$(grep customisation /etc/banger/image)"
 echo "done=yes"
 "#;
 
@@ -263,6 +265,10 @@ fn built_image_boots_and_serves_ssh() {
     assert!(
         seed_ls.contains(".bashrc") && seed_ls.contains(".profile"),
         "{seed_ls}"
+    );
+    assert!(
+        debugfs(&seed, "stat /").contains("Mode:  0700"),
+        "work seed root is not 0700"
     );
     assert!(
         debugfs(&seed, "stat /.ssh").contains("Mode:  0700"),
@@ -419,6 +425,14 @@ fn built_image_boots_and_serves_ssh() {
     assert_eq!(field(&text, "networkd"), ["masked"]);
     assert_eq!(field(&text, "ip"), ["10.0.2.15/24"]);
     assert_eq!(field(&text, "getty"), ["active"]);
+    assert_eq!(field(&text, "rootmode"), ["700 0"]);
+    assert_eq!(
+        field(&text, "image"),
+        [format!(
+            "customisation={}",
+            image_build::CUSTOMISATION_VERSION
+        )]
+    );
 
     // Password logins are refused outright (no password prompt offered).
     let pw = Command::new("ssh")

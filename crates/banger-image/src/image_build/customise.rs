@@ -1,226 +1,67 @@
-//! Turns a freshly bootstrapped Debian tree into a banger base image.
+//! The customisation that turns a freshly bootstrapped Debian tree into a
+//! banger base image: `customise.sh`, embedded here and run by mmdebstrap as a
+//! `--customize-hook` (see that script for what it changes and why).
 //!
-//! banger's initramfs (`assets/initramfs/init`) does the per-VM work at boot:
-//! hostname, static network, `resolv.conf`, SSH host keys, `authorized_keys`
-//! and the agent are written into the VM's overlay. So the shared base image
-//! must carry none of those, and must not run anything that fights them (a DHCP
-//! client, a network manager). `/root` is the mount point of the VM's work disk,
-//! so its contents move into the work seed that the daemon clones per VM.
+//! It is a shell script rather than Rust because in unshare mode (unprivileged
+//! builds) the tree belongs to subordinate uids that only processes inside
+//! mmdebstrap's user namespace may write; a hook runs there, with the tree's
+//! own root ownership, in both modes. What it leaves for the builder: `/root`
+//! holds the work seed's contents (dotfiles, an empty 0700 `.ssh`).
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+/// The customisation script; argument 1 is the tree.
+pub const CUSTOMISE_SCRIPT: &str = include_str!("customise.sh");
 
-use super::{ImageBuildError, io_err};
-
-/// Bump whenever [`customise_tree`] changes what it writes, so cached images
-/// (e.g. the integration test's) are rebuilt.
-pub const CUSTOMISATION_VERSION: u32 = 2;
-
-/// sshd drop-in. Debian's `sshd_config` includes `sshd_config.d/*.conf` first,
-/// and for sshd the first value obtained wins, so these override the defaults.
-const SSHD_DROP_IN: &str = "\
-# Written by banger image build. Each VM gets its own host keys and root's
-# authorized_keys from the banger initramfs at boot; passwords are never used.
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-";
-
-/// Fallback for VMs booted without an injected host key (e.g. by hand): sshd
-/// refuses to start without any host key, which would lock everyone out.
-const HOSTKEY_UNIT: &str = "\
-[Unit]
-Description=Generate an SSH host key when banger delivered none
-ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
-Before=ssh.service
-
-[Service]
-Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N \"\" -f /etc/ssh/ssh_host_ed25519_key
-
-[Install]
-WantedBy=multi-user.target
-";
-
-const FSTAB: &str = "\
-# banger: the initramfs mounts / (overlay of the base image and the VM's upper
-# disk), /root (the VM's work disk) and /lib/modules/<version> (modules disk).
-# Nothing to mount here.
-";
-
-const RESOLV_CONF: &str = "\
-# Replaced at boot by banger's initramfs with the VM's DNS servers.
-";
-
-/// Units that would configure the network themselves (DHCP) and fight the
-/// static configuration the initramfs applied. Masked whether or not the
-/// package is installed, so a user's extra package list cannot re-enable them.
-const MASKED_UNITS: &[&str] = &[
-    "systemd-networkd.service",
-    "systemd-networkd.socket",
-    "systemd-networkd-wait-online.service",
-    "NetworkManager.service",
-    "NetworkManager-wait-online.service",
-    "dhcpcd.service",
-    "connman.service",
-];
-
-/// What [`customise_tree`] did, for the build log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CustomiseReport {
-    /// SSH host keys removed from the tree (paths relative to the tree).
-    pub removed_host_keys: Vec<String>,
-    /// Entries moved from `/root` into the work seed.
-    pub moved_to_seed: Vec<String>,
-}
-
-fn write(path: &Path, text: &str, mode: u32) -> Result<(), ImageBuildError> {
-    if let Some(parent) = path.parent() {
-        fs_err::create_dir_all(parent).map_err(io_err(parent))?;
-    }
-    // Remove first: the tree may hold a symlink here (resolv.conf often is one),
-    // and writing through it could escape the tree.
-    remove_if_exists(path)?;
-    fs_err::write(path, text).map_err(io_err(path))?;
-    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err(path))
-}
-
-fn remove_if_exists(path: &Path) -> Result<(), ImageBuildError> {
-    match fs_err::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs_err::remove_dir_all(path).map_err(io_err(path)),
-        Ok(_) => fs_err::remove_file(path).map_err(io_err(path)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(path)(e)),
-    }
-}
-
-fn symlink(target: &str, link: &Path) -> Result<(), ImageBuildError> {
-    if let Some(parent) = link.parent() {
-        fs_err::create_dir_all(parent).map_err(io_err(parent))?;
-    }
-    remove_if_exists(link)?;
-    std::os::unix::fs::symlink(target, link).map_err(io_err(link))
-}
-
-/// Customises the bootstrapped tree at `tree` in place and moves the contents
-/// of its `/root` into `seed` (created; becomes `work-seed.ext4`). Afterwards
-/// `/root` in the tree is an empty 0700 directory (the work disk's mount point).
-pub fn customise_tree(tree: &Path, seed: &Path) -> Result<CustomiseReport, ImageBuildError> {
-    let mut report = CustomiseReport::default();
-
-    // Host keys generated by openssh-server's postinst would be shared by every
-    // VM of the image; the initramfs installs per-VM keys instead.
-    let ssh_dir = tree.join("etc/ssh");
-    if ssh_dir.is_dir() {
-        for entry in fs_err::read_dir(&ssh_dir).map_err(io_err(&ssh_dir))? {
-            let entry = entry.map_err(io_err(&ssh_dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("ssh_host_") {
-                remove_if_exists(&entry.path())?;
-                report.removed_host_keys.push(format!("etc/ssh/{name}"));
-            }
-        }
-        report.removed_host_keys.sort();
-    }
-    write(
-        &tree.join("etc/ssh/sshd_config.d/banger.conf"),
-        SSHD_DROP_IN,
-        0o644,
-    )?;
-    let systemd = tree.join("etc/systemd/system");
-    write(
-        &systemd.join("banger-ssh-hostkey.service"),
-        HOSTKEY_UNIT,
-        0o644,
-    )?;
-    symlink(
-        "../banger-ssh-hostkey.service",
-        &systemd.join("multi-user.target.wants/banger-ssh-hostkey.service"),
-    )?;
-
-    for unit in MASKED_UNITS {
-        symlink("/dev/null", &systemd.join(unit))?;
-        // An enablement symlink pointing at a masked unit is harmless, but
-        // remove the usual ones so `systemctl` output stays clean.
-        for wants in [
-            "multi-user.target.wants",
-            "sockets.target.wants",
-            "network-online.target.wants",
-        ] {
-            remove_if_exists(&systemd.join(wants).join(unit))?;
-        }
-    }
-
-    // Boot messages go to ttyS0 through console=ttyS0; systemd's getty
-    // generator would add this getty for that console anyway, enabling it
-    // explicitly also covers command lines with a different last console=.
-    symlink(
-        "/lib/systemd/system/serial-getty@.service",
-        &systemd.join("getty.target.wants/serial-getty@ttyS0.service"),
-    )?;
-
-    // Left by mmdebstrap's --dpkgopt (unsafe I/O is for the build only).
-    remove_if_exists(&tree.join("etc/dpkg/dpkg.cfg.d/99mmdebstrap"))?;
-    write(&tree.join("etc/fstab"), FSTAB, 0o644)?;
-    // mmdebstrap copies the build host's hostname and resolv.conf into the tree.
-    write(&tree.join("etc/hostname"), "banger\n", 0o644)?;
-    write(
-        &tree.join("etc/hosts"),
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-        0o644,
-    )?;
-    write(&tree.join("etc/resolv.conf"), RESOLV_CONF, 0o644)?;
-    // Empty machine-id: systemd generates a fresh one on each VM's first boot
-    // (mmdebstrap already does this; repeated so the image never shares one).
-    write(&tree.join("etc/machine-id"), "", 0o444)?;
-    symlink("/etc/machine-id", &tree.join("var/lib/dbus/machine-id"))?;
-    write(
-        &tree.join("etc/banger/image"),
-        &format!("builder=banger image build\ncustomisation={CUSTOMISATION_VERSION}\n"),
-        0o644,
-    )?;
-
-    // /root -> work seed. Moving (rename within the staging directory) keeps
-    // ownership and modes of the skeleton dotfiles exactly as dpkg made them.
-    let root = tree.join("root");
-    fs_err::create_dir_all(seed).map_err(io_err(seed))?;
-    if root.is_dir() {
-        let mut entries = Vec::new();
-        for entry in fs_err::read_dir(&root).map_err(io_err(&root))? {
-            entries.push(entry.map_err(io_err(&root))?.file_name());
-        }
-        entries.sort();
-        for name in entries {
-            let from = root.join(&name);
-            let to = seed.join(&name);
-            fs_err::rename(&from, &to).map_err(io_err(&from))?;
-            report
-                .moved_to_seed
-                .push(name.to_string_lossy().into_owned());
-        }
-    } else {
-        fs_err::create_dir_all(&root).map_err(io_err(&root))?;
-    }
-    let ssh = seed.join(".ssh");
-    fs_err::create_dir_all(&ssh).map_err(io_err(&ssh))?;
-    for dir in [&root, seed, &ssh] {
-        fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(io_err(dir))?;
-    }
-    Ok(report)
-}
+/// Bump whenever the customisation changes in a way [`super::image_key`]
+/// cannot see (it already hashes [`CUSTOMISE_SCRIPT`]), e.g. how the builder
+/// packs the tree, so cached images are rebuilt. Also written to
+/// `/etc/banger/image` in the image.
+pub const CUSTOMISATION_VERSION: u32 = 4;
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::process::Command;
+
     use super::*;
+
+    fn run(tree: &Path) -> String {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(CUSTOMISE_SCRIPT)
+            .arg("customise.sh")
+            .arg(tree)
+            .env("BANGER_CUSTOMISATION", "7")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn script_passes_sh_syntax_check() {
+        let ok = Command::new("sh")
+            .args(["-n", "-c", CUSTOMISE_SCRIPT])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
 
     #[test]
     fn customises_a_fake_tree() {
         let dir = tempfile::tempdir().unwrap();
         let tree = dir.path().join("tree");
-        let seed = dir.path().join("seed");
-        for d in ["etc/ssh/sshd_config.d", "root/.ssh", "etc/systemd/system"] {
+        for d in [
+            "etc/ssh/sshd_config.d",
+            "root",
+            "etc/systemd/system/multi-user.target.wants",
+            "etc/dpkg/dpkg.cfg.d",
+        ] {
             fs_err::create_dir_all(tree.join(d)).unwrap();
         }
         for f in [
@@ -231,7 +72,6 @@ mod tests {
             fs_err::write(tree.join("etc/ssh").join(f), "k").unwrap();
         }
         fs_err::write(tree.join("etc/ssh/sshd_config"), "x").unwrap();
-        fs_err::create_dir_all(tree.join("etc/dpkg/dpkg.cfg.d")).unwrap();
         fs_err::write(
             tree.join("etc/dpkg/dpkg.cfg.d/99mmdebstrap"),
             "force-unsafe-io",
@@ -240,45 +80,76 @@ mod tests {
         fs_err::write(tree.join("root/.bashrc"), "# rc").unwrap();
         fs_err::write(tree.join("etc/fstab"), "# UNCONFIGURED FSTAB").unwrap();
         std::os::unix::fs::symlink("/run/x/resolv.conf", tree.join("etc/resolv.conf")).unwrap();
+        std::os::unix::fs::symlink(
+            "/lib/systemd/system/systemd-networkd.service",
+            tree.join("etc/systemd/system/multi-user.target.wants/systemd-networkd.service"),
+        )
+        .unwrap();
 
-        let report = customise_tree(&tree, &seed).unwrap();
-        assert_eq!(report.removed_host_keys.len(), 3);
-        assert_eq!(report.moved_to_seed, [".bashrc", ".ssh"]);
-        assert!(tree.join("etc/ssh/sshd_config").exists());
-        assert!(!tree.join("etc/dpkg/dpkg.cfg.d/99mmdebstrap").exists());
-        assert!(!tree.join("etc/ssh/ssh_host_rsa_key").exists());
-        assert_eq!(fs_err::read_dir(tree.join("root")).unwrap().count(), 0);
+        let log = run(&tree);
         assert_eq!(
-            fs_err::read_to_string(seed.join(".bashrc")).unwrap(),
+            log.matches("removing /etc/ssh/ssh_host_").count(),
+            3,
+            "{log}"
+        );
+        assert!(tree.join("etc/ssh/sshd_config").exists());
+        assert!(!tree.join("etc/ssh/ssh_host_rsa_key").exists());
+        assert!(!tree.join("etc/dpkg/dpkg.cfg.d/99mmdebstrap").exists());
+        assert_eq!(
+            fs_err::read_to_string(tree.join("root/.bashrc")).unwrap(),
             "# rc"
         );
         let mode = |p: &Path| fs_err::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&seed.join(".ssh")), 0o700);
         assert_eq!(mode(&tree.join("root")), 0o700);
-        assert!(
-            !fs_err::read_to_string(tree.join("etc/fstab"))
-                .unwrap()
-                .contains("UNCONFIGURED")
-        );
+        assert_eq!(mode(&tree.join("root/.ssh")), 0o700);
+        let fstab = fs_err::read_to_string(tree.join("etc/fstab")).unwrap();
+        assert!(fstab.lines().all(|l| l.starts_with('#')), "{fstab}");
         let resolv = fs_err::symlink_metadata(tree.join("etc/resolv.conf")).unwrap();
         assert!(resolv.is_file());
+        assert_eq!(
+            fs_err::read_to_string(tree.join("etc/hostname")).unwrap(),
+            "banger\n"
+        );
+        assert_eq!(
+            fs_err::metadata(tree.join("etc/machine-id")).unwrap().len(),
+            0
+        );
         let drop_in =
             fs_err::read_to_string(tree.join("etc/ssh/sshd_config.d/banger.conf")).unwrap();
-        assert!(drop_in.contains("PermitRootLogin prohibit-password"));
-        assert!(drop_in.contains("PasswordAuthentication no"));
-        let masked =
-            fs_err::read_link(tree.join("etc/systemd/system/systemd-networkd.service")).unwrap();
+        assert!(drop_in.contains("\nPermitRootLogin prohibit-password\n"));
+        assert!(drop_in.contains("\nPasswordAuthentication no\n"));
+        let systemd = tree.join("etc/systemd/system");
+        let masked = fs_err::read_link(systemd.join("systemd-networkd.service")).unwrap();
         assert_eq!(masked, Path::new("/dev/null"));
         assert!(
-            fs_err::symlink_metadata(
-                tree.join("etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service")
-            )
-            .is_ok()
+            !systemd
+                .join("multi-user.target.wants/systemd-networkd.service")
+                .exists()
         );
-        // Idempotent: a second run changes nothing and does not fail.
-        let again = customise_tree(&tree, &seed).unwrap();
-        assert!(again.removed_host_keys.is_empty());
-        assert!(again.moved_to_seed.is_empty());
-        assert!(seed.join(".bashrc").exists());
+        assert!(
+            fs_err::symlink_metadata(systemd.join("getty.target.wants/serial-getty@ttyS0.service"))
+                .is_ok()
+        );
+        assert!(
+            fs_err::read_to_string(tree.join("etc/banger/image"))
+                .unwrap()
+                .contains("customisation=7")
+        );
+        // Idempotent: a second run succeeds and removes nothing more.
+        let again = run(&tree);
+        assert!(!again.contains("removing"), "{again}");
+    }
+
+    #[test]
+    fn refuses_a_non_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(CUSTOMISE_SCRIPT)
+            .arg("customise.sh")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
     }
 }

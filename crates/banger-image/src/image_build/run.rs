@@ -3,15 +3,16 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 use super::{
-    BuildMode, BuiltImage, DEFAULT_MIRROR, ImageBuildError, ImageBuildSpec, ROOTFS_LABEL,
-    WORK_LABEL, customise_tree, io_err, resolve_packages, rootfs_size, secs, shell_quote,
-    validate_mirror, validate_suite,
+    BuildMode, BuiltImage, CUSTOMISATION_VERSION, CUSTOMISE_SCRIPT, DEFAULT_MIRROR,
+    ImageBuildError, ImageBuildSpec, ROOTFS_LABEL, WORK_LABEL, io_err, resolve_packages,
+    rootfs_size, secs, shell_quote, validate_mirror, validate_suite,
 };
 
 const ROOTFS: &str = "rootfs.ext4";
@@ -23,7 +24,9 @@ const WORK_SEED: &str = "work-seed.ext4";
 /// `/var/cache/apt/archives` before anything is downloaded and everything apt
 /// used is synced out to `cache_out` (an existing, empty directory) before
 /// mmdebstrap's cleanup empties it. `--skip=essential/unlink` keeps the
-/// essential packages there too.
+/// essential packages there too. `customise_hook` is an executable file (the
+/// customisation script) run with the tree as its argument.
+#[allow(clippy::too_many_arguments)]
 pub fn mmdebstrap_args(
     mode: BuildMode,
     suite: &str,
@@ -32,6 +35,7 @@ pub fn mmdebstrap_args(
     tree: &Path,
     cache_in: &Path,
     cache_out: &Path,
+    customise_hook: &Path,
 ) -> Vec<OsString> {
     let mut sync_in = OsString::from("sync-in ");
     sync_in.push(shell_quote(cache_in.as_os_str()));
@@ -46,7 +50,7 @@ pub fn mmdebstrap_args(
         "--skip=essential/unlink",
         // dpkg's fsyncs cost a large part of the install time, and a crash
         // mid-build discards the tree anyway. mmdebstrap leaves this option in
-        // the tree's dpkg.cfg.d; customise_tree removes it again.
+        // the tree's dpkg.cfg.d; the customisation script removes it again.
         "--dpkgopt=force-unsafe-io",
     ]
     .iter()
@@ -61,6 +65,10 @@ pub fn mmdebstrap_args(
     args.push(hook);
     let mut hook = OsString::from("--customize-hook=");
     hook.push(sync_out);
+    args.push(hook);
+    // An executable file is run directly (no shell), whatever its path holds.
+    let mut hook = OsString::from("--customize-hook=");
+    hook.push(customise_hook);
     args.push(hook);
     // "--" ends the options: suite, target and mirror are positional only.
     args.push("--".into());
@@ -116,6 +124,10 @@ impl ProgressParser {
                 s if s.starts_with("running special hook: sync-out") => {
                     Some(("caching", "saving downloaded packages to the cache".into()))
                 }
+                s if s.starts_with("running --customize-hook") => Some((
+                    "customising",
+                    "removing host keys, configuring sshd, masking DHCP clients".into(),
+                )),
                 _ => None,
             };
         }
@@ -194,9 +206,21 @@ impl Drop for Staging {
     }
 }
 
+/// Where `program` is: on PATH, else in /usr/sbin or /sbin, which are not on
+/// an unprivileged user's PATH on Debian but hold e2fsprogs' tools.
+fn find_program(program: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(program))
+}
+
 /// A command, run through `mmdebstrap --unshare-helper` when `helper` is set
 /// (so it sees the tree's in-namespace ownership).
 fn tool(program: &str, helper: bool) -> Command {
+    let program = find_program(program);
     if helper {
         let mut c = Command::new("mmdebstrap");
         c.arg("--unshare-helper").arg(program);
@@ -211,10 +235,10 @@ fn run_tool(mut cmd: Command, name: &str, path: &Path) -> Result<String, ImageBu
         .output()
         .map_err(|source| ImageBuildError::ToolMissing {
             tool: name.to_owned(),
-            package: if name == "mkfs.ext4" {
-                "e2fsprogs"
-            } else {
-                "coreutils"
+            package: match name {
+                "mkfs.ext4" | "debugfs" => "e2fsprogs",
+                "find" => "findutils",
+                _ => "coreutils",
             }
             .to_owned(),
             source,
@@ -306,6 +330,7 @@ fn run_mmdebstrap(
     let log_file = Arc::new(Mutex::new(log_file));
     let mut child = Command::new("mmdebstrap")
         .args(args)
+        .env("BANGER_CUSTOMISATION", CUSTOMISATION_VERSION.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -423,9 +448,17 @@ pub(super) fn build(
         helper,
     };
     fs_err::create_dir(&staging.dir).map_err(io_err(&staging.dir))?;
+    // The hook runs inside mmdebstrap's user namespace in unshare mode, where
+    // the caller's own files count as "other": it must be able to read them.
+    let hook = staging.dir.join("customise.sh");
+    fs_err::write(&hook, CUSTOMISE_SCRIPT).map_err(io_err(&hook))?;
+    for (path, mode) in [(&staging.dir, 0o755), (&hook, 0o755)] {
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(io_err(path))?;
+    }
     fs_err::create_dir(&cache_new).map_err(io_err(&cache_new))?;
     let tree = staging.dir.join("tree");
-    let seed = staging.dir.join("seed");
+    let root_dir = tree.join("root");
 
     progress(
         "resolving packages",
@@ -443,6 +476,7 @@ pub(super) fn build(
         &tree,
         &cache,
         &cache_new,
+        &hook,
     );
     run_mmdebstrap(&args, log, progress)?;
     note(log, &format!("mmdebstrap finished after {}", secs(start)));
@@ -452,18 +486,10 @@ pub(super) fn build(
     fs_err::remove_dir_all(&cache).map_err(io_err(&cache))?;
     fs_err::rename(&cache_new, &cache).map_err(io_err(&cache_new))?;
     staging.cache_new = None;
-
-    progress(
-        "customising",
-        "removing host keys, configuring sshd, moving /root to the work seed",
-    );
-    let report = customise_tree(&tree, &seed)?;
-    note(log, &format!("customised: {report:?}"));
     let installed = installed_packages(&tree)?;
 
-    let (tree_bytes, inodes) = tree_usage(&tree, helper)?;
-    let size = rootfs_size(tree_bytes, inodes, spec.rootfs_size_bytes)?;
-    let (seed_bytes, _) = tree_usage(&seed, helper)?;
+    // /root -> work seed; then /root is emptied to be the work disk's mount point.
+    let (seed_bytes, _) = tree_usage(&root_dir, helper)?;
     let seed_needed = seed_bytes + 16 * (1 << 20);
     if spec.work_seed_size_bytes < seed_needed {
         return Err(ImageBuildError::WorkSeedTooSmall {
@@ -472,6 +498,39 @@ pub(super) fn build(
         });
     }
     progress(
+        "writing work-seed.ext4",
+        &format!(
+            "{} MiB work seed from /root",
+            spec.work_seed_size_bytes >> 20
+        ),
+    );
+    let rootfs_tmp = out_dir.join(format!(".{ROOTFS}.tmp-{tag}"));
+    let seed_tmp = out_dir.join(format!(".{WORK_SEED}.tmp-{tag}"));
+    staging.files.extend([rootfs_tmp.clone(), seed_tmp.clone()]);
+    mkfs(
+        &seed_tmp,
+        spec.work_seed_size_bytes,
+        &root_dir,
+        WORK_LABEL,
+        true,
+        None,
+        helper,
+    )?;
+    // mkfs.ext4 -d gives the filesystem root mode 0755 whatever the source
+    // directory's mode; /root must be 0700 (sshd's StrictModes, privacy). The
+    // image file is the caller's own, so no namespace is needed here.
+    let mut chmod = tool("debugfs", false);
+    chmod
+        .args(["-w", "-R", "set_inode_field / mode 040700"])
+        .arg(&seed_tmp);
+    run_tool(chmod, "debugfs", &seed_tmp)?;
+    let mut empty = tool("find", helper);
+    empty.arg(&root_dir).args(["-mindepth", "1", "-delete"]);
+    run_tool(empty, "find", &root_dir)?;
+
+    let (tree_bytes, inodes) = tree_usage(&tree, helper)?;
+    let size = rootfs_size(tree_bytes, inodes, spec.rootfs_size_bytes)?;
+    progress(
         "writing rootfs.ext4",
         &format!(
             "{} MiB tree into a {} MiB image",
@@ -479,9 +538,6 @@ pub(super) fn build(
             size >> 20
         ),
     );
-    let rootfs_tmp = out_dir.join(format!(".{ROOTFS}.tmp-{tag}"));
-    let seed_tmp = out_dir.join(format!(".{WORK_SEED}.tmp-{tag}"));
-    staging.files.extend([rootfs_tmp.clone(), seed_tmp.clone()]);
     // Enough inodes for the tree plus room to grow, whatever mke2fs would
     // derive from the size.
     let inode_count = inodes + inodes / 2 + 4096;
@@ -492,19 +548,6 @@ pub(super) fn build(
         ROOTFS_LABEL,
         false,
         Some(inode_count),
-        helper,
-    )?;
-    progress(
-        "writing work-seed.ext4",
-        &format!("{} MiB work seed", spec.work_seed_size_bytes >> 20),
-    );
-    mkfs(
-        &seed_tmp,
-        spec.work_seed_size_bytes,
-        &seed,
-        WORK_LABEL,
-        true,
-        None,
         helper,
     )?;
     fs_err::rename(&rootfs_tmp, &rootfs).map_err(io_err(&rootfs))?;

@@ -181,6 +181,7 @@ fn mmdebstrap_argv_is_safe_and_complete() {
         Path::new("/out/.stage/tree"),
         Path::new("/cache/it's here"),
         Path::new("/cache/new"),
+        Path::new("/out/.stage/customise.sh"),
     );
     let s: Vec<String> = args
         .iter()
@@ -197,6 +198,7 @@ fn mmdebstrap_argv_is_safe_and_complete() {
     assert!(
         s.contains(&"--customize-hook=sync-out /var/cache/apt/archives '/cache/new'".to_owned())
     );
+    assert!(s.contains(&"--customize-hook=/out/.stage/customise.sh".to_owned()));
     // Positional arguments come after "--", in mmdebstrap's order.
     let tail: Vec<&str> = s[s.len() - 4..].iter().map(String::as_str).collect();
     assert_eq!(tail, ["--", "bookworm", "/out/.stage/tree", DEFAULT_MIRROR]);
@@ -208,6 +210,7 @@ fn mmdebstrap_argv_is_safe_and_complete() {
         Path::new("/t"),
         Path::new("/c"),
         Path::new("/n"),
+        Path::new("/h"),
     );
     assert!(unshare.contains(&OsString::from("--mode=unshare")));
 }

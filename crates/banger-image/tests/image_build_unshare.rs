@@ -1,0 +1,92 @@
+//! The unprivileged path: as a non-root user with a subuid/subgid range,
+//! `build_debian_image` runs mmdebstrap in unshare mode and still produces
+//! images with root-owned files (the tree's ids are only right inside the user
+//! namespace, so `mkfs.ext4 -d` runs there through `mmdebstrap --unshare-helper`).
+//!
+//! Ignored by default and skipped as root: it needs a non-root user with
+//! entries in /etc/subuid and /etc/subgid, and runs a full mmdebstrap (~1-2 min).
+//! Run it as such a user, e.g.
+//! `runuser -u builder -- env HOME=/home/builder <test binary> --ignored`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use banger_image::image_build::{BuildMode, ImageBuildSpec, build_debian_image};
+
+fn debugfs(image: &std::path::Path, request: &str) -> String {
+    let out = Command::new("/usr/sbin/debugfs")
+        .arg("-R")
+        .arg(request)
+        .arg(image)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs a non-root user with a subuid range and a Debian mirror (~1-2 min)"]
+fn unprivileged_build_has_root_owned_files() {
+    if common::is_root() {
+        eprintln!("skipping: run this test as a non-root user");
+        return;
+    }
+    assert_eq!(BuildMode::detect(), BuildMode::Unshare);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let log = dir.path().join("build.log");
+    let built = build_debian_image(
+        &ImageBuildSpec::default(),
+        &out,
+        &common::cache_dir(),
+        &log,
+        &mut |stage, msg| eprintln!("  [{stage}] {msg}"),
+    );
+    let built = match built {
+        Ok(b) => b,
+        Err(e) => {
+            let text = fs_err::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            panic!(
+                "{e}\n{}",
+                lines[lines.len().saturating_sub(30)..].join("\n")
+            );
+        }
+    };
+    eprintln!("unshare build took {:?}", built.elapsed);
+    assert_eq!(built.mode, BuildMode::Unshare);
+    let mut names: Vec<String> = fs_err::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["rootfs.ext4", "work-seed.ext4"]);
+
+    let shadow = debugfs(&built.rootfs, "stat /etc/shadow");
+    assert!(
+        shadow.contains("User:     0") && shadow.contains("Group:    42"),
+        "{shadow}"
+    );
+    let sudo = debugfs(&built.rootfs, "stat /usr/bin/sudo");
+    assert!(
+        sudo.contains("Mode:  04755") && sudo.contains("User:     0"),
+        "{sudo}"
+    );
+    let root = debugfs(&built.rootfs, "stat /root");
+    assert!(
+        root.contains("Mode:  0700") && root.contains("User:     0"),
+        "{root}"
+    );
+    assert!(!debugfs(&built.rootfs, "ls /etc/ssh").contains("ssh_host_"));
+    assert!(!debugfs(&built.rootfs, "ls /root").contains(".bashrc"));
+    let bashrc = debugfs(&built.work_seed, "stat /.bashrc");
+    assert!(bashrc.contains("User:     0"), "{bashrc}");
+    let ssh = debugfs(&built.work_seed, "stat /.ssh");
+    assert!(
+        ssh.contains("Mode:  0700") && ssh.contains("User:     0"),
+        "{ssh}"
+    );
+}
