@@ -19,6 +19,7 @@
 //! emptying `/root`, removing it) runs through `mmdebstrap --unshare-helper`.
 
 pub mod customise;
+mod progress;
 mod run;
 
 use std::ffi::OsString;

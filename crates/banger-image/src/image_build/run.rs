@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
+use super::progress::ProgressParser;
 use super::{
     BuildMode, BuiltImage, CUSTOMISATION_VERSION, CUSTOMISE_SCRIPT, DEFAULT_MIRROR,
     ImageBuildError, ImageBuildSpec, ROOTFS_LABEL, WORK_LABEL, io_err, resolve_packages,
@@ -76,102 +77,6 @@ pub fn mmdebstrap_args(
     args.push(tree.as_os_str().to_owned());
     args.push(mirror.into());
     args
-}
-
-/// Turns mmdebstrap/apt output lines into `(stage, message)` progress.
-#[derive(Debug, Default)]
-pub(crate) struct ProgressParser {
-    /// 0 before apt's first install plan (essential), 1 for the rest.
-    phase: u8,
-    total: usize,
-    configured: usize,
-    /// apt prints its plan twice (download, then install): repeats are dropped.
-    last: String,
-}
-
-impl ProgressParser {
-    pub(crate) fn line(&mut self, line: &str) -> Option<(&'static str, String)> {
-        let (stage, msg) = self.parse(line)?;
-        if msg == self.last {
-            return None;
-        }
-        self.last.clone_from(&msg);
-        Some((stage, msg))
-    }
-
-    fn parse(&mut self, line: &str) -> Option<(&'static str, String)> {
-        let msg = |s: &str| Some(("installing", s.to_owned()));
-        if let Some(info) = line.strip_prefix("I: ") {
-            return match info.trim_end_matches("...") {
-                "running apt-get update" => {
-                    Some(("resolving packages", "updating package lists".into()))
-                }
-                "downloading packages with apt" => {
-                    Some(("downloading", "downloading essential packages".into()))
-                }
-                "extracting archives" => msg("extracting essential packages"),
-                "installing essential packages" => msg("installing essential packages"),
-                "installing remaining packages inside the chroot" => {
-                    self.phase = 1;
-                    Some((
-                        "resolving packages",
-                        "resolving the remaining packages".into(),
-                    ))
-                }
-                "cleaning package lists and apt cache" => {
-                    Some(("finishing", "cleaning apt caches".into()))
-                }
-                s if s.starts_with("running special hook: sync-out") => {
-                    Some(("caching", "saving downloaded packages to the cache".into()))
-                }
-                s if s.starts_with("running --customize-hook") => Some((
-                    "customising",
-                    "removing host keys, configuring sshd, masking DHCP clients".into(),
-                )),
-                _ => None,
-            };
-        }
-        if let Some((n, _)) = line.split_once(" newly installed") {
-            let n = n.rsplit(' ').next()?.parse::<usize>().ok()?;
-            if self.phase == 1 {
-                if self.total == n {
-                    return None;
-                }
-                self.total = n;
-                self.configured = 0;
-                return Some((
-                    "installing",
-                    format!("downloading and installing {n} packages"),
-                ));
-            }
-            return Some(("downloading", format!("fetching {n} essential packages")));
-        }
-        if let Some(rest) = line.strip_prefix("Need to get ") {
-            let amounts = rest.split_once(" of archives")?.0;
-            let stage = if self.phase == 1 {
-                "installing"
-            } else {
-                "downloading"
-            };
-            // apt prints "X/Y" when part of the total is already cached.
-            return Some(match amounts.split_once('/') {
-                Some((get, total)) => {
-                    (stage, format!("{get} to download of {total} (rest cached)"))
-                }
-                None => (stage, format!("{amounts} to download")),
-            });
-        }
-        if self.phase == 1 && self.total > 0 && line.starts_with("Setting up ") {
-            self.configured += 1;
-            if self.configured % 25 == 0 || self.configured == self.total {
-                return Some((
-                    "installing",
-                    format!("set up {}/{} packages", self.configured, self.total),
-                ));
-            }
-        }
-        None
-    }
 }
 
 /// Everything created in `out_dir` and the cache during a build; removed on
@@ -287,6 +192,16 @@ fn mkfs(
     let f = fs_err::File::create(image).map_err(io_err(image))?;
     f.set_len(size).map_err(io_err(image))?;
     drop(f);
+    // Inside the user namespace the caller's uid is unmapped, so mkfs (as the
+    // namespace's root) may write the caller's file only through the "other"
+    // bits. The file sits in a 0711 directory under a name nobody can list,
+    // and is 0644 again right after mkfs.
+    let set_mode = |mode: u32| {
+        fs_err::set_permissions(image, std::fs::Permissions::from_mode(mode)).map_err(io_err(image))
+    };
+    if helper {
+        set_mode(0o666)?;
+    }
     let mut cmd = tool("mkfs.ext4", helper);
     // -m 0: no blocks reserved for root; root_owner: the filesystem root is
     // root's whatever uid runs mkfs.
@@ -298,7 +213,8 @@ fn mkfs(
         cmd.arg("-N").arg(n.to_string());
     }
     cmd.arg("-d").arg(src).arg(image);
-    run_tool(cmd, "mkfs.ext4", image).map(|_| ())
+    run_tool(cmd, "mkfs.ext4", image)?;
+    set_mode(0o644)
 }
 
 /// `name=version` of every installed package in the tree's dpkg status file.
@@ -504,8 +420,12 @@ pub(super) fn build(
             spec.work_seed_size_bytes >> 20
         ),
     );
-    let rootfs_tmp = out_dir.join(format!(".{ROOTFS}.tmp-{tag}"));
-    let seed_tmp = out_dir.join(format!(".{WORK_SEED}.tmp-{tag}"));
+    let images = staging.dir.join("images");
+    fs_err::create_dir(&images).map_err(io_err(&images))?;
+    fs_err::set_permissions(&images, std::fs::Permissions::from_mode(0o711))
+        .map_err(io_err(&images))?;
+    let rootfs_tmp = images.join(format!("{ROOTFS}.tmp-{tag}"));
+    let seed_tmp = images.join(format!("{WORK_SEED}.tmp-{tag}"));
     staging.files.extend([rootfs_tmp.clone(), seed_tmp.clone()]);
     mkfs(
         &seed_tmp,

@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::run::ProgressParser;
+use super::progress::ProgressParser;
 use super::*;
 
 #[test]
