@@ -81,7 +81,15 @@ fn cached_image() -> Option<PathBuf> {
     );
     let built = match result {
         Ok(b) => b,
-        Err(ImageBuildError::Mmdebstrap { tail, .. }) if tail.contains("Failed to fetch") => {
+        Err(ImageBuildError::Mmdebstrap { tail, .. })
+            if [
+                "Failed to fetch",
+                "Temporary failure resolving",
+                "Could not connect",
+            ]
+            .iter()
+            .any(|m| tail.contains(m)) =>
+        {
             eprintln!("skipping: no Debian mirror reachable: {tail}");
             return None;
         }
