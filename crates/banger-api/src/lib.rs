@@ -12,6 +12,7 @@ pub mod kernels;
 pub mod names;
 pub mod operation;
 pub mod paths;
+pub mod vms;
 
 pub use error::{ApiError, ErrorCode};
 pub use names::{ImageName, KernelName, NameError, NameKind, VmName};

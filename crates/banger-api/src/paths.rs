@@ -38,3 +38,20 @@ pub fn image(name: &str) -> String {
 pub fn image_promote(name: &str) -> String {
     format!("{IMAGES}/{name}/promote")
 }
+/// `GET`: VMs; `POST` (NDJSON progress): create one.
+pub const VMS: &str = "/v1/vms";
+
+/// `GET`/`PATCH`/`DELETE`: one VM.
+pub fn vm(name: &str) -> String {
+    format!("{VMS}/{name}")
+}
+
+/// `POST`: an action on a VM (`start`, `stop`, `restart`, `kill`).
+pub fn vm_action(name: &str, action: &str) -> String {
+    format!("{VMS}/{name}/{action}")
+}
+
+/// `GET`: a VM's serial console from `?offset=N`.
+pub fn vm_console(name: &str) -> String {
+    format!("{VMS}/{name}/console")
+}

@@ -34,6 +34,184 @@ pub enum Command {
     /// Manage images (base root filesystem, work seed, kernel).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Create, run and manage VMs.
+    #[command(subcommand)]
+    Vm(VmCommand),
+}
+
+/// `banger vm ...`
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Create a VM and start it (returns when SSH answers).
+    Create(VmCreateArgs),
+    /// Create a VM, start it, and open a shell or run a command in it; exits with the command's status.
+    Run(VmRunArgs),
+    /// List VMs.
+    List(JsonFlag),
+    /// Show VMs.
+    Show(VmShowArgs),
+    /// Start stopped VMs (returns when SSH answers).
+    Start(VmRefs),
+    /// Stop VMs gracefully (killed after a timeout).
+    Stop(VmRefs),
+    /// Restart VMs.
+    Restart(VmRefs),
+    /// Send a signal to VMs' VMM processes.
+    Kill(VmKillArgs),
+    /// Delete VMs and everything they own.
+    Delete(VmDeleteArgs),
+    /// Change a stopped VM's vCPUs, memory or disk size (the disk only grows).
+    Set(VmSetArgs),
+    /// Delete every VM that is not running, after a confirmation.
+    Prune(VmPruneArgs),
+    /// Show a VM's serial console log.
+    Logs(VmLogsArgs),
+    /// Open a shell in a VM, or run a command there; exits with its status.
+    Ssh(VmSshArgs),
+}
+
+/// Resources of a new VM.
+#[derive(Debug, Args)]
+pub struct VmResources {
+    /// Image to boot (default: `default_image_name` from the config).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Virtual CPUs.
+    #[arg(long)]
+    pub vcpu: Option<u8>,
+    /// Memory: MiB, or a size such as 4G.
+    #[arg(long, value_parser = parse_memory)]
+    pub memory: Option<u32>,
+    /// Size of the persistent work disk (/root), e.g. 20G.
+    #[arg(long, value_parser = parse_size)]
+    pub disk_size: Option<u64>,
+}
+
+/// Options of `banger vm create`.
+#[derive(Debug, Args)]
+pub struct VmCreateArgs {
+    /// Name (default: a generated adjective-noun name).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub resources: VmResources,
+    /// Create only; do not start.
+    #[arg(long)]
+    pub no_start: bool,
+    /// Print the VM as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `banger vm run`.
+#[derive(Debug, Args)]
+pub struct VmRunArgs {
+    /// Name (default: a generated adjective-noun name).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub resources: VmResources,
+    /// Delete the VM afterwards (kept if SSH never answered, for inspection).
+    #[arg(long)]
+    pub rm: bool,
+    /// Command to run (after `--`); without one, an interactive shell.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// One or more VM names.
+#[derive(Debug, Args)]
+pub struct VmRefs {
+    /// VM names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// Options of `banger vm show`.
+#[derive(Debug, Args)]
+pub struct VmShowArgs {
+    /// VM names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `banger vm kill`.
+#[derive(Debug, Args)]
+pub struct VmKillArgs {
+    /// Signal to send (KILL, TERM, INT, HUP, QUIT, USR1, USR2).
+    #[arg(long, short = 's', default_value = "KILL")]
+    pub signal: String,
+    /// VM names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// Options of `banger vm delete`.
+#[derive(Debug, Args)]
+pub struct VmDeleteArgs {
+    /// Stop running VMs first instead of refusing.
+    #[arg(long, short = 'f')]
+    pub force: bool,
+    /// VM names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// Options of `banger vm set`.
+#[derive(Debug, Args)]
+pub struct VmSetArgs {
+    /// The VM.
+    pub name: String,
+    /// Virtual CPUs.
+    #[arg(long)]
+    pub vcpu: Option<u8>,
+    /// Memory: MiB, or a size such as 4G.
+    #[arg(long, value_parser = parse_memory)]
+    pub memory: Option<u32>,
+    /// New work disk size, e.g. 40G (only grows).
+    #[arg(long, value_parser = parse_size)]
+    pub disk_size: Option<u64>,
+}
+
+/// Options of `banger vm prune`.
+#[derive(Debug, Args)]
+pub struct VmPruneArgs {
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'f')]
+    pub force: bool,
+}
+
+/// Options of `banger vm logs`.
+#[derive(Debug, Args)]
+pub struct VmLogsArgs {
+    /// The VM.
+    pub name: String,
+    /// Keep printing new output until interrupted.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+/// Options of `banger vm ssh`.
+#[derive(Debug, Args)]
+pub struct VmSshArgs {
+    /// The VM.
+    pub name: String,
+    /// Command to run (after `--`); without one, an interactive shell.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// Parses memory: a plain number is MiB; with a unit (512M, 4G) a size.
+pub fn parse_memory(text: &str) -> Result<u32, String> {
+    let text = text.trim();
+    if let Ok(mib) = text.parse::<u32>() {
+        return Ok(mib);
+    }
+    let bytes = parse_size(text)?;
+    u32::try_from(bytes >> 20).map_err(|_| format!("{text:?} is too large"))
 }
 
 /// `banger image ...`

@@ -191,7 +191,7 @@ impl DaemonClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let (status, response) = self.send(method.clone(), path, body).await?;
+        let (status, _, response) = self.send(method.clone(), path, body).await?;
         let bytes = response
             .collect()
             .await
@@ -214,7 +214,7 @@ impl DaemonClient {
         method: Method,
         path: &str,
         body: Option<&B>,
-    ) -> Result<(StatusCode, Incoming), ClientError> {
+    ) -> Result<(StatusCode, hyper::HeaderMap, Incoming), ClientError> {
         let body = match body {
             Some(body) => serde_json::to_vec(body).map_err(|source| ClientError::Encode {
                 path: path.to_owned(),
@@ -247,7 +247,38 @@ impl DaemonClient {
             .send_request(request)
             .await
             .map_err(|source| transport(&method, path, source))?;
-        Ok((response.status(), response.into_body()))
+        let status = response.status();
+        let (parts, body) = response.into_parts();
+        Ok((status, parts.headers, body))
+    }
+
+    /// A non-JSON reply (console bytes) with its `X-Next-Offset` header.
+    pub async fn raw(&self, method: Method, path: &str) -> Result<(Vec<u8>, u64), ClientError> {
+        let exchange = async {
+            let (status, headers, body) = self.send(method.clone(), path, None::<&()>).await?;
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|source| transport(&method, path, source))?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(api_error(path, status, &bytes));
+            }
+            let next = headers
+                .get("x-next-offset")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0);
+            Ok((bytes.to_vec(), next))
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Timeout {
+                method,
+                path: path.to_owned(),
+                timeout: CALL_TIMEOUT,
+            }),
+        }
     }
 
     /// Starts a long operation and follows its NDJSON progress stream,
@@ -260,7 +291,7 @@ impl DaemonClient {
         on_progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<T, ClientError> {
         let connect = self.send(method.clone(), path, body);
-        let (status, mut response) = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
+        let (status, _, mut response) = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
             Ok(result) => result?,
             Err(_) => {
                 return Err(ClientError::Timeout {

@@ -9,6 +9,7 @@ pub mod autostart;
 mod client;
 mod images;
 mod kernels;
+mod vms;
 
 pub use autostart::{StartError, connect_or_start};
 pub use client::{ClientError, DaemonClient};

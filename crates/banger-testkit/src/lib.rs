@@ -160,6 +160,16 @@ impl TestEnv {
             if comm.trim() != "bangerd" {
                 continue;
             }
+            // `bangerd console-copier` processes belong to VMs, not daemons.
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            if cmdline
+                .split(|byte| *byte == 0)
+                .any(|arg| arg == b"console-copier")
+            {
+                continue;
+            }
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
                 continue;
             };

@@ -7,6 +7,7 @@
 //! from which the OpenAPI document is also generated.
 
 pub mod api;
+pub mod host;
 pub mod images;
 pub mod kernels;
 pub mod listener;
@@ -15,3 +16,4 @@ pub mod operations;
 pub mod peer;
 pub mod state;
 pub mod store;
+pub mod vms;

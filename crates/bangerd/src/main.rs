@@ -29,6 +29,14 @@ struct Args {
 enum Command {
     /// Print the OpenAPI document of the daemon API and exit.
     Openapi,
+    /// Internal: copy a VM's serial console from stdin into a size-capped
+    /// log file (started by bangerd for each VM; outlives the daemon).
+    #[command(hide = true, disable_help_flag = true)]
+    ConsoleCopier {
+        /// Arguments for the copier (`--path FILE --max-bytes N`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// How long in-flight requests get to finish once a stop is requested.
@@ -36,6 +44,15 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::ConsoleCopier { args }) = args.command {
+        return match banger_vmm::console::copier_main(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("bangerd console-copier: error: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Openapi) = args.command {
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();
@@ -103,7 +120,10 @@ async fn serve(
     let listener =
         tokio::net::UnixListener::from_std(listener).context("cannot register the socket")?;
     let (shutdown_sender, mut shutdown) = watch::channel(false);
-    let state = AppState::new(paths, loaded.config, store, shutdown_sender.clone());
+    let host = bangerd::host::Host::setup(&loaded.config).await;
+    let state = AppState::new(paths, loaded.config, store, host, shutdown_sender.clone());
+    bangerd::vms::recover(&state).await;
+    tokio::spawn(bangerd::vms::monitor_loop(state.clone()));
     let owner = OwnerUid(rustix::process::getuid().as_raw());
     let app = bangerd::api::router(state, owner);
 

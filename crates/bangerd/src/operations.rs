@@ -62,6 +62,30 @@ impl ProgressSink {
     }
 }
 
+/// Runs the async `work` as its own task and streams its progress and result.
+pub fn stream_async<T, F, Fut>(work: F) -> Response
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(ProgressSink) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, ApiFailure>> + Send + 'static,
+{
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let sink = ProgressSink {
+        sender: Some(sender),
+    };
+    tokio::spawn(async move {
+        let event = match work(sink.clone()).await {
+            Ok(result) => OperationEvent::Done { result },
+            Err(failure) => OperationEvent::Failed {
+                error: failure.into_body(),
+            },
+        };
+        sink.send_line(&event);
+    });
+    let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(receiver);
+    ([(header::CONTENT_TYPE, NDJSON)], Body::from_stream(stream)).into_response()
+}
+
 /// Runs `work` on a blocking thread and streams its progress and result.
 pub fn stream_blocking<T, F>(work: F) -> Response
 where

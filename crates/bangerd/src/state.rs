@@ -1,12 +1,17 @@
 //! State shared by every request handler.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use banger_api::VmName;
 use std::time::Instant;
 
 use banger_config::{Config, Paths};
 use tokio::sync::watch;
 
+use crate::host::Host;
 use crate::store::Store;
+use crate::vms::VmLock;
 
 /// The database task was cancelled because the runtime is shutting down.
 #[derive(Debug, thiserror::Error)]
@@ -24,19 +29,29 @@ struct Inner {
     config: Config,
     store: Mutex<Store>,
     artifacts: Mutex<()>,
+    host: Host,
+    vm_locks: Mutex<HashMap<VmName, VmLock>>,
     started: Instant,
     shutdown: watch::Sender<bool>,
 }
 
 impl AppState {
     /// Bundles the daemon's state. `shutdown` is flipped to `true` to stop the server.
-    pub fn new(paths: Paths, config: Config, store: Store, shutdown: watch::Sender<bool>) -> Self {
+    pub fn new(
+        paths: Paths,
+        config: Config,
+        store: Store,
+        host: Host,
+        shutdown: watch::Sender<bool>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 paths,
                 config,
                 store: Mutex::new(store),
                 artifacts: Mutex::new(()),
+                host,
+                vm_locks: Mutex::new(HashMap::new()),
                 started: Instant::now(),
                 shutdown,
             }),
@@ -102,6 +117,31 @@ impl AppState {
             .artifacts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Host resources (network, KVM verdict, programs).
+    pub fn host(&self) -> &Host {
+        &self.inner.host
+    }
+
+    /// The lock serialising operations on one VM.
+    pub fn vm_lock(&self, name: &VmName) -> VmLock {
+        let mut locks = self
+            .inner
+            .vm_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(name.clone()).or_default().clone()
+    }
+
+    /// Drops the lock entry of a deleted VM.
+    pub fn forget_vm_lock(&self, name: &VmName) {
+        let mut locks = self
+            .inner
+            .vm_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.remove(name);
     }
 
     /// Asks the server to shut down gracefully.

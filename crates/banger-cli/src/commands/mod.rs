@@ -6,6 +6,7 @@ mod daemon;
 mod doctor;
 mod image;
 mod kernel;
+mod vm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +24,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(&args),
         Command::Kernel(command) => kernel::run(command).await,
         Command::Image(command) => image::run(command).await,
+        Command::Vm(command) => vm::run(command).await,
     }
 }
 

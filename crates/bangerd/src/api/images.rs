@@ -17,7 +17,17 @@ use crate::state::AppState;
 
 impl From<ImageError> for ApiFailure {
     fn from(error: ImageError) -> Self {
-        let (status, code) = match &error {
+        ApiFailure::from_image_error(&error, &error)
+    }
+}
+
+impl ApiFailure {
+    /// Maps an image error (possibly wrapped in `outer`) to its HTTP status.
+    pub(super) fn from_image_error(
+        error: &ImageError,
+        outer: &(dyn std::error::Error + 'static),
+    ) -> Self {
+        let (status, code) = match error {
             ImageError::NotFound { .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             ImageError::InUse { .. } | ImageError::ManagedExists { .. } => {
                 (StatusCode::CONFLICT, ErrorCode::Conflict)
@@ -25,10 +35,10 @@ impl From<ImageError> for ApiFailure {
             ImageError::Invalid { .. } | ImageError::BadRequest(_) => {
                 (StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
             }
-            ImageError::Kernel(kernel) => return ApiFailure::from_kernel_error(kernel, &error),
-            _ => return ApiFailure::internal(&error),
+            ImageError::Kernel(kernel) => return ApiFailure::from_kernel_error(kernel, outer),
+            _ => return ApiFailure::internal(outer),
         };
-        ApiFailure::new(status, code, super::error_chain(&error))
+        ApiFailure::new(status, code, super::error_chain(outer))
     }
 }
 

@@ -10,6 +10,7 @@ mod daemon;
 mod images;
 mod json;
 mod kernels;
+mod vms;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -38,7 +39,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
     tags(
         (name = "daemon", description = "The daemon itself"),
         (name = "kernels", description = "Guest kernels and the kernel catalog"),
-        (name = "images", description = "Base images: root filesystem, work seed and kernel")
+        (name = "images", description = "Base images: root filesystem, work seed and kernel"),
+        (name = "vms", description = "Virtual machines")
     )
 )]
 struct ApiDoc;
@@ -59,6 +61,13 @@ fn route_table() -> OpenApiRouter<AppState> {
         .routes(routes!(images::register))
         .routes(routes!(images::build))
         .routes(routes!(images::promote))
+        .routes(routes!(vms::list, vms::create))
+        .routes(routes!(vms::show, vms::set, vms::delete))
+        .routes(routes!(vms::start))
+        .routes(routes!(vms::stop))
+        .routes(routes!(vms::restart))
+        .routes(routes!(vms::kill))
+        .routes(routes!(vms::console))
 }
 
 /// The OpenAPI document of the API, as served and checked in.

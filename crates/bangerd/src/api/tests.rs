@@ -38,6 +38,7 @@ fn harness() -> Harness {
         paths,
         config,
         Store::open_in_memory().expect("store"),
+        crate::host::Host::unavailable("route tests"),
         sender,
     );
     Harness {

@@ -8,6 +8,7 @@
 mod images;
 mod kernels;
 mod migrations;
+mod vms;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension};
 pub use images::ImageRow;
 pub use kernels::{KernelRow, NewKernel};
 pub use migrations::LATEST_VERSION;
+pub use vms::VmRow;
 
 /// Failures of the store; each names the database file.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,187 @@
+//! Types of the `/v1/vms` resource.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Where a VM is in its lifecycle. Persisted before every step, so a
+/// restarted daemon knows what was going on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VmState {
+    /// Disks prepared, never started.
+    Created,
+    /// The VMM is being started or the guest is booting.
+    Starting,
+    /// The VMM runs.
+    Running,
+    /// A stop is in progress.
+    Stopping,
+    /// Not running; disks kept.
+    Stopped,
+    /// A step failed; `last_error` says which. Can be started or deleted.
+    Error,
+}
+
+impl VmState {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Error => "error",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "created" => Self::Created,
+            "starting" => Self::Starting,
+            "running" => Self::Running,
+            "stopping" => Self::Stopping,
+            "stopped" => Self::Stopped,
+            "error" => Self::Error,
+            _ => return None,
+        })
+    }
+
+    /// Whether `vm start` may run from this state.
+    pub fn can_start(self) -> bool {
+        matches!(self, Self::Created | Self::Stopped | Self::Error)
+    }
+
+    /// Whether `vm stop` / `vm kill` have something to act on.
+    pub fn can_stop(self) -> bool {
+        matches!(self, Self::Starting | Self::Running | Self::Stopping)
+    }
+
+    /// Whether the VM may be changed (`vm set`) or deleted without `--force`.
+    pub fn is_at_rest(self) -> bool {
+        matches!(self, Self::Created | Self::Stopped | Self::Error)
+    }
+}
+
+impl std::fmt::Display for VmState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How to reach a VM over SSH with strict host key checking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SshInfo {
+    /// Login user.
+    pub user: String,
+    /// Guest address.
+    pub ip: String,
+    /// Name the host key is recorded under (`<name>.vm`).
+    pub host_alias: String,
+    /// The user's private key.
+    pub identity: String,
+    /// banger's known_hosts file holding the VM's host key.
+    pub known_hosts: String,
+}
+
+/// A VM as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmInfo {
+    /// Name; also its hostname and `<name>.vm`.
+    pub name: String,
+    /// Lifecycle state.
+    pub state: VmState,
+    /// Image it was created from (`null` if that image was force-deleted).
+    pub image: Option<String>,
+    /// Virtual CPUs.
+    pub vcpus: u8,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// Size of the work disk (`/root`) in bytes.
+    pub disk_bytes: u64,
+    /// Guest IPv4 address.
+    pub ip: String,
+    /// Guest MAC address.
+    pub mac: String,
+    /// vsock context id.
+    pub vsock_cid: u32,
+    /// Host TAP device while running.
+    pub tap: Option<String>,
+    /// Backend of the current or last run (`qemu`, `firecracker`).
+    pub backend: Option<String>,
+    /// VMM process id while running.
+    pub pid: Option<u32>,
+    /// Directory holding the VM's disks and keys.
+    pub dir: String,
+    /// Serial console log.
+    pub console_log: String,
+    /// Why the last step failed, if it did.
+    pub last_error: Option<String>,
+    /// SSH details.
+    pub ssh: SshInfo,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// Body of `POST /v1/vms`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmCreateRequest {
+    /// Name; generated (adjective-noun) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Image; `default_image_name` when absent (built on first use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Virtual CPUs (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u8>,
+    /// Memory in MiB (default 2048, minimum 256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u32>,
+    /// Work disk size in bytes (default 8 GiB; at least the work seed's size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
+    /// Create only; do not start.
+    #[serde(default)]
+    pub no_start: bool,
+}
+
+/// Body of `PATCH /v1/vms/{name}`: changes for a stopped VM.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmSetRequest {
+    /// New vCPU count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u8>,
+    /// New memory size in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u32>,
+    /// New work disk size in bytes (only grows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
+}
+
+/// Body of `POST /v1/vms/{name}/kill`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmKillRequest {
+    /// Signal name (`KILL`, `TERM`, `INT`, `HUP`, `QUIT`, `USR1`, `USR2`); default `KILL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+}
+
+/// Reply of `DELETE /v1/vms/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmDeleted {
+    /// Name of the deleted VM.
+    pub name: String,
+    /// Files and directories removed.
+    pub removed: Vec<String>,
+}

@@ -1,0 +1,227 @@
+//! `vm create|show|start|stop|restart|kill|delete|set|prune`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use banger_api::VmName;
+use banger_api::vms::{VmCreateRequest, VmSetRequest, VmState};
+use banger_config::Paths;
+
+use super::{details, for_each, parse_names};
+use crate::args::{
+    VmCreateArgs, VmDeleteArgs, VmKillArgs, VmPruneArgs, VmResources, VmSetArgs, VmShowArgs,
+};
+use crate::output;
+use crate::progress::Reporter;
+
+/// The create request for the given name and resources.
+pub fn create_request(
+    name: Option<String>,
+    resources: &VmResources,
+    no_start: bool,
+) -> anyhow::Result<VmCreateRequest> {
+    if let Some(name) = &name {
+        VmName::parse(name)?;
+    }
+    Ok(VmCreateRequest {
+        name,
+        image: resources.image.clone(),
+        vcpus: resources.vcpu,
+        memory_mib: resources.memory,
+        disk_bytes: resources.disk_size,
+        no_start,
+    })
+}
+
+pub async fn create(paths: &Paths, args: VmCreateArgs) -> anyhow::Result<ExitCode> {
+    let request = create_request(args.name, &args.resources, args.no_start)?;
+    let client = super::super::connect(paths).await?;
+    let mut reporter = Reporter::new();
+    let result = client
+        .create_vm(&request, &mut |progress| reporter.show(progress))
+        .await;
+    reporter.finish();
+    let vm = result?;
+    if args.json {
+        output::json(&vm)?;
+    } else {
+        output::line(&vm.name)?;
+        eprintln!(
+            "VM {} is {} at {} (`banger vm ssh {}`)",
+            vm.name, vm.state, vm.ip, vm.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn show(paths: &Paths, args: VmShowArgs) -> anyhow::Result<ExitCode> {
+    let names = parse_names(&args.names)?;
+    let client = super::super::connect(paths).await?;
+    let mut shown = Vec::new();
+    let mut failed = false;
+    for name in &names {
+        match client.vm(name).await {
+            Ok(vm) => shown.push(vm),
+            Err(error) => {
+                failed = true;
+                eprintln!("error: {name}: {}", output::sanitize(&error.to_string()));
+            }
+        }
+    }
+    if args.json {
+        if names.len() == 1 {
+            if let Some(vm) = shown.first() {
+                output::json(vm)?;
+            }
+        } else {
+            output::json(&shown)?;
+        }
+    } else {
+        let blocks: Vec<String> = shown
+            .iter()
+            .map(|vm| output::sanitize(&output::table(&details(vm))))
+            .collect();
+        output::line(&blocks.join("\n\n"))?;
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub async fn start(paths: &Paths, names: Vec<String>) -> anyhow::Result<ExitCode> {
+    let names = parse_names(&names)?;
+    let client = super::super::connect(paths).await?;
+    let several = names.len() > 1;
+    for_each(&client, names, move |client, name| async move {
+        let vm = client
+            .start_vm(&name, &mut |progress| {
+                if !several {
+                    eprintln!(
+                        "{}: {}",
+                        progress.stage,
+                        output::sanitize(&progress.message)
+                    );
+                }
+            })
+            .await?;
+        Ok(format!("started {} ({})", vm.name, vm.ip))
+    })
+    .await
+}
+
+pub async fn stop(paths: &Paths, names: Vec<String>) -> anyhow::Result<ExitCode> {
+    let names = parse_names(&names)?;
+    let client = super::super::connect(paths).await?;
+    for_each(&client, names, |client, name| async move {
+        let vm = client.stop_vm(&name).await?;
+        Ok(format!("{} is {}", vm.name, vm.state))
+    })
+    .await
+}
+
+pub async fn restart(paths: &Paths, names: Vec<String>) -> anyhow::Result<ExitCode> {
+    let names = parse_names(&names)?;
+    let client = super::super::connect(paths).await?;
+    for_each(&client, names, |client, name| async move {
+        let vm = client.restart_vm(&name, &mut |_| {}).await?;
+        Ok(format!("restarted {} ({})", vm.name, vm.ip))
+    })
+    .await
+}
+
+pub async fn kill(paths: &Paths, args: VmKillArgs) -> anyhow::Result<ExitCode> {
+    let names = parse_names(&args.names)?;
+    let client = super::super::connect(paths).await?;
+    let signal = args.signal;
+    for_each(&client, names, move |client, name| {
+        let signal = signal.clone();
+        async move {
+            let vm = client.kill_vm(&name, &signal).await?;
+            Ok(format!("sent {signal} to {}; it is {}", vm.name, vm.state))
+        }
+    })
+    .await
+}
+
+pub async fn delete(paths: &Paths, args: VmDeleteArgs) -> anyhow::Result<ExitCode> {
+    let names = parse_names(&args.names)?;
+    let client = super::super::connect(paths).await?;
+    let force = args.force;
+    for_each(&client, names, move |client, name| async move {
+        let deleted = client.delete_vm(&name, force).await?;
+        Ok(format!("deleted {}", deleted.name))
+    })
+    .await
+}
+
+pub async fn set(paths: &Paths, args: VmSetArgs) -> anyhow::Result<ExitCode> {
+    let name = VmName::parse(&args.name)?;
+    if args.vcpu.is_none() && args.memory.is_none() && args.disk_size.is_none() {
+        anyhow::bail!("nothing to change: pass --vcpu, --memory or --disk-size");
+    }
+    let request = VmSetRequest {
+        vcpus: args.vcpu,
+        memory_mib: args.memory,
+        disk_bytes: args.disk_size,
+    };
+    let vm = super::super::connect(paths)
+        .await?
+        .set_vm(&name, &request)
+        .await?;
+    eprintln!(
+        "{}: {} vCPU, {} MiB memory, {} disk",
+        vm.name,
+        vm.vcpus,
+        vm.memory_mib,
+        super::human_bytes(vm.disk_bytes)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn prune(paths: &Paths, args: VmPruneArgs) -> anyhow::Result<ExitCode> {
+    let client = super::super::connect(paths).await?;
+    let doomed: Vec<VmName> = client
+        .vms()
+        .await?
+        .into_iter()
+        .filter(|vm| vm.state.is_at_rest())
+        .filter_map(|vm| VmName::parse(&vm.name).ok())
+        .collect();
+    if doomed.is_empty() {
+        eprintln!("no VMs to prune: every VM is running");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let list = doomed
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !args.force {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!("would delete {list}; pass -f to confirm when not at a terminal");
+        }
+        eprint!(
+            "delete {} VM(s) that are not running ({list})? [y/N] ",
+            doomed.len()
+        );
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("nothing deleted");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    for_each(&client, doomed, |client, name| async move {
+        // Re-check: a VM started since the listing must not be deleted.
+        let vm = client.vm(&name).await?;
+        if vm.state == VmState::Running {
+            anyhow::bail!("it is running now; skipped");
+        }
+        client.delete_vm(&name, false).await?;
+        Ok(format!("deleted {name}"))
+    })
+    .await
+}

@@ -1,0 +1,139 @@
+//! `banger vm ...`: thin glue from arguments to daemon calls. Commands that
+//! take several VMs run them concurrently and report each result.
+
+mod lifecycle;
+mod logs;
+mod run;
+mod ssh;
+
+use std::process::ExitCode;
+
+use banger_api::VmName;
+use banger_api::vms::VmInfo;
+use banger_client::DaemonClient;
+use banger_config::Paths;
+
+use super::kernel::human_bytes;
+use crate::args::VmCommand;
+use crate::output;
+
+pub async fn run(command: VmCommand) -> anyhow::Result<ExitCode> {
+    let paths = Paths::from_env()?;
+    match command {
+        VmCommand::Create(args) => lifecycle::create(&paths, args).await,
+        VmCommand::Run(args) => run::run(&paths, args).await,
+        VmCommand::List(flags) => {
+            let vms = super::connect(&paths).await?.vms().await?;
+            if flags.json {
+                output::json(&vms)?;
+            } else {
+                output::line(&output::sanitize(&output::table(&list_rows(&vms))))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        VmCommand::Show(args) => lifecycle::show(&paths, args).await,
+        VmCommand::Start(refs) => lifecycle::start(&paths, refs.names).await,
+        VmCommand::Stop(refs) => lifecycle::stop(&paths, refs.names).await,
+        VmCommand::Restart(refs) => lifecycle::restart(&paths, refs.names).await,
+        VmCommand::Kill(args) => lifecycle::kill(&paths, args).await,
+        VmCommand::Delete(args) => lifecycle::delete(&paths, args).await,
+        VmCommand::Set(args) => lifecycle::set(&paths, args).await,
+        VmCommand::Prune(args) => lifecycle::prune(&paths, args).await,
+        VmCommand::Logs(args) => logs::logs(&paths, args).await,
+        VmCommand::Ssh(args) => ssh::ssh(&paths, args).await,
+    }
+}
+
+/// Parses every name first, so a typo fails before anything happens.
+fn parse_names(names: &[String]) -> anyhow::Result<Vec<VmName>> {
+    names
+        .iter()
+        .map(|name| VmName::parse(name).map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// Runs `action` for every VM concurrently; prints `ok(vm)` or the error per
+/// VM; fails when any failed.
+async fn for_each<F, Fut>(
+    client: &DaemonClient,
+    names: Vec<VmName>,
+    action: F,
+) -> anyhow::Result<ExitCode>
+where
+    F: Fn(DaemonClient, VmName) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<String>> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, name) in names.into_iter().enumerate() {
+        let future = action(client.clone(), name.clone());
+        tasks.spawn(async move { (index, name, future.await) });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        results.push(joined?);
+    }
+    results.sort_by_key(|(index, _, _)| *index);
+    let mut failed = false;
+    for (_, name, result) in results {
+        match result {
+            Ok(message) => eprintln!("{}", output::sanitize(&message)),
+            Err(error) => {
+                failed = true;
+                eprintln!("error: {name}: {}", output::sanitize(&format!("{error:#}")));
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn list_rows(vms: &[VmInfo]) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        ["NAME", "STATE", "IMAGE", "IP", "VCPU", "MEMORY", "DISK"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for vm in vms {
+        rows.push(vec![
+            vm.name.clone(),
+            vm.state.to_string(),
+            vm.image.clone().unwrap_or_else(|| "(deleted)".into()),
+            vm.ip.clone(),
+            vm.vcpus.to_string(),
+            format!("{} MiB", vm.memory_mib),
+            human_bytes(vm.disk_bytes),
+        ]);
+    }
+    rows
+}
+
+fn details(vm: &VmInfo) -> Vec<Vec<String>> {
+    let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+    vec![
+        vec!["name".into(), vm.name.clone()],
+        vec!["state".into(), vm.state.to_string()],
+        vec![
+            "image".into(),
+            vm.image.clone().unwrap_or_else(|| "(deleted)".into()),
+        ],
+        vec!["ip".into(), vm.ip.clone()],
+        vec!["mac".into(), vm.mac.clone()],
+        vec!["vcpus".into(), vm.vcpus.to_string()],
+        vec!["memory".into(), format!("{} MiB", vm.memory_mib)],
+        vec!["disk".into(), human_bytes(vm.disk_bytes)],
+        vec!["backend".into(), optional(&vm.backend)],
+        vec![
+            "pid".into(),
+            vm.pid.map_or_else(|| "-".into(), |pid| pid.to_string()),
+        ],
+        vec!["tap".into(), optional(&vm.tap)],
+        vec!["vsock cid".into(), vm.vsock_cid.to_string()],
+        vec!["dir".into(), vm.dir.clone()],
+        vec!["console log".into(), vm.console_log.clone()],
+        vec!["ssh".into(), format!("banger vm ssh {}", vm.name)],
+        vec!["last error".into(), optional(&vm.last_error)],
+    ]
+}

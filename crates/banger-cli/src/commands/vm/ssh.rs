@@ -1,0 +1,88 @@
+//! `vm ssh`: the system ssh with banger's key and strict host key checking.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use banger_api::VmName;
+use banger_api::vms::{VmInfo, VmState};
+use banger_client::DaemonClient;
+use banger_config::Paths;
+use banger_host::ssh::{SshTarget, TtyMode, ssh_command};
+
+use crate::args::VmSshArgs;
+
+/// ssh's exit status when it could not connect or authenticate.
+const SSH_FAILED: i32 = 255;
+
+pub async fn ssh(paths: &Paths, args: VmSshArgs) -> anyhow::Result<ExitCode> {
+    let name = VmName::parse(&args.name)?;
+    let client = super::super::connect(paths).await?;
+    let vm = client.vm(&name).await?;
+    let code = run_ssh(&vm, &args.command).await?;
+    if code != SSH_FAILED {
+        remind_if_running(&client, &name).await;
+    }
+    Ok(exit_code(code))
+}
+
+/// Runs ssh into `vm` (a shell when `command` is empty); returns its exit status.
+pub async fn run_ssh(vm: &VmInfo, command: &[String]) -> anyhow::Result<i32> {
+    if vm.state != VmState::Running {
+        anyhow::bail!(
+            "VM {} is {}; start it with `banger vm start {}`",
+            vm.name,
+            vm.state,
+            vm.name
+        );
+    }
+    let target = SshTarget {
+        user: vm.ssh.user.clone(),
+        ip: vm.ssh.ip.parse()?,
+        port: banger_host::ssh::command::DEFAULT_PORT,
+        alias: vm.ssh.host_alias.clone(),
+        identity: PathBuf::from(&vm.ssh.identity),
+        known_hosts: PathBuf::from(&vm.ssh.known_hosts),
+    };
+    let tty = if command.is_empty() {
+        TtyMode::detect()
+    } else {
+        TtyMode::Batch
+    };
+    // One argument is a shell command line (as with plain ssh: pipes,
+    // redirections, `;` work); several are an argv, passed through exactly.
+    let command: Vec<String> = match command {
+        [line] => vec!["sh".to_owned(), "-c".to_owned(), line.clone()],
+        argv => argv.to_vec(),
+    };
+    let program =
+        std::env::var_os("BANGER_SSH_BIN").map_or_else(|| PathBuf::from("ssh"), PathBuf::from);
+    let mut child = ssh_command(Path::new(&program), &target, &command, tty)
+        .spawn()
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "cannot run {}: {error}; install openssh-client",
+                program.display()
+            )
+        })?;
+    // ssh owns the terminal now; the CLI just waits (ignoring Ctrl-C, which
+    // the remote side handles).
+    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    Ok(status.code().unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt;
+        128 + status.signal().unwrap_or(0)
+    }))
+}
+
+/// One line on stderr when the VM keeps running after the session.
+pub async fn remind_if_running(client: &DaemonClient, name: &VmName) {
+    if let Ok(vm) = client.vm(name).await {
+        if vm.state == VmState::Running {
+            eprintln!("VM {name} is still running; stop it with `banger vm stop {name}`");
+        }
+    }
+}
+
+/// A process exit code from a status (clamped to 0..=255).
+pub fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}

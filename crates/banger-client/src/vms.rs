@@ -1,0 +1,110 @@
+//! Client calls of the `/v1/vms` resource.
+
+use banger_api::operation::Progress;
+use banger_api::vms::{VmCreateRequest, VmDeleted, VmInfo, VmKillRequest, VmSetRequest};
+use banger_api::{VmName, paths};
+use hyper::Method;
+
+use crate::{ClientError, DaemonClient};
+
+impl DaemonClient {
+    /// All VMs.
+    pub async fn vms(&self) -> Result<Vec<VmInfo>, ClientError> {
+        self.call(Method::GET, paths::VMS, None::<&()>).await
+    }
+
+    /// One VM.
+    pub async fn vm(&self, name: &VmName) -> Result<VmInfo, ClientError> {
+        self.call(Method::GET, &paths::vm(name.as_str()), None::<&()>)
+            .await
+    }
+
+    /// Creates (and by default starts) a VM.
+    pub async fn create_vm(
+        &self,
+        request: &VmCreateRequest,
+        on_progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<VmInfo, ClientError> {
+        self.stream(Method::POST, paths::VMS, Some(request), on_progress)
+            .await
+    }
+
+    /// Starts a VM and waits for SSH.
+    pub async fn start_vm(
+        &self,
+        name: &VmName,
+        on_progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<VmInfo, ClientError> {
+        self.stream(
+            Method::POST,
+            &paths::vm_action(name.as_str(), "start"),
+            None::<&()>,
+            on_progress,
+        )
+        .await
+    }
+
+    /// Restarts a VM.
+    pub async fn restart_vm(
+        &self,
+        name: &VmName,
+        on_progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<VmInfo, ClientError> {
+        self.stream(
+            Method::POST,
+            &paths::vm_action(name.as_str(), "restart"),
+            None::<&()>,
+            on_progress,
+        )
+        .await
+    }
+
+    /// Stops a VM.
+    pub async fn stop_vm(&self, name: &VmName) -> Result<VmInfo, ClientError> {
+        self.call(
+            Method::POST,
+            &paths::vm_action(name.as_str(), "stop"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Signals a VM's VMM.
+    pub async fn kill_vm(&self, name: &VmName, signal: &str) -> Result<VmInfo, ClientError> {
+        let request = VmKillRequest {
+            signal: Some(signal.to_owned()),
+        };
+        self.call(
+            Method::POST,
+            &paths::vm_action(name.as_str(), "kill"),
+            Some(&request),
+        )
+        .await
+    }
+
+    /// Changes a stopped VM.
+    pub async fn set_vm(
+        &self,
+        name: &VmName,
+        request: &VmSetRequest,
+    ) -> Result<VmInfo, ClientError> {
+        self.call(Method::PATCH, &paths::vm(name.as_str()), Some(request))
+            .await
+    }
+
+    /// Deletes a VM; `force` stops it first when running.
+    pub async fn delete_vm(&self, name: &VmName, force: bool) -> Result<VmDeleted, ClientError> {
+        let path = format!("{}?force={force}", paths::vm(name.as_str()));
+        self.call(Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// Console bytes from `offset`, and the offset to continue from.
+    pub async fn vm_console(
+        &self,
+        name: &VmName,
+        offset: u64,
+    ) -> Result<(Vec<u8>, u64), ClientError> {
+        let path = format!("{}?offset={offset}", paths::vm_console(name.as_str()));
+        self.raw(Method::GET, &path).await
+    }
+}

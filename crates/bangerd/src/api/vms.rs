@@ -1,0 +1,264 @@
+//! The `/v1/vms` resource: list, show, create, start, stop, restart, kill,
+//! set, delete and the serial console.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use banger_api::operation::OperationEvent;
+use banger_api::vms::{VmCreateRequest, VmDeleted, VmInfo, VmKillRequest, VmSetRequest};
+use banger_api::{ApiError, ErrorCode, VmName};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{ApiFailure, ApiJson};
+use crate::operations::stream_async;
+use crate::state::AppState;
+use crate::vms::{self, VmError};
+
+impl From<VmError> for ApiFailure {
+    fn from(error: VmError) -> Self {
+        let (status, code) = match &error {
+            VmError::NotFound { .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            VmError::NameTaken { .. } | VmError::WrongState { .. } => {
+                (StatusCode::CONFLICT, ErrorCode::Conflict)
+            }
+            VmError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            VmError::HostUnavailable { .. } | VmError::SshTimeout { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
+            }
+            VmError::Image(image) => return ApiFailure::from_image_error(image, &error),
+            _ => return ApiFailure::internal(&error),
+        };
+        ApiFailure::new(status, code, super::error_chain(&error))
+    }
+}
+
+fn parse_name(raw: &str) -> Result<VmName, ApiFailure> {
+    VmName::parse(raw).map_err(|error| {
+        ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            error.to_string(),
+        )
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    state: AppState,
+    work: impl FnOnce(&AppState) -> Result<T, VmError> + Send + 'static,
+) -> Result<T, ApiFailure> {
+    match tokio::task::spawn_blocking(move || work(&state)).await {
+        Ok(result) => result.map_err(ApiFailure::from),
+        Err(join) => Err(ApiFailure::internal(&join)),
+    }
+}
+
+/// Lists VMs.
+#[utoipa::path(get, path = "/v1/vms", tag = "vms", responses((status = 200, description = "VMs", body = Vec<VmInfo>)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<VmInfo>>, ApiFailure> {
+    blocking(state, vms::list).await.map(Json)
+}
+
+/// Shows one VM.
+#[utoipa::path(get, path = "/v1/vms/{name}", tag = "vms",
+    params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "The VM", body = VmInfo), (status = 404, description = "No such VM", body = ApiError)))]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<VmInfo>, ApiFailure> {
+    let name = parse_name(&name)?;
+    blocking(state, move |state| vms::show(state, &name))
+        .await
+        .map(Json)
+}
+
+/// Creates a VM and (unless `no_start`) boots it until SSH answers, streaming progress.
+#[utoipa::path(post, path = "/v1/vms", tag = "vms", request_body = VmCreateRequest,
+    responses((status = 200, description = "NDJSON progress stream ending in the VM",
+        content_type = "application/x-ndjson", body = OperationEvent<VmInfo>),
+        (status = 400, description = "Bad request", body = ApiError)))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<VmCreateRequest>,
+) -> Result<Response, ApiFailure> {
+    if let Some(name) = &request.name {
+        parse_name(name)?;
+    }
+    vms::check_resources(request.vcpus, request.memory_mib)?;
+    Ok(stream_async(move |progress| async move {
+        vms::create(&state, &request, &progress)
+            .await
+            .map_err(ApiFailure::from)
+    }))
+}
+
+/// Starts a VM and waits for SSH, streaming progress.
+#[utoipa::path(post, path = "/v1/vms/{name}/start", tag = "vms",
+    params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "NDJSON progress stream ending in the VM",
+        content_type = "application/x-ndjson", body = OperationEvent<VmInfo>)))]
+pub async fn start(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiFailure> {
+    let name = parse_name(&name)?;
+    Ok(stream_async(move |progress| async move {
+        vms::start(&state, &name, &progress)
+            .await
+            .map_err(ApiFailure::from)
+    }))
+}
+
+/// Restarts a VM (stop, then start), streaming progress.
+#[utoipa::path(post, path = "/v1/vms/{name}/restart", tag = "vms",
+    params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "NDJSON progress stream ending in the VM",
+        content_type = "application/x-ndjson", body = OperationEvent<VmInfo>)))]
+pub async fn restart(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiFailure> {
+    let name = parse_name(&name)?;
+    Ok(stream_async(move |progress| async move {
+        vms::restart(&state, &name, &progress)
+            .await
+            .map_err(ApiFailure::from)
+    }))
+}
+
+/// Stops a VM gracefully (killed after a timeout).
+#[utoipa::path(post, path = "/v1/vms/{name}/stop", tag = "vms",
+    params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "The stopped VM", body = VmInfo), (status = 404, description = "No such VM", body = ApiError)))]
+pub async fn stop(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<VmInfo>, ApiFailure> {
+    let name = parse_name(&name)?;
+    vms::stop(&state, &name)
+        .await
+        .map(Json)
+        .map_err(ApiFailure::from)
+}
+
+/// Sends a signal to a VM's VMM.
+#[utoipa::path(post, path = "/v1/vms/{name}/kill", tag = "vms", request_body = VmKillRequest,
+    params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "The VM after the signal", body = VmInfo), (status = 409, description = "Not running", body = ApiError)))]
+pub async fn kill(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<VmKillRequest>,
+) -> Result<Json<VmInfo>, ApiFailure> {
+    let name = parse_name(&name)?;
+    vms::kill(&state, &name, request.signal.as_deref())
+        .await
+        .map(Json)
+        .map_err(ApiFailure::from)
+}
+
+/// Changes a stopped VM's vCPUs, memory or disk size.
+#[utoipa::path(patch, path = "/v1/vms/{name}", tag = "vms", request_body = VmSetRequest,
+    params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "The changed VM", body = VmInfo), (status = 409, description = "Not stopped", body = ApiError)))]
+pub async fn set(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<VmSetRequest>,
+) -> Result<Json<VmInfo>, ApiFailure> {
+    let name = parse_name(&name)?;
+    vms::set(&state, &name, &request)
+        .await
+        .map(Json)
+        .map_err(ApiFailure::from)
+}
+
+/// Options of VM deletion.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Stop a running VM first instead of refusing.
+    #[serde(default)]
+    force: bool,
+}
+
+/// Deletes a VM and everything it owns.
+#[utoipa::path(delete, path = "/v1/vms/{name}", tag = "vms",
+    params(("name" = String, Path, description = "VM name"), DeleteQuery),
+    responses((status = 200, description = "What was removed", body = VmDeleted), (status = 409, description = "Running", body = ApiError)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<DeleteQuery>,
+) -> Result<Json<VmDeleted>, ApiFailure> {
+    let name = parse_name(&name)?;
+    vms::delete(&state, &name, query.force)
+        .await
+        .map(Json)
+        .map_err(ApiFailure::from)
+}
+
+/// Where to read the console from.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleQuery {
+    /// Byte offset to read from (default 0). If the log was rotated and the
+    /// offset is past its end, reading restarts at 0.
+    #[serde(default)]
+    offset: u64,
+}
+
+/// Most console bytes returned by one call.
+const CONSOLE_CHUNK: u64 = 1 << 20;
+
+/// Reads a VM's serial console log from an offset; the `X-Next-Offset`
+/// header says where to continue.
+#[utoipa::path(get, path = "/v1/vms/{name}/console", tag = "vms",
+    params(("name" = String, Path, description = "VM name"), ConsoleQuery),
+    responses((status = 200, description = "Console bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "No such VM", body = ApiError)))]
+pub async fn console(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<ConsoleQuery>,
+) -> Result<Response, ApiFailure> {
+    let name = parse_name(&name)?;
+    let (bytes, next) = blocking(state, move |state| {
+        let vm = vms::show(state, &name)?;
+        Ok(read_from(
+            std::path::Path::new(&vm.console_log),
+            query.offset,
+        ))
+    })
+    .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (
+                header::HeaderName::from_static("x-next-offset"),
+                next.to_string(),
+            ),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
+}
+
+fn read_from(path: &std::path::Path, offset: u64) -> (Vec<u8>, u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return (Vec::new(), 0);
+    };
+    let len = file.metadata().map(|metadata| metadata.len()).unwrap_or(0);
+    let start = if offset > len { 0 } else { offset };
+    if file.seek(SeekFrom::Start(start)).is_err() {
+        return (Vec::new(), start);
+    }
+    let mut bytes = Vec::new();
+    let _ = file.take(CONSOLE_CHUNK).read_to_end(&mut bytes);
+    let next = start + bytes.len() as u64;
+    (bytes, next)
+}

@@ -1,0 +1,274 @@
+//! `vm create`: allocate a name, address and CID, record the VM, prepare its
+//! disks and host key, then (unless `no_start`) boot it.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use banger_api::images::ImageBuildRequest;
+use banger_api::vms::{VmCreateRequest, VmInfo, VmState};
+use banger_api::{ImageName, VmName};
+
+use super::{
+    DEFAULT_DISK_BYTES, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS, OVERLAY_BYTES, VmError, check_resources,
+    host_alias, known_hosts, vm_dir,
+};
+use crate::operations::ProgressSink;
+use crate::state::AppState;
+use crate::store::{ImageRow, VmRow};
+
+/// Creates a VM and, unless asked not to, starts it and waits for SSH.
+pub async fn create(
+    state: &AppState,
+    request: &VmCreateRequest,
+    progress: &ProgressSink,
+) -> Result<VmInfo, VmError> {
+    check_resources(request.vcpus, request.memory_mib)?;
+    let requested_name = request
+        .name
+        .as_deref()
+        .map(VmName::parse)
+        .transpose()
+        .map_err(|error| VmError::BadRequest(error.to_string()))?;
+    if !request.no_start {
+        // Fail before making anything when this host cannot start VMs.
+        let host = state.host();
+        let name = requested_name
+            .as_ref()
+            .map_or_else(|| "(new)".to_owned(), ToString::to_string);
+        host.network().map_err(|reason| VmError::HostUnavailable {
+            name: name.clone(),
+            reason,
+        })?;
+        host.vmm(state.config())
+            .map_err(|reason| VmError::HostUnavailable { name, reason })?;
+    }
+    let image = resolve_image(state, request.image.as_deref(), progress).await?;
+    let seed_bytes = image.work_seed.as_deref().map_or(0, |seed| {
+        std::fs::metadata(seed).map(|m| m.len()).unwrap_or(0)
+    });
+    let disk_bytes = request
+        .disk_bytes
+        .unwrap_or(DEFAULT_DISK_BYTES.max(seed_bytes));
+    if disk_bytes < seed_bytes {
+        return Err(VmError::BadRequest(format!(
+            "--disk-size {disk_bytes} bytes is smaller than image {}'s work seed ({seed_bytes} bytes); the work disk only grows",
+            image.name
+        )));
+    }
+    if disk_bytes % (1 << 20) != 0 {
+        return Err(VmError::BadRequest(format!(
+            "--disk-size {disk_bytes} bytes must be a whole number of MiB"
+        )));
+    }
+
+    let config = state.config();
+    let paths = state.paths();
+    let row = {
+        let mut store = state.store();
+        let name = match requested_name {
+            Some(name) => {
+                if store.vm_name_taken(&name)? {
+                    return Err(VmError::NameTaken {
+                        name: name.to_string(),
+                    });
+                }
+                name
+            }
+            None => store.generate_vm_name(&mut fastrand::Rng::new())?,
+        };
+        let existing = store.vms()?;
+        let used_ips: BTreeSet<Ipv4Addr> = existing.iter().map(|vm| vm.ip).collect();
+        let ip =
+            banger_host::net::addressing::allocate_ip(&config.cidr, config.bridge_ip, used_ips)
+                .map_err(|error| VmError::BadRequest(error.to_string()))?;
+        let used_cids: BTreeSet<u32> = existing.iter().map(|vm| vm.vsock_cid).collect();
+        let vsock_cid = (3..).find(|cid| !used_cids.contains(cid)).unwrap_or(3);
+        let now = now();
+        let mut row = VmRow {
+            id: 0,
+            dir: vm_dir(&paths.state_dir, &name),
+            name,
+            state: VmState::Created,
+            image_id: Some(image.id),
+            image_name: image.name.to_string(),
+            vcpus: request.vcpus.unwrap_or(DEFAULT_VCPUS),
+            memory_mib: request.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
+            disk_bytes,
+            ip,
+            mac: banger_host::net::addressing::mac_for_ip(ip).to_string(),
+            vsock_cid,
+            tap: None,
+            backend: None,
+            runtime: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        row.id = store.insert_vm(&row)?;
+        row
+    };
+    let name = row.name.clone();
+    let lock = state.vm_lock(&name);
+    let _guard = lock.lock().await;
+    progress.stage(
+        "disks",
+        format!(
+            "preparing disks for VM {name} ({} on {})",
+            row.ip, image.name
+        ),
+    );
+    let prepared = {
+        let state = state.clone();
+        let row = row.clone();
+        let image = image.clone();
+        tokio::task::spawn_blocking(move || prepare_files(&state, &row, &image)).await
+    };
+    let prepared = match prepared {
+        Ok(result) => result,
+        Err(join) => Err(VmError::step(&name, "prepare its files", join)),
+    };
+    if let Err(error) = prepared {
+        undo_create(state, &row);
+        return Err(error);
+    }
+    tracing::info!(vm = %name, ip = %row.ip, image = %image.name, "VM created");
+    if request.no_start {
+        return Ok(super::info(state, &row));
+    }
+    match super::boot::start_locked(state, &name, progress).await {
+        // A VM whose SSH never answered stays, so its console can be read.
+        Err(error) if !matches!(error, VmError::SshTimeout { .. }) => {
+            tracing::warn!(vm = %name, "first start failed; removing the new VM");
+            undo_create(state, &row);
+            Err(error)
+        }
+        result => result,
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The image to use: the requested one, else `default_image_name`; when no
+/// image exists at all, the default image is built first.
+async fn resolve_image(
+    state: &AppState,
+    requested: Option<&str>,
+    progress: &ProgressSink,
+) -> Result<ImageRow, VmError> {
+    let raw = requested.unwrap_or(&state.config().default_image_name);
+    let name = ImageName::parse(raw).map_err(|error| VmError::BadRequest(error.to_string()))?;
+    let (found, any) = {
+        let store = state.store();
+        (store.image(&name)?, !store.images()?.is_empty())
+    };
+    if let Some(image) = found {
+        return Ok(image);
+    }
+    if requested.is_some() || any {
+        return Err(VmError::BadRequest(format!(
+            "image {name} does not exist; see `banger image list`, or build it with `banger image build --name {name}`"
+        )));
+    }
+    progress.stage(
+        "image",
+        format!(
+            "no image exists yet: building the default image {name} and pulling the default kernel first; this happens once and usually takes 3 to 6 minutes"
+        ),
+    );
+    let build = ImageBuildRequest {
+        name: name.to_string(),
+        ..ImageBuildRequest::default()
+    };
+    let worker_state = state.clone();
+    let worker_progress = progress.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::images::build(&worker_state, &build, &worker_progress)
+    })
+    .await
+    .map_err(|join| VmError::BadRequest(format!("building the default image failed: {join}")))??;
+    crate::images::row(&state.store(), &name).map_err(VmError::from)
+}
+
+/// Creates the VM directory: overlay disk, work disk, host key, known_hosts entry.
+fn prepare_files(state: &AppState, row: &VmRow, image: &ImageRow) -> Result<(), VmError> {
+    let name = &row.name;
+    let paths = state.paths();
+    banger_config::paths::ensure_private_dir(&row.dir)
+        .map_err(|error| VmError::step(name, "create its directory", error))?;
+    let overlay = row.dir.join("overlay.ext4");
+    banger_host::disk::overlay::create_overlay_disk(
+        &paths.cache_dir.join("overlay-templates"),
+        &overlay,
+        OVERLAY_BYTES,
+    )
+    .map_err(|error| VmError::step(name, "create its overlay disk", error))?;
+    let work = row.dir.join("work.ext4");
+    match &image.work_seed {
+        Some(seed) => {
+            banger_host::disk::seed_cache::clone_work_seed_cached(
+                &paths.cache_dir.join("grown-seeds"),
+                seed,
+                &work,
+                row.disk_bytes,
+            )
+            .map_err(|error| VmError::step(name, "clone the work seed", error))?;
+        }
+        None => {
+            let options = banger_image::modules_disk::Ext4Options {
+                populate_from: None,
+                label: Some("banger-work"),
+                journal: true,
+            };
+            banger_image::modules_disk::mkfs_ext4(&work, row.disk_bytes, &options)
+                .map_err(|error| VmError::step(name, "create an empty work disk", error))?;
+        }
+    }
+    let host_key = banger_host::ssh::keys::generate_host_key()
+        .map_err(|error| VmError::step(name, "generate its SSH host key", error))?;
+    write_private(
+        &row.dir.join("ssh_host_ed25519_key"),
+        host_key.private_openssh.as_bytes(),
+    )
+    .map_err(|error| VmError::step(name, "store its SSH host key", error))?;
+    write_private(
+        &row.dir.join("ssh_host_ed25519_key.pub"),
+        host_key.public_line.as_bytes(),
+    )
+    .map_err(|error| VmError::step(name, "store its SSH host key", error))?;
+    banger_host::ssh::known_hosts::set_host(
+        &known_hosts(&paths.state_dir),
+        &host_alias(name),
+        &host_key.public_line,
+    )
+    .map_err(|error| VmError::step(name, "record its host key in known_hosts", error))?;
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+/// Removes everything a failed create made: files, known_hosts entry, row.
+fn undo_create(state: &AppState, row: &VmRow) {
+    let _ = std::fs::remove_dir_all(&row.dir);
+    let _ = banger_host::ssh::known_hosts::remove_host(
+        &known_hosts(&state.paths().state_dir),
+        &host_alias(&row.name),
+    );
+    if let Err(error) = state.store().delete_vm(row.id) {
+        tracing::error!(vm = %row.name, error = %crate::api::error_chain(&error), "cannot remove the row of a failed create");
+    }
+}

@@ -1,0 +1,303 @@
+//! VM lifecycle: create, start, stop, kill, restart, set, delete, and the
+//! recovery of running VMs after a daemon restart.
+//!
+//! Each VM is a row in the store plus `<state dir>/vms/<name>/` (overlay
+//! disk, work disk, host key, console log) and, while running, a TAP and
+//! `<runtime dir>/vms/<name>/` (sockets, initrd). The state (see
+//! `banger_api::vms::VmState`) is written before every step, and every
+//! operation on one VM holds that VM's lock, so two operations on the same
+//! VM never interleave while different VMs proceed in parallel.
+
+mod boot;
+mod create;
+mod delete;
+mod monitor;
+mod stop;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use banger_api::VmName;
+use banger_api::vms::{SshInfo, VmInfo, VmSetRequest, VmState};
+
+use crate::state::AppState;
+use crate::store::{Store, StoreError, VmRow};
+
+pub use boot::start;
+pub use create::create;
+pub use delete::delete;
+pub use monitor::{monitor_loop, recover};
+pub use stop::{kill, stop};
+
+/// Default vCPUs of a new VM.
+pub const DEFAULT_VCPUS: u8 = 2;
+/// Default memory of a new VM.
+pub const DEFAULT_MEMORY_MIB: u32 = 2048;
+/// Least memory a VM may have: a Debian guest with sshd needs about this.
+pub const MIN_MEMORY_MIB: u32 = 256;
+/// Default work disk size.
+pub const DEFAULT_DISK_BYTES: u64 = 8 << 30;
+/// Size of each VM's overlay (upper) disk, sparse.
+pub const OVERLAY_BYTES: u64 = 16 << 30;
+/// Cap of the serial console log (the rotated copy may add as much again).
+pub const CONSOLE_LOG_MAX_BYTES: u64 = 2 << 20;
+
+/// Failures of VM operations; each names the VM.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// No VM of that name.
+    #[error("VM {name} does not exist; see `banger vm list`")]
+    NotFound {
+        /// The name.
+        name: String,
+    },
+    /// The name is taken.
+    #[error("a VM named {name} already exists; pick another name or delete it first")]
+    NameTaken {
+        /// The name.
+        name: String,
+    },
+    /// The request is invalid.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The VM's state does not allow the operation.
+    #[error("VM {name} is {state}; {hint}")]
+    WrongState {
+        /// The VM.
+        name: String,
+        /// Its state.
+        state: VmState,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// The host cannot run VMs right now.
+    #[error("cannot start VM {name}: {reason}")]
+    HostUnavailable {
+        /// The VM.
+        name: String,
+        /// Why, with the fix.
+        reason: String,
+    },
+    /// A step of an operation failed.
+    #[error("VM {name}: cannot {step}")]
+    Step {
+        /// The VM.
+        name: String,
+        /// What was being done.
+        step: &'static str,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// SSH did not answer in time; the VM keeps running for inspection.
+    #[error(
+        "VM {name} started but SSH did not answer within {waited_secs} s; it is kept running for inspection: see `banger vm logs {name}` and `banger vm show {name}`"
+    )]
+    SshTimeout {
+        /// The VM.
+        name: String,
+        /// Seconds waited.
+        waited_secs: u64,
+    },
+    /// An image operation failed (e.g. building the default image).
+    #[error(transparent)]
+    Image(#[from] crate::images::ImageError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl VmError {
+    fn step(
+        name: &VmName,
+        step: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Step {
+            name: name.to_string(),
+            step,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// `<state dir>/vms/<name>`.
+pub fn vm_dir(state_dir: &Path, name: &VmName) -> PathBuf {
+    state_dir.join("vms").join(name.as_str())
+}
+
+/// `<runtime dir>/vms/<name>`.
+pub fn run_dir(runtime_dir: &Path, name: &VmName) -> PathBuf {
+    runtime_dir.join("vms").join(name.as_str())
+}
+
+/// The console log of a VM.
+pub fn console_log(dir: &Path) -> PathBuf {
+    dir.join("console.log")
+}
+
+/// banger's known_hosts file.
+pub fn known_hosts(state_dir: &Path) -> PathBuf {
+    state_dir.join("ssh").join("known_hosts")
+}
+
+/// The alias a VM's host key is recorded under.
+pub fn host_alias(name: &VmName) -> String {
+    format!("{name}.vm")
+}
+
+/// The API view of a row.
+pub fn info(state: &AppState, row: &VmRow) -> VmInfo {
+    let pid = row
+        .runtime
+        .as_deref()
+        .and_then(|json| serde_json::from_str::<banger_vmm::RunningVm>(json).ok())
+        .filter(|_| row.state.can_stop())
+        .map(|running| running.vmm.pid);
+    VmInfo {
+        name: row.name.to_string(),
+        state: row.state,
+        image: row.image_id.map(|_| row.image_name.clone()),
+        vcpus: row.vcpus,
+        memory_mib: row.memory_mib,
+        disk_bytes: row.disk_bytes,
+        ip: row.ip.to_string(),
+        mac: row.mac.clone(),
+        vsock_cid: row.vsock_cid,
+        tap: row.tap.clone(),
+        backend: row.backend.clone(),
+        pid,
+        dir: row.dir.display().to_string(),
+        console_log: console_log(&row.dir).display().to_string(),
+        last_error: row.last_error.clone(),
+        ssh: SshInfo {
+            user: "root".to_owned(),
+            ip: row.ip.to_string(),
+            host_alias: host_alias(&row.name),
+            identity: state.config().ssh_key_path.display().to_string(),
+            known_hosts: known_hosts(&state.paths().state_dir).display().to_string(),
+        },
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+/// The VM called `name`.
+pub fn row(store: &Store, name: &VmName) -> Result<VmRow, VmError> {
+    store.vm(name)?.ok_or_else(|| VmError::NotFound {
+        name: name.to_string(),
+    })
+}
+
+/// All VMs.
+pub fn list(state: &AppState) -> Result<Vec<VmInfo>, VmError> {
+    let rows = state.store().vms()?;
+    Ok(rows.iter().map(|row| info(state, row)).collect())
+}
+
+/// One VM.
+pub fn show(state: &AppState, name: &VmName) -> Result<VmInfo, VmError> {
+    let row = row(&state.store(), name)?;
+    Ok(info(state, &row))
+}
+
+/// Persists `row` with a new state (and error), the step before acting.
+pub fn set_state(
+    state: &AppState,
+    row: &mut VmRow,
+    new_state: VmState,
+    error: Option<String>,
+) -> Result<(), VmError> {
+    row.state = new_state;
+    row.last_error = error;
+    state.store().update_vm(row)?;
+    Ok(())
+}
+
+/// Validates requested resources; shared by create and set.
+pub fn check_resources(vcpus: Option<u8>, memory_mib: Option<u32>) -> Result<(), VmError> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if let Some(vcpus) = vcpus {
+        if vcpus == 0 || usize::from(vcpus) > cores.max(32) {
+            return Err(VmError::BadRequest(format!(
+                "--vcpu {vcpus} is out of range; use 1 to {}",
+                cores.max(32)
+            )));
+        }
+    }
+    if let Some(memory) = memory_mib {
+        if memory < MIN_MEMORY_MIB {
+            return Err(VmError::BadRequest(format!(
+                "--memory {memory} MiB is too little; a VM needs at least {MIN_MEMORY_MIB} MiB"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Changes a stopped VM's vCPUs, memory or work disk size (grow only).
+pub async fn set(
+    state: &AppState,
+    name: &VmName,
+    request: &VmSetRequest,
+) -> Result<VmInfo, VmError> {
+    check_resources(request.vcpus, request.memory_mib)?;
+    let lock = state.vm_lock(name);
+    let _guard = lock.lock().await;
+    let mut vm = row(&state.store(), name)?;
+    if !vm.state.is_at_rest() {
+        return Err(VmError::WrongState {
+            name: name.to_string(),
+            state: vm.state,
+            hint: "stop it first (`banger vm stop`); vm set changes stopped VMs only",
+        });
+    }
+    if let Some(bytes) = request.disk_bytes {
+        if bytes < vm.disk_bytes {
+            return Err(VmError::BadRequest(format!(
+                "the work disk only grows: VM {name} has {} bytes, {bytes} requested",
+                vm.disk_bytes
+            )));
+        }
+        if bytes % 4096 != 0 {
+            return Err(VmError::BadRequest(format!(
+                "disk size {bytes} must be a multiple of 4096 bytes"
+            )));
+        }
+        if bytes > vm.disk_bytes {
+            let work = vm.dir.join("work.ext4");
+            let grow_name = name.clone();
+            tokio::task::spawn_blocking(move || banger_host::disk::clone::grow_ext4(&work, bytes))
+                .await
+                .map_err(|join| VmError::step(&grow_name, "grow the work disk", join))?
+                .map_err(|error| VmError::step(name, "grow the work disk", error))?;
+            vm.disk_bytes = bytes;
+        }
+    }
+    if let Some(vcpus) = request.vcpus {
+        vm.vcpus = vcpus;
+    }
+    if let Some(memory) = request.memory_mib {
+        vm.memory_mib = memory;
+    }
+    state.store().update_vm(&vm)?;
+    Ok(info(state, &vm))
+}
+
+/// Restarts a VM: stop (if running), then start.
+pub async fn restart(
+    state: &AppState,
+    name: &VmName,
+    progress: &crate::operations::ProgressSink,
+) -> Result<VmInfo, VmError> {
+    let current = row(&state.store(), name)?;
+    if current.state.can_stop() {
+        stop(state, name).await?;
+    }
+    start(state, name, progress).await
+}
+
+/// Shared handle type for the per-VM locks.
+pub type VmLock = Arc<tokio::sync::Mutex<()>>;

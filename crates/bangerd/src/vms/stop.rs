@@ -1,0 +1,140 @@
+//! `vm stop` (graceful, then kill after a timeout) and `vm kill`.
+
+use std::time::Duration;
+
+use banger_api::VmName;
+use banger_api::vms::{VmInfo, VmState};
+use banger_vmm::Signal;
+
+use super::boot::{release_tap, running_handle};
+use super::{VmError, info, row, run_dir, set_state};
+use crate::state::AppState;
+use crate::store::VmRow;
+
+/// How long a guest gets to shut down before its VMM is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Stops a VM gracefully (kill after [`STOP_TIMEOUT`]). Stopping a VM that
+/// is not running succeeds and changes nothing.
+pub async fn stop(state: &AppState, name: &VmName) -> Result<VmInfo, VmError> {
+    let lock = state.vm_lock(name);
+    let _guard = lock.lock().await;
+    stop_locked(state, name).await
+}
+
+/// [`stop`] for callers holding the VM's lock.
+pub async fn stop_locked(state: &AppState, name: &VmName) -> Result<VmInfo, VmError> {
+    let mut vm = row(&state.store(), name)?;
+    if !vm.state.can_stop() {
+        return Ok(info(state, &vm));
+    }
+    set_state(state, &mut vm, VmState::Stopping, None)?;
+    if let Some(running) = running_handle(&vm) {
+        match running.stop(STOP_TIMEOUT).await {
+            Ok(outcome) => tracing::info!(vm = %name, ?outcome, "VM stopped"),
+            Err(error) => {
+                let message = crate::api::error_chain(&error);
+                set_state(state, &mut vm, VmState::Error, Some(message))?;
+                return Err(VmError::step(name, "stop its VMM", error));
+            }
+        }
+    }
+    finish_stopped(state, &mut vm, None).await?;
+    Ok(info(state, &vm))
+}
+
+/// Records a VM whose VMM is gone: helpers cleaned up, TAP released, runtime
+/// files removed, state stopped (with `reason` as its last error, if any).
+pub async fn finish_stopped(
+    state: &AppState,
+    vm: &mut VmRow,
+    reason: Option<String>,
+) -> Result<(), VmError> {
+    if let Some(running) = running_handle(vm) {
+        if let Err(error) = running.cleanup().await {
+            tracing::warn!(vm = %vm.name, error = %crate::api::error_chain(&error), "cleanup after stop failed");
+        }
+    }
+    release_tap(state, vm).await;
+    vm.runtime = None;
+    let _ = std::fs::remove_dir_all(run_dir(&state.paths().runtime_dir, &vm.name));
+    set_state(state, vm, VmState::Stopped, reason)
+}
+
+/// Parses a signal name such as `KILL`, `SIGTERM` or `9`.
+pub fn parse_signal(text: &str) -> Option<Signal> {
+    let upper = text.trim().to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    Some(match name {
+        "KILL" | "9" => Signal::KILL,
+        "TERM" | "15" => Signal::TERM,
+        "INT" | "2" => Signal::INT,
+        "HUP" | "1" => Signal::HUP,
+        "QUIT" | "3" => Signal::QUIT,
+        "USR1" | "10" => Signal::USR1,
+        "USR2" | "12" => Signal::USR2,
+        _ => return None,
+    })
+}
+
+/// Sends `signal` to a VM's VMM. For signals that end it, waits for the
+/// exit and records the VM as stopped.
+pub async fn kill(
+    state: &AppState,
+    name: &VmName,
+    signal: Option<&str>,
+) -> Result<VmInfo, VmError> {
+    let signal_name = signal.unwrap_or("KILL");
+    let signal = parse_signal(signal_name).ok_or_else(|| {
+        VmError::BadRequest(format!(
+            "unknown signal {signal_name:?}; use KILL, TERM, INT, HUP, QUIT, USR1 or USR2"
+        ))
+    })?;
+    let lock = state.vm_lock(name);
+    let _guard = lock.lock().await;
+    let mut vm = row(&state.store(), name)?;
+    let Some(running) = running_handle(&vm).filter(|_| vm.state.can_stop()) else {
+        return Err(VmError::WrongState {
+            name: name.to_string(),
+            state: vm.state,
+            hint: "there is no VMM to signal",
+        });
+    };
+    running
+        .vmm
+        .signal(signal)
+        .map_err(|error| VmError::step(name, "signal its VMM", error))?;
+    if matches!(
+        signal,
+        Signal::KILL | Signal::TERM | Signal::INT | Signal::QUIT
+    ) && running.wait(Duration::from_secs(10)).await.is_some()
+    {
+        finish_stopped(
+            state,
+            &mut vm,
+            Some(format!(
+                "killed with SIG{}",
+                signal_name
+                    .trim()
+                    .to_ascii_uppercase()
+                    .trim_start_matches("SIG")
+            )),
+        )
+        .await?;
+    }
+    Ok(info(state, &vm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(parse_signal("kill"), Some(Signal::KILL));
+        assert_eq!(parse_signal("SIGTERM"), Some(Signal::TERM));
+        assert_eq!(parse_signal("9"), Some(Signal::KILL));
+        assert_eq!(parse_signal("STOP"), None);
+        assert_eq!(parse_signal(""), None);
+    }
+}
