@@ -357,6 +357,14 @@ pub(super) fn build(
     let cache_new = cache_dir
         .join("apt-archives")
         .join(format!(".{}.new-{tag}", spec.suite));
+    // mmdebstrap parses special hooks as text (shellwords); a lossy path
+    // would name a different directory.
+    if cache_new.to_str().is_none() {
+        return Err(io_err(&cache_new)(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the cache path is not valid UTF-8, which mmdebstrap's hooks need",
+        )));
+    }
     let mut staging = Staging {
         dir: out_dir.join(format!(".image-build-{tag}")),
         files: Vec::new(),
