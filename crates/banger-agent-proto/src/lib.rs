@@ -3,20 +3,49 @@
 //!
 //! Framing: one JSON object per line, at most [`MAX_FRAME_BYTES`] bytes,
 //! one request then one response per connection. Every request carries
-//! the sender's [`PROTOCOL_VERSION`]; the agent answers a newer major
-//! version with [`Response::Error`] rather than guessing. The host treats
-//! everything the guest sends as untrusted input.
+//! the sender's [`PROTOCOL_VERSION`]; the agent answers a newer version with
+//! [`Response::Error`] rather than guessing. The host treats everything the
+//! guest sends as untrusted input (see `banger-agent-client`).
+//!
+//! Versioning: [`SCHEMA_HISTORY`] records, for every protocol version, a
+//! fingerprint of the canonical examples in [`schema::examples`]. A test fails
+//! when the schema changes without a new entry, and entries must have strictly
+//! increasing versions ending at [`PROTOCOL_VERSION`], so changing a type
+//! forces a version bump. Procedure: `docs/agent.md`.
+
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub mod schema;
+
 /// Version of this protocol. Bump it whenever a type here changes shape.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// `(protocol version, schema fingerprint)` for every version since the
+/// fingerprint was introduced; the last entry is the current schema. The
+/// fingerprint is [`schema::fingerprint`] of [`schema::examples`].
+pub const SCHEMA_HISTORY: &[(u32, u64)] = &[(2, 0x02f8_0988_e93d_f901)];
 
 /// The vsock port the agent listens on.
 pub const AGENT_PORT: u32 = 1024;
 
 /// Longest accepted frame (one JSON line, newline included).
 pub const MAX_FRAME_BYTES: usize = 256 * 1024;
+
+/// Most sockets one [`Response::ListeningPorts`] carries; the agent sets
+/// `truncated` when it had more.
+pub const MAX_SOCKETS: usize = 256;
+
+/// Longest process name the agent sends, in bytes (the kernel's own limit
+/// for `comm` is 15).
+pub const MAX_COMM_BYTES: usize = 64;
+
+/// Longest command line the agent sends, in bytes.
+pub const MAX_CMDLINE_BYTES: usize = 512;
+
+/// Longest [`Response::Error`] message or agent version string, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
 
 /// A request from the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,11 +58,15 @@ pub struct Envelope {
 }
 
 /// What the host can ask.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// Is the agent alive, and which version is it?
     Health,
+    /// The guest's listening TCP sockets and bound UDP sockets.
+    ListeningPorts,
+    /// Load, memory, disk use and uptime of the guest.
+    Stats,
 }
 
 /// What the agent answers.
@@ -49,11 +82,89 @@ pub enum Response {
         /// Seconds since the guest booted.
         uptime_secs: u64,
     },
+    /// Answer to [`Request::ListeningPorts`].
+    ListeningPorts {
+        /// At most [`MAX_SOCKETS`] sockets.
+        sockets: Vec<ListeningSocket>,
+        /// The guest had more sockets than were sent.
+        truncated: bool,
+    },
+    /// Answer to [`Request::Stats`].
+    Stats(GuestStats),
     /// The request could not be served.
     Error {
         /// Why.
         message: String,
     },
+}
+
+/// Transport protocol of a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// A TCP socket in the LISTEN state.
+    Tcp,
+    /// An unconnected, bound UDP socket.
+    Udp,
+}
+
+/// One listening socket in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListeningSocket {
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// Local address it is bound to (`0.0.0.0` / `::` for all addresses).
+    pub address: IpAddr,
+    /// Local port.
+    pub port: u16,
+    /// The process holding the socket, when the agent could find it
+    /// (lowest pid when several share it).
+    pub process: Option<SocketProcess>,
+}
+
+/// A guest process, as the guest reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketProcess {
+    /// Its pid in the guest.
+    pub pid: u32,
+    /// `/proc/<pid>/comm`, at most [`MAX_COMM_BYTES`].
+    pub comm: String,
+    /// `/proc/<pid>/cmdline` with NULs as spaces, at most [`MAX_CMDLINE_BYTES`].
+    pub cmdline: String,
+}
+
+/// Guest-side statistics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestStats {
+    /// Seconds since the guest booted.
+    pub uptime_secs: u64,
+    /// 1, 5 and 15 minute load averages, times 100 (the kernel reports two
+    /// decimals, so this is exact and keeps floats out of the protocol).
+    pub load_avg_x100: [u32; 3],
+    /// `MemTotal` from `/proc/meminfo`, in bytes.
+    pub mem_total_bytes: u64,
+    /// `MemAvailable` from `/proc/meminfo`, in bytes.
+    pub mem_available_bytes: u64,
+    /// Usage of the filesystem holding `/`, if it could be read.
+    pub fs_root: Option<FsUsage>,
+    /// Usage of the filesystem holding `/root` (the work disk), if it could
+    /// be read.
+    pub fs_root_home: Option<FsUsage>,
+}
+
+/// Space on one guest filesystem (from `statvfs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsUsage {
+    /// Size of the filesystem.
+    pub total_bytes: u64,
+    /// Free space, including blocks reserved for root.
+    pub free_bytes: u64,
+    /// Free space available to unprivileged users.
+    pub available_bytes: u64,
 }
 
 /// Failures encoding or decoding a frame.
@@ -89,6 +200,18 @@ pub fn decode<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> Result<T, FrameError> 
         .map_err(FrameError::Malformed)
 }
 
+/// Truncates `text` to at most `max_bytes` bytes on a character boundary.
+pub fn truncate_utf8(text: &mut String, max_bytes: usize) {
+    if text.len() <= max_bytes {
+        return;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,9 +225,21 @@ mod tests {
         let bytes = encode(&envelope).expect("encode");
         assert_eq!(
             bytes,
-            b"{\"version\":1,\"request\":{\"type\":\"health\"}}\n"
+            b"{\"version\":2,\"request\":{\"type\":\"health\"}}\n"
         );
         assert_eq!(decode::<Envelope>(&bytes).expect("decode"), envelope);
+    }
+
+    #[test]
+    fn every_example_round_trips() {
+        for request in schema::requests() {
+            let bytes = encode(&request).expect("encode");
+            assert_eq!(decode::<Envelope>(&bytes).expect("decode"), request);
+        }
+        for response in schema::responses() {
+            let bytes = encode(&response).expect("encode");
+            assert_eq!(decode::<Response>(&bytes).expect("decode"), response);
+        }
     }
 
     #[test]
@@ -122,5 +257,37 @@ mod tests {
             decode::<Response>(b"not json"),
             Err(FrameError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn out_of_range_values_and_unknown_fields_are_refused() {
+        for frame in [
+            // Port above u16.
+            &br#"{"type":"listening_ports","truncated":false,"sockets":[{"transport":"tcp","address":"10.0.0.1","port":70000,"process":null}]}"#[..],
+            // Not an IP address.
+            br#"{"type":"listening_ports","truncated":false,"sockets":[{"transport":"tcp","address":"../../etc","port":80,"process":null}]}"#,
+            // Unknown transport.
+            br#"{"type":"listening_ports","truncated":false,"sockets":[{"transport":"sctp","address":"::","port":80,"process":null}]}"#,
+            // Unknown field.
+            br#"{"type":"error","message":"x","extra":1}"#,
+            // Negative number.
+            br#"{"type":"health","protocol_version":-1,"agent_version":"x","uptime_secs":1}"#,
+        ] {
+            assert!(
+                matches!(decode::<Response>(frame), Err(FrameError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(frame)
+            );
+        }
+    }
+
+    #[test]
+    fn truncate_utf8_keeps_char_boundaries() {
+        let mut text = "héllo".to_owned();
+        truncate_utf8(&mut text, 2);
+        assert_eq!(text, "h");
+        let mut text = "abc".to_owned();
+        truncate_utf8(&mut text, 10);
+        assert_eq!(text, "abc");
     }
 }

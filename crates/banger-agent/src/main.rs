@@ -8,6 +8,7 @@
 //! memory use.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -16,8 +17,19 @@ use banger_agent_proto::{
 };
 use vsock::{VMADDR_CID_ANY, VsockAddr, VsockListener, VsockStream};
 
+mod ports;
+mod stats;
+
 /// A connection that sends nothing for this long is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A host that stops reading is dropped after this long, so a stuck peer
+/// cannot pin a thread forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections served at once; beyond this, new ones are closed at once so a
+/// flood cannot exhaust the guest's threads.
+const MAX_CONNECTIONS: usize = 32;
 
 fn main() -> ExitCode {
     let mut port = AGENT_PORT;
@@ -46,12 +58,26 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("banger-vsock-agent: listening on vsock port {port}");
+    let active = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
-                let _ = std::thread::Builder::new()
-                    .name("connection".into())
-                    .spawn(move || serve(stream));
+                use std::sync::atomic::Ordering;
+                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    continue;
+                }
+                let slot = active.clone();
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("connection".into())
+                        .spawn(move || {
+                            serve(stream);
+                            slot.fetch_sub(1, Ordering::SeqCst);
+                        });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                }
             }
             Err(error) => eprintln!("banger-vsock-agent: accept failed: {error}"),
         }
@@ -66,6 +92,7 @@ fn usage(problem: &str) -> ExitCode {
 
 fn serve(stream: VsockStream) {
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let mut writer = match stream.try_clone() {
         Ok(writer) => writer,
         Err(_) => return,
@@ -93,8 +120,31 @@ fn serve(stream: VsockStream) {
             message: format!("cannot read request: {error}"),
         },
     };
-    if let Ok(bytes) = banger_agent_proto::encode(&response) {
+    if let Some(bytes) = encode_bounded(response) {
         let _ = writer.write_all(&bytes);
+    }
+}
+
+/// Encodes `response`, dropping listening sockets until it fits in a frame
+/// (a command line full of escaped control characters can be six times its
+/// raw length), so the host always gets a valid, bounded reply.
+fn encode_bounded(mut response: Response) -> Option<Vec<u8>> {
+    loop {
+        match banger_agent_proto::encode(&response) {
+            Ok(bytes) => return Some(bytes),
+            Err(banger_agent_proto::FrameError::TooLarge { .. }) => match &mut response {
+                Response::ListeningPorts { sockets, truncated } if !sockets.is_empty() => {
+                    sockets.truncate(sockets.len() / 2);
+                    *truncated = true;
+                }
+                _ => {
+                    response = Response::Error {
+                        message: "reply too large".into(),
+                    }
+                }
+            },
+            Err(_) => return None,
+        }
     }
 }
 
@@ -103,18 +153,14 @@ fn handle(request: Request) -> Response {
         Request::Health => Response::Health {
             protocol_version: PROTOCOL_VERSION,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-            uptime_secs: uptime_secs(),
+            uptime_secs: stats::parse_uptime(
+                &std::fs::read_to_string("/proc/uptime").unwrap_or_default(),
+            ),
         },
+        Request::ListeningPorts => {
+            let (sockets, truncated) = ports::listening_sockets(Path::new("/proc"));
+            Response::ListeningPorts { sockets, truncated }
+        }
+        Request::Stats => Response::Stats(stats::collect(Path::new("/proc"))),
     }
-}
-
-fn uptime_secs() -> u64 {
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|text| {
-            text.split('.')
-                .next()
-                .and_then(|seconds| seconds.parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -51,5 +51,8 @@ fn agent_is_statically_linked_and_runs() {
         .output()
         .expect("agent runs");
     assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("protocol 1"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&format!(
+        "protocol {}",
+        banger_agent_proto::PROTOCOL_VERSION
+    )));
 }

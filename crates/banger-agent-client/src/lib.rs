@@ -1,0 +1,377 @@
+//! Host side of the guest agent protocol (`banger-agent-proto`).
+//!
+//! [`call`] sends one request to a VM's agent over the VMM's hybrid-vsock
+//! socket and returns the reply only after it has been checked:
+//!
+//! - the whole call (connect, handshake, request, reply) has a deadline;
+//! - reading stops at [`MAX_FRAME_BYTES`]: a longer reply is refused, never
+//!   buffered;
+//! - malformed JSON, unknown fields, a reply of the wrong variant, ports of 0,
+//!   more than [`MAX_SOCKETS`] sockets and inconsistent numbers are refused;
+//! - every guest string is passed through [`sanitize_guest_text`], so what is
+//!   returned is safe to print.
+//!
+//! Trust policy: the agent runs inside the guest, which the user (or any
+//! program in it) controls. What it says about processes is a *claim*: the
+//! host shows it labelled as guest-reported and never acts on it — no pid is
+//! looked up, signalled or compared on the host, and no guest-supplied string
+//! is used as a host path. The typed helpers ([`listening_ports`]) expose the
+//! process as [`ReportedProcess`] to keep that visible in the API.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use banger_agent_proto::{
+    AGENT_PORT, Envelope, FrameError, GuestStats, MAX_CMDLINE_BYTES, MAX_COMM_BYTES,
+    MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_SOCKETS, PROTOCOL_VERSION, Request, Response,
+    Transport,
+};
+use banger_vmm::VsockError;
+use thiserror::Error;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+pub mod host_stats;
+pub mod probe;
+mod sanitize;
+
+pub use banger_agent_proto as proto;
+pub use sanitize::{GUEST_TEXT_MAX_CHARS, REPLACEMENT, sanitize_guest_text};
+
+/// Why an agent call failed.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    /// The hybrid-vsock connection or handshake failed.
+    #[error(transparent)]
+    Connect(#[from] VsockError),
+    /// The call did not complete within its deadline.
+    #[error("agent call {request:?} via {}: no reply within {timeout:?}", uds.display())]
+    Timeout {
+        /// The VM's vsock socket.
+        uds: PathBuf,
+        /// What was asked.
+        request: Request,
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// Writing the request or reading the reply failed.
+    #[error("agent call {request:?}: i/o: {source}")]
+    Io {
+        /// What was asked.
+        request: Request,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The request could not be encoded (a bug, not a guest problem).
+    #[error("agent call {request:?}: cannot encode request: {source}")]
+    Encode {
+        /// What was asked.
+        request: Request,
+        /// Underlying error.
+        source: FrameError,
+    },
+    /// The reply exceeded [`MAX_FRAME_BYTES`] without a newline.
+    #[error("agent call {request:?}: reply exceeds the {MAX_FRAME_BYTES}-byte limit")]
+    TooLarge {
+        /// What was asked.
+        request: Request,
+    },
+    /// The agent closed the connection before a complete reply.
+    #[error(
+        "agent call {request:?}: connection closed after {received} bytes, before a complete reply"
+    )]
+    Incomplete {
+        /// What was asked.
+        request: Request,
+        /// Bytes received.
+        received: usize,
+    },
+    /// The reply is not valid JSON of a known shape.
+    #[error("agent call {request:?}: malformed reply: {source}")]
+    Malformed {
+        /// What was asked.
+        request: Request,
+        /// Underlying error.
+        source: FrameError,
+    },
+    /// The reply is well-formed but answers a different request.
+    #[error("agent call {request:?}: unexpected {got} reply")]
+    WrongVariant {
+        /// What was asked.
+        request: Request,
+        /// The variant received.
+        got: &'static str,
+    },
+    /// The reply has impossible values (port 0, too many entries, ...).
+    #[error("agent call {request:?}: invalid reply: {reason}")]
+    Invalid {
+        /// What was asked.
+        request: Request,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The agent answered with [`Response::Error`].
+    #[error("agent call {request:?}: agent error: {message}")]
+    Rejected {
+        /// What was asked.
+        request: Request,
+        /// The agent's message, sanitised.
+        message: String,
+    },
+}
+
+/// Sends `request` to the agent behind the VM's hybrid-vsock socket `uds` and
+/// returns its validated, sanitised reply. The whole exchange must finish
+/// within `timeout`. A [`Response::Error`] reply becomes
+/// [`AgentError::Rejected`], so `Ok` always holds the variant matching
+/// `request`.
+pub async fn call(uds: &Path, request: Request, timeout: Duration) -> Result<Response, AgentError> {
+    match tokio::time::timeout(timeout, exchange(uds, request, timeout)).await {
+        Ok(result) => result,
+        Err(_) => Err(AgentError::Timeout {
+            uds: uds.to_path_buf(),
+            request,
+            timeout,
+        }),
+    }
+}
+
+async fn exchange(uds: &Path, request: Request, timeout: Duration) -> Result<Response, AgentError> {
+    let frame = banger_agent_proto::encode(&Envelope {
+        version: PROTOCOL_VERSION,
+        request,
+    })
+    .map_err(|source| AgentError::Encode { request, source })?;
+    let mut stream = banger_vmm::connect_vsock(uds, AGENT_PORT, timeout).await?;
+    let io = |source| AgentError::Io { request, source };
+    stream.write_all(&frame).await.map_err(io)?;
+    let line = read_frame(&mut stream, request).await?;
+    let response = banger_agent_proto::decode::<Response>(&line)
+        .map_err(|source| AgentError::Malformed { request, source })?;
+    validate(request, response)
+}
+
+/// Reads one newline-terminated frame, never more than [`MAX_FRAME_BYTES`].
+async fn read_frame(
+    stream: &mut tokio::net::UnixStream,
+    request: Request,
+) -> Result<Vec<u8>, AgentError> {
+    let limit = u64::try_from(MAX_FRAME_BYTES).unwrap_or(u64::MAX);
+    let mut reader = BufReader::new(stream.take(limit));
+    let mut line = Vec::new();
+    reader
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(|source| AgentError::Io { request, source })?;
+    if line.ends_with(b"\n") {
+        Ok(line)
+    } else if line.len() >= MAX_FRAME_BYTES {
+        Err(AgentError::TooLarge { request })
+    } else {
+        Err(AgentError::Incomplete {
+            request,
+            received: line.len(),
+        })
+    }
+}
+
+/// Checks that `response` answers `request` with plausible values, and
+/// sanitises its strings.
+fn validate(request: Request, response: Response) -> Result<Response, AgentError> {
+    let invalid = |reason: String| AgentError::Invalid { request, reason };
+    match (request, response) {
+        (_, Response::Error { message }) => Err(AgentError::Rejected {
+            request,
+            message: sanitize_guest_text(&message, MAX_MESSAGE_BYTES),
+        }),
+        (
+            Request::Health,
+            Response::Health {
+                protocol_version,
+                agent_version,
+                uptime_secs,
+            },
+        ) => Ok(Response::Health {
+            protocol_version,
+            agent_version: sanitize_guest_text(&agent_version, 64),
+            uptime_secs,
+        }),
+        (
+            Request::ListeningPorts,
+            Response::ListeningPorts {
+                mut sockets,
+                truncated,
+            },
+        ) => {
+            if sockets.len() > MAX_SOCKETS {
+                return Err(invalid(format!(
+                    "{} sockets, more than the limit of {MAX_SOCKETS}",
+                    sockets.len()
+                )));
+            }
+            for socket in &mut sockets {
+                if socket.port == 0 {
+                    return Err(invalid("a socket with port 0".into()));
+                }
+                if let Some(process) = &mut socket.process {
+                    if process.pid == 0 {
+                        return Err(invalid("a process with pid 0".into()));
+                    }
+                    process.comm = sanitize_guest_text(&process.comm, MAX_COMM_BYTES);
+                    process.cmdline = sanitize_guest_text(&process.cmdline, MAX_CMDLINE_BYTES);
+                }
+            }
+            Ok(Response::ListeningPorts { sockets, truncated })
+        }
+        (Request::Stats, Response::Stats(stats)) => {
+            check_stats(&stats).map_err(invalid)?;
+            Ok(Response::Stats(stats))
+        }
+        (_, other) => Err(AgentError::WrongVariant {
+            request,
+            got: variant_name(&other),
+        }),
+    }
+}
+
+fn check_stats(stats: &GuestStats) -> Result<(), String> {
+    if stats.mem_available_bytes > stats.mem_total_bytes {
+        return Err("available memory exceeds total memory".into());
+    }
+    for (name, usage) in [("/", &stats.fs_root), ("/root", &stats.fs_root_home)] {
+        if let Some(usage) = usage {
+            if usage.free_bytes > usage.total_bytes || usage.available_bytes > usage.total_bytes {
+                return Err(format!("free space of {name} exceeds its size"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn variant_name(response: &Response) -> &'static str {
+    match response {
+        Response::Health { .. } => "health",
+        Response::ListeningPorts { .. } => "listening_ports",
+        Response::Stats(_) => "stats",
+        Response::Error { .. } => "error",
+    }
+}
+
+/// The agent's answer to a health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentHealth {
+    /// The agent's protocol version.
+    pub protocol_version: u32,
+    /// The agent's build version (sanitised).
+    pub agent_version: String,
+    /// Seconds since the guest booted.
+    pub uptime_secs: u64,
+}
+
+/// Asks the agent for [`Request::Health`].
+pub async fn health(uds: &Path, timeout: Duration) -> Result<AgentHealth, AgentError> {
+    match call(uds, Request::Health, timeout).await? {
+        Response::Health {
+            protocol_version,
+            agent_version,
+            uptime_secs,
+        } => Ok(AgentHealth {
+            protocol_version,
+            agent_version,
+            uptime_secs,
+        }),
+        other => Err(AgentError::WrongVariant {
+            request: Request::Health,
+            got: variant_name(&other),
+        }),
+    }
+}
+
+/// A guest process *as claimed by the guest agent*. Nothing here is verified
+/// by the host: show it labelled as guest-reported, never act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedProcess {
+    /// Pid in the guest's pid namespace (meaningless on the host).
+    pub pid: u32,
+    /// Process name, sanitised.
+    pub comm: String,
+    /// Command line, sanitised.
+    pub cmdline: String,
+}
+
+/// One guest listening socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestListener {
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// Guest address the socket is bound to.
+    pub address: IpAddr,
+    /// Guest port (never 0).
+    pub port: u16,
+    /// The owning process, as the guest claims it.
+    pub reported_process: Option<ReportedProcess>,
+}
+
+impl GuestListener {
+    /// Whether the host can reach it through the VM's IP: bound to all
+    /// addresses or to a non-loopback one (guest-local listeners are not).
+    pub fn reachable_from_host(&self) -> bool {
+        !self.address.to_canonical().is_loopback()
+    }
+}
+
+/// The guest's listening sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestPorts {
+    /// Sorted by transport, then port.
+    pub listeners: Vec<GuestListener>,
+    /// The agent had more sockets than it sent.
+    pub truncated: bool,
+}
+
+/// Asks the agent for the guest's listening sockets.
+pub async fn listening_ports(uds: &Path, timeout: Duration) -> Result<GuestPorts, AgentError> {
+    match call(uds, Request::ListeningPorts, timeout).await? {
+        Response::ListeningPorts { sockets, truncated } => {
+            let mut listeners: Vec<GuestListener> = sockets
+                .into_iter()
+                .map(|socket| GuestListener {
+                    transport: socket.transport,
+                    address: socket.address,
+                    port: socket.port,
+                    reported_process: socket.process.map(|process| ReportedProcess {
+                        pid: process.pid,
+                        comm: process.comm,
+                        cmdline: process.cmdline,
+                    }),
+                })
+                .collect();
+            // Do not rely on the guest's ordering.
+            listeners.sort_by_key(|l| (l.transport, l.port, l.address));
+            Ok(GuestPorts {
+                listeners,
+                truncated,
+            })
+        }
+        other => Err(AgentError::WrongVariant {
+            request: Request::ListeningPorts,
+            got: variant_name(&other),
+        }),
+    }
+}
+
+/// Asks the agent for guest statistics.
+pub async fn guest_stats(uds: &Path, timeout: Duration) -> Result<GuestStats, AgentError> {
+    match call(uds, Request::Stats, timeout).await? {
+        Response::Stats(stats) => Ok(stats),
+        other => Err(AgentError::WrongVariant {
+            request: Request::Stats,
+            got: variant_name(&other),
+        }),
+    }
+}
+
+/// `<vm>.vm:<port>`: how the host reaches a guest port by name.
+pub fn host_endpoint(vm_name: &str, port: u16) -> String {
+    format!("{vm_name}.vm:{port}")
+}

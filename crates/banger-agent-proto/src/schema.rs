@@ -1,0 +1,102 @@
+//! Canonical examples of every protocol message, used to detect schema
+//! changes: `tests/schema.rs` snapshots them (insta) and checks their
+//! [`fingerprint`] against [`crate::SCHEMA_HISTORY`].
+//!
+//! Every optional field is populated and every variant appears, so any
+//! change of a field name, type tag or variant shows up in the output.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::{
+    Envelope, FsUsage, GuestStats, ListeningSocket, PROTOCOL_VERSION, Request, Response,
+    SocketProcess, Transport,
+};
+
+/// One envelope per request variant.
+pub fn requests() -> Vec<Envelope> {
+    [Request::Health, Request::ListeningPorts, Request::Stats]
+        .into_iter()
+        .map(|request| Envelope {
+            version: PROTOCOL_VERSION,
+            request,
+        })
+        .collect()
+}
+
+/// One response per variant, with every optional field set.
+pub fn responses() -> Vec<Response> {
+    let usage = FsUsage {
+        total_bytes: 8 << 30,
+        free_bytes: 6 << 30,
+        available_bytes: 5 << 30,
+    };
+    vec![
+        Response::Health {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: "0.1.0".into(),
+            uptime_secs: 42,
+        },
+        Response::ListeningPorts {
+            sockets: vec![
+                ListeningSocket {
+                    transport: Transport::Tcp,
+                    address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    port: 22,
+                    process: Some(SocketProcess {
+                        pid: 312,
+                        comm: "sshd".into(),
+                        cmdline: "sshd: /usr/sbin/sshd -D [listener]".into(),
+                    }),
+                },
+                ListeningSocket {
+                    transport: Transport::Udp,
+                    address: IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    port: 5353,
+                    process: None,
+                },
+            ],
+            truncated: false,
+        },
+        Response::Stats(GuestStats {
+            uptime_secs: 42,
+            load_avg_x100: [12, 5, 1],
+            mem_total_bytes: 2 << 30,
+            mem_available_bytes: 1 << 30,
+            fs_root: Some(usage),
+            fs_root_home: Some(usage),
+        }),
+        Response::Error {
+            message: "unsupported".into(),
+        },
+    ]
+}
+
+/// The canonical examples as pretty JSON, one per message, requests first.
+///
+/// Each value is serialised directly (not through `serde_json::Value`), so
+/// field order is declaration order whatever serde_json features other crates
+/// enable (`preserve_order` would otherwise reorder keys and the fingerprint).
+pub fn examples() -> String {
+    let mut out = String::new();
+    let requests = requests()
+        .into_iter()
+        .map(|r| serde_json::to_string_pretty(&r));
+    let responses = responses()
+        .into_iter()
+        .map(|r| serde_json::to_string_pretty(&r));
+    for json in requests.chain(responses) {
+        // Serialising plain data cannot fail; record the failure rather than
+        // panic, which would change the fingerprint and fail the test loudly.
+        out.push_str(&json.unwrap_or_else(|error| format!("<error: {error}>")));
+        out.push('\n');
+    }
+    out
+}
+
+/// 64-bit FNV-1a of `text`: stable across Rust versions and platforms, which
+/// `std`'s hashers do not promise.
+pub fn fingerprint(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
