@@ -79,3 +79,65 @@ async fn closed_port_is_an_error() {
     assert!(probe_http(LOCALHOST, port, TIMEOUT).await.is_err());
     assert_eq!(probe_web(LOCALHOST, port, TIMEOUT).await, None);
 }
+
+/// A real TLS stack (`openssl s_server`, TLS 1.2+1.3 and TLS 1.3 only) must
+/// answer the hand-built ClientHello with a handshake record. Skipped with a
+/// message when `openssl` is not installed.
+#[tokio::test]
+async fn real_tls_server_is_detected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("key.pem");
+    let cert = dir.path().join("cert.pem");
+    let generated = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=probe", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !matches!(generated, Ok(status) if status.success()) {
+        eprintln!("SKIPPED real_tls_server_is_detected: openssl not usable");
+        return;
+    }
+    for extra in [&[][..], &["-tls1_3"][..]] {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let mut server = tokio::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-accept", &port.to_string(), "-cert"])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("s_server starts");
+        let started = Instant::now();
+        let result = loop {
+            match probe_https(LOCALHOST, port, TIMEOUT).await {
+                Err(_) if started.elapsed() < Duration::from_secs(5) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                other => break other,
+            }
+        };
+        let _ = server.kill().await;
+        assert!(
+            result.expect("connects"),
+            "openssl s_server {extra:?} not detected"
+        );
+    }
+}

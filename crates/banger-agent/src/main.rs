@@ -164,3 +164,59 @@ fn handle(request: Request) -> Response {
         Request::Stats => Response::Stats(stats::collect(Path::new("/proc"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use banger_agent_proto::{ListeningSocket, SocketProcess, Transport};
+
+    #[test]
+    fn handle_reads_this_hosts_proc() {
+        // Real /proc, so the parsers are exercised on a live kernel too.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        match handle(Request::ListeningPorts) {
+            Response::ListeningPorts { sockets, .. } => {
+                let ours = sockets
+                    .iter()
+                    .find(|s| s.port == port && s.transport == Transport::Tcp)
+                    .expect("our listener is listed");
+                assert_eq!(
+                    ours.process.as_ref().map(|p| p.pid),
+                    Some(std::process::id())
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(handle(Request::Stats), Response::Stats(s) if s.mem_total_bytes > 0));
+        assert!(matches!(handle(Request::Health), Response::Health { .. }));
+    }
+
+    #[test]
+    fn oversized_replies_are_cut_to_fit_a_frame() {
+        // Control characters escape to six bytes each in JSON.
+        let socket = ListeningSocket {
+            transport: Transport::Tcp,
+            address: "0.0.0.0".parse().expect("ip"),
+            port: 80,
+            process: Some(SocketProcess {
+                pid: 1,
+                comm: "x".into(),
+                cmdline: "\u{1}".repeat(MAX_FRAME_BYTES / 100),
+            }),
+        };
+        let response = Response::ListeningPorts {
+            sockets: vec![socket; 256],
+            truncated: false,
+        };
+        let bytes = encode_bounded(response).expect("encoded");
+        assert!(bytes.len() <= MAX_FRAME_BYTES);
+        match banger_agent_proto::decode::<Response>(&bytes).expect("decode") {
+            Response::ListeningPorts { sockets, truncated } => {
+                assert!(truncated);
+                assert!(!sockets.is_empty() && sockets.len() < 256);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
