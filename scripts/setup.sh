@@ -20,6 +20,10 @@ case ":$PATH:" in *":$prefix/bin:"*) ;; *) echo "setup: add $prefix/bin to your 
 echo "setup: checking this host" >&2
 "$prefix/bin/banger" doctor || echo "setup: doctor reported failures; fix them using the hints above" >&2
 
-# The main job. VM commands land with the lifecycle work; until then this
-# goes as far as the project does: the daemon starts and answers.
-"$prefix/bin/banger" daemon status
+# The main job: a sandbox that runs a command and goes away. The first run
+# pulls the default kernel and builds the default Debian image (1-2 minutes).
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: starting VMs needs root for now (bridge and TAP devices); run: sudo $prefix/bin/banger vm run --rm -- uname -a" >&2
+  exit 0
+fi
+"$prefix/bin/banger" vm run --rm -- uname -a

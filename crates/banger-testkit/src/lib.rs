@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use banger_config::Paths;
 
 pub mod fake_firecracker;
+pub mod netns;
 
 /// An isolated banger environment in a temp dir.
 #[derive(Debug)]
@@ -83,7 +84,7 @@ impl TestEnv {
 
     /// Environment variables that point banger at this environment.
     pub fn vars(&self) -> Vec<(&'static str, OsString)> {
-        vec![
+        let mut vars = vec![
             ("HOME", self.root().join("home").into_os_string()),
             (
                 "BANGER_CONFIG_DIR",
@@ -105,7 +106,12 @@ impl TestEnv {
                 "BANGER_DAEMON_BIN",
                 workspace_binary("bangerd").into_os_string(),
             ),
-        ]
+        ];
+        // The guest agent is built separately (scripts/build-agent.sh); pass it on.
+        if let Some(agent) = std::env::var_os("BANGER_AGENT_BIN") {
+            vars.push(("BANGER_AGENT_BIN", agent));
+        }
+        vars
     }
 
     /// A command for `program` with every `BANGER_*`/XDG variable replaced

@@ -30,8 +30,11 @@ pub struct Network {
 
 /// Host resources, shared by all VM operations.
 pub struct Host {
-    /// The network, or why it is unavailable.
-    pub network: Result<Network, String>,
+    /// The network, set up on first use (so a daemon that never starts a VM
+    /// never touches the host's network), or why it is unavailable.
+    network: tokio::sync::OnceCell<Result<Network, String>>,
+    /// Bridge settings for the lazy network setup.
+    config: Option<Config>,
     /// What KVM can do here.
     pub kvm: KvmVerdict,
     /// The static guest agent binary, if found.
@@ -44,7 +47,8 @@ impl Host {
     /// A host without networking or VMs (tests of unrelated routes).
     pub fn unavailable(reason: &str) -> Self {
         Self {
-            network: Err(reason.to_owned()),
+            network: tokio::sync::OnceCell::new_with(Some(Err(reason.to_owned()))),
+            config: None,
             kvm: KvmVerdict {
                 accessible: false,
                 probe_ran: false,
@@ -56,7 +60,7 @@ impl Host {
         }
     }
 
-    /// Probes KVM, sets up the bridge and pool. Must run inside the runtime.
+    /// Probes KVM and finds the programs. The network comes later, on first use.
     pub async fn setup(config: &Config) -> Self {
         let owner_uid = rustix::process::getuid().as_raw();
         let kvm = tokio::task::spawn_blocking(banger_host::kvm::probe)
@@ -67,13 +71,6 @@ impl Host {
                 can_run_guests: false,
                 detail: format!("the KVM probe failed: {join}"),
             });
-        let network = match setup_network(config, owner_uid).await {
-            Ok(network) => Ok(network),
-            Err(reason) => {
-                tracing::warn!(reason = %reason, "VM networking is unavailable; VMs cannot start");
-                Err(reason)
-            }
-        };
         let agent = find_agent();
         if agent.is_none() {
             tracing::warn!(
@@ -81,16 +78,34 @@ impl Host {
             );
         }
         Self {
-            network,
+            network: tokio::sync::OnceCell::new(),
+            config: Some(config.clone()),
             kvm,
             agent,
             owner_uid,
         }
     }
 
-    /// The network, or an error message with its fix.
-    pub fn network(&self) -> Result<&Network, String> {
-        self.network.as_ref().map_err(Clone::clone)
+    /// The network (bridge and TAP pool), set up on the first call; or an
+    /// error message with its fix.
+    pub async fn network(&self) -> Result<&Network, String> {
+        let network = self
+            .network
+            .get_or_init(|| async {
+                let Some(config) = &self.config else { return Err("VM networking is not configured".to_owned()) };
+                let network = setup_network(config, self.owner_uid).await;
+                if let Err(reason) = &network {
+                    tracing::warn!(reason = %reason, "VM networking is unavailable; VMs cannot start");
+                }
+                network
+            })
+            .await;
+        network.as_ref().map_err(Clone::clone)
+    }
+
+    /// The network if it was already set up (never sets it up).
+    pub fn network_if_ready(&self) -> Option<&Network> {
+        self.network.get().and_then(|network| network.as_ref().ok())
     }
 
     /// The VMM to start VMs with, per `config.vmm` (or `BANGER_VMM`, which

@@ -47,7 +47,7 @@ pub async fn start_locked(
         name: name.to_string(),
         reason,
     };
-    let network = host.network().map_err(unavailable)?;
+    let network = host.network().await.map_err(unavailable)?;
     let (vmm, accel) = host.vmm(state.config()).map_err(unavailable)?;
     let boot = boot_files(state, &vm, vmm.kind())?;
 
@@ -168,8 +168,8 @@ async fn fail(state: &AppState, vm: &mut VmRow, error: VmError) -> Result<VmInfo
 /// Gives the VM's TAP back (deleting it) and forgets it.
 pub async fn release_tap(state: &AppState, vm: &mut VmRow) {
     let Some(tap) = vm.tap.take() else { return };
-    if let (Ok(network), Some(name)) = (
-        state.host().network(),
+    if let (Some(network), Some(name)) = (
+        state.host().network_if_ready(),
         banger_host::net::names::TapName::parse(&tap),
     ) {
         if let Err(error) = network.pool.release(&name).await {

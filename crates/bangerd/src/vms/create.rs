@@ -36,10 +36,12 @@ pub async fn create(
         let name = requested_name
             .as_ref()
             .map_or_else(|| "(new)".to_owned(), ToString::to_string);
-        host.network().map_err(|reason| VmError::HostUnavailable {
-            name: name.clone(),
-            reason,
-        })?;
+        host.network()
+            .await
+            .map_err(|reason| VmError::HostUnavailable {
+                name: name.clone(),
+                reason,
+            })?;
         host.vmm(state.config())
             .map_err(|reason| VmError::HostUnavailable { name, reason })?;
     }

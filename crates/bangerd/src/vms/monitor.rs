@@ -73,7 +73,18 @@ pub async fn recover(state: &AppState) {
         }
     }
     remove_unclaimed_run_dirs(state);
-    if let Ok(network) = state.host().network() {
+    // The network is needed now only if VMs run; otherwise it is set up by
+    // the first VM start, and the host's network stays untouched till then.
+    let needs_network = !claimed.is_empty()
+        || state
+            .store()
+            .vms()
+            .map(|vms| !vms.is_empty())
+            .unwrap_or(false);
+    if !needs_network {
+        return;
+    }
+    if let Ok(network) = state.host().network().await {
         match network.pool.reconcile(&claimed).await {
             Ok(removed) if !removed.is_empty() => {
                 tracing::info!(?removed, "removed TAPs no VM claims")

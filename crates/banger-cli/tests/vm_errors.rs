@@ -1,0 +1,232 @@
+//! Bad `vm` input gets a clear error and leaves nothing behind. No guest is
+//! booted here; an unmanaged image made of empty ext4 files is enough.
+
+use std::process::{Command, Output, Stdio};
+
+use banger_testkit::TestEnv;
+use banger_testkit::netns::NetNs;
+
+fn mkfs(path: &std::path::Path, size: &str) {
+    assert!(
+        Command::new("truncate")
+            .args(["-s", size])
+            .arg(path)
+            .status()
+            .expect("truncate")
+            .success()
+    );
+    assert!(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(path)
+            .status()
+            .expect("mkfs")
+            .success()
+    );
+}
+
+#[test]
+fn bad_vm_requests_are_refused_and_leave_nothing_behind() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root (it creates a network namespace)"
+    );
+    let env = TestEnv::new().with_shared_cache();
+    let netns = NetNs::new("err");
+    let run = |args: &[&str], extra_env: &[(&str, &str)]| -> Output {
+        let mut command = env.banger();
+        command.args(args);
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        netns
+            .wrap(&command)
+            .stdin(Stdio::null())
+            .output()
+            .expect("banger runs")
+    };
+    let ok = |args: &[&str]| {
+        let output = run(args, &[]);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let fails = |args: &[&str], expected: &str| {
+        let output = run(args, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: expected {expected:?} in {stderr}"
+        );
+    };
+
+    ok(&["kernel", "pull", "debian-cloud-amd64"]);
+    let rootfs = env.root().join("root.ext4");
+    let seed = env.root().join("seed.ext4");
+    mkfs(&rootfs, "64M");
+    mkfs(&seed, "64M");
+    ok(&[
+        "image",
+        "register",
+        "--name",
+        "tiny",
+        "--rootfs",
+        rootfs.to_str().expect("utf-8"),
+        "--work-seed",
+        seed.to_str().expect("utf-8"),
+    ]);
+
+    fails(
+        &["vm", "create", "--name", "../x", "--image", "tiny"],
+        "VM name \"../x\"",
+    );
+    fails(
+        &[
+            "vm",
+            "create",
+            "--name",
+            &"a".repeat(300),
+            "--image",
+            "tiny",
+        ],
+        "300 characters long",
+    );
+    fails(
+        &["vm", "create", "--name", "x", "--image", "nope"],
+        "image nope does not exist",
+    );
+    fails(
+        &[
+            "vm", "create", "--name", "x", "--image", "tiny", "--memory", "100",
+        ],
+        "at least 256 MiB",
+    );
+    fails(
+        &[
+            "vm",
+            "create",
+            "--name",
+            "x",
+            "--image",
+            "tiny",
+            "--disk-size",
+            "16M",
+        ],
+        "smaller than image tiny's work seed",
+    );
+    fails(&["vm", "ssh", "nope"], "VM nope does not exist");
+
+    // A VM created without starting: a taken name is refused.
+    ok(&[
+        "vm",
+        "create",
+        "--name",
+        "idle",
+        "--image",
+        "tiny",
+        "--no-start",
+        "--disk-size",
+        "128M",
+    ]);
+    fails(
+        &[
+            "vm",
+            "create",
+            "--name",
+            "idle",
+            "--image",
+            "tiny",
+            "--no-start",
+        ],
+        "already exists",
+    );
+    fails(
+        &["vm", "ssh", "idle", "--", "true"],
+        "VM idle is created; start it",
+    );
+    fails(&["vm", "set", "idle", "--disk-size", "96M"], "only grows");
+    ok(&[
+        "vm",
+        "set",
+        "idle",
+        "--vcpu",
+        "1",
+        "--memory",
+        "512",
+        "--disk-size",
+        "256M",
+    ]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&["vm", "show", "idle", "--json"])).expect("JSON");
+    assert_eq!(shown["vcpus"], 1);
+    assert_eq!(shown["memory_mib"], 512);
+    assert_eq!(shown["disk_bytes"], 256 << 20);
+    let idle_dir = std::path::PathBuf::from(shown["dir"].as_str().expect("dir"));
+    assert_eq!(
+        std::fs::metadata(idle_dir.join("work.ext4"))
+            .expect("work disk")
+            .len(),
+        256 << 20
+    );
+
+    // Missing VMM binary, and Firecracker forced where KVM cannot run guests:
+    // both refused before anything is made. (A new daemon reads the variables.)
+    ok(&["daemon", "stop"]);
+    let output = run(
+        &["vm", "create", "--name", "x", "--image", "tiny"],
+        &[
+            ("BANGER_QEMU_BIN", "/nonexistent/qemu"),
+            ("BANGER_VMM", "qemu"),
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/nonexistent/qemu was not found"),
+        "{stderr}"
+    );
+    ok(&["daemon", "stop"]);
+    let kvm_usable = banger_host::kvm::probe().can_run_guests;
+    if !kvm_usable {
+        let output = run(
+            &["vm", "create", "--name", "x", "--image", "tiny"],
+            &[("BANGER_VMM", "firecracker")],
+        );
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("Firecracker needs a KVM that runs guests"),
+            "{stderr}"
+        );
+        ok(&["daemon", "stop"]);
+    }
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&["vm", "list", "--json"])).expect("JSON");
+    let names: Vec<&str> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|vm| vm["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["idle"], "failed creates leave no VM");
+    let dirs: Vec<String> = std::fs::read_dir(env.paths().state_dir.join("vms"))
+        .expect("vms dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(dirs, ["idle"], "failed creates leave no files");
+
+    ok(&["vm", "delete", "idle"]);
+    // The image cannot go while... nothing uses it now, so it can.
+    ok(&["image", "delete", "tiny"]);
+    assert!(rootfs.exists(), "unmanaged files are kept");
+}
