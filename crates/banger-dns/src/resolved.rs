@@ -1,0 +1,1 @@
+//! systemd-resolved integration (in progress).

@@ -1,0 +1,140 @@
+//! The real `dig` against a [`DnsServer`] on loopback, over UDP and TCP.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use banger_dns::{DnsServer, VmRecords};
+use tokio::process::Command;
+
+const ALPHA: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
+
+/// Runs `dig @server -p port ARGS...` and returns its stdout.
+async fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .arg("-p")
+        .arg(server.port().to_string())
+        .args(["+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .await
+        .expect("dig runs (package dnsutils)");
+    assert!(
+        out.status.success(),
+        "dig {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The `status:` of dig's header line.
+async fn status(server: SocketAddr, args: &[&str]) -> String {
+    let text = dig(server, args).await;
+    text.split("status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no status in dig output:\n{text}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dig_answers_over_udp_and_tcp() {
+    let records = VmRecords::new();
+    records.set("alpha", ALPHA).expect("valid");
+    let server = DnsServer::bind(&["127.0.0.1:0".parse().expect("addr")], records.clone())
+        .await
+        .expect("bind");
+    let addr = server.local_addrs()[0];
+    assert_ne!(addr.port(), 0);
+
+    for transport in ["+notcp", "+tcp"] {
+        let short = dig(addr, &[transport, "alpha.vm", "+short"]).await;
+        assert_eq!(short.trim(), "172.16.0.2", "{transport}");
+        let upper = dig(addr, &[transport, "ALPHA.VM", "+short"]).await;
+        assert_eq!(upper.trim(), "172.16.0.2", "{transport}");
+
+        let full = dig(addr, &[transport, "+norecurse", "alpha.vm"]).await;
+        assert!(full.contains("status: NOERROR"), "{full}");
+        assert!(full.contains(" aa"), "authoritative flag: {full}");
+
+        let unknown = status(addr, &[transport, "+norecurse", "nosuch.vm"]).await;
+        assert_eq!(unknown, "NXDOMAIN", "{transport}");
+        let nodata = dig(addr, &[transport, "+norecurse", "alpha.vm", "AAAA"]).await;
+        assert!(nodata.contains("status: NOERROR"), "{nodata}");
+        assert!(nodata.contains("ANSWER: 0"), "{nodata}");
+        assert!(nodata.contains("SOA"), "SOA in authority: {nodata}");
+        let outside = status(addr, &[transport, "+norecurse", "example.com"]).await;
+        assert_eq!(outside, "REFUSED", "{transport}");
+    }
+
+    // A removed VM is gone for the very next query: no server-side cache.
+    records.remove("alpha");
+    assert_eq!(status(addr, &["+norecurse", "alpha.vm"]).await, "NXDOMAIN");
+    assert_eq!(
+        status(addr, &["+tcp", "+norecurse", "alpha.vm"]).await,
+        "NXDOMAIN"
+    );
+    records.set("beta", ALPHA).expect("valid");
+    assert_eq!(dig(addr, &["beta.vm", "+short"]).await.trim(), "172.16.0.2");
+
+    server.shutdown().await.expect("graceful shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_come_and_go() {
+    let records = VmRecords::new();
+    records.set("alpha", ALPHA).expect("valid");
+    let mut server = DnsServer::bind(&[], records).await.expect("empty bind");
+    assert!(server.local_addrs().is_empty());
+
+    let first = server
+        .add_listener("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("first listener");
+    let second = server
+        .add_listener("127.0.0.2:0".parse().expect("addr"))
+        .await
+        .expect("second listener");
+    for addr in [first, second] {
+        assert_eq!(
+            dig(addr, &["alpha.vm", "+short"]).await.trim(),
+            "172.16.0.2"
+        );
+    }
+    assert!(matches!(
+        server.add_listener(first).await,
+        Err(banger_dns::DnsError::AlreadyListening { addr }) if addr == first
+    ));
+
+    server.remove_listener(first).await.expect("remove");
+    assert_eq!(server.local_addrs(), vec![second]);
+    // The port is free again: nothing listens on it any more.
+    std::net::UdpSocket::bind(first).expect("UDP port released");
+    std::net::TcpListener::bind(first).expect("TCP port released");
+    assert!(matches!(
+        server.remove_listener(first).await,
+        Err(banger_dns::DnsError::NotListening { .. })
+    ));
+    assert_eq!(
+        dig(second, &["alpha.vm", "+short"]).await.trim(),
+        "172.16.0.2"
+    );
+    server.shutdown().await.expect("shutdown");
+    std::net::UdpSocket::bind(second).expect("UDP port released on shutdown");
+}
+
+#[tokio::test]
+async fn bind_errors_name_the_address() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let err = DnsServer::bind(&[addr], VmRecords::new())
+        .await
+        .expect_err("port in use");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+
+    // 192.0.2.1 (TEST-NET-1) is on no interface here.
+    let absent: SocketAddr = "192.0.2.1:0".parse().expect("addr");
+    let err = DnsServer::bind(&[absent], VmRecords::new())
+        .await
+        .expect_err("address not on this host");
+    assert!(matches!(err, banger_dns::DnsError::BindUdp { addr, .. } if addr == absent));
+}
