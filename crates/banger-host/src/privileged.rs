@@ -15,11 +15,11 @@
 //! system cannot (the prefix range, that the bridge really is a bridge, that
 //! a TAP being deleted really is a tun/tap).
 //!
-//! Not here yet, by design of the issue that introduced this trait: NAT and
-//! egress rules for a VM (in banger's own nftables table) and resolver
-//! configuration. They will be further methods with the same shape —
-//! typed, validated arguments (`TapName`, `Ipv4Addr`, the CIDR), an
-//! idempotent effect, a [`PrivilegedError`] naming what failed.
+//! Guest egress and NAT are one desired-state call,
+//! [`PrivilegedOps::apply_firewall`], which replaces banger's own nftables
+//! tables as a whole (see [`crate::net::firewall`]); its argument is built
+//! only from banger's names, addresses and port numbers and is validated
+//! again by the implementation.
 
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -28,6 +28,7 @@ use std::pin::Pin;
 
 use rtnetlink::packet_route::link::InfoKind;
 
+use crate::net::firewall::{self, FirewallError, FirewallState, nft};
 use crate::net::link::{LinkError, Netlink};
 use crate::net::names::{BridgeName, NameError, TapName};
 use crate::net::tun::{self, TunError};
@@ -98,6 +99,9 @@ pub enum PrivilegedError {
     /// A TUN ioctl failed.
     #[error(transparent)]
     Tun(#[from] TunError),
+    /// A firewall state was refused or applying it failed.
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
 }
 
 /// Everything banger does as root. See the module documentation.
@@ -138,6 +142,20 @@ pub trait PrivilegedOps: Send + Sync {
     /// Devices with other names are never returned, so reconciliation can
     /// never delete them.
     fn list_banger_taps(&self) -> OpFuture<'_, Vec<TapName>>;
+
+    /// Replaces banger's nftables tables (`inet banger`, `bridge banger`)
+    /// with the rules for `state`, in one transaction, and turns IPv4
+    /// forwarding on when a guest has NAT.
+    ///
+    /// Idempotent; the daemon calls it on start (reconciliation) and after
+    /// every change to the set of running VMs or their NAT flag. Refuses a
+    /// state that fails [`FirewallState::validate`]. Never touches any other
+    /// table.
+    fn apply_firewall<'a>(&'a self, state: &'a FirewallState) -> OpFuture<'a, ()>;
+
+    /// Deletes banger's nftables tables; missing is fine. Leaves IPv4
+    /// forwarding as it is (see [`firewall::enable_ipv4_forwarding`]).
+    fn remove_firewall(&self) -> OpFuture<'_, ()>;
 }
 
 /// [`PrivilegedOps`] done directly by this (root) process over rtnetlink
@@ -302,6 +320,25 @@ impl InProcessOps {
         }
     }
 
+    async fn apply_firewall_impl(&self, state: &FirewallState) -> Result<(), PrivilegedError> {
+        state.validate()?;
+        // nft and the sysctl file act on the calling thread's namespace.
+        self.check_namespace()?;
+        nft::run_batch(&firewall::rules::ruleset(state), "apply").await?;
+        // Forwarding after the rules: the moment routing starts, the drops
+        // for non-NAT guests and metadata addresses are already in place.
+        if state.needs_forwarding() {
+            firewall::enable_ipv4_forwarding()?;
+        }
+        Ok(())
+    }
+
+    async fn remove_firewall_impl(&self) -> Result<(), PrivilegedError> {
+        self.check_namespace()?;
+        nft::run_batch(&firewall::rules::removal(), "remove").await?;
+        Ok(())
+    }
+
     async fn list_banger_taps_impl(&self) -> Result<Vec<TapName>, PrivilegedError> {
         let mut taps: Vec<TapName> = self
             .netlink
@@ -345,6 +382,14 @@ impl PrivilegedOps for InProcessOps {
 
     fn list_banger_taps(&self) -> OpFuture<'_, Vec<TapName>> {
         Box::pin(self.list_banger_taps_impl())
+    }
+
+    fn apply_firewall<'a>(&'a self, state: &'a FirewallState) -> OpFuture<'a, ()> {
+        Box::pin(self.apply_firewall_impl(state))
+    }
+
+    fn remove_firewall(&self) -> OpFuture<'_, ()> {
+        Box::pin(self.remove_firewall_impl())
     }
 }
 

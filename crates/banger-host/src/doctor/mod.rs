@@ -85,6 +85,7 @@ pub fn run(paths: &Paths, config: &Config) -> Vec<Check> {
     checks.push(busybox_check());
     checks.push(system::tun_check());
     checks.push(system::nftables_check());
+    checks.push(system::ip_forward_check());
     checks.push(system::bridge_permission_check());
     checks.push(system::disk_space_check(&paths.state_dir));
     checks.extend(system::xdg_dir_checks(paths));

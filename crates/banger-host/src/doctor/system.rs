@@ -1,5 +1,5 @@
-//! Doctor checks about the kernel and the filesystem: TUN, nftables,
-//! network privileges, free disk space and writable directories.
+//! Doctor checks about the kernel and the filesystem: TUN, nftables, IPv4
+//! forwarding, network privileges, free disk space and writable directories.
 
 use std::path::Path;
 
@@ -54,6 +54,38 @@ fn has_net_admin() -> bool {
             u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
         })
         .is_some_and(|capabilities| capabilities & (1 << CAP_NET_ADMIN) != 0)
+}
+
+pub(super) fn ip_forward_check() -> Check {
+    let state = crate::net::firewall::ipv4_forwarding().map_err(|error| error.to_string());
+    ip_forward_verdict(state, has_net_admin())
+}
+
+/// The `ip-forward` line for a read of `net.ipv4.ip_forward` (`Ok(on)` or
+/// the error text) and whether banger could switch it on itself.
+pub(super) fn ip_forward_verdict(state: Result<bool, String>, can_enable: bool) -> Check {
+    const NAME: &str = "ip-forward";
+    const FIX: &str = "sudo sysctl -w net.ipv4.ip_forward=1 (only needed for vm --nat)";
+    match state {
+        Ok(true) => Check::pass(
+            NAME,
+            "net.ipv4.ip_forward = 1: guests with --nat can reach the network",
+        ),
+        Ok(false) if can_enable => Check::pass(
+            NAME,
+            "net.ipv4.ip_forward = 0: banger turns it on when the first --nat VM starts",
+        ),
+        Ok(false) => Check::warn(
+            NAME,
+            "net.ipv4.ip_forward = 0 and no CAP_NET_ADMIN to turn it on: vm --nat guests cannot reach the network",
+            FIX,
+        ),
+        Err(error) => Check::warn(
+            NAME,
+            format!("cannot read IPv4 forwarding state: {error}"),
+            "make sure /proc/sys is mounted; vm --nat needs net.ipv4.ip_forward",
+        ),
+    }
 }
 
 pub(super) fn bridge_permission_check() -> Check {

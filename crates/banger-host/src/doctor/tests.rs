@@ -41,6 +41,7 @@ fn every_warning_and_failure_has_a_fix() {
         "busybox-static",
         "tun",
         "nftables",
+        "ip-forward",
         "bridge-permissions",
         "disk-space",
         "config-dir",
@@ -116,4 +117,25 @@ fn forced_firecracker_without_usable_kvm_fails() {
     let check = vmm_check(&config, &verdict, true);
     assert_eq!(check.status, Status::Fail);
     assert!(check.detail.contains("pvm"), "{check:?}");
+}
+
+#[test]
+fn ip_forward_states() {
+    let on = system::ip_forward_verdict(Ok(true), false);
+    assert_eq!(on.status, Status::Pass, "{on:?}");
+    let off_root = system::ip_forward_verdict(Ok(false), true);
+    assert_eq!(off_root.status, Status::Pass, "{off_root:?}");
+    assert!(off_root.detail.contains("--nat"), "{off_root:?}");
+    let off_user = system::ip_forward_verdict(Ok(false), false);
+    assert_eq!(off_user.status, Status::Warn, "{off_user:?}");
+    assert!(
+        off_user
+            .fix
+            .as_deref()
+            .is_some_and(|fix| fix.contains("net.ipv4.ip_forward=1")),
+        "{off_user:?}"
+    );
+    let unreadable = system::ip_forward_verdict(Err("denied".into()), true);
+    assert_eq!(unreadable.status, Status::Warn, "{unreadable:?}");
+    assert!(unreadable.fix.is_some(), "{unreadable:?}");
 }

@@ -9,11 +9,13 @@
 //! [`link`] (rtnetlink) and [`tun`] (the `/dev/net/tun` ioctls).
 
 pub mod addressing;
+pub mod firewall;
 pub mod link;
 pub mod names;
 pub mod pool;
 pub mod tun;
 
 pub use addressing::{AddressingError, MacAddr, allocate_ip, mac_for_ip};
+pub use firewall::{FirewallError, FirewallState, GuestRule};
 pub use names::{BridgeName, NameError, TapName};
 pub use pool::{PoolError, TapPool};
