@@ -446,7 +446,18 @@ fn nat_egress_and_isolation() {
     apply(h, Some(state(true))).expect("NAT on");
     assert!(connects(g, NET_IP, WEB_PORT), "egress after NAT on");
     topo.nft(&["delete", "table", "inet", "banger"]); // daemon gone, rules lost
+    let started = std::time::Instant::now();
     apply(h, Some(state(true))).expect("reconcile on restart");
+    eprintln!("apply_firewall incl. new ops: {:?}", started.elapsed());
+    let listed = in_ns(h, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(nft::list_table("bridge"))
+    })
+    .expect("list bridge table");
+    assert!(listed.is_some_and(|table| table.to_string().contains("bgtap7")));
     assert!(round_trip(g, NET_IP, WEB_PORT), "no egress after restart");
     let listing = topo.nft(&["list", "table", "inet", "banger"]);
     assert!(listing.contains("masquerade"), "{listing}");

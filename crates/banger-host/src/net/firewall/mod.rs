@@ -207,6 +207,14 @@ pub enum FirewallError {
         #[source]
         source: std::io::Error,
     },
+    /// `nft` did not finish in time (it was killed).
+    #[error("{program} did not finish within {seconds} s and was killed")]
+    NftTimeout {
+        /// The program.
+        program: PathBuf,
+        /// The limit.
+        seconds: u64,
+    },
     /// `nft` refused the batch or the command.
     #[error("{program} {action} failed ({status}): {stderr}")]
     NftFailed {

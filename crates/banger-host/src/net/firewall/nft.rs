@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -18,6 +19,11 @@ use crate::tools::find_program;
 /// The sysctl that switches IPv4 forwarding for the calling thread's
 /// network namespace.
 pub const FORWARDING_PATH: &str = "/proc/sys/net/ipv4/ip_forward";
+
+/// How long `nft` may take before it is killed: applying banger's tables
+/// takes milliseconds; a hang (a wedged netlink socket) must not block the
+/// daemon's VM operations forever.
+const NFT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Finds the `nft` program (PATH, then the sbin directories).
 pub fn nft_program() -> Result<PathBuf, FirewallError> {
@@ -47,7 +53,13 @@ pub async fn run_batch(batch: &Value, action: &'static str) -> Result<(), Firewa
             .map_err(spawn_error)?;
         // Dropping stdin closes it, which tells nft the batch is complete.
     }
-    let output = child.wait_with_output().await.map_err(spawn_error)?;
+    let output = tokio::time::timeout(NFT_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| FirewallError::NftTimeout {
+            program: program.clone(),
+            seconds: NFT_TIMEOUT.as_secs(),
+        })?
+        .map_err(spawn_error)?;
     if output.status.success() {
         Ok(())
     } else {
@@ -64,12 +76,17 @@ pub async fn run_batch(batch: &Value, action: &'static str) -> Result<(), Firewa
 /// exist. For `doctor`, tests and debugging; never used to decide rules.
 pub async fn list_table(family: &'static str) -> Result<Option<Value>, FirewallError> {
     let program = nft_program()?;
-    let output = tokio::process::Command::new(&program)
+    let command = tokio::process::Command::new(&program)
         .args(["-j", "list", "table", family, TABLE_NAME])
         .stdin(Stdio::null())
         .kill_on_drop(true)
-        .output()
+        .output();
+    let output = tokio::time::timeout(NFT_TIMEOUT, command)
         .await
+        .map_err(|_| FirewallError::NftTimeout {
+            program: program.clone(),
+            seconds: NFT_TIMEOUT.as_secs(),
+        })?
         .map_err(|source| FirewallError::NftSpawn {
             program: program.clone(),
             source,

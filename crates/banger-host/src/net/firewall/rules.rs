@@ -124,6 +124,9 @@ fn bridge_table(state: &FirewallState) -> Vec<Value> {
     const CHAIN: &str = "prerouting";
     // -200: before anything else on the bridge looks at the frame.
     let mut out = vec![base_chain(FAMILY, CHAIN, "filter", "prerouting", -200)];
+    // `meta ibrname` would scope these rules to banger's bridge, but not
+    // every kernel supports it in the bridge family; matching banger's own
+    // TAP name pattern gives the same scope without it.
     let any_tap = format!("{TAP_PREFIX}*");
     for guest in &state.guests {
         out.push(rule(
