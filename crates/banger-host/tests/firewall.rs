@@ -311,6 +311,7 @@ fn nat_egress_and_isolation() {
         return;
     }
     let outer_forwarding = firewall::ipv4_forwarding().expect("outer ip_forward");
+    let outer_ruleset = run("nft", &["list", "ruleset"]);
     let topo = Topology::new("nat");
     let (h, n, g, g2) = (
         topo.host.as_str(),
@@ -355,6 +356,7 @@ fn nat_egress_and_isolation() {
     let _dns = listen(h, Ipv4Addr::UNSPECIFIED, DNS_PORT);
     let _allowed = listen(h, Ipv4Addr::UNSPECIFIED, ALLOWED_PORT);
     let _closed = listen(h, Ipv4Addr::UNSPECIFIED, CLOSED_PORT);
+    let _peer = listen(g2, GUEST2_IP, WEB_PORT);
     // The fake metadata service is reachable from HOST itself, so a drop
     // below is the firewall's doing, not a missing route.
     assert!(connects(h, METADATA_IP, 80));
@@ -364,6 +366,7 @@ fn nat_egress_and_isolation() {
     assert!(!forwarding(h), "forwarding enabled without a NAT guest");
     forwarding_on(h); // as if something else had turned it on: still no egress
     assert!(!connects(g, NET_IP, WEB_PORT), "egress without NAT");
+    assert!(round_trip(g, GUEST2_IP, WEB_PORT), "guest to guest blocked");
     assert!(round_trip(g, BRIDGE_IP, DNS_PORT), "DNS port blocked");
     assert!(connects(g, BRIDGE_IP, ALLOWED_PORT), "allowed port blocked");
     assert!(
@@ -487,6 +490,7 @@ fn nat_egress_and_isolation() {
         firewall::ipv4_forwarding().expect("outer"),
         outer_forwarding
     );
+    assert_eq!(run("nft", &["list", "ruleset"]), outer_ruleset);
 }
 
 fn set_forwarding(host: &str, on: bool) {
