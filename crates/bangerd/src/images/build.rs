@@ -6,7 +6,7 @@ use banger_api::images::{ImageBuildRequest, ImageInfo};
 use banger_api::{ImageName, KernelName};
 use banger_image::image_build::{ImageBuildSpec, build_debian_image};
 
-use super::{ImageError, absolute, images_dir, info, io, now, remove_tree};
+use super::{ImageError, absolute, images_dir, info, io, remove_tree};
 use crate::kernels;
 use crate::operations::ProgressSink;
 use crate::state::AppState;
@@ -122,7 +122,7 @@ pub fn build(
         .ok_or_else(|| kernels::KernelError::NotInstalled {
             name: kernel_name.to_string(),
         })?;
-    let timestamp = now();
+    let timestamp = crate::store::unix_now();
     let row = ImageRow {
         id: 0,
         name: name.clone(),

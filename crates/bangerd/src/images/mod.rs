@@ -112,13 +112,6 @@ pub fn images_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("images")
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// The API view of a row.
 pub fn info(store: &Store, row: &ImageRow) -> Result<ImageInfo, ImageError> {
     let kernel = store
@@ -271,7 +264,7 @@ pub fn register(
         }
         (None, None) => default_kernel_id(&state.store())?,
     };
-    let timestamp = now();
+    let timestamp = crate::store::unix_now();
     let row = ImageRow {
         id: 0,
         name: name.clone(),

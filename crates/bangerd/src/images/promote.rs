@@ -9,7 +9,7 @@ use banger_api::images::ImageInfo;
 use banger_host::disk::validate::validate_ext4_image;
 use sha2::{Digest, Sha256};
 
-use super::{ImageError, images_dir, info, io, now, remove_tree};
+use super::{ImageError, images_dir, info, io, remove_tree};
 use crate::operations::ProgressSink;
 use crate::state::AppState;
 
@@ -66,7 +66,7 @@ pub fn promote(
     row.rootfs = moved(rootfs);
     row.work_seed = work_seed.map(moved);
     row.initrd = initrd.map(moved);
-    row.updated_at = now();
+    row.updated_at = crate::store::unix_now();
     let mut store = state.store();
     if let Err(error) = store.upsert_image(&row) {
         let _ = std::fs::remove_dir_all(&final_dir);

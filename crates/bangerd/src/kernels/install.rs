@@ -299,16 +299,9 @@ pub fn install_files(
         initramfs: final_dir.join("initramfs.img"),
         modules_disk: modules.map(|_| final_dir.join("modules.ext4")),
         size_bytes: sizes,
-        created_at: now(),
+        created_at: crate::store::unix_now(),
         dir: final_dir,
     })
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Fills `dir`; returns the total bytes written.

@@ -21,6 +21,14 @@ pub use kernels::{KernelRow, NewKernel};
 pub use migrations::LATEST_VERSION;
 pub use vms::VmRow;
 
+/// Seconds since the Unix epoch, the timestamp format of every table.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Failures of the store; each names the database file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -89,13 +89,6 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<VmRow> {
     })
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 impl Store {
     /// Inserts a new VM; returns its id. Fails on a taken name, IP or CID.
     pub fn insert_vm(&mut self, vm: &VmRow) -> Result<i64, StoreError> {
@@ -146,7 +139,7 @@ impl Store {
                     vm.backend,
                     vm.runtime,
                     vm.last_error,
-                    now(),
+                    crate::store::unix_now(),
                 ],
             )
             .map_err(self.query_error("update VM"))?;

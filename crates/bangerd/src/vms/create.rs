@@ -86,7 +86,7 @@ pub async fn create(
                 .map_err(|error| VmError::BadRequest(error.to_string()))?;
         let used_cids: BTreeSet<u32> = existing.iter().map(|vm| vm.vsock_cid).collect();
         let vsock_cid = (3..).find(|cid| !used_cids.contains(cid)).unwrap_or(3);
-        let now = now();
+        let now = crate::store::unix_now();
         let mut row = VmRow {
             id: 0,
             dir: vm_dir(&paths.state_dir, &name),
@@ -147,13 +147,6 @@ pub async fn create(
         }
         result => result,
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// The image to use: the requested one, else `default_image_name`; when no
