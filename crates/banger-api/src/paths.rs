@@ -55,3 +55,18 @@ pub fn vm_action(name: &str, action: &str) -> String {
 pub fn vm_console(name: &str) -> String {
     format!("{VMS}/{name}/console")
 }
+
+/// `GET`: a VM's listening ports, from its agent.
+pub fn vm_ports(name: &str) -> String {
+    format!("{VMS}/{name}/ports")
+}
+
+/// `GET`: a VM's host and guest stats.
+pub fn vm_stats(name: &str) -> String {
+    format!("{VMS}/{name}/stats")
+}
+
+/// `GET`: whether a VM's agent answers.
+pub fn vm_agent(name: &str) -> String {
+    format!("{VMS}/{name}/agent")
+}

@@ -185,3 +185,115 @@ pub struct VmDeleted {
     /// Files and directories removed.
     pub removed: Vec<String>,
 }
+
+/// One listening socket in a guest, as `GET /v1/vms/{name}/ports` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmPort {
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// Guest port.
+    pub port: u16,
+    /// Guest address it is bound to.
+    pub bind_address: String,
+    /// How the host reaches it by name: `<name>.vm:PORT`.
+    pub endpoint: String,
+    /// How the host reaches it by address: `IP:PORT`.
+    pub ip_endpoint: String,
+    /// Whether the host can reach it (not bound to the guest's loopback).
+    pub reachable: bool,
+    /// `http://<name>.vm:PORT/` (or https) when a probe got a web answer.
+    pub url: Option<String>,
+    /// Owning process **as reported by the guest** (not verified by the host).
+    pub guest_process: Option<GuestProcess>,
+}
+
+/// A guest process as the guest agent reports it; sanitised, never trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GuestProcess {
+    /// Pid inside the guest.
+    pub pid: u32,
+    /// Process name.
+    pub command: String,
+    /// Command line.
+    pub cmdline: String,
+}
+
+/// Reply of `GET /v1/vms/{name}/ports`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmPorts {
+    /// The VM.
+    pub vm: String,
+    /// Its address.
+    pub ip: String,
+    /// Listening sockets, by protocol and port.
+    pub ports: Vec<VmPort>,
+    /// The guest had more sockets than it reported.
+    pub truncated: bool,
+}
+
+/// One stats sample of a VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmStats {
+    /// The VM.
+    pub vm: String,
+    /// Unix seconds when the sample was taken.
+    pub sampled_at: i64,
+    /// Measured on the host.
+    pub host: HostSideStats,
+    /// Reported by the guest agent; absent when it did not answer.
+    pub guest: Option<GuestSideStats>,
+    /// Why the guest side is missing.
+    pub guest_error: Option<String>,
+}
+
+/// Host-side numbers of a VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostSideStats {
+    /// CPU use of the VMM process, percent of one core.
+    pub vmm_cpu_percent: Option<f64>,
+    /// Resident memory of the VMM process.
+    pub vmm_rss_bytes: Option<u64>,
+    /// Bytes allocated on the host for the overlay disk.
+    pub overlay_allocated_bytes: u64,
+    /// Bytes allocated on the host for the work disk.
+    pub work_allocated_bytes: u64,
+}
+
+/// Guest-side numbers, as reported by the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GuestSideStats {
+    /// Load averages over 1, 5 and 15 minutes.
+    pub load: [f64; 3],
+    /// Total memory.
+    pub mem_total_bytes: u64,
+    /// Available memory.
+    pub mem_available_bytes: u64,
+    /// Used bytes of `/`.
+    pub root_used_bytes: Option<u64>,
+    /// Size of `/`.
+    pub root_total_bytes: Option<u64>,
+    /// Used bytes of `/root` (the work disk).
+    pub work_used_bytes: Option<u64>,
+    /// Size of `/root`.
+    pub work_total_bytes: Option<u64>,
+    /// Seconds since the guest booted.
+    pub uptime_secs: u64,
+}
+
+/// Reply of `GET /v1/vms/{name}/agent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentStatus {
+    /// The VM.
+    pub vm: String,
+    /// Whether the agent answered a health request in time.
+    pub answers: bool,
+    /// Agent version and protocol, or why it did not answer.
+    pub detail: String,
+}

@@ -68,6 +68,33 @@ pub enum VmCommand {
     Logs(VmLogsArgs),
     /// Open a shell in a VM, or run a command there; exits with its status.
     Ssh(VmSshArgs),
+    /// List a VM's listening ports as host endpoints (`<name>.vm:PORT`), web ones as URLs.
+    Ports(VmNameJson),
+    /// Show a VM's host-side and guest-side resource use.
+    Stats(VmStatsArgs),
+}
+
+/// A VM name and `--json`.
+#[derive(Debug, Args)]
+pub struct VmNameJson {
+    /// The VM.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `banger vm stats`.
+#[derive(Debug, Args)]
+pub struct VmStatsArgs {
+    /// The VM.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every 2 seconds until interrupted.
+    #[arg(long, short = 'w')]
+    pub watch: bool,
 }
 
 /// Resources of a new VM.

@@ -140,6 +140,91 @@ fn vm_lifecycle_end_to_end() {
 
     let uname = suite.ssh("alpha", "uname -a");
     assert!(uname.starts_with("Linux alpha "), "{uname}");
+
+    // The guest agent: ports (sshd, and a web server started now), stats,
+    // the reminder after `vm ssh`, and doctor's agent line.
+    suite.ssh(
+        "alpha",
+        "setsid nohup python3 -m http.server 8080 >/dev/null 2>&1 </dev/null &",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ports = loop {
+        let ports = suite.json(&["vm", "ports", "alpha", "--json"]);
+        let has_web = ports["ports"]
+            .as_array()
+            .is_some_and(|all| all.iter().any(|port| port["port"] == 8080));
+        if has_web || Instant::now() > deadline {
+            break ports;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let all = ports["ports"].as_array().expect("ports");
+    let ssh_port = all
+        .iter()
+        .find(|port| port["port"] == 22 && port["protocol"] == "tcp")
+        .expect("sshd listens on 22");
+    assert_eq!(ssh_port["guest_process"]["command"], "sshd", "{ports}");
+    assert_eq!(ssh_port["endpoint"], "alpha.vm:22");
+    let web = all
+        .iter()
+        .find(|port| port["port"] == 8080)
+        .expect("http.server on 8080");
+    assert_eq!(web["url"], "http://alpha.vm:8080/", "{ports}");
+    assert!(
+        web["guest_process"]["cmdline"]
+            .as_str()
+            .is_some_and(|cmd| cmd.contains("http.server")),
+        "{ports}"
+    );
+    let stats = suite.json(&["vm", "stats", "alpha", "--json"]);
+    let guest = &stats["guest"];
+    let mem_total = guest["mem_total_bytes"].as_u64().expect("guest memory");
+    assert!(
+        (1u64 << 30..=2u64 << 30).contains(&mem_total),
+        "2 GiB VM reports {mem_total} bytes: {stats}"
+    );
+    assert!(
+        guest["uptime_secs"]
+            .as_u64()
+            .is_some_and(|uptime| uptime > 0),
+        "{stats}"
+    );
+    assert!(
+        guest["work_total_bytes"]
+            .as_u64()
+            .is_some_and(|total| total > 6u64 << 30),
+        "8 GiB work disk: {stats}"
+    );
+    assert!(
+        stats["host"]["vmm_rss_bytes"]
+            .as_u64()
+            .is_some_and(|rss| rss > 64 << 20),
+        "{stats}"
+    );
+    let reminder = suite.run(&["vm", "ssh", "alpha", "--", "true"]);
+    assert!(reminder.status.success());
+    let stderr = String::from_utf8_lossy(&reminder.stderr);
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|line| line.contains("still running"))
+            .count(),
+        1,
+        "one reminder line: {stderr}"
+    );
+    assert!(stderr.contains("banger vm stop alpha"), "{stderr}");
+    let doctor: serde_json::Value =
+        serde_json::from_slice(&suite.run(&["doctor", "--json"]).stdout).expect("doctor JSON");
+    let agent_line = doctor["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|check| check["name"] == "guest-agent");
+    assert_eq!(
+        agent_line.map(|check| check["status"].clone()),
+        Some(serde_json::json!("pass")),
+        "{doctor}"
+    );
     suite.ssh(
         "alpha",
         "echo work > /root/in-root && echo system > /etc/in-etc && sync",

@@ -1,7 +1,9 @@
 //! Client calls of the `/v1/vms` resource.
 
 use banger_api::operation::Progress;
-use banger_api::vms::{VmCreateRequest, VmDeleted, VmInfo, VmKillRequest, VmSetRequest};
+use banger_api::vms::{
+    AgentStatus, VmCreateRequest, VmDeleted, VmInfo, VmKillRequest, VmPorts, VmSetRequest, VmStats,
+};
 use banger_api::{VmName, paths};
 use hyper::Method;
 
@@ -106,5 +108,23 @@ impl DaemonClient {
     ) -> Result<(Vec<u8>, u64), ClientError> {
         let path = format!("{}?offset={offset}", paths::vm_console(name.as_str()));
         self.raw(Method::GET, &path).await
+    }
+
+    /// The guest's listening ports.
+    pub async fn vm_ports(&self, name: &VmName) -> Result<VmPorts, ClientError> {
+        self.call(Method::GET, &paths::vm_ports(name.as_str()), None::<&()>)
+            .await
+    }
+
+    /// A fresh stats sample.
+    pub async fn vm_stats(&self, name: &VmName) -> Result<VmStats, ClientError> {
+        self.call(Method::GET, &paths::vm_stats(name.as_str()), None::<&()>)
+            .await
+    }
+
+    /// Whether the VM's agent answers.
+    pub async fn vm_agent(&self, name: &VmName) -> Result<AgentStatus, ClientError> {
+        self.call(Method::GET, &paths::vm_agent(name.as_str()), None::<&()>)
+            .await
     }
 }

@@ -124,6 +124,7 @@ async fn serve(
     let state = AppState::new(paths, loaded.config, store, host, shutdown_sender.clone());
     bangerd::vms::recover(&state).await;
     tokio::spawn(bangerd::vms::monitor_loop(state.clone()));
+    tokio::spawn(bangerd::vms::agent::poll_loop(state.clone()));
     let owner = OwnerUid(rustix::process::getuid().as_raw());
     let app = bangerd::api::router(state, owner);
 

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use banger_api::VmName;
+use banger_api::vms::VmStats;
 use std::time::Instant;
 
 use banger_config::{Config, Paths};
@@ -31,6 +32,7 @@ struct Inner {
     artifacts: Mutex<()>,
     host: Host,
     vm_locks: Mutex<HashMap<VmName, VmLock>>,
+    stats: Mutex<HashMap<VmName, std::collections::VecDeque<VmStats>>>,
     started: Instant,
     shutdown: watch::Sender<bool>,
 }
@@ -52,6 +54,7 @@ impl AppState {
                 artifacts: Mutex::new(()),
                 host,
                 vm_locks: Mutex::new(HashMap::new()),
+                stats: Mutex::new(HashMap::new()),
                 started: Instant::now(),
                 shutdown,
             }),
@@ -134,6 +137,33 @@ impl AppState {
         locks.entry(name.clone()).or_default().clone()
     }
 
+    /// Keeps a stats sample (the newest `HISTORY` per VM).
+    pub fn record_stats(&self, name: &VmName, sample: VmStats) {
+        let mut stats = self
+            .inner
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let history = stats.entry(name.clone()).or_default();
+        if history.len() >= crate::vms::agent::HISTORY {
+            history.pop_front();
+        }
+        history.push_back(sample);
+    }
+
+    /// Recent stats samples of a VM, oldest first.
+    pub fn stats_history(&self, name: &VmName) -> Vec<VmStats> {
+        let stats = self
+            .inner
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        stats
+            .get(name)
+            .map(|history| history.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Drops the lock entry of a deleted VM.
     pub fn forget_vm_lock(&self, name: &VmName) {
         let mut locks = self
@@ -142,6 +172,13 @@ impl AppState {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         locks.remove(name);
+        drop(locks);
+        let mut stats = self
+            .inner
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        stats.remove(name);
     }
 
     /// Asks the server to shut down gracefully.

@@ -8,7 +8,7 @@ use banger_host::doctor::{self, Status};
 use crate::args::DoctorArgs;
 use crate::output;
 
-pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     let paths = Paths::from_env()?;
     let (config, config_problem) = match LoadedConfig::load(&paths) {
         Ok(loaded) => (loaded.config, None),
@@ -26,6 +26,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     };
     let mut checks: Vec<doctor::Check> = config_problem.into_iter().collect();
     checks.extend(doctor::run(&paths, &config));
+    checks.extend(agent_checks(&paths).await);
     if args.json {
         output::json(&serde_json::json!({ "ok": !doctor::any_failed(&checks), "checks": checks }))?;
     } else {
@@ -48,4 +49,50 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One line per running VM saying whether its guest agent answers. Asks a
+/// running daemon only; doctor never starts one.
+async fn agent_checks(paths: &Paths) -> Vec<doctor::Check> {
+    let client = banger_client::DaemonClient::new(paths.socket());
+    let Ok(vms) = client.vms().await else {
+        return Vec::new();
+    };
+    let mut checks = Vec::new();
+    for vm in vms
+        .iter()
+        .filter(|vm| vm.state == banger_api::vms::VmState::Running)
+    {
+        let Ok(name) = banger_api::VmName::parse(&vm.name) else {
+            continue;
+        };
+        let check = match client.vm_agent(&name).await {
+            Ok(status) if status.answers => doctor::Check {
+                name: "guest-agent",
+                status: Status::Pass,
+                detail: format!("VM {}: {}", vm.name, status.detail),
+                fix: None,
+            },
+            Ok(status) => doctor::Check {
+                name: "guest-agent",
+                status: Status::Warn,
+                detail: format!(
+                    "VM {}: the agent does not answer: {}",
+                    vm.name, status.detail
+                ),
+                fix: Some(format!(
+                    "check `banger vm logs {}` for banger-init agent lines; restart the VM (`banger vm restart {}`)",
+                    vm.name, vm.name
+                )),
+            },
+            Err(error) => doctor::Check {
+                name: "guest-agent",
+                status: Status::Warn,
+                detail: format!("VM {}: cannot ask the daemon: {error}", vm.name),
+                fix: Some("check `banger daemon status` and the daemon log".to_owned()),
+            },
+        };
+        checks.push(check);
+    }
+    checks
 }

@@ -21,7 +21,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Daemon(command) => daemon::run(command).await,
         Command::Config(command) => config::run(command),
-        Command::Doctor(args) => doctor::run(&args),
+        Command::Doctor(args) => doctor::run(&args).await,
         Command::Kernel(command) => kernel::run(command).await,
         Command::Image(command) => image::run(command).await,
         Command::Vm(command) => vm::run(command).await,

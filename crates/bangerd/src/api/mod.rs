@@ -68,6 +68,10 @@ fn route_table() -> OpenApiRouter<AppState> {
         .routes(routes!(vms::restart))
         .routes(routes!(vms::kill))
         .routes(routes!(vms::console))
+        .routes(routes!(vms::ports))
+        .routes(routes!(vms::stats))
+        .routes(routes!(vms::stats_history))
+        .routes(routes!(vms::agent))
 }
 
 /// The OpenAPI document of the API, as served and checked in.

@@ -262,3 +262,66 @@ fn read_from(path: &std::path::Path, offset: u64) -> (Vec<u8>, u64) {
     let next = start + bytes.len() as u64;
     (bytes, next)
 }
+
+/// The guest's listening sockets as host endpoints (`<name>.vm:PORT`), with
+/// web listeners detected by short HTTP/HTTPS probes. Process data is
+/// reported by the guest and not verified.
+#[utoipa::path(get, path = "/v1/vms/{name}/ports", tag = "vms",
+    params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "Listening ports", body = banger_api::vms::VmPorts),
+        (status = 409, description = "Not running", body = ApiError)))]
+pub async fn ports(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<banger_api::vms::VmPorts>, ApiFailure> {
+    let name = parse_name(&name)?;
+    vms::agent::ports(&state, &name)
+        .await
+        .map(Json)
+        .map_err(ApiFailure::from)
+}
+
+/// A fresh stats sample: host side (VMM CPU and RSS, disk allocation) and
+/// guest side (load, memory, disks, uptime) from the agent.
+#[utoipa::path(get, path = "/v1/vms/{name}/stats", tag = "vms",
+    params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "Stats", body = banger_api::vms::VmStats),
+        (status = 409, description = "Not running", body = ApiError)))]
+pub async fn stats(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<banger_api::vms::VmStats>, ApiFailure> {
+    let name = parse_name(&name)?;
+    vms::agent::stats(&state, &name)
+        .await
+        .map(Json)
+        .map_err(ApiFailure::from)
+}
+
+/// Recent stats samples kept by the daemon's poller, oldest first.
+#[utoipa::path(get, path = "/v1/vms/{name}/stats/history", tag = "vms",
+    params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "Samples", body = Vec<banger_api::vms::VmStats>)))]
+pub async fn stats_history(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<banger_api::vms::VmStats>>, ApiFailure> {
+    let name = parse_name(&name)?;
+    Ok(Json(state.stats_history(&name)))
+}
+
+/// Whether the VM's guest agent answers.
+#[utoipa::path(get, path = "/v1/vms/{name}/agent", tag = "vms",
+    params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "Agent status", body = banger_api::vms::AgentStatus),
+        (status = 409, description = "Not running", body = ApiError)))]
+pub async fn agent(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<banger_api::vms::AgentStatus>, ApiFailure> {
+    let name = parse_name(&name)?;
+    vms::agent::agent_status(&state, &name)
+        .await
+        .map(Json)
+        .map_err(ApiFailure::from)
+}

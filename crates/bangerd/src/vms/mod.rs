@@ -8,6 +8,7 @@
 //! operation on one VM holds that VM's lock, so two operations on the same
 //! VM never interleave while different VMs proceed in parallel.
 
+pub mod agent;
 mod boot;
 mod create;
 mod delete;

@@ -3,6 +3,7 @@
 
 mod lifecycle;
 mod logs;
+mod observe;
 mod run;
 mod ssh;
 
@@ -41,6 +42,8 @@ pub async fn run(command: VmCommand) -> anyhow::Result<ExitCode> {
         VmCommand::Prune(args) => lifecycle::prune(&paths, args).await,
         VmCommand::Logs(args) => logs::logs(&paths, args).await,
         VmCommand::Ssh(args) => ssh::ssh(&paths, args).await,
+        VmCommand::Ports(args) => observe::ports(&paths, args).await,
+        VmCommand::Stats(args) => observe::stats(&paths, args).await,
     }
 }
 

@@ -1,0 +1,270 @@
+//! What the guest agent tells us (listening ports, guest stats, health),
+//! combined with what the host measures itself (VMM CPU and memory, disk
+//! allocation), plus the poller that keeps recent samples and stops idle
+//! VMs when `auto_stop_stale_after` is set.
+//!
+//! Everything from the guest is untrusted: `banger-agent-client` bounds,
+//! validates and sanitises it, and processes are labelled as guest-reported.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use banger_agent_client::proto::Transport;
+use banger_api::VmName;
+use banger_api::vms::{
+    AgentStatus, GuestProcess, GuestSideStats, HostSideStats, VmPort, VmPorts, VmState, VmStats,
+};
+
+use super::boot::running_handle;
+use super::{VmError, row};
+use crate::state::AppState;
+
+/// Deadline of one agent call.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline of one web probe.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Interval between the two CPU samples of a stats call.
+const CPU_WINDOW: Duration = Duration::from_millis(250);
+/// Samples kept per VM for the UIs.
+pub const HISTORY: usize = 360;
+/// Below this VMM CPU use (percent of one core), a VM counts as idle.
+const IDLE_CPU_PERCENT: f64 = 5.0;
+/// Below this 1-minute guest load, a VM counts as idle.
+const IDLE_LOAD: f64 = 0.2;
+
+fn agent_error(name: &VmName, error: banger_agent_client::AgentError) -> VmError {
+    VmError::step(name, "get an answer from its guest agent", error)
+}
+
+/// The vsock socket of a running VM.
+fn running_uds(
+    state: &AppState,
+    name: &VmName,
+) -> Result<(crate::store::VmRow, std::path::PathBuf, u32), VmError> {
+    let vm = row(&state.store(), name)?;
+    let running = running_handle(&vm)
+        .filter(|_| vm.state == VmState::Running)
+        .ok_or_else(|| VmError::WrongState {
+            name: name.to_string(),
+            state: vm.state,
+            hint: "start it first (`banger vm start`)",
+        })?;
+    Ok((vm, running.vsock_uds.clone(), running.vmm.pid))
+}
+
+/// Whether the agent of a running VM answers.
+pub async fn agent_status(state: &AppState, name: &VmName) -> Result<AgentStatus, VmError> {
+    let (_, uds, _) = running_uds(state, name)?;
+    Ok(
+        match banger_agent_client::health(&uds, AGENT_TIMEOUT).await {
+            Ok(health) => AgentStatus {
+                vm: name.to_string(),
+                answers: true,
+                detail: format!(
+                    "agent {} (protocol {})",
+                    health.agent_version, health.protocol_version
+                ),
+            },
+            Err(error) => AgentStatus {
+                vm: name.to_string(),
+                answers: false,
+                detail: crate::api::error_chain(&error),
+            },
+        },
+    )
+}
+
+/// The guest's listening sockets as host-usable endpoints, with web probes.
+pub async fn ports(state: &AppState, name: &VmName) -> Result<VmPorts, VmError> {
+    let (vm, uds, _) = running_uds(state, name)?;
+    let guest = banger_agent_client::listening_ports(&uds, AGENT_TIMEOUT)
+        .await
+        .map_err(|error| agent_error(name, error))?;
+    let mut probes = tokio::task::JoinSet::new();
+    for (index, listener) in guest.listeners.iter().enumerate() {
+        if listener.transport == Transport::Tcp && listener.reachable_from_host() {
+            let (ip, port) = (IpAddr::V4(vm.ip), listener.port);
+            probes.spawn(async move {
+                (
+                    index,
+                    banger_agent_client::probe::probe_web(ip, port, PROBE_TIMEOUT).await,
+                )
+            });
+        }
+    }
+    let mut web = HashMap::new();
+    while let Some(Ok((index, kind))) = probes.join_next().await {
+        if let Some(kind) = kind {
+            web.insert(index, kind);
+        }
+    }
+    let ports = guest
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(index, listener)| VmPort {
+            protocol: match listener.transport {
+                Transport::Tcp => "tcp".to_owned(),
+                Transport::Udp => "udp".to_owned(),
+            },
+            port: listener.port,
+            bind_address: listener.address.to_string(),
+            endpoint: banger_agent_client::host_endpoint(name.as_str(), listener.port),
+            ip_endpoint: format!("{}:{}", vm.ip, listener.port),
+            reachable: listener.reachable_from_host(),
+            url: web
+                .get(&index)
+                .map(|kind| kind.url(name.as_str(), listener.port)),
+            guest_process: listener
+                .reported_process
+                .as_ref()
+                .map(|process| GuestProcess {
+                    pid: process.pid,
+                    command: process.comm.clone(),
+                    cmdline: process.cmdline.clone(),
+                }),
+        })
+        .collect();
+    Ok(VmPorts {
+        vm: name.to_string(),
+        ip: vm.ip.to_string(),
+        ports,
+        truncated: guest.truncated,
+    })
+}
+
+/// A fresh stats sample of a running VM (also recorded in its history).
+pub async fn stats(state: &AppState, name: &VmName) -> Result<VmStats, VmError> {
+    let (vm, uds, pid) = running_uds(state, name)?;
+    let sample = sample(name, &vm.dir, &uds, pid).await;
+    state.record_stats(name, sample.clone());
+    Ok(sample)
+}
+
+async fn sample(name: &VmName, dir: &std::path::Path, uds: &std::path::Path, pid: u32) -> VmStats {
+    use banger_agent_client::host_stats::{allocated_bytes, cpu_percent, sample_process};
+    let first = sample_process(pid).ok();
+    let guest = banger_agent_client::guest_stats(uds, AGENT_TIMEOUT);
+    let (guest, _) = tokio::join!(guest, tokio::time::sleep(CPU_WINDOW));
+    let second = sample_process(pid).ok();
+    let host = HostSideStats {
+        vmm_cpu_percent: first
+            .as_ref()
+            .zip(second.as_ref())
+            .map(|(a, b)| cpu_percent(a, b)),
+        vmm_rss_bytes: second.as_ref().map(|sample| sample.rss_bytes),
+        overlay_allocated_bytes: allocated_bytes(&dir.join("overlay.ext4")).unwrap_or(0),
+        work_allocated_bytes: allocated_bytes(&dir.join("work.ext4")).unwrap_or(0),
+    };
+    let (guest, guest_error) = match guest {
+        Ok(stats) => {
+            let used = |fs: Option<banger_agent_client::proto::FsUsage>| {
+                fs.map(|fs| fs.total_bytes.saturating_sub(fs.free_bytes))
+            };
+            (
+                Some(GuestSideStats {
+                    load: stats.load_avg_x100.map(|load| f64::from(load) / 100.0),
+                    mem_total_bytes: stats.mem_total_bytes,
+                    mem_available_bytes: stats.mem_available_bytes,
+                    root_used_bytes: used(stats.fs_root),
+                    root_total_bytes: stats.fs_root.map(|fs| fs.total_bytes),
+                    work_used_bytes: used(stats.fs_root_home),
+                    work_total_bytes: stats.fs_root_home.map(|fs| fs.total_bytes),
+                    uptime_secs: stats.uptime_secs,
+                }),
+                None,
+            )
+        }
+        Err(error) => (None, Some(crate::api::error_chain(&error))),
+    };
+    VmStats {
+        vm: name.to_string(),
+        sampled_at: crate::store::unix_now(),
+        host,
+        guest,
+        guest_error,
+    }
+}
+
+/// Whether the host has an established TCP connection to `ip:22` (an SSH
+/// session from this host). Read from the daemon's own namespace, so it is
+/// host truth, not a guest claim.
+fn has_ssh_session(ip: Ipv4Addr) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    // /proc/net/tcp stores IPv4 addresses as little-endian hex.
+    let remote = format!("{:08X}:0016", u32::from_le_bytes(ip.octets()));
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"01")
+    })
+}
+
+/// Samples every running VM each `stats_poll_interval`; with
+/// `auto_stop_stale_after`, stops VMs idle that long (no SSH session from
+/// the host, VMM CPU and guest load low), logging the decision and reason.
+pub async fn poll_loop(state: AppState) {
+    let config = state.config().clone();
+    let mut interval = tokio::time::interval(config.stats_poll_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut idle_since: HashMap<VmName, Instant> = HashMap::new();
+    loop {
+        interval.tick().await;
+        let Ok(vms) = state.store().vms() else {
+            continue;
+        };
+        let running: Vec<_> = vms
+            .into_iter()
+            .filter(|vm| vm.state == VmState::Running)
+            .collect();
+        idle_since.retain(|name, _| running.iter().any(|vm| &vm.name == name));
+        for vm in running {
+            let Some(handle) = running_handle(&vm) else {
+                continue;
+            };
+            let stats = sample(&vm.name, &vm.dir, &handle.vsock_uds, handle.vmm.pid).await;
+            state.record_stats(&vm.name, stats.clone());
+            let Some(limit) = config.auto_stop_stale_after else {
+                continue;
+            };
+            let ssh = has_ssh_session(vm.ip);
+            let cpu = stats.host.vmm_cpu_percent.unwrap_or(100.0);
+            let load = stats.guest.as_ref().map_or(f64::MAX, |guest| guest.load[0]);
+            let idle = !ssh && cpu < IDLE_CPU_PERCENT && load < IDLE_LOAD;
+            if !idle {
+                idle_since.remove(&vm.name);
+                continue;
+            }
+            let since = *idle_since
+                .entry(vm.name.clone())
+                .or_insert_with(Instant::now);
+            if since.elapsed() >= limit {
+                tracing::info!(
+                    vm = %vm.name, idle_secs = since.elapsed().as_secs(), vmm_cpu_percent = cpu, guest_load = load,
+                    "auto-stopping idle VM: no SSH session, low CPU and load for auto_stop_stale_after"
+                );
+                idle_since.remove(&vm.name);
+                if let Err(error) = super::stop(&state, &vm.name).await {
+                    tracing::warn!(vm = %vm.name, error = %crate::api::error_chain(&error), "auto-stop failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_session_address_format_matches_proc_net_tcp() {
+        // 172.29.0.2:22 as the kernel prints it.
+        let remote = format!(
+            "{:08X}:0016",
+            u32::from_le_bytes(Ipv4Addr::new(172, 29, 0, 2).octets())
+        );
+        assert_eq!(remote, "02001DAC:0016");
+    }
+}
