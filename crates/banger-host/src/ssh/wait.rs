@@ -13,8 +13,11 @@ use tokio::net::TcpStream;
 
 /// Pause between probes.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
-/// Longest a single connect or banner read may take.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest a single attempt (connect plus banner) may take: sshd under
+/// emulation can be slow to send its banner once connected.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connect attempt may take before the next poll.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// The banner must show up within this many bytes (RFC 4253 allows other
 /// lines before it; the identification line itself is at most 255 bytes).
 const MAX_BANNER_BYTES: usize = 4096;
@@ -54,10 +57,16 @@ pub async fn wait_for_ssh(
             break;
         }
         attempts += 1;
-        let budget = deadline
+        let remaining = deadline
             .saturating_duration_since(now)
-            .clamp(Duration::from_millis(10), ATTEMPT_TIMEOUT);
-        match probe(addr, budget).await {
+            .max(Duration::from_millis(10));
+        match probe(
+            addr,
+            remaining.min(CONNECT_TIMEOUT),
+            remaining.min(ATTEMPT_TIMEOUT),
+        )
+        .await
+        {
             Ok(()) => return Ok(start.elapsed()),
             Err(failure) => last_failure = failure,
         }
@@ -75,13 +84,21 @@ pub async fn wait_for_ssh(
     })
 }
 
-/// One probe: connect and read until an `SSH-2.0-` (or `SSH-1.99-`) line,
-/// all within `budget`.
-async fn probe(addr: SocketAddrV4, budget: Duration) -> Result<(), String> {
+/// One probe: connect within `connect_budget` (a guest that is not up yet
+/// does not answer ARP, so a connect would otherwise hang a whole attempt
+/// and delay readiness), then read until an `SSH-2.0-` (or `SSH-1.99-`)
+/// line, all within `budget`.
+async fn probe(
+    addr: SocketAddrV4,
+    connect_budget: Duration,
+    budget: Duration,
+) -> Result<(), String> {
     let attempt = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|error| format!("connect: {error}"))?;
+        let mut stream = match tokio::time::timeout(connect_budget, TcpStream::connect(addr)).await
+        {
+            Ok(connected) => connected.map_err(|error| format!("connect: {error}"))?,
+            Err(_) => return Err(format!("connect: no answer within {connect_budget:?}")),
+        };
         let mut received: Vec<u8> = Vec::new();
         let mut chunk = [0u8; 512];
         loop {
