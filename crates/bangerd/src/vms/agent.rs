@@ -202,6 +202,65 @@ fn has_ssh_session(ip: Ipv4Addr) -> bool {
     })
 }
 
+/// What one sample says about a VM's activity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Activity {
+    /// The host has an SSH connection to the VM.
+    pub ssh_session: bool,
+    /// VMM CPU use, if measured.
+    pub vmm_cpu_percent: Option<f64>,
+    /// Guest 1-minute load, if the agent answered.
+    pub guest_load: Option<f64>,
+}
+
+impl Activity {
+    /// Idle only when every signal says so; a missing measurement counts
+    /// as activity, so a VM is never stopped on missing data.
+    pub fn is_idle(&self) -> bool {
+        !self.ssh_session
+            && self
+                .vmm_cpu_percent
+                .is_some_and(|cpu| cpu < IDLE_CPU_PERCENT)
+            && self.guest_load.is_some_and(|load| load < IDLE_LOAD)
+    }
+}
+
+/// When each VM became idle; decides when one has been idle long enough.
+#[derive(Debug, Default)]
+pub struct IdleTracker {
+    since: HashMap<VmName, Instant>,
+}
+
+impl IdleTracker {
+    /// Records a sample taken at `now`; returns how long the VM has been
+    /// idle when that reaches `limit` (then the clock restarts).
+    pub fn observe(
+        &mut self,
+        name: &VmName,
+        activity: &Activity,
+        now: Instant,
+        limit: Duration,
+    ) -> Option<Duration> {
+        if !activity.is_idle() {
+            self.since.remove(name);
+            return None;
+        }
+        let since = *self.since.entry(name.clone()).or_insert(now);
+        let idle_for = now.saturating_duration_since(since);
+        if idle_for >= limit {
+            self.since.remove(name);
+            Some(idle_for)
+        } else {
+            None
+        }
+    }
+
+    /// Forgets VMs for which `keep` is false (no longer running).
+    pub fn retain(&mut self, mut keep: impl FnMut(&VmName) -> bool) {
+        self.since.retain(|name, _| keep(name));
+    }
+}
+
 /// Samples every running VM each `stats_poll_interval`; with
 /// `auto_stop_stale_after`, stops VMs idle that long (no SSH session from
 /// the host, VMM CPU and guest load low), logging the decision and reason.
@@ -209,7 +268,7 @@ pub async fn poll_loop(state: AppState) {
     let config = state.config().clone();
     let mut interval = tokio::time::interval(config.stats_poll_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut idle_since: HashMap<VmName, Instant> = HashMap::new();
+    let mut idle = IdleTracker::default();
     loop {
         interval.tick().await;
         let Ok(vms) = state.store().vms() else {
@@ -219,7 +278,7 @@ pub async fn poll_loop(state: AppState) {
             .into_iter()
             .filter(|vm| vm.state == VmState::Running)
             .collect();
-        idle_since.retain(|name, _| running.iter().any(|vm| &vm.name == name));
+        idle.retain(|name| running.iter().any(|vm| &vm.name == name));
         for vm in running {
             let Some(handle) = running_handle(&vm) else {
                 continue;
@@ -229,23 +288,17 @@ pub async fn poll_loop(state: AppState) {
             let Some(limit) = config.auto_stop_stale_after else {
                 continue;
             };
-            let ssh = has_ssh_session(vm.ip);
-            let cpu = stats.host.vmm_cpu_percent.unwrap_or(100.0);
-            let load = stats.guest.as_ref().map_or(f64::MAX, |guest| guest.load[0]);
-            let idle = !ssh && cpu < IDLE_CPU_PERCENT && load < IDLE_LOAD;
-            if !idle {
-                idle_since.remove(&vm.name);
-                continue;
-            }
-            let since = *idle_since
-                .entry(vm.name.clone())
-                .or_insert_with(Instant::now);
-            if since.elapsed() >= limit {
+            let activity = Activity {
+                ssh_session: has_ssh_session(vm.ip),
+                vmm_cpu_percent: stats.host.vmm_cpu_percent,
+                guest_load: stats.guest.as_ref().map(|guest| guest.load[0]),
+            };
+            if let Some(idle_for) = idle.observe(&vm.name, &activity, Instant::now(), limit) {
                 tracing::info!(
-                    vm = %vm.name, idle_secs = since.elapsed().as_secs(), vmm_cpu_percent = cpu, guest_load = load,
+                    vm = %vm.name, idle_secs = idle_for.as_secs(), vmm_cpu_percent = ?activity.vmm_cpu_percent,
+                    guest_load = ?activity.guest_load,
                     "auto-stopping idle VM: no SSH session, low CPU and load for auto_stop_stale_after"
                 );
-                idle_since.remove(&vm.name);
                 if let Err(error) = super::stop(&state, &vm.name).await {
                     tracing::warn!(vm = %vm.name, error = %crate::api::error_chain(&error), "auto-stop failed");
                 }
@@ -257,6 +310,73 @@ pub async fn poll_loop(state: AppState) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn activity(ssh_session: bool, cpu: Option<f64>, load: Option<f64>) -> Activity {
+        Activity {
+            ssh_session,
+            vmm_cpu_percent: cpu,
+            guest_load: load,
+        }
+    }
+
+    #[test]
+    fn idle_needs_every_signal_and_all_measurements() {
+        assert!(activity(false, Some(1.0), Some(0.05)).is_idle());
+        assert!(
+            !activity(true, Some(1.0), Some(0.05)).is_idle(),
+            "an SSH session is work"
+        );
+        assert!(
+            !activity(false, Some(40.0), Some(0.05)).is_idle(),
+            "busy VMM"
+        );
+        assert!(
+            !activity(false, Some(1.0), Some(1.5)).is_idle(),
+            "busy guest"
+        );
+        assert!(
+            !activity(false, None, Some(0.05)).is_idle(),
+            "unmeasured CPU is not idleness"
+        );
+        assert!(!activity(false, Some(1.0), None).is_idle());
+    }
+
+    #[test]
+    fn tracker_stops_only_after_continuous_idleness() {
+        let name = VmName::parse("dev").unwrap();
+        let limit = Duration::from_secs(60);
+        let start = Instant::now();
+        let idle = activity(false, Some(0.5), Some(0.0));
+        let busy = activity(true, Some(0.5), Some(0.0));
+        let mut tracker = IdleTracker::default();
+        assert_eq!(tracker.observe(&name, &idle, start, limit), None);
+        assert_eq!(
+            tracker.observe(&name, &idle, start + Duration::from_secs(30), limit),
+            None
+        );
+        // Work in between restarts the clock.
+        assert_eq!(
+            tracker.observe(&name, &busy, start + Duration::from_secs(40), limit),
+            None
+        );
+        assert_eq!(
+            tracker.observe(&name, &idle, start + Duration::from_secs(50), limit),
+            None
+        );
+        assert_eq!(
+            tracker.observe(&name, &idle, start + Duration::from_secs(100), limit),
+            None
+        );
+        assert_eq!(
+            tracker.observe(&name, &idle, start + Duration::from_secs(110), limit),
+            Some(Duration::from_secs(60))
+        );
+        tracker.retain(|_| false);
+        assert_eq!(
+            tracker.observe(&name, &idle, start + Duration::from_secs(200), limit),
+            None
+        );
+    }
 
     #[test]
     fn ssh_session_address_format_matches_proc_net_tcp() {
