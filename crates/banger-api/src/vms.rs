@@ -120,6 +120,8 @@ pub struct VmInfo {
     pub console_log: String,
     /// Why the last step failed, if it did.
     pub last_error: Option<String>,
+    /// Whether the VM reaches the outside world through NAT.
+    pub nat: bool,
     /// SSH details.
     pub ssh: SshInfo,
     /// Unix seconds.
@@ -150,6 +152,9 @@ pub struct VmCreateRequest {
     /// Create only; do not start.
     #[serde(default)]
     pub no_start: bool,
+    /// Let the VM reach the outside world through NAT (default: bridge only).
+    #[serde(default)]
+    pub nat: bool,
 }
 
 /// Body of `PATCH /v1/vms/{name}`: changes for a stopped VM.
@@ -165,6 +170,9 @@ pub struct VmSetRequest {
     /// New work disk size in bytes (only grows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_bytes: Option<u64>,
+    /// Turn NAT on or off (allowed while the VM runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<bool>,
 }
 
 /// Body of `POST /v1/vms/{name}/kill`.

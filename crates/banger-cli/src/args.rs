@@ -112,6 +112,9 @@ pub struct VmResources {
     /// Size of the persistent work disk (/root), e.g. 20G.
     #[arg(long, value_parser = parse_size)]
     pub disk_size: Option<u64>,
+    /// Let the VM reach the outside world through NAT (default: only the bridge).
+    #[arg(long)]
+    pub nat: bool,
 }
 
 /// Options of `banger vm create`.
@@ -190,8 +193,15 @@ pub struct VmDeleteArgs {
 /// Options of `banger vm set`.
 #[derive(Debug, Args)]
 pub struct VmSetArgs {
-    /// The VM.
-    pub name: String,
+    /// The VMs (several only with --nat/--no-nat alone).
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Turn NAT on (also on running VMs).
+    #[arg(long, conflicts_with = "no_nat")]
+    pub nat: bool,
+    /// Turn NAT off (also on running VMs).
+    #[arg(long)]
+    pub no_nat: bool,
     /// Virtual CPUs.
     #[arg(long)]
     pub vcpu: Option<u8>,

@@ -90,6 +90,68 @@ impl Suite {
         }
     }
 
+    fn in_netns(&self, program: &str, args: &[&str]) -> String {
+        let output = self.netns.wrap(Command::new(program).args(args)).output().expect("command runs");
+        assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `dig @127.0.0.1 -p 42069 ARGS` inside the namespace.
+    fn dig(&self, args: &[&str]) -> String {
+        let mut all = vec!["@127.0.0.1", "-p", "42069", "+time=2", "+tries=1"];
+        all.extend_from_slice(args);
+        self.in_netns("dig", &all)
+    }
+
+    /// banger's nftables tables in the namespace.
+    fn nft_banger(&self) -> String {
+        let output = self.netns.wrap(Command::new("nft").args(["list", "table", "inet", "banger"])).output().expect("nft runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The ruleset without banger's own tables.
+    fn foreign_ruleset(&self) -> String {
+        let ruleset = self.in_netns("nft", &["list", "ruleset"]);
+        let mut kept = String::new();
+        let mut skipping = false;
+        for line in ruleset.lines() {
+            if line.starts_with("table ") {
+                skipping = line.ends_with(" banger {");
+            }
+            if !skipping {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        kept
+    }
+
+    /// A second namespace standing in for the internet: 198.51.100.2 with an
+    /// HTTP server on port 8000, linked to the test namespace by a veth
+    /// (198.51.100.1 on our side).
+    fn fake_internet(&self) -> FakeInternet {
+        let namespace = NetNs::new("inet");
+        let ours = self.netns.name().to_owned();
+        let theirs = namespace.name().to_owned();
+        let run = |args: &[&str]| {
+            let status = Command::new("ip").args(args).status().expect("ip runs");
+            assert!(status.success(), "ip {args:?}");
+        };
+        run(&["-n", &ours, "link", "add", "bgt-up", "type", "veth", "peer", "name", "bgt-net", "netns", &theirs]);
+        run(&["-n", &ours, "addr", "add", "198.51.100.1/24", "dev", "bgt-up"]);
+        run(&["-n", &ours, "link", "set", "bgt-up", "up"]);
+        run(&["-n", &theirs, "addr", "add", "198.51.100.2/24", "dev", "bgt-net"]);
+        run(&["-n", &theirs, "link", "set", "bgt-net", "up"]);
+        let server = namespace
+            .wrap(Command::new("python3").args(["-m", "http.server", "8000", "--bind", "198.51.100.2"]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 http.server");
+        std::thread::sleep(Duration::from_millis(800));
+        FakeInternet { _namespace: namespace, server }
+    }
+
     fn database_count(&self, sql: &str) -> String {
         let output = Command::new("sqlite3")
             .arg(self.env.paths().database())
@@ -97,6 +159,19 @@ impl Suite {
             .output()
             .expect("sqlite3 runs");
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+/// The fake internet host; dropping it stops the server and removes the namespace.
+struct FakeInternet {
+    _namespace: NetNs,
+    server: std::process::Child,
+}
+
+impl Drop for FakeInternet {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
     }
 }
 
@@ -132,7 +207,12 @@ fn vm_lifecycle_end_to_end() {
             .expect("banger runs")
             .success()
     );
-    // From here on, everything happens inside the test's namespace.
+    // From here on, everything happens inside the test's namespace, which
+    // also holds a foreign nftables table banger must never touch.
+    suite.in_netns("nft", &["add", "table", "ip", "foreign"]);
+    suite.in_netns("nft", &["add", "chain", "ip", "foreign", "input", "{ type filter hook input priority 10; policy accept; }"]);
+    suite.in_netns("nft", &["add", "rule", "ip", "foreign", "input", "tcp", "dport", "9", "counter", "accept"]);
+    let foreign_before = suite.foreign_ruleset();
     suite.ok(&["vm", "start", "alpha"]);
     let images = suite.json(&["image", "list", "--json"]);
     assert_eq!(images[0]["name"], "debian-bookworm");
@@ -259,6 +339,27 @@ fn vm_lifecycle_end_to_end() {
     );
     assert_eq!(ping, "reachable\n");
 
+    // DNS: `<name>.vm` from the host (banger's server) and from a guest
+    // (the bridge listener is its first nameserver).
+    let beta_ip = beta["ip"].as_str().expect("ip").to_owned();
+    assert_eq!(suite.dig(&["beta.vm", "+short"]).trim(), beta_ip);
+    assert!(suite.dig(&["nobody.vm"]).contains("status: NXDOMAIN"));
+    assert!(suite.dig(&["example.com"]).contains("status: REFUSED"));
+    assert_eq!(suite.ssh("alpha", "getent hosts beta.vm | cut -d' ' -f1"), format!("{beta_ip}\n"));
+
+    // NAT: a fake internet host in a second namespace is reachable only
+    // while NAT is on for the VM; rules live in banger's table only.
+    let internet = suite.fake_internet();
+    let fetch = "curl -s -m 5 -o /dev/null -w '%{http_code}' http://198.51.100.2:8000/ || true";
+    assert_ne!(suite.ssh("alpha", fetch), "200", "no NAT: no way out");
+    suite.ok(&["vm", "set", "alpha", "beta", "--nat"]);
+    assert_eq!(suite.ssh("alpha", fetch), "200", "NAT on: reaches the internet host");
+    assert!(suite.nft_banger().contains(alpha["ip"].as_str().expect("ip")), "rules name the VM's address");
+    suite.ok(&["vm", "set", "beta", "--no-nat"]);
+    assert_ne!(suite.ssh("beta", fetch), "200", "NAT off again: cut");
+    assert_eq!(suite.ssh("alpha", "curl -s -m 3 -o /dev/null -w '%{http_code}' http://169.254.169.254/ || true"), "000");
+    drop(internet);
+
     // SIGKILL the daemon: the next command starts a new one, which adopts
     // the running VMs; SSH still works.
     let daemon = suite.json(&["daemon", "status", "--json"]);
@@ -279,6 +380,7 @@ fn vm_lifecycle_end_to_end() {
         daemon["pid"]
     );
     assert_eq!(suite.ssh("beta", "hostname"), "beta\n");
+    assert!(suite.nft_banger().contains(alpha["ip"].as_str().expect("ip")), "NAT rules rebuilt by the new daemon");
 
     // SIGKILL beta's VMM: the daemon notices and records it stopped; a
     // start brings it back with its data.
@@ -335,6 +437,10 @@ fn vm_lifecycle_end_to_end() {
         "{known_hosts}"
     );
     assert_eq!(suite.json(&["vm", "list", "--json"]), serde_json::json!([]));
+    let rules = suite.nft_banger();
+    assert!(!rules.contains(alpha["ip"].as_str().expect("ip")), "no rule of a deleted VM: {rules}");
+    assert_eq!(suite.foreign_ruleset(), foreign_before, "nothing outside banger's tables changed");
+    assert!(suite.dig(&["alpha.vm"]).contains("status: NXDOMAIN"), "record gone with the VM");
 
     // vm run: the exit status propagates; --rm leaves no VM.
     let status = suite

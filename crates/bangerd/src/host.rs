@@ -119,8 +119,7 @@ impl Host {
             ));
         }
         let copier = CopierCommand {
-            program: std::env::current_exe()
-                .map_err(|error| format!("cannot locate bangerd itself: {error}"))?,
+            program: daemon_exe()?,
             args: vec!["console-copier".into()],
         };
         let accel = if self.kvm.can_run_guests {
@@ -181,6 +180,25 @@ async fn setup_network(config: &Config, owner_uid: u32) -> Result<Network, Strin
         config.tap_pool_size as usize,
     );
     Ok(Network { ops, pool, bridge })
+}
+
+/// This daemon's executable. After an upgrade replaced the file, Linux
+/// reports the old inode as `<path> (deleted)`; the new file at `<path>`
+/// understands the same `console-copier` subcommand, so use it.
+fn daemon_exe() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe()
+        .map_err(|error| format!("cannot locate bangerd itself: {error}"))?;
+    if !exe.exists() {
+        if let Some(path) = exe
+            .to_str()
+            .and_then(|text| text.strip_suffix(" (deleted)"))
+        {
+            if Path::new(path).is_file() {
+                return Ok(PathBuf::from(path));
+            }
+        }
+    }
+    Ok(exe)
 }
 
 /// `vhost-device-vsock` on PATH or in `~/.cargo/bin`, where `cargo install` puts it.

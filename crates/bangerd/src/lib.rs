@@ -7,6 +7,7 @@
 //! from which the OpenAPI document is also generated.
 
 pub mod api;
+pub mod dns;
 pub mod host;
 pub mod images;
 pub mod kernels;

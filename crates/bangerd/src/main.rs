@@ -122,6 +122,7 @@ async fn serve(
     let (shutdown_sender, mut shutdown) = watch::channel(false);
     let host = bangerd::host::Host::setup(&loaded.config).await;
     let state = AppState::new(paths, loaded.config, store, host, shutdown_sender.clone());
+    bangerd::dns::start(&state).await;
     bangerd::vms::recover(&state).await;
     tokio::spawn(bangerd::vms::monitor_loop(state.clone()));
     tokio::spawn(bangerd::vms::agent::poll_loop(state.clone()));

@@ -33,6 +33,8 @@ struct Inner {
     host: Host,
     vm_locks: Mutex<HashMap<VmName, VmLock>>,
     stats: Mutex<HashMap<VmName, std::collections::VecDeque<VmStats>>>,
+    firewall: tokio::sync::Mutex<()>,
+    dns: crate::dns::Dns,
     started: Instant,
     shutdown: watch::Sender<bool>,
 }
@@ -55,6 +57,8 @@ impl AppState {
                 host,
                 vm_locks: Mutex::new(HashMap::new()),
                 stats: Mutex::new(HashMap::new()),
+                firewall: tokio::sync::Mutex::new(()),
+                dns: crate::dns::Dns::default(),
                 started: Instant::now(),
                 shutdown,
             }),
@@ -135,6 +139,16 @@ impl AppState {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         locks.entry(name.clone()).or_default().clone()
+    }
+
+    /// Serialises firewall updates (see `vms::firewall`).
+    pub fn firewall_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.firewall
+    }
+
+    /// The `.vm` DNS records and server.
+    pub fn dns(&self) -> &crate::dns::Dns {
+        &self.inner.dns
     }
 
     /// Keeps a stats sample (the newest `HISTORY` per VM).

@@ -26,6 +26,7 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     };
     let mut checks: Vec<doctor::Check> = config_problem.into_iter().collect();
     checks.extend(doctor::run(&paths, &config));
+    checks.push(resolver_check(&config));
     checks.extend(agent_checks(&paths).await);
     if args.json {
         output::json(&serde_json::json!({ "ok": !doctor::any_failed(&checks), "checks": checks }))?;
@@ -95,4 +96,35 @@ async fn agent_checks(paths: &Paths) -> Vec<doctor::Check> {
         checks.push(check);
     }
     checks
+}
+
+/// Whether `<name>.vm` resolves for programs on the host.
+fn resolver_check(config: &banger_config::Config) -> doctor::Check {
+    match banger_dns::resolved::detect() {
+        banger_dns::resolved::Integration::Resolved { .. } => doctor::Check {
+            name: "dns-resolver",
+            status: Status::Pass,
+            detail: format!(
+                "systemd-resolved runs; banger routes ~vm to its DNS on the bridge ({}:53) once a VM starts",
+                config.bridge_ip
+            ),
+            fix: None,
+        },
+        banger_dns::resolved::Integration::Manual { reason } => doctor::Check {
+            name: "dns-resolver",
+            status: Status::Warn,
+            detail: format!(
+                "{reason}; `<name>.vm` resolves only through banger's DNS at {} (e.g. dig @{} -p {} NAME.vm)",
+                config.dns_listen_addr,
+                config.dns_listen_addr.ip(),
+                config.dns_listen_addr.port()
+            ),
+            fix: Some(format!(
+                "point your resolver's vm domain at {} (dnsmasq: server=/vm/{}#{}; see docs/dns.md)",
+                config.dns_listen_addr,
+                config.dns_listen_addr.ip(),
+                config.dns_listen_addr.port()
+            )),
+        },
+    }
 }

@@ -27,11 +27,11 @@ pub async fn status(State(state): State<AppState>) -> Json<DaemonStatus> {
         log_file: paths.log_file().display().to_string(),
         state_dir: paths.state_dir.display().to_string(),
         database: paths.database().display().to_string(),
-        // DNS and the web UI are configured but not served by this version.
         dns: ListenerStatus {
             listen_addr: config.dns_listen_addr.to_string(),
-            serving: false,
+            serving: state.dns().serving().await,
         },
+        // The web UI is configured but not served by this version.
         web: ListenerStatus {
             listen_addr: config.web_listen_addr.to_string(),
             serving: false,

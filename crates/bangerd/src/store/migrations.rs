@@ -75,6 +75,8 @@ const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL,
         updated_at  INTEGER NOT NULL
     ) STRICT;",
+    // 4: per-VM NAT to the outside world.
+    "ALTER TABLE vms ADD COLUMN nat INTEGER NOT NULL DEFAULT 0 CHECK (nat IN (0, 1));",
 ];
 
 /// The schema version this build writes.

@@ -44,13 +44,15 @@ pub struct VmRow {
     pub runtime: Option<String>,
     /// Why the last step failed.
     pub last_error: Option<String>,
+    /// Whether the VM may reach the outside world through NAT.
+    pub nat: bool,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, name, state, image_id, image_name, vcpus, memory_mib, disk_bytes, ip, mac, vsock_cid, tap, dir, backend, runtime, last_error, created_at, updated_at";
+const COLUMNS: &str = "id, name, state, image_id, image_name, vcpus, memory_mib, disk_bytes, ip, mac, vsock_cid, tap, dir, backend, runtime, last_error, created_at, updated_at, nat";
 
 fn conversion(
     column: usize,
@@ -86,6 +88,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<VmRow> {
         last_error: row.get(15)?,
         created_at: row.get(16)?,
         updated_at: row.get(17)?,
+        nat: row.get::<_, i64>(18)? == 1,
     })
 }
 
@@ -95,7 +98,7 @@ impl Store {
         self.connection
             .query_row(
                 &format!(
-                    "INSERT INTO vms ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) RETURNING id",
+                    "INSERT INTO vms ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) RETURNING id",
                     &COLUMNS["id, ".len()..]
                 ),
                 params![
@@ -116,6 +119,7 @@ impl Store {
                     vm.last_error,
                     vm.created_at,
                     vm.updated_at,
+                    i64::from(vm.nat),
                 ],
                 |row| row.get(0),
             )
@@ -127,7 +131,7 @@ impl Store {
         self.connection
             .execute(
                 "UPDATE vms SET state = ?2, image_id = ?3, vcpus = ?4, memory_mib = ?5, disk_bytes = ?6, tap = ?7,
-                   backend = ?8, runtime = ?9, last_error = ?10, updated_at = ?11 WHERE id = ?1",
+                   backend = ?8, runtime = ?9, last_error = ?10, updated_at = ?11, nat = ?12 WHERE id = ?1",
                 params![
                     vm.id,
                     vm.state.as_str(),
@@ -140,6 +144,7 @@ impl Store {
                     vm.runtime,
                     vm.last_error,
                     crate::store::unix_now(),
+                    i64::from(vm.nat),
                 ],
             )
             .map_err(self.query_error("update VM"))?;

@@ -69,6 +69,15 @@ pub async fn start_locked(
     };
     vm.tap = Some(tap.as_str().to_owned());
     state.store().update_vm(&vm)?;
+    crate::dns::bridge_ready(state).await;
+    if let Err(error) = super::firewall::apply(state).await {
+        return fail(
+            state,
+            &mut vm,
+            VmError::step(name, "apply its firewall rules", error),
+        )
+        .await;
+    }
 
     let run_dir = run_dir(&state.paths().runtime_dir, name);
     let spec = {
@@ -252,7 +261,11 @@ fn build_spec(
             address: vm.ip,
             prefix_len: config.cidr.prefix,
             gateway: Some(config.bridge_ip),
-            dns: config.default_dns.clone(),
+            // banger's DNS on the bridge answers `.vm`; the configured
+            // servers answer the rest.
+            dns: std::iter::once(std::net::IpAddr::V4(config.bridge_ip))
+                .chain(config.default_dns.iter().copied())
+                .collect(),
             mac: Some(vm.mac.clone()),
             iface: None,
             mtu: None,

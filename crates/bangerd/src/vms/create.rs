@@ -104,10 +104,14 @@ pub async fn create(
             backend: None,
             runtime: None,
             last_error: None,
+            nat: request.nat,
             created_at: now,
             updated_at: now,
         };
         row.id = store.insert_vm(&row)?;
+        if let Err(error) = state.dns().records.set(row.name.as_str(), row.ip) {
+            tracing::warn!(vm = %row.name, %error, "cannot add DNS record");
+        }
         row
     };
     let name = row.name.clone();
@@ -259,6 +263,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Removes everything a failed create made: files, known_hosts entry, row.
 fn undo_create(state: &AppState, row: &VmRow) {
     let _ = std::fs::remove_dir_all(&row.dir);
+    state.dns().records.remove(row.name.as_str());
     let _ = banger_host::ssh::known_hosts::remove_host(
         &known_hosts(&state.paths().state_dir),
         &host_alias(&row.name),

@@ -36,6 +36,7 @@ pub async fn delete(state: &AppState, name: &VmName, force: bool) -> Result<VmDe
     banger_host::ssh::known_hosts::remove_host(&known_hosts(&paths.state_dir), &host_alias(name))
         .map_err(|error| VmError::step(name, "remove its known_hosts entry", error))?;
     state.store().delete_vm(vm.id)?;
+    state.dns().records.remove(name.as_str());
     state.forget_vm_lock(name);
     tracing::info!(vm = %name, "VM deleted");
     Ok(VmDeleted {

@@ -12,6 +12,7 @@ pub mod agent;
 mod boot;
 mod create;
 mod delete;
+pub mod firewall;
 mod monitor;
 mod stop;
 
@@ -171,6 +172,7 @@ pub fn info(state: &AppState, row: &VmRow) -> VmInfo {
         dir: row.dir.display().to_string(),
         console_log: console_log(&row.dir).display().to_string(),
         last_error: row.last_error.clone(),
+        nat: row.nat,
         ssh: SshInfo {
             user: "root".to_owned(),
             ip: row.ip.to_string(),
@@ -238,7 +240,8 @@ pub fn check_resources(vcpus: Option<u8>, memory_mib: Option<u32>) -> Result<(),
     Ok(())
 }
 
-/// Changes a stopped VM's vCPUs, memory or work disk size (grow only).
+/// Changes a VM: vCPUs, memory and work disk size (grow only) of a stopped
+/// VM, and NAT in any state (applied at once to a running VM).
 pub async fn set(
     state: &AppState,
     name: &VmName,
@@ -248,11 +251,13 @@ pub async fn set(
     let lock = state.vm_lock(name);
     let _guard = lock.lock().await;
     let mut vm = row(&state.store(), name)?;
-    if !vm.state.is_at_rest() {
+    let resources_change =
+        request.vcpus.is_some() || request.memory_mib.is_some() || request.disk_bytes.is_some();
+    if resources_change && !vm.state.is_at_rest() {
         return Err(VmError::WrongState {
             name: name.to_string(),
             state: vm.state,
-            hint: "stop it first (`banger vm stop`); vm set changes stopped VMs only",
+            hint: "stop it first (`banger vm stop`); only --nat/--no-nat change a running VM",
         });
     }
     if let Some(bytes) = request.disk_bytes {
@@ -283,7 +288,16 @@ pub async fn set(
     if let Some(memory) = request.memory_mib {
         vm.memory_mib = memory;
     }
+    let nat_changed = request.nat.is_some_and(|nat| nat != vm.nat);
+    if let Some(nat) = request.nat {
+        vm.nat = nat;
+    }
     state.store().update_vm(&vm)?;
+    if nat_changed && vm.state.can_stop() {
+        firewall::apply(state)
+            .await
+            .map_err(|error| VmError::step(name, "apply its NAT rules", error))?;
+    }
     Ok(info(state, &vm))
 }
 

@@ -100,6 +100,12 @@ pub async fn recover(state: &AppState) {
         if let Err(error) = network.pool.fill().await {
             tracing::warn!(error = %crate::api::error_chain(&error), "cannot fill the TAP pool");
         }
+        // Rules are rebuilt from the records: what a crash or an nftables
+        // reload lost comes back, and rules of gone VMs disappear.
+        crate::dns::bridge_ready(state).await;
+        if let Err(error) = super::firewall::apply(state).await {
+            tracing::warn!(error = %crate::api::error_chain(&error), "cannot rebuild firewall rules");
+        }
     }
 }
 

@@ -58,7 +58,11 @@ pub async fn finish_stopped(
     release_tap(state, vm).await;
     vm.runtime = None;
     let _ = std::fs::remove_dir_all(run_dir(&state.paths().runtime_dir, &vm.name));
-    set_state(state, vm, VmState::Stopped, reason)
+    set_state(state, vm, VmState::Stopped, reason)?;
+    if let Err(error) = super::firewall::apply(state).await {
+        tracing::warn!(vm = %vm.name, error = %crate::api::error_chain(&error), "cannot update firewall rules after stop");
+    }
+    Ok(())
 }
 
 /// Parses a signal name such as `KILL`, `SIGTERM` or `9`.

@@ -30,6 +30,7 @@ pub fn create_request(
         memory_mib: resources.memory,
         disk_bytes: resources.disk_size,
         no_start,
+        nat: resources.nat,
     })
 }
 
@@ -157,27 +158,43 @@ pub async fn delete(paths: &Paths, args: VmDeleteArgs) -> anyhow::Result<ExitCod
 }
 
 pub async fn set(paths: &Paths, args: VmSetArgs) -> anyhow::Result<ExitCode> {
-    let name = VmName::parse(&args.name)?;
-    if args.vcpu.is_none() && args.memory.is_none() && args.disk_size.is_none() {
-        anyhow::bail!("nothing to change: pass --vcpu, --memory or --disk-size");
+    let names = parse_names(&args.names)?;
+    let nat = match (args.nat, args.no_nat) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
+    let resources = args.vcpu.is_some() || args.memory.is_some() || args.disk_size.is_some();
+    if !resources && nat.is_none() {
+        anyhow::bail!("nothing to change: pass --vcpu, --memory, --disk-size, --nat or --no-nat");
+    }
+    if resources && names.len() > 1 {
+        anyhow::bail!(
+            "--vcpu, --memory and --disk-size change one VM at a time; only --nat/--no-nat take several"
+        );
     }
     let request = VmSetRequest {
         vcpus: args.vcpu,
         memory_mib: args.memory,
         disk_bytes: args.disk_size,
+        nat,
     };
-    let vm = super::super::connect(paths)
-        .await?
-        .set_vm(&name, &request)
-        .await?;
-    eprintln!(
-        "{}: {} vCPU, {} MiB memory, {} disk",
-        vm.name,
-        vm.vcpus,
-        vm.memory_mib,
-        super::human_bytes(vm.disk_bytes)
-    );
-    Ok(ExitCode::SUCCESS)
+    let client = super::super::connect(paths).await?;
+    for_each(&client, names, move |client, name| {
+        let request = request.clone();
+        async move {
+            let vm = client.set_vm(&name, &request).await?;
+            Ok(format!(
+                "{}: {} vCPU, {} MiB memory, {} disk, NAT {}",
+                vm.name,
+                vm.vcpus,
+                vm.memory_mib,
+                super::human_bytes(vm.disk_bytes),
+                if vm.nat { "on" } else { "off" }
+            ))
+        }
+    })
+    .await
 }
 
 pub async fn prune(paths: &Paths, args: VmPruneArgs) -> anyhow::Result<ExitCode> {
