@@ -10,7 +10,7 @@ use banger_api::{ApiError, ErrorCode, ImageName};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{ApiFailure, ApiJson};
+use super::{ApiFailure, ApiJson, blocking};
 use crate::images::{self, ImageError};
 use crate::operations::stream_blocking;
 use crate::state::AppState;
@@ -42,26 +42,6 @@ impl ApiFailure {
     }
 }
 
-fn parse_name(raw: &str) -> Result<ImageName, ApiFailure> {
-    ImageName::parse(raw).map_err(|error| {
-        ApiFailure::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            error.to_string(),
-        )
-    })
-}
-
-async fn blocking<T: Send + 'static>(
-    state: AppState,
-    work: impl FnOnce(&AppState) -> Result<T, ImageError> + Send + 'static,
-) -> Result<T, ApiFailure> {
-    match tokio::task::spawn_blocking(move || work(&state)).await {
-        Ok(result) => result.map_err(ApiFailure::from),
-        Err(join) => Err(ApiFailure::internal(&join)),
-    }
-}
-
 /// Lists images.
 #[utoipa::path(get, path = "/v1/images", tag = "images",
     responses((status = 200, description = "Images", body = Vec<ImageInfo>)))]
@@ -80,7 +60,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ImageInfo>, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = ImageName::parse(&name)?;
     blocking(state, move |state| images::show(&state.store(), &name))
         .await
         .map(Json)
@@ -106,7 +86,7 @@ pub async fn delete(
     Path(name): Path<String>,
     Query(query): Query<DeleteQuery>,
 ) -> Result<Json<ImageDeleted>, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = ImageName::parse(&name)?;
     blocking(state, move |state| {
         images::delete(state, &name, query.force)
     })
@@ -123,7 +103,7 @@ pub async fn register(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<ImageRegisterRequest>,
 ) -> Result<Response, ApiFailure> {
-    parse_name(&request.name)?;
+    ImageName::parse(&request.name)?;
     Ok(stream_blocking(move |progress| {
         images::register(&state, &request, progress).map_err(ApiFailure::from)
     }))
@@ -137,7 +117,7 @@ pub async fn build(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<ImageBuildRequest>,
 ) -> Result<Response, ApiFailure> {
-    parse_name(&request.name)?;
+    ImageName::parse(&request.name)?;
     Ok(stream_blocking(move |progress| {
         images::build(&state, &request, progress).map_err(ApiFailure::from)
     }))
@@ -152,7 +132,7 @@ pub async fn promote(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = ImageName::parse(&name)?;
     Ok(stream_blocking(move |progress| {
         images::promote(&state, &name, progress).map_err(ApiFailure::from)
     }))

@@ -10,7 +10,7 @@ use banger_api::kernels::{CatalogKernel, KernelImportRequest, KernelInfo, Kernel
 use banger_api::operation::OperationEvent;
 use banger_api::{ApiError, ErrorCode, KernelName};
 
-use super::{ApiFailure, ApiJson};
+use super::{ApiFailure, ApiJson, blocking};
 use crate::kernels::{self, KernelError};
 use crate::operations::stream_blocking;
 use crate::state::AppState;
@@ -47,26 +47,6 @@ impl ApiFailure {
     }
 }
 
-pub(super) fn parse_name(raw: &str) -> Result<KernelName, ApiFailure> {
-    KernelName::parse(raw).map_err(|error| {
-        ApiFailure::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            error.to_string(),
-        )
-    })
-}
-
-async fn blocking<T: Send + 'static>(
-    state: AppState,
-    work: impl FnOnce(&AppState) -> Result<T, KernelError> + Send + 'static,
-) -> Result<T, ApiFailure> {
-    match tokio::task::spawn_blocking(move || work(&state)).await {
-        Ok(result) => result.map_err(ApiFailure::from),
-        Err(join) => Err(ApiFailure::internal(&join)),
-    }
-}
-
 /// Lists installed kernels.
 #[utoipa::path(get, path = "/v1/kernels", tag = "kernels",
     responses((status = 200, description = "Installed kernels", body = Vec<KernelInfo>)))]
@@ -96,7 +76,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<KernelInfo>, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = KernelName::parse(&name)?;
     blocking(state, move |state| kernels::show(&state.store(), &name))
         .await
         .map(Json)
@@ -112,7 +92,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<KernelInfo>, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = KernelName::parse(&name)?;
     blocking(state, move |state| kernels::delete(state, &name))
         .await
         .map(Json)
@@ -127,7 +107,7 @@ pub async fn pull(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<KernelPullRequest>,
 ) -> Result<Response, ApiFailure> {
-    let name = parse_name(&request.name)?;
+    let name = KernelName::parse(&request.name)?;
     Ok(stream_blocking(move |progress| {
         kernels::pull(&state, &name, progress).map_err(ApiFailure::from)
     }))
@@ -142,7 +122,7 @@ pub async fn import(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<KernelImportRequest>,
 ) -> Result<Response, ApiFailure> {
-    let name = parse_name(&request.name)?;
+    let name = KernelName::parse(&request.name)?;
     let kernel = PathBuf::from(&request.kernel);
     let modules = request.modules.map(PathBuf::from);
     Ok(stream_blocking(move |progress| {

@@ -168,6 +168,32 @@ impl IntoResponse for ApiFailure {
     }
 }
 
+impl From<banger_api::NameError> for ApiFailure {
+    fn from(error: banger_api::NameError) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            error.to_string(),
+        )
+    }
+}
+
+/// Runs store-bound `work` on a blocking thread (SQLite fsyncs must not
+/// stall the runtime) and maps its error to the API's.
+pub(super) async fn blocking<T, E>(
+    state: AppState,
+    work: impl FnOnce(&AppState) -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiFailure>
+where
+    T: Send + 'static,
+    E: Into<ApiFailure> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(move || work(&state)).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(join) => Err(ApiFailure::internal(&join)),
+    }
+}
+
 /// `error: cause: cause`, each message once.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();

@@ -12,7 +12,7 @@ use banger_api::{ApiError, ErrorCode, VmName};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{ApiFailure, ApiJson};
+use super::{ApiFailure, ApiJson, blocking};
 use crate::operations::stream_async;
 use crate::state::AppState;
 use crate::vms::{self, VmError};
@@ -35,26 +35,6 @@ impl From<VmError> for ApiFailure {
     }
 }
 
-fn parse_name(raw: &str) -> Result<VmName, ApiFailure> {
-    VmName::parse(raw).map_err(|error| {
-        ApiFailure::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            error.to_string(),
-        )
-    })
-}
-
-async fn blocking<T: Send + 'static>(
-    state: AppState,
-    work: impl FnOnce(&AppState) -> Result<T, VmError> + Send + 'static,
-) -> Result<T, ApiFailure> {
-    match tokio::task::spawn_blocking(move || work(&state)).await {
-        Ok(result) => result.map_err(ApiFailure::from),
-        Err(join) => Err(ApiFailure::internal(&join)),
-    }
-}
-
 /// Lists VMs.
 #[utoipa::path(get, path = "/v1/vms", tag = "vms", responses((status = 200, description = "VMs", body = Vec<VmInfo>)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<VmInfo>>, ApiFailure> {
@@ -69,7 +49,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<VmInfo>, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = VmName::parse(&name)?;
     blocking(state, move |state| vms::show(state, &name))
         .await
         .map(Json)
@@ -85,7 +65,7 @@ pub async fn create(
     ApiJson(request): ApiJson<VmCreateRequest>,
 ) -> Result<Response, ApiFailure> {
     if let Some(name) = &request.name {
-        parse_name(name)?;
+        VmName::parse(name)?;
     }
     vms::check_resources(request.vcpus, request.memory_mib)?;
     Ok(stream_async(move |progress| async move {
@@ -104,7 +84,7 @@ pub async fn start(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = VmName::parse(&name)?;
     Ok(stream_async(move |progress| async move {
         vms::start(&state, &name, &progress)
             .await
@@ -121,7 +101,7 @@ pub async fn restart(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = VmName::parse(&name)?;
     Ok(stream_async(move |progress| async move {
         vms::restart(&state, &name, &progress)
             .await
@@ -137,7 +117,7 @@ pub async fn stop(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<VmInfo>, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = VmName::parse(&name)?;
     vms::stop(&state, &name)
         .await
         .map(Json)
@@ -153,7 +133,7 @@ pub async fn kill(
     Path(name): Path<String>,
     ApiJson(request): ApiJson<VmKillRequest>,
 ) -> Result<Json<VmInfo>, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = VmName::parse(&name)?;
     vms::kill(&state, &name, request.signal.as_deref())
         .await
         .map(Json)
@@ -169,7 +149,7 @@ pub async fn set(
     Path(name): Path<String>,
     ApiJson(request): ApiJson<VmSetRequest>,
 ) -> Result<Json<VmInfo>, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = VmName::parse(&name)?;
     vms::set(&state, &name, &request)
         .await
         .map(Json)
@@ -194,7 +174,7 @@ pub async fn delete(
     Path(name): Path<String>,
     Query(query): Query<DeleteQuery>,
 ) -> Result<Json<VmDeleted>, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = VmName::parse(&name)?;
     vms::delete(&state, &name, query.force)
         .await
         .map(Json)
@@ -225,10 +205,10 @@ pub async fn console(
     Path(name): Path<String>,
     Query(query): Query<ConsoleQuery>,
 ) -> Result<Response, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = VmName::parse(&name)?;
     let (bytes, next) = blocking(state, move |state| {
         let vm = vms::show(state, &name)?;
-        Ok(read_from(
+        Ok::<_, VmError>(read_from(
             std::path::Path::new(&vm.console_log),
             query.offset,
         ))
@@ -274,7 +254,7 @@ pub async fn ports(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<banger_api::vms::VmPorts>, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = VmName::parse(&name)?;
     vms::agent::ports(&state, &name)
         .await
         .map(Json)
@@ -291,7 +271,7 @@ pub async fn stats(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<banger_api::vms::VmStats>, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = VmName::parse(&name)?;
     vms::agent::stats(&state, &name)
         .await
         .map(Json)
@@ -306,7 +286,7 @@ pub async fn stats_history(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<banger_api::vms::VmStats>>, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = VmName::parse(&name)?;
     Ok(Json(state.stats_history(&name)))
 }
 
@@ -319,7 +299,7 @@ pub async fn agent(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<banger_api::vms::AgentStatus>, ApiFailure> {
-    let name = parse_name(&name)?;
+    let name = VmName::parse(&name)?;
     vms::agent::agent_status(&state, &name)
         .await
         .map(Json)
