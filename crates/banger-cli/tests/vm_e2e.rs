@@ -91,8 +91,16 @@ impl Suite {
     }
 
     fn in_netns(&self, program: &str, args: &[&str]) -> String {
-        let output = self.netns.wrap(Command::new(program).args(args)).output().expect("command runs");
-        assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let output = self
+            .netns
+            .wrap(Command::new(program).args(args))
+            .output()
+            .expect("command runs");
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
@@ -105,7 +113,11 @@ impl Suite {
 
     /// banger's nftables tables in the namespace.
     fn nft_banger(&self) -> String {
-        let output = self.netns.wrap(Command::new("nft").args(["list", "table", "inet", "banger"])).output().expect("nft runs");
+        let output = self
+            .netns
+            .wrap(Command::new("nft").args(["list", "table", "inet", "banger"]))
+            .output()
+            .expect("nft runs");
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
@@ -137,19 +149,47 @@ impl Suite {
             let status = Command::new("ip").args(args).status().expect("ip runs");
             assert!(status.success(), "ip {args:?}");
         };
-        run(&["-n", &ours, "link", "add", "bgt-up", "type", "veth", "peer", "name", "bgt-net", "netns", &theirs]);
-        run(&["-n", &ours, "addr", "add", "198.51.100.1/24", "dev", "bgt-up"]);
+        run(&[
+            "-n", &ours, "link", "add", "bgt-up", "type", "veth", "peer", "name", "bgt-net",
+            "netns", &theirs,
+        ]);
+        run(&[
+            "-n",
+            &ours,
+            "addr",
+            "add",
+            "198.51.100.1/24",
+            "dev",
+            "bgt-up",
+        ]);
         run(&["-n", &ours, "link", "set", "bgt-up", "up"]);
-        run(&["-n", &theirs, "addr", "add", "198.51.100.2/24", "dev", "bgt-net"]);
+        run(&[
+            "-n",
+            &theirs,
+            "addr",
+            "add",
+            "198.51.100.2/24",
+            "dev",
+            "bgt-net",
+        ]);
         run(&["-n", &theirs, "link", "set", "bgt-net", "up"]);
         let server = namespace
-            .wrap(Command::new("python3").args(["-m", "http.server", "8000", "--bind", "198.51.100.2"]))
+            .wrap(Command::new("python3").args([
+                "-m",
+                "http.server",
+                "8000",
+                "--bind",
+                "198.51.100.2",
+            ]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 http.server");
         std::thread::sleep(Duration::from_millis(800));
-        FakeInternet { _namespace: namespace, server }
+        FakeInternet {
+            _namespace: namespace,
+            server,
+        }
     }
 
     fn database_count(&self, sql: &str) -> String {
@@ -210,8 +250,23 @@ fn vm_lifecycle_end_to_end() {
     // From here on, everything happens inside the test's namespace, which
     // also holds a foreign nftables table banger must never touch.
     suite.in_netns("nft", &["add", "table", "ip", "foreign"]);
-    suite.in_netns("nft", &["add", "chain", "ip", "foreign", "input", "{ type filter hook input priority 10; policy accept; }"]);
-    suite.in_netns("nft", &["add", "rule", "ip", "foreign", "input", "tcp", "dport", "9", "counter", "accept"]);
+    suite.in_netns(
+        "nft",
+        &[
+            "add",
+            "chain",
+            "ip",
+            "foreign",
+            "input",
+            "{ type filter hook input priority 10; policy accept; }",
+        ],
+    );
+    suite.in_netns(
+        "nft",
+        &[
+            "add", "rule", "ip", "foreign", "input", "tcp", "dport", "9", "counter", "accept",
+        ],
+    );
     let foreign_before = suite.foreign_ruleset();
     suite.ok(&["vm", "start", "alpha"]);
     let images = suite.json(&["image", "list", "--json"]);
@@ -345,7 +400,10 @@ fn vm_lifecycle_end_to_end() {
     assert_eq!(suite.dig(&["beta.vm", "+short"]).trim(), beta_ip);
     assert!(suite.dig(&["nobody.vm"]).contains("status: NXDOMAIN"));
     assert!(suite.dig(&["example.com"]).contains("status: REFUSED"));
-    assert_eq!(suite.ssh("alpha", "getent hosts beta.vm | cut -d' ' -f1"), format!("{beta_ip}\n"));
+    assert_eq!(
+        suite.ssh("alpha", "getent hosts beta.vm | cut -d' ' -f1"),
+        format!("{beta_ip}\n")
+    );
 
     // NAT: a fake internet host in a second namespace is reachable only
     // while NAT is on for the VM; rules live in banger's table only.
@@ -353,11 +411,26 @@ fn vm_lifecycle_end_to_end() {
     let fetch = "curl -s -m 5 -o /dev/null -w '%{http_code}' http://198.51.100.2:8000/ || true";
     assert_ne!(suite.ssh("alpha", fetch), "200", "no NAT: no way out");
     suite.ok(&["vm", "set", "alpha", "beta", "--nat"]);
-    assert_eq!(suite.ssh("alpha", fetch), "200", "NAT on: reaches the internet host");
-    assert!(suite.nft_banger().contains(alpha["ip"].as_str().expect("ip")), "rules name the VM's address");
+    assert_eq!(
+        suite.ssh("alpha", fetch),
+        "200",
+        "NAT on: reaches the internet host"
+    );
+    assert!(
+        suite
+            .nft_banger()
+            .contains(alpha["ip"].as_str().expect("ip")),
+        "rules name the VM's address"
+    );
     suite.ok(&["vm", "set", "beta", "--no-nat"]);
     assert_ne!(suite.ssh("beta", fetch), "200", "NAT off again: cut");
-    assert_eq!(suite.ssh("alpha", "curl -s -m 3 -o /dev/null -w '%{http_code}' http://169.254.169.254/ || true"), "000");
+    assert_eq!(
+        suite.ssh(
+            "alpha",
+            "curl -s -m 3 -o /dev/null -w '%{http_code}' http://169.254.169.254/ || true"
+        ),
+        "000"
+    );
     drop(internet);
 
     // SIGKILL the daemon: the next command starts a new one, which adopts
@@ -380,7 +453,12 @@ fn vm_lifecycle_end_to_end() {
         daemon["pid"]
     );
     assert_eq!(suite.ssh("beta", "hostname"), "beta\n");
-    assert!(suite.nft_banger().contains(alpha["ip"].as_str().expect("ip")), "NAT rules rebuilt by the new daemon");
+    assert!(
+        suite
+            .nft_banger()
+            .contains(alpha["ip"].as_str().expect("ip")),
+        "NAT rules rebuilt by the new daemon"
+    );
 
     // SIGKILL beta's VMM: the daemon notices and records it stopped; a
     // start brings it back with its data.
@@ -438,9 +516,19 @@ fn vm_lifecycle_end_to_end() {
     );
     assert_eq!(suite.json(&["vm", "list", "--json"]), serde_json::json!([]));
     let rules = suite.nft_banger();
-    assert!(!rules.contains(alpha["ip"].as_str().expect("ip")), "no rule of a deleted VM: {rules}");
-    assert_eq!(suite.foreign_ruleset(), foreign_before, "nothing outside banger's tables changed");
-    assert!(suite.dig(&["alpha.vm"]).contains("status: NXDOMAIN"), "record gone with the VM");
+    assert!(
+        !rules.contains(alpha["ip"].as_str().expect("ip")),
+        "no rule of a deleted VM: {rules}"
+    );
+    assert_eq!(
+        suite.foreign_ruleset(),
+        foreign_before,
+        "nothing outside banger's tables changed"
+    );
+    assert!(
+        suite.dig(&["alpha.vm"]).contains("status: NXDOMAIN"),
+        "record gone with the VM"
+    );
 
     // vm run: the exit status propagates; --rm leaves no VM.
     let status = suite
