@@ -205,6 +205,8 @@ pub struct Config {
     pub default_dns: Vec<IpAddr>,
     /// Where the `.vm` DNS server listens on the host.
     pub dns_listen_addr: SocketAddr,
+    /// Host ports (on the bridge address) guests may reach besides DNS.
+    pub allowed_host_ports: Vec<u16>,
 }
 
 mod humantime_duration {
@@ -333,6 +335,12 @@ const KEYS: &[KeySpec] = &[
         env: "BANGER_DNS_LISTEN_ADDR",
         expected: "an IP:port such as \"127.0.0.1:42069\"",
         default: Some("127.0.0.1:42069"),
+    },
+    KeySpec {
+        name: "allowed_host_ports",
+        env: "BANGER_ALLOWED_HOST_PORTS",
+        expected: "a list of ports from 1 to 65535 guests may reach on the host's bridge address, such as [8080] (comma-separated in the environment)",
+        default: Some(""),
     },
 ];
 
@@ -544,6 +552,17 @@ impl Config {
                 self.default_dns = servers;
             }
             "dns_listen_addr" => self.dns_listen_addr = raw.parse()?,
+            "allowed_host_ports" => {
+                let ports: Result<Vec<u16>, _> =
+                    raw.list()?.iter().map(|item| item.parse::<u16>()).collect();
+                let mut ports = ports.map_err(|_| raw.mismatch())?;
+                if ports.contains(&0) {
+                    return Err(raw.mismatch());
+                }
+                ports.sort_unstable();
+                ports.dedup();
+                self.allowed_host_ports = ports;
+            }
             _ => return Err(raw.mismatch()),
         }
         Ok(())
@@ -581,6 +600,13 @@ impl Config {
                 .collect::<Vec<_>>()
                 .join(","),
             "dns_listen_addr" => self.dns_listen_addr.to_string(),
+            "allowed_host_ports" if self.allowed_host_ports.is_empty() => "none".to_owned(),
+            "allowed_host_ports" => self
+                .allowed_host_ports
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             _ => return None,
         };
         Some(text)
@@ -664,6 +690,7 @@ impl LoadedConfig {
             tap_pool_size: 0,
             default_dns: Vec::new(),
             dns_listen_addr: SocketAddr::from(([127, 0, 0, 1], 42069)),
+            allowed_host_ports: Vec::new(),
         };
         let mut sources = BTreeMap::new();
         for key in KEYS {

@@ -88,6 +88,25 @@ fn file_then_env_with_sources() {
 }
 
 #[test]
+fn allowed_host_ports_parse_from_file_and_env() {
+    let env = env_of(&[]);
+    let loaded = LoadedConfig::from_parts(
+        &paths(),
+        Some("allowed_host_ports = [\"8080\", \"443\", \"8080\"]\n"),
+        &env,
+    )
+    .expect("loads");
+    assert_eq!(loaded.config.allowed_host_ports, vec![443, 8080]);
+    let env = env_of(&[("BANGER_ALLOWED_HOST_PORTS", "22, 3000")]);
+    let loaded = LoadedConfig::from_parts(&paths(), None, &env).expect("loads");
+    assert_eq!(loaded.config.allowed_host_ports, vec![22, 3000]);
+    let env = env_of(&[("BANGER_ALLOWED_HOST_PORTS", "0")]);
+    assert!(LoadedConfig::from_parts(&paths(), None, &env).is_err());
+    let env = env_of(&[("BANGER_ALLOWED_HOST_PORTS", "70000")]);
+    assert!(LoadedConfig::from_parts(&paths(), None, &env).is_err());
+}
+
+#[test]
 fn unknown_key_error() {
     insta::assert_snapshot!(load_error("vm = \"qemu\"\n", &[]));
 }

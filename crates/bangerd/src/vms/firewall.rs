@@ -62,7 +62,7 @@ pub async fn apply(state: &AppState) -> Result<(), FirewallApplyError> {
         bridge_ip: config.bridge_ip,
         cidr: config.cidr,
         dns_ports: GUEST_DNS_PORTS.to_vec(),
-        allowed_host_ports: Vec::new(),
+        allowed_host_ports: config.allowed_host_ports.clone(),
         guests,
     };
     network.ops.apply_firewall(&desired).await?;
