@@ -14,7 +14,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum HostStatsError {
     /// Reading a `/proc` file or a disk image's metadata failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Read {
         /// What was read.
         path: PathBuf,

@@ -55,7 +55,7 @@ pub enum AgentError {
         timeout: Duration,
     },
     /// Writing the request or reading the reply failed.
-    #[error("agent call {request:?}: i/o: {source}")]
+    #[error("agent call {request:?}: i/o")]
     Io {
         /// What was asked.
         request: Request,
@@ -63,7 +63,7 @@ pub enum AgentError {
         source: std::io::Error,
     },
     /// The request could not be encoded (a bug, not a guest problem).
-    #[error("agent call {request:?}: cannot encode request: {source}")]
+    #[error("agent call {request:?}: cannot encode request")]
     Encode {
         /// What was asked.
         request: Request,
@@ -87,7 +87,7 @@ pub enum AgentError {
         received: usize,
     },
     /// The reply is not valid JSON of a known shape.
-    #[error("agent call {request:?}: malformed reply: {source}")]
+    #[error("agent call {request:?}: malformed reply")]
     Malformed {
         /// What was asked.
         request: Request,

@@ -18,7 +18,7 @@ const PEEK_BYTES: usize = 16;
 #[derive(Debug, Error)]
 pub enum ProbeError {
     /// The TCP connection failed (refused, unreachable).
-    #[error("probe {addr}: connect: {source}")]
+    #[error("probe {addr}: connect")]
     Connect {
         /// Target.
         addr: SocketAddr,

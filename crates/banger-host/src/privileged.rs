@@ -85,7 +85,7 @@ pub enum PrivilegedError {
         actual: String,
     },
     /// Reading the calling thread's namespace failed.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Namespace {
         /// The namespace link.
         path: PathBuf,

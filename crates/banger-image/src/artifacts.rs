@@ -29,7 +29,7 @@ pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1 net.ifnames=0";
 #[derive(Debug, Error)]
 pub enum ArtifactsError {
     /// Creating the cache directory failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// Directory that failed.
         path: PathBuf,

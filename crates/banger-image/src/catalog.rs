@@ -25,7 +25,7 @@ pub const CATALOG_VERSION: u32 = 1;
 #[derive(Debug, Error)]
 pub enum CatalogError {
     /// Reading the file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// Catalog file.
         path: PathBuf,
@@ -33,7 +33,7 @@ pub enum CatalogError {
         source: std::io::Error,
     },
     /// The file is not valid TOML for the catalog schema.
-    #[error("{origin}: {source}")]
+    #[error("{origin}")]
     Toml {
         /// Where the text came from.
         origin: String,
@@ -324,10 +324,24 @@ arch = "x86_64"
         }
     }
 
+    /// The error with its causes, as users see it.
+    fn chain(error: &CatalogError) -> String {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
     #[test]
     fn errors_name_entry_and_field() {
         let bad_sha = SAMPLE.replace("sha256 = \"0000", "sha256 = \"ZZ00");
-        let err = parse_catalog(&bad_sha, "cat.toml").unwrap_err().to_string();
+        let err = parse_catalog(&bad_sha, "cat.toml")
+            .map_err(|error| chain(&error))
+            .unwrap_err();
         assert!(
             err.contains("cat.toml") && err.contains("fc-5-10") && err.contains("sha256"),
             "{err}"
@@ -337,14 +351,16 @@ arch = "x86_64"
             "arch = \"x86_64\"\ndescription",
             "arch = \"x86_64\"\ncolour = 1\ndescription",
         );
-        let err = parse_catalog(&unknown, "cat.toml").unwrap_err().to_string();
+        let err = parse_catalog(&unknown, "cat.toml")
+            .map_err(|error| chain(&error))
+            .unwrap_err();
         assert!(err.contains("colour"), "{err}");
 
         let http = SAMPLE.replace("https://example.org", "http://example.org");
         assert!(
             parse_catalog(&http, "x")
+                .map_err(|error| chain(&error))
                 .unwrap_err()
-                .to_string()
                 .contains("url")
         );
 

@@ -26,7 +26,7 @@ const S_IFCHR: u32 = 0o020000;
 #[derive(Debug, Error)]
 pub enum CpioError {
     /// Writing to the underlying sink failed.
-    #[error("writing cpio entry {path}: {source}")]
+    #[error("writing cpio entry {path}")]
     Io {
         /// Archive path of the entry being written.
         path: String,

@@ -41,7 +41,7 @@ pub enum GuestConfigError {
         reason: String,
     },
     /// Reading the initramfs or writing the initrd failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// File that failed.
         path: PathBuf,

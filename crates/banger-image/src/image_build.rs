@@ -99,7 +99,7 @@ pub enum ImageBuildError {
         path: PathBuf,
     },
     /// A filesystem operation failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// Path that failed.
         path: PathBuf,

@@ -75,7 +75,7 @@ pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
 #[derive(Debug, Error)]
 pub enum InitramfsError {
     /// Reading an input or writing the output failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// File that failed.
         path: PathBuf,
@@ -95,7 +95,7 @@ pub enum InitramfsError {
     #[error(transparent)]
     Modules(#[from] ModulesError),
     /// Writing the archive failed.
-    #[error("building initramfs {path}: {source}")]
+    #[error("building initramfs {path}")]
     Cpio {
         /// Output file.
         path: PathBuf,

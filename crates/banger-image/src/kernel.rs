@@ -27,7 +27,7 @@ pub const DEBIAN_CLOUD_METAPACKAGE: &str = "linux-image-cloud-amd64";
 #[derive(Debug, Error)]
 pub enum KernelError {
     /// A filesystem operation failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// Path that failed.
         path: PathBuf,

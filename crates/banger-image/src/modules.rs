@@ -30,7 +30,7 @@ const SUFFIXES: [&str; 4] = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"];
 #[derive(Debug, Error)]
 pub enum ModulesError {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// File that failed.
         path: PathBuf,
@@ -46,7 +46,7 @@ pub enum ModulesError {
         detail: String,
     },
     /// A module file is not a valid ELF object.
-    #[error("module {path}: {source}")]
+    #[error("module {path}")]
     Elf {
         /// Module file.
         path: PathBuf,

@@ -29,7 +29,7 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 #[derive(Debug, Error)]
 pub enum VmlinuxError {
     /// Reading the bzImage or writing the vmlinux failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// File that failed.
         path: PathBuf,
@@ -37,7 +37,7 @@ pub enum VmlinuxError {
         source: std::io::Error,
     },
     /// Extraction from a file failed; wraps the in-memory error with the path.
-    #[error("extracting vmlinux from {path}: {source}")]
+    #[error("extracting vmlinux from {path}")]
     InFile {
         /// The bzImage.
         path: PathBuf,

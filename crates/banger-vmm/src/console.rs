@@ -27,7 +27,7 @@ use crate::process::{ProcessError, ProcessIdentity, spawn_detached};
 #[derive(Debug, Error)]
 pub enum ConsoleError {
     /// Reading, writing or rotating the log failed.
-    #[error("console log {path}: {source}")]
+    #[error("console log {path}")]
     Io {
         /// The file that failed.
         path: PathBuf,
@@ -35,7 +35,7 @@ pub enum ConsoleError {
         source: std::io::Error,
     },
     /// Reading the VMM's output failed.
-    #[error("reading console input for {path}: {source}")]
+    #[error("reading console input for {path}")]
     Input {
         /// The log being written.
         path: PathBuf,

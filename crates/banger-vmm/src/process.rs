@@ -29,7 +29,7 @@ const POLL: Duration = Duration::from_millis(50);
 #[derive(Debug, Error)]
 pub enum ProcessError {
     /// `/proc/<pid>` could not be read (the process is gone or not ours).
-    #[error("process {pid}: cannot read {path}: {source}")]
+    #[error("process {pid}: cannot read {path}")]
     Proc {
         /// Process id.
         pid: u32,
@@ -45,7 +45,7 @@ pub enum ProcessError {
         pid: u32,
     },
     /// Starting a program failed.
-    #[error("cannot start {program}: {source}")]
+    #[error("cannot start {program}")]
     Spawn {
         /// The program.
         program: PathBuf,
@@ -53,7 +53,7 @@ pub enum ProcessError {
         source: std::io::Error,
     },
     /// Sending a signal failed.
-    #[error("process {pid} ({exe}): cannot send signal {signal}: {source}")]
+    #[error("process {pid} ({exe}): cannot send signal {signal}")]
     Signal {
         /// Process id.
         pid: u32,

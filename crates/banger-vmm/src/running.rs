@@ -84,7 +84,7 @@ pub enum VmmError {
     #[error(transparent)]
     Spec(#[from] SpecError),
     /// A file operation failed.
-    #[error("VM {vm}: {path}: {source}")]
+    #[error("VM {vm}: {path}")]
     Io {
         /// VM name.
         vm: String,
@@ -94,7 +94,7 @@ pub enum VmmError {
         source: std::io::Error,
     },
     /// Spawning, identifying or signalling a process failed.
-    #[error("VM {vm}: {source}")]
+    #[error("VM {vm}")]
     Process {
         /// VM name.
         vm: String,
@@ -102,7 +102,7 @@ pub enum VmmError {
         source: ProcessError,
     },
     /// Starting the console pipeline failed.
-    #[error("VM {vm}: {source}")]
+    #[error("VM {vm}")]
     Console {
         /// VM name.
         vm: String,
@@ -134,7 +134,7 @@ pub enum VmmError {
         timeout: Duration,
     },
     /// Talking to QEMU's QMP failed.
-    #[error("VM {vm}: {source}")]
+    #[error("VM {vm}")]
     Qmp {
         /// VM name.
         vm: String,
@@ -142,7 +142,7 @@ pub enum VmmError {
         source: QmpError,
     },
     /// A Firecracker API call failed.
-    #[error("VM {vm}: {source}")]
+    #[error("VM {vm}")]
     Firecracker {
         /// VM name.
         vm: String,

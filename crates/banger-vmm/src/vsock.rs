@@ -21,7 +21,7 @@ pub const MAX_REPLY_BYTES: usize = 32;
 #[derive(Debug, Error)]
 pub enum VsockError {
     /// Connecting to the Unix socket failed (VMM not running, wrong path).
-    #[error("vsock {uds}: connect: {source}")]
+    #[error("vsock {uds}: connect")]
     Connect {
         /// The VM's vsock socket.
         uds: PathBuf,
@@ -29,7 +29,7 @@ pub enum VsockError {
         source: std::io::Error,
     },
     /// Reading or writing the handshake failed.
-    #[error("vsock {uds} port {port}: handshake: {source}")]
+    #[error("vsock {uds} port {port}: handshake")]
     Io {
         /// The VM's vsock socket.
         uds: PathBuf,

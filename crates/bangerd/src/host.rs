@@ -164,7 +164,7 @@ impl Host {
 async fn setup_network(config: &Config, owner_uid: u32) -> Result<Network, String> {
     let bridge = BridgeName::new(&config.bridge_name).map_err(|error| error.to_string())?;
     let ops = InProcessOps::new().map_err(|error| {
-        format!("cannot open netlink: {error}; VM networking needs root (run bangerd as root until the root helper lands)")
+        format!("cannot open netlink: {}; VM networking needs root (run bangerd as root until the root helper lands)", crate::api::error_chain(&error))
     })?;
     ops.ensure_bridge(&bridge, config.bridge_ip, config.cidr.prefix).await.map_err(|error| {
         format!(

@@ -48,7 +48,10 @@ fn main() -> ExitCode {
         return match banger_vmm::console::copier_main(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("bangerd console-copier: error: {error}");
+                eprintln!(
+                    "bangerd console-copier: error: {}",
+                    bangerd::api::error_chain(&error)
+                );
                 ExitCode::FAILURE
             }
         };

@@ -89,7 +89,11 @@ async fn agent_checks(paths: &Paths) -> Vec<doctor::Check> {
             Err(error) => doctor::Check {
                 name: "guest-agent",
                 status: Status::Warn,
-                detail: format!("VM {}: cannot ask the daemon: {error}", vm.name),
+                detail: format!(
+                    "VM {}: cannot ask the daemon: {:#}",
+                    vm.name,
+                    anyhow::Error::from(error)
+                ),
                 fix: Some("check `banger daemon status` and the daemon log".to_owned()),
             },
         };

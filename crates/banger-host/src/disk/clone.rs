@@ -29,7 +29,7 @@ use crate::tools::find_program;
 #[derive(Debug, thiserror::Error)]
 pub enum CloneError {
     /// Opening, creating, sizing or copying a file failed.
-    #[error("cannot {op} {path}: {source}")]
+    #[error("cannot {op} {path}")]
     Io {
         /// What was being done.
         op: &'static str,

@@ -44,7 +44,7 @@ pub enum OverlayError {
         path: PathBuf,
     },
     /// Creating the template failed.
-    #[error("cannot {op} {path}: {source}")]
+    #[error("cannot {op} {path}")]
     Io {
         /// What was being done.
         op: &'static str,

@@ -26,7 +26,7 @@ const ENTRY_PREFIX: &str = "grown-";
 #[derive(Debug, thiserror::Error)]
 pub enum SeedCacheError {
     /// The seed or the cache directory could not be inspected or created.
-    #[error("seed cache: cannot {op} {path}: {source}")]
+    #[error("seed cache: cannot {op} {path}")]
     Io {
         /// What was being done.
         op: &'static str,

@@ -31,7 +31,7 @@ pub enum ValidateError {
         path: PathBuf,
     },
     /// Opening or reading it failed for another reason.
-    #[error("{path}: cannot {op}: {source}")]
+    #[error("{path}: cannot {op}")]
     Io {
         /// What was being done.
         op: &'static str,

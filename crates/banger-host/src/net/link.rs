@@ -25,14 +25,14 @@ const ENODEV: i32 = 19;
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     /// The netlink socket could not be opened.
-    #[error("cannot open a netlink socket: {source}")]
+    #[error("cannot open a netlink socket")]
     Connect {
         /// The OS error.
         #[source]
         source: std::io::Error,
     },
     /// A request about one link failed.
-    #[error("netlink {op} for {name:?} failed: {source}")]
+    #[error("netlink {op} for {name:?} failed")]
     Request {
         /// What was being done (`"add bridge"`, `"delete link"`, ...).
         op: &'static str,

@@ -31,7 +31,7 @@ const MAX_NAME_COLLISIONS: usize = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     /// A privileged operation on one TAP failed.
-    #[error("TAP pool: cannot {op} {tap}: {source}")]
+    #[error("TAP pool: cannot {op} {tap}")]
     Tap {
         /// `"create"`, `"delete"`.
         op: &'static str,
@@ -42,7 +42,7 @@ pub enum PoolError {
         source: PrivilegedError,
     },
     /// Listing the existing TAPs failed.
-    #[error("TAP pool: cannot list banger TAPs: {source}")]
+    #[error("TAP pool: cannot list banger TAPs")]
     List {
         /// What went wrong.
         #[source]

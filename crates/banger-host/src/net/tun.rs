@@ -31,7 +31,7 @@ pub const TUN_DEVICE: &str = "/dev/net/tun";
 #[derive(Debug, thiserror::Error)]
 pub enum TunError {
     /// `/dev/net/tun` could not be opened (no TUN support, or no root).
-    #[error("cannot open {TUN_DEVICE} to create {name}: {source}")]
+    #[error("cannot open {TUN_DEVICE} to create {name}")]
     Open {
         /// The TAP being created.
         name: String,
@@ -46,7 +46,7 @@ pub enum TunError {
         name: String,
     },
     /// One of the ioctls failed.
-    #[error("{ioctl} failed for TAP {name}: {source}")]
+    #[error("{ioctl} failed for TAP {name}")]
     Ioctl {
         /// `TUNSETIFF`, `TUNSETOWNER` or `TUNSETPERSIST`.
         ioctl: &'static str,

@@ -29,7 +29,7 @@ pub const HOST_KEY_TYPE: &str = "ed25519";
 #[derive(Debug, thiserror::Error)]
 pub enum SshKeyError {
     /// Reading, writing or inspecting a file failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         /// What was being done ("read", "create directory", ...).
         action: &'static str,

@@ -26,7 +26,7 @@ pub const MAX_ALIAS_LEN: usize = 253;
 #[derive(Debug, thiserror::Error)]
 pub enum KnownHostsError {
     /// Reading, writing or locking a file failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         /// What was being done.
         action: &'static str,

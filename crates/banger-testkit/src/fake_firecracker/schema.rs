@@ -19,7 +19,7 @@ pub const SPEC_ENV: &str = "BANGER_FC_SPEC";
 #[derive(Debug, Error)]
 pub enum SpecLoadError {
     /// Reading the file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The spec file.
         path: PathBuf,

@@ -22,7 +22,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Error)]
 pub enum QmpError {
     /// Socket IO failed.
-    #[error("QMP {socket}: {source}")]
+    #[error("QMP {socket}")]
     Io {
         /// The QMP socket.
         socket: PathBuf,

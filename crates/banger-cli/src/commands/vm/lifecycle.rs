@@ -65,7 +65,10 @@ pub async fn show(paths: &Paths, args: VmShowArgs) -> anyhow::Result<ExitCode> {
             Ok(vm) => shown.push(vm),
             Err(error) => {
                 failed = true;
-                eprintln!("error: {name}: {}", output::sanitize(&error.to_string()));
+                eprintln!(
+                    "error: {name}: {}",
+                    output::sanitize(&format!("{:#}", anyhow::Error::from(error)))
+                );
             }
         }
     }

@@ -38,7 +38,10 @@ pub async fn run(paths: &Paths, args: VmRunArgs) -> anyhow::Result<ExitCode> {
     if args.rm {
         match client.delete_vm(&name, true).await {
             Ok(_) => eprintln!("deleted VM {name}"),
-            Err(error) => eprintln!("error: cannot delete VM {name}: {error}"),
+            Err(error) => eprintln!(
+                "error: cannot delete VM {name}: {:#}",
+                anyhow::Error::from(error)
+            ),
         }
     } else if args.command.is_empty() {
         remind_if_running(&client, &name).await;

@@ -199,7 +199,7 @@ pub enum FirewallError {
     #[error("nft not found on PATH or in /usr/sbin, /sbin (install nftables)")]
     NftNotFound,
     /// Running `nft` failed.
-    #[error("cannot run {program}: {source}")]
+    #[error("cannot run {program}")]
     NftSpawn {
         /// The program.
         program: PathBuf,
@@ -228,7 +228,7 @@ pub enum FirewallError {
         stderr: String,
     },
     /// `nft` printed something that is not the JSON it documents.
-    #[error("{program} printed unparsable JSON: {source}")]
+    #[error("{program} printed unparsable JSON")]
     NftOutput {
         /// The program.
         program: PathBuf,
@@ -237,7 +237,7 @@ pub enum FirewallError {
         source: serde_json::Error,
     },
     /// Reading or writing the IPv4 forwarding switch failed.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     Forwarding {
         /// `read` or `write`.
         action: &'static str,

@@ -70,7 +70,7 @@ pub enum ApiOperation {
 #[derive(Debug, Error)]
 pub enum ApiError {
     /// Connecting to the API socket failed.
-    #[error("Firecracker API {socket}: connect: {source}")]
+    #[error("Firecracker API {socket}: connect")]
     Connect {
         /// The API socket.
         socket: PathBuf,
