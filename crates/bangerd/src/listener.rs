@@ -67,6 +67,9 @@ pub enum ListenError {
     },
 }
 
+/// How long a new daemon waits for a silent lock owner to finish exiting.
+const DYING_OWNER_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The lock held for the daemon's lifetime; dropping it releases the lock.
 #[derive(Debug)]
 pub struct InstanceLock {
@@ -90,7 +93,7 @@ impl InstanceLock {
             .truncate(false)
             .open(&path)
             .map_err(lock_error)?;
-        if rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+        if !Self::lock_or_wait_for_exit(&file, &paths.socket()) {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
             let pid = pid.trim().to_owned();
@@ -107,6 +110,23 @@ impl InstanceLock {
         file.rewind().map_err(lock_error)?;
         writeln!(file, "{}", std::process::id()).map_err(lock_error)?;
         Ok(Self { file, path })
+    }
+
+    /// Takes the lock; if it is held by a daemon that no longer answers on
+    /// its socket (one that is exiting, e.g. just SIGKILLed), waits up to
+    /// [`DYING_OWNER_GRACE`] for the kernel to release it. A daemon that
+    /// answers is never waited for.
+    fn lock_or_wait_for_exit(file: &std::fs::File, socket: &Path) -> bool {
+        let deadline = std::time::Instant::now() + DYING_OWNER_GRACE;
+        loop {
+            if rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                return true;
+            }
+            if UnixStream::connect(socket).is_ok() || std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// The lock file's path.
