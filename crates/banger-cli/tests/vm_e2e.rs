@@ -185,7 +185,24 @@ impl Suite {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 http.server");
-        std::thread::sleep(Duration::from_millis(800));
+        // Wait until the server listens: a loaded machine starts Python slowly.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let probe = namespace
+                .wrap(Command::new("python3").args([
+                    "-c",
+                    "import socket; socket.create_connection(('198.51.100.2', 8000), 1)",
+                ]))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("python3 runs");
+            if probe.success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the fake internet server did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
         FakeInternet {
             _namespace: namespace,
             server,
