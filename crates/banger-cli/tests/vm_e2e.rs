@@ -200,7 +200,10 @@ impl Suite {
             if probe.success() {
                 break;
             }
-            assert!(Instant::now() < deadline, "the fake internet server did not start");
+            assert!(
+                Instant::now() < deadline,
+                "the fake internet server did not start"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         FakeInternet {
