@@ -22,4 +22,14 @@ BANGER_AGENT_BIN="$(./scripts/build-agent.sh debug)"
 export BANGER_AGENT_BIN
 
 step "tests"
+# The Firecracker contract tests read the official API spec from ../shared
+# (next to the checkout); a clone elsewhere finds it in the workplace copy.
+if [ -z "${BANGER_FC_SPEC:-}" ]; then
+  for candidate in "$PWD/../shared/firecracker/firecracker.yaml" /work/shared/firecracker/firecracker.yaml; do
+    if [ -f "$candidate" ]; then
+      export BANGER_FC_SPEC="$candidate"
+      break
+    fi
+  done
+fi
 cargo test --workspace --locked
