@@ -3,33 +3,10 @@
 //! import, delete, and failures that must leave nothing behind.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use banger_testkit::TestEnv;
-
-fn run(command: &mut Command) -> Output {
-    command.stdin(Stdio::null()).output().expect("command runs")
-}
-
-fn ok(command: &mut Command) -> String {
-    let output = run(command);
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn fails(command: &mut Command) -> String {
-    let output = run(command);
-    assert!(
-        !output.status.success(),
-        "unexpectedly succeeded: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use banger_testkit::cli::{fails, json, ok};
 
 fn kernels_dir(env: &TestEnv) -> PathBuf {
     env.paths().state_dir.join("kernels")
@@ -48,10 +25,6 @@ fn entries(dir: &Path) -> Vec<String> {
             .collect(),
         Err(_) => Vec::new(),
     }
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|error| panic!("not JSON ({error}): {text}"))
 }
 
 #[test]

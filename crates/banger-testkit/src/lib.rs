@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use banger_config::Paths;
 
+pub mod cli;
 pub mod fake_firecracker;
 pub mod netns;
 
