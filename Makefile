@@ -3,7 +3,7 @@ CARGO_TARGET_DIR ?= $(CURDIR)/target-bench
 export CARGO_TARGET_DIR
 BENCH_ARGS ?=
 
-.PHONY: bench-create bench-disk
+.PHONY: bench-create bench-disk bench-workspace
 
 # banger vm create vs the same QEMU command line run bare; needs root.
 # BENCH_ARGS="--iterations 10 --warmup 1" to change the run.
@@ -16,3 +16,9 @@ bench-create:
 # Work-seed clone + grow and overlay creation (docs/disks.md).
 bench-disk:
 	cargo run --release -p banger-host --example disk_bench
+
+# vm workspace prepare vs `git archive HEAD | ssh VM tar -x` on a running VM
+# (docs/workspaces.md): make bench-workspace VM=devbox
+bench-workspace:
+	cargo build --release -p banger-workspace --example bench_prepare
+	"$(CARGO_TARGET_DIR)/release/examples/bench_prepare" --vm "$(VM)" $(BENCH_ARGS)

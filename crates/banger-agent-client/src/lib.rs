@@ -25,18 +25,25 @@ use std::time::Duration;
 use banger_agent_proto::{
     AGENT_PORT, Envelope, FrameError, GuestStats, MAX_CMDLINE_BYTES, MAX_COMM_BYTES,
     MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_SOCKETS, PROTOCOL_VERSION, Request, Response,
-    Transport,
+    SessionRefusal, Transport,
 };
 use banger_vmm::VsockError;
+use rustix::net::RecvFlags;
 use thiserror::Error;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::UnixStream;
 
 pub mod host_stats;
 pub mod probe;
 mod sanitize;
+mod session;
 
 pub use banger_agent_proto as proto;
 pub use sanitize::{GUEST_TEXT_MAX_CHARS, REPLACEMENT, sanitize_guest_text};
+pub use session::{
+    session_attach, session_list, session_logs, session_remove, session_show, session_signal,
+    session_start,
+};
 
 /// Why an agent call failed.
 #[derive(Debug, Error)]
@@ -45,76 +52,83 @@ pub enum AgentError {
     #[error(transparent)]
     Connect(#[from] VsockError),
     /// The call did not complete within its deadline.
-    #[error("agent call {request:?} via {}: no reply within {timeout:?}", uds.display())]
+    #[error("agent call {request} via {}: no reply within {timeout:?}", uds.display())]
     Timeout {
         /// The VM's vsock socket.
         uds: PathBuf,
         /// What was asked.
-        request: Request,
+        request: &'static str,
         /// The deadline.
         timeout: Duration,
     },
     /// Writing the request or reading the reply failed.
-    #[error("agent call {request:?}: i/o")]
+    #[error("agent call {request}: i/o")]
     Io {
         /// What was asked.
-        request: Request,
+        request: &'static str,
         /// Underlying error.
         source: std::io::Error,
     },
     /// The request could not be encoded (a bug, not a guest problem).
-    #[error("agent call {request:?}: cannot encode request")]
+    #[error("agent call {request}: cannot encode request")]
     Encode {
         /// What was asked.
-        request: Request,
+        request: &'static str,
         /// Underlying error.
         source: FrameError,
     },
     /// The reply exceeded [`MAX_FRAME_BYTES`] without a newline.
-    #[error("agent call {request:?}: reply exceeds the {MAX_FRAME_BYTES}-byte limit")]
+    #[error("agent call {request}: reply exceeds the {MAX_FRAME_BYTES}-byte limit")]
     TooLarge {
         /// What was asked.
-        request: Request,
+        request: &'static str,
     },
     /// The agent closed the connection before a complete reply.
     #[error(
-        "agent call {request:?}: connection closed after {received} bytes, before a complete reply"
+        "agent call {request}: connection closed after {received} bytes, before a complete reply"
     )]
     Incomplete {
         /// What was asked.
-        request: Request,
+        request: &'static str,
         /// Bytes received.
         received: usize,
     },
     /// The reply is not valid JSON of a known shape.
-    #[error("agent call {request:?}: malformed reply")]
+    #[error("agent call {request}: malformed reply")]
     Malformed {
         /// What was asked.
-        request: Request,
+        request: &'static str,
         /// Underlying error.
         source: FrameError,
     },
     /// The reply is well-formed but answers a different request.
-    #[error("agent call {request:?}: unexpected {got} reply")]
+    #[error("agent call {request}: unexpected {got} reply")]
     WrongVariant {
         /// What was asked.
-        request: Request,
+        request: &'static str,
         /// The variant received.
         got: &'static str,
     },
     /// The reply has impossible values (port 0, too many entries, ...).
-    #[error("agent call {request:?}: invalid reply: {reason}")]
+    #[error("agent call {request}: invalid reply: {reason}")]
     Invalid {
         /// What was asked.
-        request: Request,
+        request: &'static str,
         /// What is wrong.
         reason: String,
     },
+    /// The agent refused a session request (the refusal's strings are
+    /// sanitised).
+    #[error("{reason}")]
+    SessionRefused {
+        /// Why.
+        reason: SessionRefusal,
+    },
     /// The agent answered with [`Response::Error`].
-    #[error("agent call {request:?}: agent error: {message}")]
+    #[error("agent call {request}: agent error: {message}")]
     Rejected {
         /// What was asked.
-        request: Request,
+        request: &'static str,
         /// The agent's message, sanitised.
         message: String,
     },
@@ -123,65 +137,113 @@ pub enum AgentError {
 /// Sends `request` to the agent behind the VM's hybrid-vsock socket `uds` and
 /// returns its validated, sanitised reply. The whole exchange must finish
 /// within `timeout`. A [`Response::Error`] reply becomes
-/// [`AgentError::Rejected`], so `Ok` always holds the variant matching
-/// `request`.
+/// [`AgentError::Rejected`] and a [`Response::SessionRefused`] one
+/// [`AgentError::SessionRefused`], so `Ok` always holds the variant matching
+/// `request`. For the two requests followed by a stream (logs, attach) use
+/// [`session_logs`] and [`session_attach`], which return the connection.
 pub async fn call(uds: &Path, request: Request, timeout: Duration) -> Result<Response, AgentError> {
+    call_keeping_stream(uds, &request, timeout)
+        .await
+        .map(|(response, _)| response)
+}
+
+/// [`call`], also returning the connection positioned right after the
+/// reply line (nothing past the newline has been read).
+async fn call_keeping_stream(
+    uds: &Path,
+    request: &Request,
+    timeout: Duration,
+) -> Result<(Response, UnixStream), AgentError> {
     match tokio::time::timeout(timeout, exchange(uds, request, timeout)).await {
         Ok(result) => result,
         Err(_) => Err(AgentError::Timeout {
             uds: uds.to_path_buf(),
-            request,
+            request: request.kind(),
             timeout,
         }),
     }
 }
 
-async fn exchange(uds: &Path, request: Request, timeout: Duration) -> Result<Response, AgentError> {
+async fn exchange(
+    uds: &Path,
+    request: &Request,
+    timeout: Duration,
+) -> Result<(Response, UnixStream), AgentError> {
+    let kind = request.kind();
     let frame = banger_agent_proto::encode(&Envelope {
         version: PROTOCOL_VERSION,
-        request,
+        request: request.clone(),
     })
-    .map_err(|source| AgentError::Encode { request, source })?;
+    .map_err(|source| AgentError::Encode {
+        request: kind,
+        source,
+    })?;
     let mut stream = banger_vmm::connect_vsock(uds, AGENT_PORT, timeout).await?;
-    let io = |source| AgentError::Io { request, source };
+    let io = |source| AgentError::Io {
+        request: kind,
+        source,
+    };
     stream.write_all(&frame).await.map_err(io)?;
-    let line = read_frame(&mut stream, request).await?;
-    let response = banger_agent_proto::decode::<Response>(&line)
-        .map_err(|source| AgentError::Malformed { request, source })?;
-    validate(request, response)
+    let line = read_frame(&mut stream, kind).await?;
+    let response =
+        banger_agent_proto::decode::<Response>(&line).map_err(|source| AgentError::Malformed {
+            request: kind,
+            source,
+        })?;
+    Ok((validate(request, response)?, stream))
 }
 
-/// Reads one newline-terminated frame, never more than [`MAX_FRAME_BYTES`].
-async fn read_frame(
-    stream: &mut tokio::net::UnixStream,
-    request: Request,
-) -> Result<Vec<u8>, AgentError> {
-    let limit = u64::try_from(MAX_FRAME_BYTES).unwrap_or(u64::MAX);
-    let mut reader = BufReader::new(stream.take(limit));
+/// Reads one newline-terminated frame, never more than [`MAX_FRAME_BYTES`],
+/// and nothing past the newline: it peeks at what is available and consumes
+/// only up to the newline, because after some replies the connection carries
+/// a stream that belongs to the caller.
+async fn read_frame(stream: &mut UnixStream, request: &'static str) -> Result<Vec<u8>, AgentError> {
+    let io = |source| AgentError::Io { request, source };
     let mut line = Vec::new();
-    reader
-        .read_until(b'\n', &mut line)
-        .await
-        .map_err(|source| AgentError::Io { request, source })?;
-    if line.ends_with(b"\n") {
-        Ok(line)
-    } else if line.len() >= MAX_FRAME_BYTES {
-        Err(AgentError::TooLarge { request })
-    } else {
-        Err(AgentError::Incomplete {
-            request,
-            received: line.len(),
-        })
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let room = MAX_FRAME_BYTES - line.len();
+        if room == 0 {
+            return Err(AgentError::TooLarge { request });
+        }
+        let window = &mut chunk[..room.min(16 * 1024)];
+        let available = stream
+            .async_io(Interest::READABLE, || {
+                rustix::net::recv(&*stream, &mut *window, RecvFlags::PEEK)
+                    .map(|(read, _)| read)
+                    .map_err(std::io::Error::from)
+            })
+            .await
+            .map_err(io)?;
+        if available == 0 {
+            return Err(AgentError::Incomplete {
+                request,
+                received: line.len(),
+            });
+        }
+        let take = window[..available]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(available, |index| index + 1);
+        stream.read_exact(&mut window[..take]).await.map_err(io)?;
+        line.extend_from_slice(&window[..take]);
+        if line.ends_with(b"\n") {
+            return Ok(line);
+        }
     }
 }
 
 /// Checks that `response` answers `request` with plausible values, and
 /// sanitises its strings.
-fn validate(request: Request, response: Response) -> Result<Response, AgentError> {
-    let invalid = |reason: String| AgentError::Invalid { request, reason };
+fn validate(request: &Request, response: Response) -> Result<Response, AgentError> {
+    let kind = request.kind();
+    let invalid = |reason: String| AgentError::Invalid {
+        request: kind,
+        reason,
+    };
     match (request, response) {
         (_, Response::Error { message }) => Err(AgentError::Rejected {
-            request,
+            request: kind,
             message: sanitize_guest_text(&message, MAX_MESSAGE_BYTES),
         }),
         (
@@ -227,8 +289,11 @@ fn validate(request: Request, response: Response) -> Result<Response, AgentError
             check_stats(&stats).map_err(invalid)?;
             Ok(Response::Stats(stats))
         }
+        (request, response) if session::is_session_request(request) => {
+            session::validate(request, response)
+        }
         (_, other) => Err(AgentError::WrongVariant {
-            request,
+            request: kind,
             got: variant_name(&other),
         }),
     }
@@ -248,12 +313,19 @@ fn check_stats(stats: &GuestStats) -> Result<(), String> {
     Ok(())
 }
 
-fn variant_name(response: &Response) -> &'static str {
+pub(crate) fn variant_name(response: &Response) -> &'static str {
     match response {
         Response::Health { .. } => "health",
         Response::ListeningPorts { .. } => "listening_ports",
         Response::Stats(_) => "stats",
         Response::Error { .. } => "error",
+        Response::SessionStarted { .. } => "session_started",
+        Response::Sessions { .. } => "sessions",
+        Response::Session { .. } => "session",
+        Response::SessionRefused { .. } => "session_refused",
+        Response::Done => "done",
+        Response::LogStream { .. } => "log_stream",
+        Response::Attached { .. } => "attached",
     }
 }
 
@@ -281,7 +353,7 @@ pub async fn health(uds: &Path, timeout: Duration) -> Result<AgentHealth, AgentE
             uptime_secs,
         }),
         other => Err(AgentError::WrongVariant {
-            request: Request::Health,
+            request: Request::Health.kind(),
             got: variant_name(&other),
         }),
     }
@@ -354,7 +426,7 @@ pub async fn listening_ports(uds: &Path, timeout: Duration) -> Result<GuestPorts
             })
         }
         other => Err(AgentError::WrongVariant {
-            request: Request::ListeningPorts,
+            request: Request::ListeningPorts.kind(),
             got: variant_name(&other),
         }),
     }
@@ -365,7 +437,7 @@ pub async fn guest_stats(uds: &Path, timeout: Duration) -> Result<GuestStats, Ag
     match call(uds, Request::Stats, timeout).await? {
         Response::Stats(stats) => Ok(stats),
         other => Err(AgentError::WrongVariant {
-            request: Request::Stats,
+            request: Request::Stats.kind(),
             got: variant_name(&other),
         }),
     }

@@ -12,20 +12,34 @@
 //! when the schema changes without a new entry, and entries must have strictly
 //! increasing versions ending at [`PROTOCOL_VERSION`], so changing a type
 //! forces a version bump. Procedure: `docs/agent.md`.
+//!
+//! Sessions ([`session`]): two requests are followed by a byte stream on the
+//! same connection after the reply line — [`Request::SessionLogs`] (raw log
+//! bytes) and [`Request::SessionAttach`] (frames of [`attach`]).
 
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub mod attach;
 pub mod schema;
+pub mod session;
+
+pub use attach::{ATTACH_HEADER_BYTES, AttachFrame, AttachFrameError, MAX_ATTACH_PAYLOAD};
+pub use session::{
+    LogStream, MAX_ARG_BYTES, MAX_ARGS, MAX_ARGV_BYTES, MAX_REQUIRED_COMMANDS,
+    MAX_SESSION_NAME_BYTES, MAX_SESSIONS, SESSION_PATH, SessionNameError, SessionRefusal,
+    SessionSignal, SessionSpec, SessionState, SessionStatus, StdinMode, validate_session_name,
+    validate_spec,
+};
 
 /// Version of this protocol. Bump it whenever a type here changes shape.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// `(protocol version, schema fingerprint)` for every version since the
 /// fingerprint was introduced; the last entry is the current schema. The
 /// fingerprint is [`schema::fingerprint`] of [`schema::examples`].
-pub const SCHEMA_HISTORY: &[(u32, u64)] = &[(2, 0x02f8_0988_e93d_f901)];
+pub const SCHEMA_HISTORY: &[(u32, u64)] = &[(2, 0x02f8_0988_e93d_f901), (3, 0x8622_e97e_842f_06a0)];
 
 /// The vsock port the agent listens on.
 pub const AGENT_PORT: u32 = 1024;
@@ -58,7 +72,7 @@ pub struct Envelope {
 }
 
 /// What the host can ask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// Is the agent alive, and which version is it?
@@ -67,6 +81,66 @@ pub enum Request {
     ListeningPorts,
     /// Load, memory, disk use and uptime of the guest.
     Stats,
+    /// Start a session: answered with [`Response::SessionStarted`].
+    SessionStart(SessionSpec),
+    /// All sessions: answered with [`Response::Sessions`].
+    SessionList,
+    /// One session: answered with [`Response::Session`].
+    SessionShow {
+        /// The session.
+        name: String,
+    },
+    /// Signal a running session's process group: answered with
+    /// [`Response::Done`].
+    SessionSignal {
+        /// The session.
+        name: String,
+        /// Which signal.
+        signal: SessionSignal,
+    },
+    /// Forget an exited session and delete its logs: answered with
+    /// [`Response::Done`].
+    SessionRemove {
+        /// The session.
+        name: String,
+    },
+    /// A session's log from `offset`: answered with [`Response::LogStream`],
+    /// then the raw bytes; with `follow`, until the session has exited and
+    /// the log is drained.
+    SessionLogs {
+        /// The session.
+        name: String,
+        /// Which log.
+        stream: LogStream,
+        /// First byte to send.
+        offset: u64,
+        /// Keep sending as the log grows.
+        follow: bool,
+    },
+    /// Attach to a running pipe-mode session: answered with
+    /// [`Response::Attached`], then [`AttachFrame`]s both ways.
+    SessionAttach {
+        /// The session.
+        name: String,
+    },
+}
+
+impl Request {
+    /// The request's wire `type`, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Health => "health",
+            Self::ListeningPorts => "listening_ports",
+            Self::Stats => "stats",
+            Self::SessionStart(_) => "session_start",
+            Self::SessionList => "session_list",
+            Self::SessionShow { .. } => "session_show",
+            Self::SessionSignal { .. } => "session_signal",
+            Self::SessionRemove { .. } => "session_remove",
+            Self::SessionLogs { .. } => "session_logs",
+            Self::SessionAttach { .. } => "session_attach",
+        }
+    }
 }
 
 /// What the agent answers.
@@ -91,6 +165,41 @@ pub enum Response {
     },
     /// Answer to [`Request::Stats`].
     Stats(GuestStats),
+    /// Answer to [`Request::SessionStart`]: it runs.
+    SessionStarted {
+        /// The new session.
+        session: SessionStatus,
+    },
+    /// Answer to [`Request::SessionList`], sorted by name.
+    Sessions {
+        /// The sessions, at most [`MAX_SESSIONS`].
+        sessions: Vec<SessionStatus>,
+        /// Some were left out to keep the reply within a frame (use
+        /// [`Request::SessionShow`] for those).
+        truncated: bool,
+    },
+    /// Answer to [`Request::SessionShow`].
+    Session {
+        /// The session.
+        session: SessionStatus,
+    },
+    /// A session request was refused.
+    SessionRefused {
+        /// Why.
+        reason: SessionRefusal,
+    },
+    /// Answer to [`Request::SessionSignal`] and [`Request::SessionRemove`].
+    Done,
+    /// Answer to [`Request::SessionLogs`]; the raw log bytes follow.
+    LogStream {
+        /// Size of the log file when the request was served.
+        size: u64,
+    },
+    /// Answer to [`Request::SessionAttach`]; attach frames follow.
+    Attached {
+        /// The session.
+        session: SessionStatus,
+    },
     /// The request could not be served.
     Error {
         /// Why.
@@ -225,7 +334,7 @@ mod tests {
         let bytes = encode(&envelope).expect("encode");
         assert_eq!(
             bytes,
-            b"{\"version\":2,\"request\":{\"type\":\"health\"}}\n"
+            b"{\"version\":3,\"request\":{\"type\":\"health\"}}\n"
         );
         assert_eq!(decode::<Envelope>(&bytes).expect("decode"), envelope);
     }

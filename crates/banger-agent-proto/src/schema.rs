@@ -8,19 +8,56 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::{
-    Envelope, FsUsage, GuestStats, ListeningSocket, PROTOCOL_VERSION, Request, Response,
-    SocketProcess, Transport,
+    Envelope, FsUsage, GuestStats, ListeningSocket, LogStream, PROTOCOL_VERSION, Request, Response,
+    SessionRefusal, SessionSignal, SessionSpec, SessionState, SessionStatus, SocketProcess,
+    StdinMode, Transport,
 };
 
 /// One envelope per request variant.
 pub fn requests() -> Vec<Envelope> {
-    [Request::Health, Request::ListeningPorts, Request::Stats]
-        .into_iter()
-        .map(|request| Envelope {
-            version: PROTOCOL_VERSION,
-            request,
-        })
-        .collect()
+    let name = || "web".to_owned();
+    [
+        Request::Health,
+        Request::ListeningPorts,
+        Request::Stats,
+        Request::SessionStart(SessionSpec {
+            name: name(),
+            argv: vec!["npm".into(), "run".into(), "dev".into()],
+            cwd: "/root/app".into(),
+            stdin_mode: StdinMode::Pipe,
+            require_commands: vec!["node".into()],
+        }),
+        Request::SessionList,
+        Request::SessionShow { name: name() },
+        Request::SessionSignal {
+            name: name(),
+            signal: SessionSignal::Terminate,
+        },
+        Request::SessionSignal {
+            name: name(),
+            signal: SessionSignal::Kill,
+        },
+        Request::SessionRemove { name: name() },
+        Request::SessionLogs {
+            name: name(),
+            stream: LogStream::Stdout,
+            offset: 0,
+            follow: true,
+        },
+        Request::SessionLogs {
+            name: name(),
+            stream: LogStream::Stderr,
+            offset: 1024,
+            follow: false,
+        },
+        Request::SessionAttach { name: name() },
+    ]
+    .into_iter()
+    .map(|request| Envelope {
+        version: PROTOCOL_VERSION,
+        request,
+    })
+    .collect()
 }
 
 /// One response per variant, with every optional field set.
@@ -30,7 +67,7 @@ pub fn responses() -> Vec<Response> {
         free_bytes: 6 << 30,
         available_bytes: 5 << 30,
     };
-    vec![
+    [
         Response::Health {
             protocol_version: PROTOCOL_VERSION,
             agent_version: "0.1.0".into(),
@@ -67,6 +104,85 @@ pub fn responses() -> Vec<Response> {
         }),
         Response::Error {
             message: "unsupported".into(),
+        },
+        Response::SessionStarted {
+            session: session(SessionState::Running),
+        },
+        Response::Sessions {
+            sessions: vec![
+                session(SessionState::Running),
+                session(SessionState::Exited {
+                    code: Some(3),
+                    signal: None,
+                }),
+                session(SessionState::Exited {
+                    code: None,
+                    signal: Some(9),
+                }),
+            ],
+            truncated: false,
+        },
+        Response::Session {
+            session: session(SessionState::Running),
+        },
+    ]
+    .into_iter()
+    .chain(
+        refusals()
+            .into_iter()
+            .map(|reason| Response::SessionRefused { reason }),
+    )
+    .chain([
+        Response::Done,
+        Response::LogStream { size: 4096 },
+        Response::Attached {
+            session: session(SessionState::Running),
+        },
+    ])
+    .collect()
+}
+
+fn session(state: SessionState) -> SessionStatus {
+    SessionStatus {
+        name: "web".into(),
+        argv: vec!["npm".into(), "run".into(), "dev".into()],
+        cwd: "/root/app".into(),
+        stdin_mode: StdinMode::Pipe,
+        pid: 812,
+        started_at_unix: 1_700_000_000,
+        state,
+        attached: true,
+        stdout_bytes: 4096,
+        stderr_bytes: 12,
+    }
+}
+
+/// One refusal of every kind.
+fn refusals() -> Vec<SessionRefusal> {
+    let name = || "web".to_owned();
+    vec![
+        SessionRefusal::InvalidName {
+            name: "Web!".into(),
+        },
+        SessionRefusal::InvalidArgv {
+            reason: "no program given".into(),
+        },
+        SessionRefusal::AlreadyExists { name: name() },
+        SessionRefusal::NotFound { name: name() },
+        SessionRefusal::MissingCwd {
+            path: "/root/app".into(),
+        },
+        SessionRefusal::MissingCommand {
+            command: "node".into(),
+        },
+        SessionRefusal::NotPipeMode { name: name() },
+        SessionRefusal::AlreadyAttached { name: name() },
+        SessionRefusal::StillRunning { name: name() },
+        SessionRefusal::NotRunning { name: name() },
+        SessionRefusal::TooManySessions { limit: 256 },
+        SessionRefusal::Busy { limit: 24 },
+        SessionRefusal::SpawnFailed {
+            message: "Permission denied (os error 13)".into(),
         },
     ]
 }

@@ -12,6 +12,7 @@ pub mod kernels;
 pub mod names;
 pub mod operation;
 pub mod paths;
+pub mod sessions;
 pub mod vms;
 
 pub use error::{ApiError, ErrorCode};

@@ -70,3 +70,18 @@ pub fn vm_stats(name: &str) -> String {
 pub fn vm_agent(name: &str) -> String {
     format!("{VMS}/{name}/agent")
 }
+
+/// `GET`: a VM's sessions; `POST`: start one.
+pub fn vm_sessions(name: &str) -> String {
+    format!("{VMS}/{name}/sessions")
+}
+
+/// `GET`/`DELETE`: one session.
+pub fn vm_session(name: &str, session: &str) -> String {
+    format!("{VMS}/{name}/sessions/{session}")
+}
+
+/// `POST`: a session action (`stop`, `kill`); `GET`: `logs`, `attach`.
+pub fn vm_session_action(name: &str, session: &str, action: &str) -> String {
+    format!("{VMS}/{name}/sessions/{session}/{action}")
+}

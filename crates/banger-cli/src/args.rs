@@ -3,6 +3,16 @@
 
 use clap::{Args, Parser, Subcommand};
 
+mod session;
+mod workspace;
+
+pub use session::{
+    LogStreamArg, SessionCommand, SessionLogsArgs, SessionRef, SessionStartArgs, StdinModeArg,
+};
+pub use workspace::{
+    VmAcpArgs, WorkspaceCommand, WorkspaceMode, WorkspacePrepareArgs, WorkspacePullArgs,
+};
+
 /// banger: persistent, one-command development sandboxes on microVMs.
 #[derive(Debug, Parser)]
 #[command(
@@ -72,6 +82,14 @@ pub enum VmCommand {
     Ports(VmNameJson),
     /// Show a VM's host-side and guest-side resource use.
     Stats(VmStatsArgs),
+    /// Copy a git checkout into a VM, or bring the guest's work back.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// Long-lived guest processes managed by the daemon (survive daemon restarts).
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Bridge stdin/stdout to `opencode acp` in a VM (Agent Client Protocol).
+    Acp(VmAcpArgs),
 }
 
 /// A VM name and `--json`.
@@ -136,11 +154,19 @@ pub struct VmCreateArgs {
 /// Options of `banger vm run`.
 #[derive(Debug, Args)]
 pub struct VmRunArgs {
+    /// A git checkout to copy into the VM at /root/repo (the shell or command then runs there).
+    pub path: Option<std::path::PathBuf>,
     /// Name (default: a generated adjective-noun name).
     #[arg(long)]
     pub name: Option<String>,
     #[command(flatten)]
     pub resources: VmResources,
+    /// Put the guest copy on a new branch of this name (needs PATH).
+    #[arg(long, requires = "path")]
+    pub branch: Option<String>,
+    /// Copy the committed tree of this ref instead of the working tree (needs PATH).
+    #[arg(long, requires = "path")]
+    pub from: Option<String>,
     /// Delete the VM afterwards (kept if SSH never answered, for inspection).
     #[arg(long)]
     pub rm: bool,

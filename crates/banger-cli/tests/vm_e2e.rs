@@ -10,97 +10,21 @@
 //! With `BANGER_VMM=firecracker` on a KVM host the same suite drives
 //! Firecracker.
 
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use banger_testkit::TestEnv;
 use banger_testkit::netns::NetNs;
-
-struct Suite {
-    env: TestEnv,
-    netns: NetNs,
-}
+use common::vm_suite::Suite;
 
 impl Suite {
-    fn new(tag: &str) -> Self {
-        assert!(
-            rustix::process::geteuid().is_root(),
-            "the VM suite needs root (bridges, TAPs, namespaces)"
-        );
-        Self {
-            env: TestEnv::new().with_shared_cache(),
-            netns: NetNs::new(tag),
-        }
-    }
-
-    fn banger(&self, args: &[&str]) -> Command {
-        let mut command = self.env.banger();
-        command.args(args);
-        let mut wrapped = self.netns.wrap(&command);
-        wrapped.stdin(Stdio::null());
-        wrapped
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.banger(args).output().expect("banger runs")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "banger {args:?} failed ({}): {}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr),
-            String::from_utf8_lossy(&output.stdout)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let text = self.ok(args);
-        serde_json::from_str(&text).unwrap_or_else(|error| panic!("not JSON ({error}): {text}"))
-    }
-
-    fn ssh(&self, vm: &str, command: &str) -> String {
-        self.ok(&["vm", "ssh", vm, "--", command])
-    }
-
     fn links(&self) -> String {
         let output = self
             .netns
             .wrap(Command::new("ip").args(["-br", "link"]))
             .output()
             .expect("ip runs");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn wait_for_state(&self, vm: &str, state: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let shown = self.json(&["vm", "show", vm, "--json"]);
-            if shown["state"] == state {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "VM {vm} did not become {state}: {shown}"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    fn in_netns(&self, program: &str, args: &[&str]) -> String {
-        let output = self
-            .netns
-            .wrap(Command::new(program).args(args))
-            .output()
-            .expect("command runs");
-        assert!(
-            output.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
@@ -247,26 +171,12 @@ fn vm_lifecycle_end_to_end() {
     // First create, in the host namespace (it needs the Debian mirror): no
     // image exists, so the default image is built and the default kernel
     // pulled on the way.
-    let mut first = suite.env.banger();
-    first
-        .args(["vm", "create", "--name", "alpha", "--no-start", "--json"])
-        .stdin(Stdio::null());
-    let create = first.output().expect("banger runs");
-    let stderr = String::from_utf8_lossy(&create.stderr);
-    assert!(create.status.success(), "create failed: {stderr}");
+    let (alpha, stderr) = suite.create_in_host_namespace("alpha");
     assert!(
         stderr.contains("no image exists yet"),
         "the user is told about the image build: {stderr}"
     );
-    let alpha: serde_json::Value = serde_json::from_slice(&create.stdout).expect("VM JSON");
     assert_eq!(alpha["state"], "created");
-    let mut stop = suite.env.banger();
-    assert!(
-        stop.args(["daemon", "stop"])
-            .status()
-            .expect("banger runs")
-            .success()
-    );
     // From here on, everything happens inside the test's namespace, which
     // also holds a foreign nftables table banger must never touch.
     suite.in_netns("nft", &["add", "table", "ip", "foreign"]);

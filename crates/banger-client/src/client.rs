@@ -86,6 +86,14 @@ pub enum ClientError {
         /// Path.
         path: String,
     },
+    /// The daemon did not switch protocols for an upgrade request.
+    #[error("bangerd did not upgrade {path} (status {status})")]
+    NotUpgraded {
+        /// Path.
+        path: String,
+        /// HTTP status.
+        status: StatusCode,
+    },
     /// A progress stream went silent for too long.
     #[error("bangerd sent no progress on {path} for {timeout:?}")]
     StreamIdle {
@@ -222,6 +230,48 @@ impl DaemonClient {
             })?,
             None => Vec::new(),
         };
+        let response = self
+            .dispatch(
+                &method,
+                path,
+                &[(hyper::header::CONTENT_TYPE, "application/json")],
+                Bytes::from(body),
+            )
+            .await?;
+        let status = response.status();
+        let (parts, body) = response.into_parts();
+        Ok((status, parts.headers, body))
+    }
+
+    /// [`Self::send`] bounded by the call timeout (the body may then stream
+    /// for as long as it likes).
+    async fn send_within<B: serde::Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(StatusCode, hyper::HeaderMap, Incoming), ClientError> {
+        match tokio::time::timeout(CALL_TIMEOUT, self.send(method.clone(), path, body)).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Timeout {
+                method,
+                path: path.to_owned(),
+                timeout: CALL_TIMEOUT,
+            }),
+        }
+    }
+
+    /// Connects, does the HTTP/1 handshake and sends one request with
+    /// `headers` (plus `Host`); returns the response with its body still
+    /// streaming. The connection task runs until the response is consumed
+    /// (or an upgraded connection closes).
+    async fn dispatch(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &[(hyper::header::HeaderName, &str)],
+        body: Bytes,
+    ) -> Result<hyper::Response<Incoming>, ClientError> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|source| ClientError::Connect {
@@ -230,26 +280,26 @@ impl DaemonClient {
             })?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|source| transport(&method, path, source))?;
-        // The connection task ends by itself once the response is consumed.
-        tokio::spawn(connection);
-        let request = Request::builder()
+            .map_err(|source| transport(method, path, source))?;
+        tokio::spawn(connection.with_upgrades());
+        let mut request = Request::builder()
             .method(method.clone())
             .uri(path)
-            .header(hyper::header::HOST, "bangerd")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|source| ClientError::InvalidRequest {
-                path: path.to_owned(),
-                source,
-            })?;
-        let response = sender
+            .header(hyper::header::HOST, "bangerd");
+        for (name, value) in headers {
+            request = request.header(name, *value);
+        }
+        let request =
+            request
+                .body(Full::new(body))
+                .map_err(|source| ClientError::InvalidRequest {
+                    path: path.to_owned(),
+                    source,
+                })?;
+        sender
             .send_request(request)
             .await
-            .map_err(|source| transport(&method, path, source))?;
-        let status = response.status();
-        let (parts, body) = response.into_parts();
-        Ok((status, parts.headers, body))
+            .map_err(|source| transport(method, path, source))
     }
 
     /// A non-JSON reply (console bytes) with its `X-Next-Offset` header.
@@ -281,6 +331,75 @@ impl DaemonClient {
         }
     }
 
+    /// A raw byte stream (e.g. session logs): the body, chunk by chunk.
+    pub async fn byte_stream(&self, method: Method, path: &str) -> Result<ByteStream, ClientError> {
+        let (status, _, body) = self.send_within(method.clone(), path, None::<&()>).await?;
+        if !status.is_success() {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|source| transport(&method, path, source))?
+                .to_bytes();
+            return Err(api_error(path, status, &bytes));
+        }
+        Ok(ByteStream {
+            body,
+            path: path.to_owned(),
+        })
+    }
+
+    /// `GET path` with `Upgrade: protocol`; after `101 Switching Protocols`
+    /// returns the raw connection.
+    pub async fn upgrade(
+        &self,
+        path: &str,
+        protocol: &str,
+    ) -> Result<UpgradedConnection, ClientError> {
+        let method = Method::GET;
+        let exchange = async {
+            let response = self
+                .dispatch(
+                    &method,
+                    path,
+                    &[
+                        (hyper::header::CONNECTION, "upgrade"),
+                        (hyper::header::UPGRADE, protocol),
+                    ],
+                    Bytes::new(),
+                )
+                .await?;
+            let status = response.status();
+            if status != StatusCode::SWITCHING_PROTOCOLS {
+                let bytes = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|source| transport(&method, path, source))?
+                    .to_bytes();
+                return Err(if status.is_success() {
+                    ClientError::NotUpgraded {
+                        path: path.to_owned(),
+                        status,
+                    }
+                } else {
+                    api_error(path, status, &bytes)
+                });
+            }
+            let upgraded = hyper::upgrade::on(response)
+                .await
+                .map_err(|source| transport(&method, path, source))?;
+            Ok(TokioIo::new(upgraded))
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Timeout {
+                method: Method::GET,
+                path: path.to_owned(),
+                timeout: CALL_TIMEOUT,
+            }),
+        }
+    }
+
     /// Starts a long operation and follows its NDJSON progress stream,
     /// calling `on_progress` for each step; returns the final result.
     pub async fn stream<B: serde::Serialize, T: DeserializeOwned>(
@@ -290,17 +409,7 @@ impl DaemonClient {
         body: Option<&B>,
         on_progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<T, ClientError> {
-        let connect = self.send(method.clone(), path, body);
-        let (status, _, mut response) = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(ClientError::Timeout {
-                    method,
-                    path: path.to_owned(),
-                    timeout: CALL_TIMEOUT,
-                });
-            }
-        };
+        let (status, _, mut response) = self.send_within(method.clone(), path, body).await?;
         if !status.is_success() {
             let bytes = response
                 .collect()
@@ -348,6 +457,33 @@ impl DaemonClient {
             };
             if let Ok(data) = frame.into_data() {
                 pending.extend_from_slice(&data);
+            }
+        }
+    }
+}
+
+/// A connection the daemon switched to another protocol (attach).
+pub type UpgradedConnection = TokioIo<hyper::upgrade::Upgraded>;
+
+/// A streaming response body of raw bytes.
+#[derive(Debug)]
+pub struct ByteStream {
+    body: Incoming,
+    path: String,
+}
+
+impl ByteStream {
+    /// The next chunk, or `None` at the end of the stream.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
+        loop {
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(source)) => return Err(transport(&Method::GET, &self.path, source)),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Ok(Some(data));
+                    }
+                }
             }
         }
     }

@@ -9,7 +9,9 @@ pub mod autostart;
 mod client;
 mod images;
 mod kernels;
+mod sessions;
 mod vms;
 
 pub use autostart::{StartError, connect_or_start};
-pub use client::{ClientError, DaemonClient};
+pub use client::{ByteStream, ClientError, DaemonClient, UpgradedConnection};
+pub use sessions::SessionAction;

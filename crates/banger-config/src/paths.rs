@@ -59,6 +59,9 @@ pub struct Paths {
     pub cache_dir: PathBuf,
     /// `$XDG_RUNTIME_DIR/banger`: socket, lock, pid file.
     pub runtime_dir: PathBuf,
+    /// The owner's home (`$HOME`, when set and absolute): the only place
+    /// the daemon reads agent credentials from (docs/vms.md).
+    pub home_dir: Option<PathBuf>,
 }
 
 /// Looks up an environment variable; tests pass their own instead of the
@@ -142,11 +145,15 @@ impl Paths {
         } else {
             fallback_runtime_base().join("banger")
         };
+        let home_dir = var(env, "HOME")
+            .map(PathBuf::from)
+            .filter(|home| home.is_absolute());
         Ok(Self {
             config_dir,
             state_dir,
             cache_dir,
             runtime_dir,
+            home_dir,
         })
     }
 

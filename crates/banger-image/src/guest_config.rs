@@ -13,7 +13,9 @@
 //!   `dns` (space-separated), `mac`, `iface`, `mtu`;
 //! - `banger/authorized_keys` (0600) -> `/root/.ssh/authorized_keys`;
 //! - `banger/ssh/ssh_host_<type>_key` (0600) and `.pub` (0644) -> `/etc/ssh/`;
-//! - `banger/agent` (0755) -> `/usr/local/bin/banger-vsock-agent`.
+//! - `banger/agent` (0755) -> `/usr/local/bin/banger-vsock-agent`;
+//! - `banger/auth/<id>` (0600) -> the credential file's path under `/root`
+//!   (see [`crate::auth_files`]).
 //!
 //! Every value is validated here, because `/init` runs as PID 1 with no
 //! further checks: a newline smuggled into a hostname would add a config line.
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::auth_files::AuthFile;
 use crate::cpio::{CpioError, CpioWriter};
 
 /// Format version written as `version=` in `banger/config`.
@@ -97,6 +100,8 @@ pub struct GuestConfig {
     pub ssh_host_keys: Vec<SshHostKey>,
     /// The guest agent binary, installed as `/usr/local/bin/banger-vsock-agent`.
     pub agent: Option<Vec<u8>>,
+    /// Coding-agent credentials copied from the owner's home.
+    pub auth_files: Vec<AuthFile>,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> GuestConfigError {
@@ -268,6 +273,16 @@ impl GuestConfig {
         if let Some(agent) = &self.agent {
             w.file("banger/agent", 0o755, agent)?;
         }
+        if !self.auth_files.is_empty() {
+            w.dir("banger/auth", 0o700)?;
+            for file in &self.auth_files {
+                w.file(
+                    &format!("banger/auth/{}", file.kind.archive_id()),
+                    0o600,
+                    &file.contents,
+                )?;
+            }
+        }
         Ok(w.finish()?)
     }
 
@@ -339,6 +354,10 @@ mod tests {
                 public_key: "ssh-ed25519 BBBB root@dev-1".into(),
             }],
             agent: Some(b"\x7fELFagent".to_vec()),
+            auth_files: vec![AuthFile {
+                kind: crate::auth_files::AuthFileKind::Pi,
+                contents: b"{}".to_vec(),
+            }],
         }
     }
 
@@ -364,9 +383,13 @@ mod tests {
                 "banger/ssh",
                 "banger/ssh/ssh_host_ed25519_key",
                 "banger/ssh/ssh_host_ed25519_key.pub",
-                "banger/agent"
+                "banger/agent",
+                "banger/auth",
+                "banger/auth/pi"
             ]
         );
+        assert_eq!(entries[7].mode & 0o777, 0o700);
+        assert_eq!(entries[8].mode & 0o777, 0o600);
         assert_eq!(entries[4].mode & 0o777, 0o600);
         assert!(entries[4].data.ends_with(b"KEY-----\n"));
         assert_eq!(entries[5].mode & 0o777, 0o644);

@@ -25,6 +25,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod artifacts;
+pub mod auth_files;
 pub mod catalog;
 pub mod cpio;
 pub mod download;

@@ -232,6 +232,7 @@ fn boots_debian_image_with_systemd_and_sshd() {
         authorized_keys: vec![client_pub.trim().to_owned()],
         ssh_host_keys: vec![key],
         agent: None,
+        auth_files: Vec::new(),
     };
     let initrd = d.join("vm.initrd");
     write_vm_initrd(&initramfs, &config, &initrd).unwrap();

@@ -15,6 +15,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use banger_image::auth_files::{AuthFile, AuthFileKind};
 use banger_image::guest_config::{GuestConfig, NetworkConfig, SshHostKey, write_vm_initrd};
 use banger_image::initramfs::{DEFAULT_BUSYBOX, build_initramfs};
 use banger_image::modules_disk::{Ext4Options, build_modules_disk, mkfs_ext4};
@@ -36,6 +37,7 @@ echo work-from-guest > /root/from-guest && echo "MARK-WORKWRITE:ok"
 echo "MARK-AUTHKEYS:$(stat -c %a:%u /root/.ssh/authorized_keys) $(head -c 11 /root/.ssh/authorized_keys)"
 echo "MARK-HOSTKEY:$(stat -c %a /etc/ssh/ssh_host_ed25519_key) $(stat -c %a /etc/ssh/ssh_host_ed25519_key.pub)"
 echo "MARK-AGENT:$(stat -c %a /usr/local/bin/banger-vsock-agent)"
+echo "MARK-CREDS:$(stat -c %a:%u /root/.claude/.credentials.json) $(stat -c %a /root/.claude) $(cat /root/.claude/.credentials.json)"
 echo "MARK-IP:$(ip -4 -o addr show dev eth0 | tr -s ' ' | cut -d' ' -f4)"
 echo "MARK-ROUTE:$(ip route show default | cut -d' ' -f1-3)"
 echo "MARK-DNS:$(cat /etc/resolv.conf | tr '\n' ' ')"
@@ -147,6 +149,10 @@ fn boots_busybox_image_through_banger_initramfs() {
         }],
         // A stand-in agent: proves /init started it, chrooted into the new root.
         agent: Some(b"#!/bin/sh\necho \"root=$(cat /etc/hostname)\" > /tmp/agent-ran\n".to_vec()),
+        auth_files: vec![AuthFile {
+            kind: AuthFileKind::Claude,
+            contents: b"claude-token".to_vec(),
+        }],
     };
     let initrd = d.join("vm.initrd");
     write_vm_initrd(&initramfs, &config, &initrd).unwrap();
@@ -217,6 +223,7 @@ fn boots_busybox_image_through_banger_initramfs() {
     assert_eq!(marker(c, "MARK-AUTHKEYS:"), Some("600:0 ssh-ed25519"));
     assert_eq!(marker(c, "MARK-HOSTKEY:"), Some("600 644"));
     assert_eq!(marker(c, "MARK-AGENT:"), Some("755"));
+    assert_eq!(marker(c, "MARK-CREDS:"), Some("600:0 700 claude-token"));
     assert_eq!(marker(c, "MARK-IP:"), Some("172.30.0.7/24"));
     assert_eq!(marker(c, "MARK-ROUTE:"), Some("default via 172.30.0.1"));
     assert_eq!(marker(c, "MARK-DNS:"), Some("nameserver 172.30.0.1"));

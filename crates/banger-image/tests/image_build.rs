@@ -345,6 +345,7 @@ fn built_image_boots_and_serves_ssh() {
         authorized_keys: vec![client_pub.trim().to_owned()],
         ssh_host_keys: vec![host_key],
         agent: None,
+        auth_files: Vec::new(),
     };
     let initrd = d.join("vm.initrd");
     write_vm_initrd(&boot.initramfs, &config, &initrd).unwrap();

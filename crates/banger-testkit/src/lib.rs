@@ -55,6 +55,7 @@ impl TestEnv {
             state_dir: root.join("state"),
             cache_dir: root.join("cache"),
             runtime_dir: root.join("run"),
+            home_dir: Some(root.join("home")),
         };
         Self { temp, paths }
     }

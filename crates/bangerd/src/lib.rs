@@ -15,6 +15,7 @@ pub mod listener;
 pub mod logging;
 pub mod operations;
 pub mod peer;
+pub mod sessions;
 pub mod state;
 pub mod store;
 pub mod vms;

@@ -224,6 +224,7 @@ mod tests {
             state_dir: root.join("state"),
             cache_dir: root.join("cache"),
             runtime_dir: root.join("run"),
+            home_dir: None,
         }
     }
 

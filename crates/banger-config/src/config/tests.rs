@@ -11,6 +11,7 @@ fn paths() -> Paths {
         state_dir: PathBuf::from("/home/dev/.local/state/banger"),
         cache_dir: PathBuf::from("/home/dev/.cache/banger"),
         runtime_dir: PathBuf::from("/run/user/1000/banger"),
+        home_dir: Some(PathBuf::from("/home/dev")),
     }
 }
 

@@ -12,6 +12,7 @@ fn test_paths(root: &Path) -> Paths {
         state_dir: root.join("state"),
         cache_dir: root.join("cache"),
         runtime_dir: root.join("run"),
+        home_dir: None,
     }
 }
 

@@ -10,6 +10,7 @@ mod daemon;
 mod images;
 mod json;
 mod kernels;
+mod sessions;
 mod vms;
 
 use axum::http::StatusCode;
@@ -40,7 +41,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "daemon", description = "The daemon itself"),
         (name = "kernels", description = "Guest kernels and the kernel catalog"),
         (name = "images", description = "Base images: root filesystem, work seed and kernel"),
-        (name = "vms", description = "Virtual machines")
+        (name = "vms", description = "Virtual machines"),
+        (name = "sessions", description = "Long-lived guest processes kept by the guest agent")
     )
 )]
 struct ApiDoc;
@@ -72,6 +74,12 @@ fn route_table() -> OpenApiRouter<AppState> {
         .routes(routes!(vms::stats))
         .routes(routes!(vms::stats_history))
         .routes(routes!(vms::agent))
+        .routes(routes!(sessions::list, sessions::create))
+        .routes(routes!(sessions::show, sessions::remove))
+        .routes(routes!(sessions::stop))
+        .routes(routes!(sessions::kill))
+        .routes(routes!(sessions::logs))
+        .routes(routes!(sessions::attach))
 }
 
 /// The OpenAPI document of the API, as served and checked in.

@@ -28,6 +28,7 @@ fn harness() -> Harness {
         state_dir: temp.path().join("state"),
         cache_dir: temp.path().join("cache"),
         runtime_dir: temp.path().join("run"),
+        home_dir: None,
     };
     let env = |name: &str| (name == "HOME").then(|| "/home/test".to_owned());
     let config = LoadedConfig::from_parts(&paths, None, &env)
@@ -239,6 +240,81 @@ async fn every_client_path_is_routed() {
         let (status, _) = send(&harness, request(method, path, Some(OWNER), Body::empty())).await;
         assert_eq!(status, StatusCode::OK, "{method} {path}");
     }
+}
+
+#[tokio::test]
+async fn session_routes_name_what_is_wrong() {
+    let harness = harness();
+    let create = |json: serde_json::Value| {
+        request(
+            "POST",
+            &banger_api::paths::vm_sessions("ghost"),
+            Some(OWNER),
+            Body::from(json.to_string()),
+        )
+    };
+    let message = |error: &serde_json::Value| error["message"].as_str().unwrap_or("").to_owned();
+    // Unknown VM: 404 naming it, for every session route.
+    let (status, error) = send(
+        &harness,
+        create(serde_json::json!({"name": "web", "command": ["true"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
+    assert!(message(&error).contains("ghost"), "{error}");
+    for (method, path) in [
+        ("GET", banger_api::paths::vm_sessions("ghost")),
+        ("GET", banger_api::paths::vm_session("ghost", "web")),
+        ("DELETE", banger_api::paths::vm_session("ghost", "web")),
+        (
+            "POST",
+            banger_api::paths::vm_session_action("ghost", "web", "stop"),
+        ),
+        (
+            "POST",
+            banger_api::paths::vm_session_action("ghost", "web", "kill"),
+        ),
+        (
+            "GET",
+            banger_api::paths::vm_session_action("ghost", "web", "logs"),
+        ),
+    ] {
+        let (status, error) =
+            send(&harness, request(method, &path, Some(OWNER), Body::empty())).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {error}");
+    }
+    // A bad name or an empty command: 400 before the VM is looked up;
+    // unknown fields: 422, as every mistyped body.
+    for (body, expected, named) in [
+        (
+            serde_json::json!({"name": "Web Server", "command": ["true"]}),
+            StatusCode::BAD_REQUEST,
+            "Web Server",
+        ),
+        (
+            serde_json::json!({"name": "web", "command": []}),
+            StatusCode::BAD_REQUEST,
+            "command",
+        ),
+        (
+            serde_json::json!({"name": "web", "command": ["true"], "env": {}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "env",
+        ),
+    ] {
+        let (status, error) = send(&harness, create(body.clone())).await;
+        assert_eq!(status, expected, "{body}: {error}");
+        assert!(message(&error).contains(named), "{body}: {error}");
+    }
+    // Attach without the upgrade headers says which headers it needs.
+    let attach = banger_api::paths::vm_session_action("ghost", "web", "attach");
+    let (status, error) = send(
+        &harness,
+        request("GET", &attach, Some(OWNER), Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(message(&error).contains("banger-attach"), "{error}");
 }
 
 /// The checked-in document must equal the generated one. Regenerate with

@@ -19,7 +19,19 @@ use crate::vms::{self, VmError};
 
 impl From<VmError> for ApiFailure {
     fn from(error: VmError) -> Self {
-        let (status, code) = match &error {
+        ApiFailure::from_vm_error(&error, &error)
+    }
+}
+
+impl ApiFailure {
+    /// The status and code of `vm_error`, with `outer` (which wraps or is
+    /// it) as the message.
+    pub(super) fn from_vm_error(
+        vm_error: &VmError,
+        outer: &(dyn std::error::Error + 'static),
+    ) -> Self {
+        let error = outer;
+        let (status, code) = match vm_error {
             VmError::NotFound { .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             VmError::NameTaken { .. } | VmError::WrongState { .. } => {
                 (StatusCode::CONFLICT, ErrorCode::Conflict)
@@ -28,10 +40,10 @@ impl From<VmError> for ApiFailure {
             VmError::HostUnavailable { .. } | VmError::SshTimeout { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
             }
-            VmError::Image(image) => return ApiFailure::from_image_error(image, &error),
-            _ => return ApiFailure::internal(&error),
+            VmError::Image(image) => return ApiFailure::from_image_error(image, error),
+            _ => return ApiFailure::internal(error),
         };
-        ApiFailure::new(status, code, super::error_chain(&error))
+        ApiFailure::new(status, code, super::error_chain(error))
     }
 }
 

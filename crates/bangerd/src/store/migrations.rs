@@ -77,6 +77,23 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;",
     // 4: per-VM NAT to the outside world.
     "ALTER TABLE vms ADD COLUMN nat INTEGER NOT NULL DEFAULT 0 CHECK (nat IN (0, 1));",
+    // 5: guest sessions; the guest agent owns the processes, these rows
+    // remember them across daemon restarts and VM reboots.
+    "CREATE TABLE sessions (
+        id          INTEGER PRIMARY KEY,
+        vm_id       INTEGER NOT NULL REFERENCES vms (id) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        command     TEXT NOT NULL,
+        cwd         TEXT NOT NULL,
+        stdin_mode  TEXT NOT NULL CHECK (stdin_mode IN ('detached', 'pipe')),
+        state       TEXT NOT NULL CHECK (state IN ('running', 'exited', 'lost')),
+        pid         INTEGER,
+        exit_code   INTEGER,
+        signal      INTEGER,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        UNIQUE (vm_id, name)
+    ) STRICT;",
 ];
 
 /// The schema version this build writes.

@@ -8,6 +8,7 @@
 mod images;
 mod kernels;
 mod migrations;
+mod sessions;
 mod vms;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use rusqlite::{Connection, OptionalExtension};
 pub use images::ImageRow;
 pub use kernels::{KernelRow, NewKernel};
 pub use migrations::LATEST_VERSION;
+pub use sessions::SessionRow;
 pub use vms::VmRow;
 
 /// Seconds since the Unix epoch, the timestamp format of every table.

@@ -128,3 +128,57 @@ fn generated_names_skip_existing_vms() {
     assert_ne!(first, second);
     assert!(!store.vm_name_taken(&second).expect("lookup"));
 }
+
+#[test]
+fn sessions_are_unique_per_vm_and_go_with_their_vm() {
+    use banger_api::sessions::{SessionState, StdinMode};
+    let mut store = Store::open_in_memory().expect("store");
+    insert_vm_row(&store, "alpha", 1);
+    insert_vm_row(&store, "beta", 2);
+    let vm_id = |store: &Store, name: &str| {
+        store
+            .vm(&VmName::parse(name).expect("name"))
+            .expect("query")
+            .expect("row")
+            .id
+    };
+    let (alpha, beta) = (vm_id(&store, "alpha"), vm_id(&store, "beta"));
+    let mut session = SessionRow {
+        id: 0,
+        vm_id: alpha,
+        name: "web".into(),
+        command: vec!["python3".into(), "-m".into(), "http.server".into()],
+        cwd: "/root".into(),
+        stdin_mode: StdinMode::Pipe,
+        state: SessionState::Running,
+        pid: Some(42),
+        exit_code: None,
+        signal: None,
+        created_at: 7,
+    };
+    session.id = store.insert_session(&session).expect("insert");
+    assert!(store.insert_session(&session).is_err(), "duplicate name");
+    let other_vm = SessionRow {
+        vm_id: beta,
+        ..session.clone()
+    };
+    store
+        .insert_session(&other_vm)
+        .expect("same name, other VM");
+    assert_eq!(
+        store.session(alpha, "web").expect("query"),
+        Some(session.clone())
+    );
+
+    assert_eq!(store.mark_sessions_lost(alpha).expect("lost"), 1);
+    let lost = store.session(alpha, "web").expect("query").expect("row");
+    assert_eq!(lost.state, SessionState::Lost);
+    assert_eq!(
+        store.sessions(beta).expect("list")[0].state,
+        SessionState::Running
+    );
+
+    store.delete_vm(alpha).expect("delete VM");
+    assert_eq!(store.session(alpha, "web").expect("query"), None);
+    assert_eq!(store.sessions(beta).expect("list").len(), 1);
+}

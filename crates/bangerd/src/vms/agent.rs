@@ -38,7 +38,7 @@ fn agent_error(name: &VmName, error: banger_agent_client::AgentError) -> VmError
 }
 
 /// The vsock socket of a running VM.
-fn running_uds(
+pub(crate) fn running_uds(
     state: &AppState,
     name: &VmName,
 ) -> Result<(crate::store::VmRow, std::path::PathBuf, u32), VmError> {

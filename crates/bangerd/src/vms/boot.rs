@@ -255,6 +255,17 @@ fn build_spec(
         ),
         None => None,
     };
+    // Fixed paths in the owner's home only (docs/vms.md, "Agent credentials").
+    let auth_files = match &state.paths().home_dir {
+        Some(home) => {
+            let (files, problems) = banger_image::auth_files::read_from_home(home);
+            for problem in problems {
+                tracing::warn!(vm = %name, error = %crate::api::error_chain(&problem), "credential file not copied");
+            }
+            files
+        }
+        None => Vec::new(),
+    };
     let guest = GuestConfig {
         hostname: name.to_string(),
         network: Some(NetworkConfig {
@@ -277,6 +288,7 @@ fn build_spec(
             public_key: read_text(name, &vm.dir.join("ssh_host_ed25519_key.pub"))?,
         }],
         agent,
+        auth_files,
     };
     let initrd = run_dir.join("initrd.img");
     banger_image::guest_config::write_vm_initrd(&boot.initramfs, &guest, &initrd)

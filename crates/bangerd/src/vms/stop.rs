@@ -59,6 +59,10 @@ pub async fn finish_stopped(
     vm.runtime = None;
     let _ = std::fs::remove_dir_all(run_dir(&state.paths().runtime_dir, &vm.name));
     set_state(state, vm, VmState::Stopped, reason)?;
+    // Their processes died with the guest; their logs stay on its /root.
+    if let Err(error) = crate::sessions::mark_lost(state, vm.id) {
+        tracing::warn!(vm = %vm.name, error = %crate::api::error_chain(&error), "cannot mark sessions lost");
+    }
     if let Err(error) = super::firewall::apply(state).await {
         tracing::warn!(vm = %vm.name, error = %crate::api::error_chain(&error), "cannot update firewall rules after stop");
     }

@@ -1,11 +1,14 @@
 //! `banger vm ...`: thin glue from arguments to daemon calls. Commands that
 //! take several VMs run them concurrently and report each result.
 
+mod acp;
 mod lifecycle;
 mod logs;
 mod observe;
 mod run;
+mod session;
 mod ssh;
+mod workspace;
 
 use std::process::ExitCode;
 
@@ -44,6 +47,9 @@ pub async fn run(command: VmCommand) -> anyhow::Result<ExitCode> {
         VmCommand::Ssh(args) => ssh::ssh(&paths, args).await,
         VmCommand::Ports(args) => observe::ports(&paths, args).await,
         VmCommand::Stats(args) => observe::stats(&paths, args).await,
+        VmCommand::Workspace(command) => workspace::run(&paths, command).await,
+        VmCommand::Session(command) => session::run(&paths, command).await,
+        VmCommand::Acp(args) => acp::acp(&paths, args).await,
     }
 }
 

@@ -27,35 +27,25 @@ pub async fn ssh(paths: &Paths, args: VmSshArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs ssh into `vm` (a shell when `command` is empty); returns its exit status.
 pub async fn run_ssh(vm: &VmInfo, command: &[String]) -> anyhow::Result<i32> {
-    if vm.state != VmState::Running {
-        anyhow::bail!(
-            "VM {} is {}; start it with `banger vm start {}`",
-            vm.name,
-            vm.state,
-            vm.name
-        );
-    }
-    let target = SshTarget {
-        user: vm.ssh.user.clone(),
-        ip: vm.ssh.ip.parse()?,
-        port: banger_host::ssh::command::DEFAULT_PORT,
-        alias: vm.ssh.host_alias.clone(),
-        identity: PathBuf::from(&vm.ssh.identity),
-        known_hosts: PathBuf::from(&vm.ssh.known_hosts),
-    };
     let tty = if command.is_empty() {
         TtyMode::detect()
     } else {
         TtyMode::Batch
     };
+    run_ssh_with(vm, command, tty).await
+}
+
+/// [`run_ssh`] with an explicit terminal mode.
+pub async fn run_ssh_with(vm: &VmInfo, command: &[String], tty: TtyMode) -> anyhow::Result<i32> {
+    require_running(vm)?;
+    let target = ssh_target(vm)?;
     // One argument is a shell command line (as with plain ssh: pipes,
     // redirections, `;` work); several are an argv, passed through exactly.
     let command: Vec<String> = match command {
         [line] => vec!["sh".to_owned(), "-c".to_owned(), line.clone()],
         argv => argv.to_vec(),
     };
-    let program =
-        std::env::var_os("BANGER_SSH_BIN").map_or_else(|| PathBuf::from("ssh"), PathBuf::from);
+    let program = ssh_program();
     let mut child = ssh_command(Path::new(&program), &target, &command, tty)
         .spawn()
         .map_err(|error| {
@@ -71,6 +61,36 @@ pub async fn run_ssh(vm: &VmInfo, command: &[String]) -> anyhow::Result<i32> {
         use std::os::unix::process::ExitStatusExt;
         128 + status.signal().unwrap_or(0)
     }))
+}
+
+/// How to reach a running VM over SSH.
+pub fn ssh_target(vm: &VmInfo) -> anyhow::Result<SshTarget> {
+    Ok(SshTarget {
+        user: vm.ssh.user.clone(),
+        ip: vm.ssh.ip.parse()?,
+        port: banger_host::ssh::command::DEFAULT_PORT,
+        alias: vm.ssh.host_alias.clone(),
+        identity: PathBuf::from(&vm.ssh.identity),
+        known_hosts: PathBuf::from(&vm.ssh.known_hosts),
+    })
+}
+
+/// The ssh program: `BANGER_SSH_BIN` (tests), else `ssh` from PATH.
+pub fn ssh_program() -> PathBuf {
+    std::env::var_os("BANGER_SSH_BIN").map_or_else(|| PathBuf::from("ssh"), PathBuf::from)
+}
+
+/// Fails unless `vm` is running, naming the fix.
+pub fn require_running(vm: &VmInfo) -> anyhow::Result<()> {
+    if vm.state != VmState::Running {
+        anyhow::bail!(
+            "VM {} is {}; start it with `banger vm start {}`",
+            vm.name,
+            vm.state,
+            vm.name
+        );
+    }
+    Ok(())
 }
 
 /// One line on stderr when the VM keeps running after the session.

@@ -1,0 +1,5 @@
+//! Helpers shared by the VM test binaries. Each binary uses a subset, so
+//! unused-item warnings are expected here.
+#![allow(dead_code)]
+
+pub mod vm_suite;
