@@ -205,6 +205,13 @@ fn vm_lifecycle_end_to_end() {
 
     let uname = suite.ssh("alpha", "uname -a");
     assert!(uname.starts_with("Linux alpha "), "{uname}");
+    // The random pool is fed by the host's entropy device, not left to
+    // interrupt jitter (which stalls sshd and udev under emulation).
+    let rng = suite.ssh(
+        "alpha",
+        "cat /sys/devices/virtual/misc/hw_random/rng_current",
+    );
+    assert!(rng.trim().starts_with("virtio_rng"), "{rng}");
 
     // The guest agent: ports (sshd, and a web server started now), stats,
     // the reminder after `vm ssh`, and doctor's agent line.

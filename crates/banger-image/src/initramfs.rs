@@ -29,7 +29,9 @@ use crate::modules::{ModuleIndex, ModulesError, read_module};
 pub const INIT_SCRIPT: &str = include_str!("../../../assets/initramfs/init");
 
 /// Modules `/init` loads: virtio transports (PCI for QEMU, MMIO for
-/// Firecracker), block and net drivers, overlayfs, and vsock for the agent.
+/// Firecracker), block and net drivers, overlayfs, vsock for the agent, and
+/// virtio-rng, loaded before the root filesystem so that the guest's random
+/// pool is seeded from the host before systemd, udev and sshd ask for it.
 /// Their dependencies are added automatically.
 pub const BOOT_MODULES: &[&str] = &[
     "virtio_pci",
@@ -39,6 +41,7 @@ pub const BOOT_MODULES: &[&str] = &[
     "overlay",
     "vsock",
     "vmw_vsock_virtio_transport",
+    "virtio_rng",
 ];
 
 /// busybox applets `/init` calls, installed as symlinks in `/bin`.

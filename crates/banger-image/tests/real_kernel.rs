@@ -72,6 +72,7 @@ fn resolves_boot_modules_of_debian_kernel() {
         "vsock",
         "vmw_vsock_virtio_transport_common",
         "vmw_vsock_virtio_transport",
+        "virtio_rng",
     ] {
         assert!(
             order.iter().any(|n| n == needed),

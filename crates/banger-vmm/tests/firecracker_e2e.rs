@@ -122,11 +122,12 @@ fn configure_start_stop_against_spec() {
             "PUT /drives/vdb",
             "PUT /network-interfaces/eth0",
             "PUT /vsock",
+            "PUT /entropy",
             "PUT /actions",
         ]
     );
     assert_eq!(
-        records[8].body.as_ref().unwrap()["action_type"],
+        records[9].body.as_ref().unwrap()["action_type"],
         "InstanceStart"
     );
     assert_eq!(records[4].body.as_ref().unwrap()["is_read_only"], true);

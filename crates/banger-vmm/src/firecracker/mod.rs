@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use api::boot_source::BootSourceConfig;
 use api::drives::DriveConfig;
+use api::entropy::EntropyConfig;
 use api::logger::{LogLevel, LoggerConfig};
 use api::machine_config::MachineConfig;
 use api::metrics::MetricsConfig;
@@ -113,6 +114,7 @@ pub fn configuration(spec: &VmSpec, paths: &FirecrackerPaths) -> Vec<ApiOperatio
         guest_cid: spec.vsock_cid,
         uds_path: paths.vsock_uds.clone(),
     }));
+    operations.push(ApiOperation::PutEntropyDevice(EntropyConfig::default()));
     operations.push(ApiOperation::StartMicroVm);
     operations
 }
@@ -236,6 +238,7 @@ mod tests {
                 "PUT /drives/vdb",
                 "PUT /network-interfaces/eth0",
                 "PUT /vsock",
+                "PUT /entropy",
                 "PUT /actions"
             ]
         );

@@ -108,6 +108,11 @@ pub fn qemu_args(spec: &VmSpec, paths: &QemuPaths) -> Vec<OsString> {
         args.push("-device".into());
         args.push(format!("virtio-net-pci,netdev=net0,mac={}", net.mac).into());
     }
+    // Seeds the guest's random pool from the host at boot. Without it a
+    // guest with no RDRAND (TCG's default CPU) waits on interrupt jitter,
+    // which under emulation on a busy host stalls sshd and udev for minutes.
+    args.push("-device".into());
+    args.push("virtio-rng-pci".into());
     args.push("-chardev".into());
     args.push(joined("socket,id=vsk,path=", &paths.vhost_user, ""));
     args.push("-device".into());

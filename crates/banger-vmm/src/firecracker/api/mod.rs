@@ -10,6 +10,7 @@
 pub mod actions;
 pub mod boot_source;
 pub mod drives;
+pub mod entropy;
 pub mod logger;
 pub mod machine_config;
 pub mod metrics;
@@ -28,6 +29,7 @@ use tokio::net::UnixStream;
 use actions::{ActionConfig, ActionType};
 use boot_source::BootSourceConfig;
 use drives::DriveConfig;
+use entropy::EntropyConfig;
 use logger::LoggerConfig;
 use machine_config::MachineConfig;
 use metrics::MetricsConfig;
@@ -58,6 +60,8 @@ pub enum ApiOperation {
     InsertNetworkDevice(NetworkInterfaceConfig),
     /// `PUT /vsock`.
     SetVsockDevice(VsockConfig),
+    /// `PUT /entropy`.
+    PutEntropyDevice(EntropyConfig),
     /// `PUT /actions` with `InstanceStart`.
     StartMicroVm,
     /// `PUT /actions` with `SendCtrlAltDel`.
@@ -135,6 +139,7 @@ impl ApiOperation {
             Self::InsertBlockDevice(drive) => format!("/drives/{}", drive.drive_id),
             Self::InsertNetworkDevice(iface) => format!("/network-interfaces/{}", iface.iface_id),
             Self::SetVsockDevice(_) => "/vsock".into(),
+            Self::PutEntropyDevice(_) => "/entropy".into(),
             Self::StartMicroVm | Self::SendCtrlAltDel | Self::FlushMetrics => "/actions".into(),
         }
     }
@@ -151,6 +156,7 @@ impl ApiOperation {
             Self::InsertBlockDevice(c) => serde_json::to_value(c),
             Self::InsertNetworkDevice(c) => serde_json::to_value(c),
             Self::SetVsockDevice(c) => serde_json::to_value(c),
+            Self::PutEntropyDevice(c) => serde_json::to_value(c),
             Self::StartMicroVm => action(ActionType::InstanceStart),
             Self::SendCtrlAltDel => action(ActionType::SendCtrlAltDel),
             Self::FlushMetrics => action(ActionType::FlushMetrics),
