@@ -79,6 +79,26 @@ async fn dig_answers_over_udp_and_tcp() {
     server.shutdown().await.expect("graceful shutdown");
 }
 
+/// Adds a listener on `ip` at a free port below Linux's ephemeral range
+/// (32768 and up). The test checks a removed listener's port can be bound
+/// again; a port from the ephemeral range may meanwhile be handed to any
+/// process's outgoing socket (a parallel `dig`), which would fail that check
+/// for a reason that has nothing to do with the server.
+async fn listen_below_ephemeral_range(server: &mut DnsServer, ip: Ipv4Addr) -> SocketAddr {
+    let start = 20_000 + u16::try_from(std::process::id() % 10_000).expect("below 10,000");
+    for port in (start..30_000).chain(20_000..start) {
+        match server.add_listener(SocketAddr::from((ip, port))).await {
+            Ok(bound) => return bound,
+            Err(
+                banger_dns::DnsError::BindUdp { source, .. }
+                | banger_dns::DnsError::BindTcp { source, .. },
+            ) if source.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(error) => panic!("listening on {ip}:{port}: {error}"),
+        }
+    }
+    panic!("no free port on {ip} between 20000 and 30000");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_come_and_go() {
     let records = VmRecords::new();
@@ -86,14 +106,8 @@ async fn listeners_come_and_go() {
     let mut server = DnsServer::bind(&[], records).await.expect("empty bind");
     assert!(server.local_addrs().is_empty());
 
-    let first = server
-        .add_listener("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("first listener");
-    let second = server
-        .add_listener("127.0.0.2:0".parse().expect("addr"))
-        .await
-        .expect("second listener");
+    let first = listen_below_ephemeral_range(&mut server, Ipv4Addr::LOCALHOST).await;
+    let second = listen_below_ephemeral_range(&mut server, Ipv4Addr::new(127, 0, 0, 2)).await;
     for addr in [first, second] {
         assert_eq!(
             dig(addr, &["alpha.vm", "+short"]).await.trim(),
