@@ -38,6 +38,22 @@ fn handshake(stream: &mut UnixStream) -> bool {
     line == b"CONNECT 1024\n" && stream.write_all(b"OK 1024\n").is_ok()
 }
 
+/// A fake agent that takes one connection, reads its request line and
+/// answers with `reply` in a single write, whatever was asked.
+fn replying_once(reply: Vec<u8>) -> Vm {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uds = dir.path().join("vsock.sock");
+    let listener = UnixListener::bind(&uds).expect("bind");
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        assert!(handshake(&mut stream));
+        let mut byte = [0u8; 1];
+        while stream.read(&mut byte).is_ok_and(|n| n == 1) && byte[0] != b'\n' {}
+        let _ = stream.write_all(&reply);
+    });
+    Vm { _dir: dir, uds }
+}
+
 fn vm() -> Vm {
     let dir = tempfile::tempdir().expect("tempdir");
     let uds = dir.path().join("vsock.sock");
@@ -236,20 +252,8 @@ async fn attach_round_trip() {
 /// write: the client must leave those bytes in the returned stream.
 #[tokio::test(flavor = "multi_thread")]
 async fn bytes_right_after_the_header_stay_in_the_stream() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let uds = dir.path().join("vsock.sock");
-    let listener = UnixListener::bind(&uds).expect("bind");
-    std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("accept");
-        assert!(handshake(&mut stream));
-        let mut request = Vec::new();
-        let mut byte = [0u8; 1];
-        while !request.ends_with(b"\n") && stream.read(&mut byte).expect("read") == 1 {
-            request.push(byte[0]);
-        }
-        let _ = stream.write_all(b"{\"type\":\"log_stream\",\"size\":9}\nraw\nbytes");
-    });
-    let (size, mut stream) = session_logs(&uds, "web", LogStream::Stdout, 0, false, TIMEOUT)
+    let vm = replying_once(b"{\"type\":\"log_stream\",\"size\":9}\nraw\nbytes".to_vec());
+    let (size, mut stream) = session_logs(&vm.uds, "web", LogStream::Stdout, 0, false, TIMEOUT)
         .await
         .expect("logs");
     assert_eq!(size, 9);
@@ -263,17 +267,8 @@ async fn bytes_right_after_the_header_stay_in_the_stream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_session_replies_are_refused_or_sanitised() {
     async fn reply(line: &'static str) -> Result<banger_agent_proto::SessionStatus, AgentError> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let uds = dir.path().join("vsock.sock");
-        let listener = UnixListener::bind(&uds).expect("bind");
-        std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().expect("accept");
-            assert!(handshake(&mut stream));
-            let mut byte = [0u8; 1];
-            while stream.read(&mut byte).is_ok_and(|n| n == 1) && byte[0] != b'\n' {}
-            let _ = stream.write_all(line.as_bytes());
-        });
-        session_show(&uds, "web", TIMEOUT).await
+        let vm = replying_once(line.as_bytes().to_vec());
+        session_show(&vm.uds, "web", TIMEOUT).await
     }
     let status = |name: &str, argv: &str| {
         format!(

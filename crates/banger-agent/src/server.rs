@@ -39,35 +39,28 @@ pub trait Connection: Read + Write + Send + Sized + 'static {
     fn shutdown(&self) -> std::io::Result<()>;
 }
 
-impl Connection for std::os::unix::net::UnixStream {
-    fn try_clone(&self) -> std::io::Result<Self> {
-        Self::try_clone(self)
-    }
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
-        Self::set_read_timeout(self, timeout)
-    }
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
-        Self::set_write_timeout(self, timeout)
-    }
-    fn shutdown(&self) -> std::io::Result<()> {
-        Self::shutdown(self, Shutdown::Both)
-    }
+/// Implements [`Connection`] by forwarding to the stream type's own
+/// inherent methods, which have the same names and signatures.
+macro_rules! forward_connection {
+    ($($stream:ty),+) => {$(
+        impl Connection for $stream {
+            fn try_clone(&self) -> std::io::Result<Self> {
+                Self::try_clone(self)
+            }
+            fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+                Self::set_read_timeout(self, timeout)
+            }
+            fn set_write_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+                Self::set_write_timeout(self, timeout)
+            }
+            fn shutdown(&self) -> std::io::Result<()> {
+                Self::shutdown(self, Shutdown::Both)
+            }
+        }
+    )+};
 }
 
-impl Connection for vsock::VsockStream {
-    fn try_clone(&self) -> std::io::Result<Self> {
-        Self::try_clone(self)
-    }
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
-        Self::set_read_timeout(self, timeout)
-    }
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
-        Self::set_write_timeout(self, timeout)
-    }
-    fn shutdown(&self) -> std::io::Result<()> {
-        Self::shutdown(self, Shutdown::Both)
-    }
-}
+forward_connection!(std::os::unix::net::UnixStream, vsock::VsockStream);
 
 /// The agent's shared state: its sessions and how many long-lived
 /// connections it serves.
