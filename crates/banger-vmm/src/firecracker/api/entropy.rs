@@ -4,7 +4,8 @@
 //! Guests get it so that their kernel's random pool is seeded at boot from the
 //! host instead of from interrupt jitter, which can take minutes on a busy or
 //! emulated host and stalls everything that calls `getrandom` (sshd, udev).
-//! No rate limiter: the device is read only until the pool is initialised.
+//! No rate limiter: once the pool is seeded, the guest kernel reads the
+//! device only at its reseed interval (about once a minute).
 
 use serde::{Deserialize, Serialize};
 
