@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -99,16 +99,22 @@ fn line_reader(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<St
     receiver
 }
 
-fn expect_line(lines: &mpsc::Receiver<String>, wanted: &str) {
+/// Whether `wanted` arrives as a whole line within 30 s (false also when
+/// the writer closed first).
+fn got_line(lines: &mpsc::Receiver<String>, wanted: &str) -> bool {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
         match lines.recv_timeout(left) {
-            Ok(line) if line == wanted => return,
+            Ok(line) if line == wanted => return true,
             Ok(_) => {}
             Err(_) => break,
         }
     }
-    panic!("no line {wanted:?} within 30 s");
+    false
+}
+
+fn expect_line(lines: &mpsc::Receiver<String>, wanted: &str) {
+    assert!(got_line(lines, wanted), "no line {wanted:?} within 30 s");
 }
 
 #[test]
@@ -318,7 +324,19 @@ fn sandbox_workflow_end_to_end() {
     assert_eq!(listed[0]["name"], "echo");
     assert_eq!(listed[0]["state"], "running", "{listed}");
     let (mut again, again_stdin, again_lines) = attach("again\n");
-    expect_line(&again_lines, "again");
+    if !got_line(&again_lines, "again") {
+        // Say why: the attach's own error, its exit, and the session's logs.
+        let _ = again.kill();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = again.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        panic!(
+            "no echo of \"again\" within 30 s after the daemon restart; attach {:?}, stderr: {stderr}\nlogs: {:?}",
+            again.wait(),
+            suite.run(&["vm", "session", "logs", "work", "echo"]),
+        );
+    }
     drop(again_stdin);
     assert!(again.wait().expect("attach exits").success());
     assert_eq!(
