@@ -5,26 +5,9 @@
 
 use std::net::{SocketAddr, SocketAddrV4};
 
-use banger_dns::{DnsServer, VmRecords};
+use banger_dns::DnsServer;
 
 use crate::state::AppState;
-
-/// The record table and the running server.
-#[derive(Default)]
-pub struct Dns {
-    /// Name to address, read by the server on every query.
-    pub records: VmRecords,
-    server: tokio::sync::Mutex<Option<DnsServer>>,
-    /// Set once the bridge listener and resolver integration are done.
-    bridge_ready: tokio::sync::OnceCell<()>,
-}
-
-impl Dns {
-    /// Whether the server is bound.
-    pub async fn serving(&self) -> bool {
-        self.server.lock().await.is_some()
-    }
-}
 
 /// Fills the records from the database and binds `dns_listen_addr`.
 /// A failure is logged, not fatal: the daemon works without DNS.
@@ -40,7 +23,7 @@ pub async fn start(state: &AppState) {
             }
         }
         Err(error) => {
-            tracing::warn!(error = %crate::api::error_chain(&error), "cannot read VMs for DNS")
+            tracing::warn!(error = %crate::error::error_chain(&error), "cannot read VMs for DNS")
         }
     }
     let addr = state.config().dns_listen_addr;
@@ -50,7 +33,7 @@ pub async fn start(state: &AppState) {
             *dns.server.lock().await = Some(server);
         }
         Err(error) => {
-            tracing::warn!(%addr, error = %crate::api::error_chain(&error), "cannot serve DNS")
+            tracing::warn!(%addr, error = %crate::error::error_chain(&error), "cannot serve DNS")
         }
     }
 }
@@ -66,13 +49,13 @@ pub async fn bridge_ready(state: &AppState) {
             if let Some(server) = dns.server.lock().await.as_mut() {
                 match server.add_listener(addr).await {
                     Ok(_) => tracing::info!(%addr, "serving .vm DNS to guests"),
-                    Err(error) => tracing::warn!(%addr, error = %crate::api::error_chain(&error), "cannot serve DNS on the bridge"),
+                    Err(error) => tracing::warn!(%addr, error = %crate::error::error_chain(&error), "cannot serve DNS on the bridge"),
                 }
             }
             if let banger_dns::resolved::Integration::Resolved { .. } = banger_dns::resolved::detect() {
                 match banger_dns::resolved::Resolvectl::find().map(|resolvectl| resolvectl.configure_link(&config.bridge_name, addr)) {
                     Some(Ok(link)) => tracing::info!(link = %config.bridge_name, warnings = ?link.warnings, "systemd-resolved routes ~vm to banger"),
-                    Some(Err(error)) => tracing::warn!(error = %crate::api::error_chain(&error), "cannot configure systemd-resolved"),
+                    Some(Err(error)) => tracing::warn!(error = %crate::error::error_chain(&error), "cannot configure systemd-resolved"),
                     None => {}
                 }
             }

@@ -164,12 +164,12 @@ impl Host {
 async fn setup_network(config: &Config, owner_uid: u32) -> Result<Network, String> {
     let bridge = BridgeName::new(&config.bridge_name).map_err(|error| error.to_string())?;
     let ops = InProcessOps::new().map_err(|error| {
-        format!("cannot open netlink: {}; VM networking needs root (run bangerd as root until the root helper lands)", crate::api::error_chain(&error))
+        format!("cannot open netlink: {}; VM networking needs root (run bangerd as root until the root helper lands)", crate::error::error_chain(&error))
     })?;
     ops.ensure_bridge(&bridge, config.bridge_ip, config.cidr.prefix).await.map_err(|error| {
         format!(
             "cannot set up bridge {bridge}: {}; VM networking needs root (run bangerd as root until the root helper lands)",
-            crate::api::error_chain(&error)
+            crate::error::error_chain(&error)
         )
     })?;
     let ops: Arc<dyn PrivilegedOps> = Arc::new(ops);

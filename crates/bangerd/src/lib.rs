@@ -1,20 +1,27 @@
 //! bangerd: the daemon that owns all of banger's state.
 //!
-//! The binary (`main.rs`) wires these pieces together: [`listener`] claims the
-//! single-instance lock and binds the private API socket, [`logging`] writes
-//! size-capped JSON logs, [`store`] is the SQLite database with versioned
-//! migrations, and [`api`] is the one route table serving the HTTP+JSON API,
-//! from which the OpenAPI document is also generated.
+//! The modules form layers that import one way only (checked by
+//! `tests/layering.rs`; the diagram is in `docs/architecture.md`):
+//!
+//! - `main.rs` wires everything and serves.
+//! - [`api`]: the route table, extractors, the mapping of domain errors to
+//!   HTTP statuses and error codes, progress streaming, the peer check. The
+//!   only module that knows HTTP.
+//! - Domain: [`sessions`], [`vms`], [`images`], [`kernels`], [`dns`]: what
+//!   the daemon does, each with its own error enum.
+//! - Below them: [`state`] (what every operation shares), [`store`] (SQLite),
+//!   [`host`] (network, VMM choice, programs), [`progress`], [`error`],
+//!   [`listener`] and [`logging`].
 
 pub mod api;
 pub mod dns;
+pub mod error;
 pub mod host;
 pub mod images;
 pub mod kernels;
 pub mod listener;
 pub mod logging;
-pub mod operations;
-pub mod peer;
+pub mod progress;
 pub mod sessions;
 pub mod state;
 pub mod store;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use banger_config::{LoadedConfig, Paths};
+use bangerd::api::peer::{OwnerUid, PeerCredentials};
 use bangerd::listener::{BoundSocket, InstanceLock};
-use bangerd::peer::{OwnerUid, PeerCredentials};
 use bangerd::state::AppState;
 use bangerd::store::Store;
 use clap::{Parser, Subcommand};
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
             Err(error) => {
                 eprintln!(
                     "bangerd console-copier: error: {}",
-                    bangerd::api::error_chain(&error)
+                    bangerd::error::error_chain(&error)
                 );
                 ExitCode::FAILURE
             }

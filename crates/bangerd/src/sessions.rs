@@ -344,7 +344,7 @@ async fn live_sessions(
             reason: SessionRefusal::NotFound { .. },
         }) => Some(Vec::new()),
         Err(error) => {
-            tracing::warn!(vm = %vm, session = ?only, error = %crate::api::error_chain(&error), "cannot ask the agent for sessions");
+            tracing::warn!(vm = %vm, session = ?only, error = %crate::error::error_chain(&error), "cannot ask the agent for sessions");
             None
         }
     }
@@ -492,9 +492,4 @@ pub async fn attach(
         .await
         .map_err(|error| agent_error(vm, error))?;
     Ok(connection)
-}
-
-/// Marks a stopped VM's running sessions as lost (called when the VM stops).
-pub fn mark_lost(state: &AppState, vm_id: i64) -> Result<usize, StoreError> {
-    state.store().mark_sessions_lost(vm_id)
 }

@@ -12,7 +12,30 @@ use tokio::sync::watch;
 
 use crate::host::Host;
 use crate::store::Store;
-use crate::vms::VmLock;
+
+/// Shared handle type for the per-VM locks.
+pub type VmLock = Arc<tokio::sync::Mutex<()>>;
+
+/// Stats samples kept per VM: an hour at the poller's 10 s interval.
+pub const STATS_HISTORY: usize = 360;
+
+/// The `.vm` DNS record table and server handle; `crate::dns` runs them.
+#[derive(Default)]
+pub struct Dns {
+    /// Name to address, read by the server on every query.
+    pub records: banger_dns::VmRecords,
+    /// The server, once bound.
+    pub(crate) server: tokio::sync::Mutex<Option<banger_dns::DnsServer>>,
+    /// Set once the bridge listener and resolver integration are done.
+    pub(crate) bridge_ready: tokio::sync::OnceCell<()>,
+}
+
+impl Dns {
+    /// Whether the server is bound.
+    pub async fn serving(&self) -> bool {
+        self.server.lock().await.is_some()
+    }
+}
 
 /// The database task was cancelled because the runtime is shutting down.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +57,7 @@ struct Inner {
     vm_locks: Mutex<HashMap<VmName, VmLock>>,
     stats: Mutex<HashMap<VmName, std::collections::VecDeque<VmStats>>>,
     firewall: tokio::sync::Mutex<()>,
-    dns: crate::dns::Dns,
+    dns: Dns,
     started: Instant,
     shutdown: watch::Sender<bool>,
 }
@@ -58,7 +81,7 @@ impl AppState {
                 vm_locks: Mutex::new(HashMap::new()),
                 stats: Mutex::new(HashMap::new()),
                 firewall: tokio::sync::Mutex::new(()),
-                dns: crate::dns::Dns::default(),
+                dns: Dns::default(),
                 started: Instant::now(),
                 shutdown,
             }),
@@ -147,11 +170,11 @@ impl AppState {
     }
 
     /// The `.vm` DNS records and server.
-    pub fn dns(&self) -> &crate::dns::Dns {
+    pub fn dns(&self) -> &Dns {
         &self.inner.dns
     }
 
-    /// Keeps a stats sample (the newest `HISTORY` per VM).
+    /// Keeps a stats sample (the newest [`STATS_HISTORY`] per VM).
     pub fn record_stats(&self, name: &VmName, sample: VmStats) {
         let mut stats = self
             .inner
@@ -159,7 +182,7 @@ impl AppState {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let history = stats.entry(name.clone()).or_default();
-        if history.len() >= crate::vms::agent::HISTORY {
+        if history.len() >= STATS_HISTORY {
             history.pop_front();
         }
         history.push_back(sample);

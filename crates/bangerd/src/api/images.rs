@@ -10,9 +10,9 @@ use banger_api::{ApiError, ErrorCode, ImageName};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::stream::stream_blocking;
 use super::{ApiFailure, ApiJson, blocking};
 use crate::images::{self, ImageError};
-use crate::operations::stream_blocking;
 use crate::state::AppState;
 
 impl From<ImageError> for ApiFailure {

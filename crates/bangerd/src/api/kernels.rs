@@ -10,9 +10,9 @@ use banger_api::kernels::{CatalogKernel, KernelImportRequest, KernelInfo, Kernel
 use banger_api::operation::OperationEvent;
 use banger_api::{ApiError, ErrorCode, KernelName};
 
+use super::stream::stream_blocking;
 use super::{ApiFailure, ApiJson, blocking};
 use crate::kernels::{self, KernelError};
-use crate::operations::stream_blocking;
 use crate::state::AppState;
 
 impl From<KernelError> for ApiFailure {

@@ -10,7 +10,9 @@ mod daemon;
 mod images;
 mod json;
 mod kernels;
+pub mod peer;
 mod sessions;
+mod stream;
 mod vms;
 
 use axum::http::StatusCode;
@@ -23,8 +25,9 @@ use utoipa_axum::routes;
 
 pub use json::ApiJson;
 
-use crate::peer::{OwnerUid, require_owner};
+pub use crate::error::error_chain;
 use crate::state::AppState;
+use peer::{OwnerUid, require_owner};
 
 /// Largest accepted request body. Requests are small JSON documents; anything
 /// bigger is a mistake or an attack.
@@ -200,18 +203,6 @@ where
         Ok(result) => result.map_err(Into::into),
         Err(join) => Err(ApiFailure::internal(&join)),
     }
-}
-
-/// `error: cause: cause`, each message once.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

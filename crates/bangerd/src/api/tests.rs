@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::*;
-use crate::peer::PeerCredentials;
+use crate::api::peer::PeerCredentials;
 use crate::store::Store;
 
 const OWNER: u32 = 4242;

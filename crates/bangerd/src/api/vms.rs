@@ -12,8 +12,8 @@ use banger_api::{ApiError, ErrorCode, VmName};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::stream::stream_async;
 use super::{ApiFailure, ApiJson, blocking};
-use crate::operations::stream_async;
 use crate::state::AppState;
 use crate::vms::{self, VmError};
 

@@ -8,7 +8,7 @@ use banger_image::image_build::{ImageBuildSpec, build_debian_image};
 
 use super::{ImageError, absolute, images_dir, info, io, remove_tree};
 use crate::kernels;
-use crate::operations::ProgressSink;
+use crate::progress::ProgressSink;
 use crate::state::AppState;
 use crate::store::ImageRow;
 

@@ -18,7 +18,7 @@ use banger_api::{ImageName, KernelName};
 use banger_host::disk::validate::{ValidateError, validate_ext4_image};
 
 use crate::kernels::{self, KernelError};
-use crate::operations::ProgressSink;
+use crate::progress::ProgressSink;
 use crate::state::AppState;
 use crate::store::{ImageRow, Store, StoreError};
 

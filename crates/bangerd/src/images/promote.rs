@@ -10,7 +10,7 @@ use banger_host::disk::validate::validate_ext4_image;
 use sha2::{Digest, Sha256};
 
 use super::{ImageError, images_dir, info, io, remove_tree};
-use crate::operations::ProgressSink;
+use crate::progress::ProgressSink;
 use crate::state::AppState;
 
 /// Promotes an unmanaged image. Promoting a managed image is a no-op.

@@ -7,7 +7,7 @@ use banger_api::KernelName;
 use banger_image::catalog::{CatalogEntry, KernelSource};
 use banger_image::initramfs::BOOT_MODULES;
 
-use crate::operations::ProgressSink;
+use crate::progress::ProgressSink;
 use crate::store::KernelRow;
 
 /// Why a kernel could not be installed. Nothing is left behind on error.

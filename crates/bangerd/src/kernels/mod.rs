@@ -16,7 +16,7 @@ use banger_api::KernelName;
 use banger_api::kernels::{CatalogKernel, KernelInfo};
 use banger_image::catalog::{KernelCatalog, KernelSource};
 
-use crate::operations::ProgressSink;
+use crate::progress::ProgressSink;
 use crate::state::AppState;
 use crate::store::{KernelRow, Store, StoreError};
 

@@ -26,8 +26,6 @@ const AGENT_TIMEOUT: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Interval between the two CPU samples of a stats call.
 const CPU_WINDOW: Duration = Duration::from_millis(250);
-/// Samples kept per VM for the UIs.
-pub const HISTORY: usize = 360;
 /// Below this VMM CPU use (percent of one core), a VM counts as idle.
 const IDLE_CPU_PERCENT: f64 = 5.0;
 /// Below this 1-minute guest load, a VM counts as idle.
@@ -69,7 +67,7 @@ pub async fn agent_status(state: &AppState, name: &VmName) -> Result<AgentStatus
             Err(error) => AgentStatus {
                 vm: name.to_string(),
                 answers: false,
-                detail: crate::api::error_chain(&error),
+                detail: crate::error::error_chain(&error),
             },
         },
     )
@@ -176,7 +174,7 @@ async fn sample(name: &VmName, dir: &std::path::Path, uds: &std::path::Path, pid
                 None,
             )
         }
-        Err(error) => (None, Some(crate::api::error_chain(&error))),
+        Err(error) => (None, Some(crate::error::error_chain(&error))),
     };
     VmStats {
         vm: name.to_string(),
@@ -300,7 +298,7 @@ pub async fn poll_loop(state: AppState) {
                     "auto-stopping idle VM: no SSH session, low CPU and load for auto_stop_stale_after"
                 );
                 if let Err(error) = super::stop(&state, &vm.name).await {
-                    tracing::warn!(vm = %vm.name, error = %crate::api::error_chain(&error), "auto-stop failed");
+                    tracing::warn!(vm = %vm.name, error = %crate::error::error_chain(&error), "auto-stop failed");
                 }
             }
         }

@@ -9,7 +9,7 @@ use banger_image::guest_config::{GuestConfig, NetworkConfig, SshHostKey};
 use banger_vmm::{BackendKind, DiskSpec, NetSpec, RunningVm, VmSpec};
 
 use super::{CONSOLE_LOG_MAX_BYTES, VmError, console_log, info, row, run_dir, set_state};
-use crate::operations::ProgressSink;
+use crate::progress::ProgressSink;
 use crate::state::AppState;
 use crate::store::VmRow;
 
@@ -146,7 +146,7 @@ pub async fn start_locked(
             Ok(info(state, &vm))
         }
         Err(error) => {
-            let message = format!("SSH did not answer: {}", crate::api::error_chain(&error));
+            let message = format!("SSH did not answer: {}", crate::error::error_chain(&error));
             vm.last_error = Some(message);
             state.store().update_vm(&vm)?;
             Err(VmError::SshTimeout {
@@ -168,7 +168,7 @@ fn backend_name(kind: BackendKind) -> &'static str {
 async fn fail(state: &AppState, vm: &mut VmRow, error: VmError) -> Result<VmInfo, VmError> {
     release_tap(state, vm).await;
     vm.runtime = None;
-    let message = crate::api::error_chain(&error);
+    let message = crate::error::error_chain(&error);
     tracing::warn!(vm = %vm.name, error = %message, "start failed");
     set_state(state, vm, VmState::Error, Some(message))?;
     Err(error)
@@ -182,7 +182,7 @@ pub async fn release_tap(state: &AppState, vm: &mut VmRow) {
         banger_host::net::names::TapName::parse(&tap),
     ) {
         if let Err(error) = network.pool.release(&name).await {
-            tracing::warn!(vm = %vm.name, tap, error = %crate::api::error_chain(&error), "cannot delete TAP");
+            tracing::warn!(vm = %vm.name, tap, error = %crate::error::error_chain(&error), "cannot delete TAP");
         }
     }
 }
@@ -260,7 +260,7 @@ fn build_spec(
         Some(home) => {
             let (files, problems) = banger_image::auth_files::read_from_home(home);
             for problem in problems {
-                tracing::warn!(vm = %name, error = %crate::api::error_chain(&problem), "credential file not copied");
+                tracing::warn!(vm = %name, error = %crate::error::error_chain(&problem), "credential file not copied");
             }
             files
         }

@@ -13,7 +13,7 @@ use super::{
     DEFAULT_DISK_BYTES, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS, OVERLAY_BYTES, VmError, check_resources,
     host_alias, known_hosts, vm_dir,
 };
-use crate::operations::ProgressSink;
+use crate::progress::ProgressSink;
 use crate::state::AppState;
 use crate::store::{ImageRow, VmRow};
 
@@ -269,6 +269,6 @@ fn undo_create(state: &AppState, row: &VmRow) {
         &host_alias(&row.name),
     );
     if let Err(error) = state.store().delete_vm(row.id) {
-        tracing::error!(vm = %row.name, error = %crate::api::error_chain(&error), "cannot remove the row of a failed create");
+        tracing::error!(vm = %row.name, error = %crate::error::error_chain(&error), "cannot remove the row of a failed create");
     }
 }

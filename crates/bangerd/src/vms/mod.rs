@@ -17,7 +17,6 @@ mod monitor;
 mod stop;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use banger_api::VmName;
 use banger_api::vms::{SshInfo, VmInfo, VmSetRequest, VmState};
@@ -305,7 +304,7 @@ pub async fn set(
 pub async fn restart(
     state: &AppState,
     name: &VmName,
-    progress: &crate::operations::ProgressSink,
+    progress: &crate::progress::ProgressSink,
 ) -> Result<VmInfo, VmError> {
     let current = row(&state.store(), name)?;
     if current.state.can_stop() {
@@ -314,5 +313,4 @@ pub async fn restart(
     start(state, name, progress).await
 }
 
-/// Shared handle type for the per-VM locks.
-pub type VmLock = Arc<tokio::sync::Mutex<()>>;
+pub use crate::state::VmLock;

@@ -28,7 +28,7 @@ pub async fn recover(state: &AppState) {
     let vms = match state.store().vms() {
         Ok(vms) => vms,
         Err(error) => {
-            tracing::error!(error = %crate::api::error_chain(&error), "cannot read VMs for recovery");
+            tracing::error!(error = %crate::error::error_chain(&error), "cannot read VMs for recovery");
             return;
         }
     };
@@ -63,13 +63,13 @@ pub async fn recover(state: &AppState) {
                 .await
             }
             Err(error) => {
-                let message = crate::api::error_chain(&error);
+                let message = crate::error::error_chain(&error);
                 tracing::error!(vm = %vm.name, error = %message, "cannot adopt VM");
                 set_state(state, &mut vm, VmState::Error, Some(message))
             }
         };
         if let Err(error) = result {
-            tracing::error!(vm = %vm.name, error = %crate::api::error_chain(&error), "recovery failed");
+            tracing::error!(vm = %vm.name, error = %crate::error::error_chain(&error), "recovery failed");
         }
     }
     remove_unclaimed_run_dirs(state);
@@ -91,20 +91,20 @@ pub async fn recover(state: &AppState) {
             }
             Ok(_) => {}
             Err(error) => {
-                tracing::warn!(error = %crate::api::error_chain(&error), "TAP reconciliation failed")
+                tracing::warn!(error = %crate::error::error_chain(&error), "TAP reconciliation failed")
             }
         }
         for tap in &claimed {
             network.pool.mark_claimed(tap);
         }
         if let Err(error) = network.pool.fill().await {
-            tracing::warn!(error = %crate::api::error_chain(&error), "cannot fill the TAP pool");
+            tracing::warn!(error = %crate::error::error_chain(&error), "cannot fill the TAP pool");
         }
         // Rules are rebuilt from the records: what a crash or an nftables
         // reload lost comes back, and rules of gone VMs disappear.
         crate::dns::bridge_ready(state).await;
         if let Err(error) = super::firewall::apply(state).await {
-            tracing::warn!(error = %crate::api::error_chain(&error), "cannot rebuild firewall rules");
+            tracing::warn!(error = %crate::error::error_chain(&error), "cannot rebuild firewall rules");
         }
     }
 }
@@ -175,7 +175,7 @@ pub async fn monitor_loop(state: AppState) {
             )
             .await
             {
-                tracing::error!(vm = %vm.name, error = %crate::api::error_chain(&error), "cannot record the stop");
+                tracing::error!(vm = %vm.name, error = %crate::error::error_chain(&error), "cannot record the stop");
             }
         }
     }

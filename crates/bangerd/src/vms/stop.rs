@@ -33,7 +33,7 @@ pub async fn stop_locked(state: &AppState, name: &VmName) -> Result<VmInfo, VmEr
         match running.stop(STOP_TIMEOUT).await {
             Ok(outcome) => tracing::info!(vm = %name, ?outcome, "VM stopped"),
             Err(error) => {
-                let message = crate::api::error_chain(&error);
+                let message = crate::error::error_chain(&error);
                 set_state(state, &mut vm, VmState::Error, Some(message))?;
                 return Err(VmError::step(name, "stop its VMM", error));
             }
@@ -52,7 +52,7 @@ pub async fn finish_stopped(
 ) -> Result<(), VmError> {
     if let Some(running) = running_handle(vm) {
         if let Err(error) = running.cleanup().await {
-            tracing::warn!(vm = %vm.name, error = %crate::api::error_chain(&error), "cleanup after stop failed");
+            tracing::warn!(vm = %vm.name, error = %crate::error::error_chain(&error), "cleanup after stop failed");
         }
     }
     release_tap(state, vm).await;
@@ -60,11 +60,11 @@ pub async fn finish_stopped(
     let _ = std::fs::remove_dir_all(run_dir(&state.paths().runtime_dir, &vm.name));
     set_state(state, vm, VmState::Stopped, reason)?;
     // Their processes died with the guest; their logs stay on its /root.
-    if let Err(error) = crate::sessions::mark_lost(state, vm.id) {
-        tracing::warn!(vm = %vm.name, error = %crate::api::error_chain(&error), "cannot mark sessions lost");
+    if let Err(error) = state.store().mark_sessions_lost(vm.id) {
+        tracing::warn!(vm = %vm.name, error = %crate::error::error_chain(&error), "cannot mark sessions lost");
     }
     if let Err(error) = super::firewall::apply(state).await {
-        tracing::warn!(vm = %vm.name, error = %crate::api::error_chain(&error), "cannot update firewall rules after stop");
+        tracing::warn!(vm = %vm.name, error = %crate::error::error_chain(&error), "cannot update firewall rules after stop");
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
 use tokio::net::UnixListener;
 
-use crate::api::ApiFailure;
+use super::ApiFailure;
 
 /// Credentials of a connected peer, from `SO_PEERCRED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
