@@ -22,6 +22,12 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The request conflicts with current state.
     Conflict,
+    /// The host cannot do it right now: the VMM or a helper program is
+    /// missing, networking is not set up, the address pool is exhausted.
+    Unavailable,
+    /// The VM started but its SSH server did not answer in time; the VM is
+    /// kept running for inspection.
+    SshTimeout,
     /// The daemon failed while doing the work.
     Internal,
 }

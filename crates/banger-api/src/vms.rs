@@ -175,13 +175,102 @@ pub struct VmSetRequest {
     pub nat: Option<bool>,
 }
 
+/// A signal `vm kill` may send to a VM's VMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum VmSignal {
+    /// SIGKILL: ends the VMM at once.
+    Kill,
+    /// SIGTERM.
+    Term,
+    /// SIGINT.
+    Int,
+    /// SIGHUP.
+    Hup,
+    /// SIGQUIT.
+    Quit,
+    /// SIGUSR1.
+    Usr1,
+    /// SIGUSR2.
+    Usr2,
+}
+
+impl VmSignal {
+    /// Every signal, in the order help texts list them.
+    pub const ALL: [Self; 7] = [
+        Self::Kill,
+        Self::Term,
+        Self::Int,
+        Self::Hup,
+        Self::Quit,
+        Self::Usr1,
+        Self::Usr2,
+    ];
+
+    /// The name without `SIG` (`KILL`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kill => "KILL",
+            Self::Term => "TERM",
+            Self::Int => "INT",
+            Self::Hup => "HUP",
+            Self::Quit => "QUIT",
+            Self::Usr1 => "USR1",
+            Self::Usr2 => "USR2",
+        }
+    }
+
+    /// The Linux signal number.
+    pub fn number(self) -> i32 {
+        match self {
+            Self::Kill => 9,
+            Self::Term => 15,
+            Self::Int => 2,
+            Self::Hup => 1,
+            Self::Quit => 3,
+            Self::Usr1 => 10,
+            Self::Usr2 => 12,
+        }
+    }
+
+    /// Whether the signal normally ends the VMM.
+    pub fn ends_process(self) -> bool {
+        matches!(self, Self::Kill | Self::Term | Self::Int | Self::Quit)
+    }
+}
+
+impl std::fmt::Display for VmSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SIG{}", self.as_str())
+    }
+}
+
+/// A signal name that is not one of [`VmSignal`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown signal {0:?}; use KILL, TERM, INT, HUP, QUIT, USR1 or USR2 (or their numbers)")]
+pub struct UnknownSignal(pub String);
+
+impl std::str::FromStr for VmSignal {
+    type Err = UnknownSignal;
+
+    /// Accepts `KILL`, `SIGKILL`, `kill` and `9` alike.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let upper = text.trim().to_ascii_uppercase();
+        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+        Self::ALL
+            .into_iter()
+            .find(|signal| signal.as_str() == name || signal.number().to_string() == name)
+            .ok_or_else(|| UnknownSignal(text.to_owned()))
+    }
+}
+
 /// Body of `POST /v1/vms/{name}/kill`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmKillRequest {
-    /// Signal name (`KILL`, `TERM`, `INT`, `HUP`, `QUIT`, `USR1`, `USR2`); default `KILL`.
+    /// The signal; default `KILL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signal: Option<String>,
+    pub signal: Option<VmSignal>,
 }
 
 /// Reply of `DELETE /v1/vms/{name}`.
@@ -304,4 +393,25 @@ pub struct AgentStatus {
     pub answers: bool,
     /// Agent version and protocol, or why it did not answer.
     pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names_numbers_and_refusals() {
+        assert_eq!("kill".parse::<VmSignal>(), Ok(VmSignal::Kill));
+        assert_eq!("SIGTERM".parse::<VmSignal>(), Ok(VmSignal::Term));
+        assert_eq!("9".parse::<VmSignal>(), Ok(VmSignal::Kill));
+        assert_eq!(" usr2 ".parse::<VmSignal>(), Ok(VmSignal::Usr2));
+        assert!("STOP".parse::<VmSignal>().is_err());
+        assert!("".parse::<VmSignal>().is_err());
+        for signal in VmSignal::ALL {
+            assert_eq!(signal.as_str().parse::<VmSignal>(), Ok(signal));
+            let json = serde_json::to_string(&signal).expect("serialise");
+            assert_eq!(json, format!("\"{}\"", signal.as_str()));
+        }
+        assert!(serde_json::from_str::<VmSignal>("\"STOP\"").is_err());
+    }
 }

@@ -199,7 +199,7 @@ pub struct VmShowArgs {
 pub struct VmKillArgs {
     /// Signal to send (KILL, TERM, INT, HUP, QUIT, USR1, USR2).
     #[arg(long, short = 's', default_value = "KILL")]
-    pub signal: String,
+    pub signal: banger_api::vms::VmSignal,
     /// VM names.
     #[arg(required = true)]
     pub names: Vec<String>,

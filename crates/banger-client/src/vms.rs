@@ -2,7 +2,8 @@
 
 use banger_api::operation::Progress;
 use banger_api::vms::{
-    AgentStatus, VmCreateRequest, VmDeleted, VmInfo, VmKillRequest, VmPorts, VmSetRequest, VmStats,
+    AgentStatus, VmCreateRequest, VmDeleted, VmInfo, VmKillRequest, VmPorts, VmSetRequest,
+    VmSignal, VmStats,
 };
 use banger_api::{VmName, paths};
 use hyper::Method;
@@ -72,9 +73,9 @@ impl DaemonClient {
     }
 
     /// Signals a VM's VMM.
-    pub async fn kill_vm(&self, name: &VmName, signal: &str) -> Result<VmInfo, ClientError> {
+    pub async fn kill_vm(&self, name: &VmName, signal: VmSignal) -> Result<VmInfo, ClientError> {
         let request = VmKillRequest {
-            signal: Some(signal.to_owned()),
+            signal: Some(signal),
         };
         self.call(
             Method::POST,

@@ -5,18 +5,137 @@
 //! Missing pieces do not stop the daemon: images and kernels work without
 //! them, and starting a VM fails with the recorded reason and its fix.
 
+use std::future::Future;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use banger_config::Config;
 use banger_host::kvm::KvmVerdict;
 use banger_host::net::names::BridgeName;
 use banger_host::net::pool::TapPool;
-use banger_host::privileged::{InProcessOps, PrivilegedOps};
+use banger_host::privileged::{InProcessOps, PrivilegedError, PrivilegedOps};
+use banger_host::ssh::wait::SshWaitError;
 use banger_host::tools::find_program;
 use banger_host::vmm_choice::{self, Backend};
 use banger_vmm::console::CopierCommand;
 use banger_vmm::{Accel, FirecrackerVmm, QemuVmm, Vmm};
+
+/// How long a freshly started guest may take until SSH answers. Generous:
+/// under TCG emulation a Debian guest needs 30 to 45 s on an idle machine.
+pub const SSH_WAIT: Duration = Duration::from_secs(300);
+
+/// Why this host cannot run VMs right now; each names its fix. Clone,
+/// because the network's failure is kept and reported to every caller.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HostError {
+    /// The daemon was set up without VM support (tests of other routes).
+    #[error("VM networking is not available here ({reason})")]
+    Unavailable {
+        /// Why.
+        reason: &'static str,
+    },
+    /// `bridge_name` in the configuration is not a name banger can use.
+    #[error("bridge_name {name:?} in the configuration is not usable")]
+    BridgeName {
+        /// The configured name.
+        name: String,
+        /// Why.
+        #[source]
+        source: Arc<banger_host::net::names::NameError>,
+    },
+    /// Netlink could not be opened (not root).
+    #[error(
+        "cannot open netlink; VM networking needs root (run bangerd as root until the root helper lands)"
+    )]
+    Netlink(#[source] Arc<PrivilegedError>),
+    /// The bridge could not be set up.
+    #[error(
+        "cannot set up bridge {bridge}; VM networking needs root (run bangerd as root until the root helper lands)"
+    )]
+    Bridge {
+        /// The bridge.
+        bridge: String,
+        /// Why.
+        #[source]
+        source: Arc<PrivilegedError>,
+    },
+    /// The configured VMM cannot run here.
+    #[error("{problem}; set vmm = \"qemu\" (or BANGER_VMM=qemu) to use QEMU")]
+    VmmUnusable {
+        /// What the VMM choice found wrong.
+        problem: String,
+    },
+    /// The Firecracker binary is missing.
+    #[error("{} was not found; install Firecracker or set firecracker_bin", program.display())]
+    FirecrackerMissing {
+        /// The configured program.
+        program: PathBuf,
+    },
+    /// The QEMU binary is missing.
+    #[error("{} was not found; install qemu-system-x86 or set qemu_bin", program.display())]
+    QemuMissing {
+        /// The configured program.
+        program: PathBuf,
+    },
+    /// The vsock helper QEMU needs is missing.
+    #[error(
+        "vhost-device-vsock was not found; install it with `cargo install --locked vhost-device-vsock`"
+    )]
+    VhostVsockMissing,
+    /// The daemon cannot find its own executable (for the console copier).
+    #[error("cannot locate bangerd's own executable")]
+    DaemonExe(#[source] Arc<std::io::Error>),
+}
+
+/// A future returned by [`SshWaiter::wait`].
+pub type SshWaitFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Duration, SshWaitError>> + Send + 'a>>;
+
+/// Waits until a guest's sshd answers. The daemon probes the real port;
+/// lifecycle tests answer at once or never.
+pub trait SshWaiter: Send + Sync {
+    /// Resolves with how long it took, or fails after `timeout`.
+    fn wait(&self, ip: Ipv4Addr, timeout: Duration) -> SshWaitFuture<'_>;
+}
+
+/// Probes port 22 until the SSH identification line arrives.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProbeSsh;
+
+impl SshWaiter for ProbeSsh {
+    fn wait(&self, ip: Ipv4Addr, timeout: Duration) -> SshWaitFuture<'_> {
+        Box::pin(banger_host::ssh::wait::wait_for_ssh(ip, 22, timeout))
+    }
+}
+
+/// Where the privileged network operations come from.
+#[derive(Clone)]
+pub enum NetworkSource {
+    /// In this process, through netlink and nftables (the daemon is root).
+    InProcess,
+    /// A given implementation (tests: an in-memory fake).
+    Ops(Arc<dyn PrivilegedOps>),
+}
+
+/// The pieces of a [`Host`] that tests replace. [`Host::setup`] uses the
+/// real ones.
+pub struct HostParts {
+    /// Where bridge, TAP and firewall operations go.
+    pub network: NetworkSource,
+    /// The VMM to use instead of deciding from the configuration.
+    pub vmm: Option<(Vmm, Accel)>,
+    /// How to wait for SSH.
+    pub ssh: Arc<dyn SshWaiter>,
+    /// How long to wait for SSH.
+    pub ssh_timeout: Duration,
+    /// What KVM can do.
+    pub kvm: KvmVerdict,
+    /// The guest agent binary.
+    pub agent: Option<PathBuf>,
+}
 
 /// The bridge, its addressing and the TAP pool.
 pub struct Network {
@@ -32,9 +151,17 @@ pub struct Network {
 pub struct Host {
     /// The network, set up on first use (so a daemon that never starts a VM
     /// never touches the host's network), or why it is unavailable.
-    network: tokio::sync::OnceCell<Result<Network, String>>,
+    network: tokio::sync::OnceCell<Result<Network, HostError>>,
     /// Bridge settings for the lazy network setup.
     config: Option<Config>,
+    /// Where privileged operations go.
+    network_source: NetworkSource,
+    /// A fixed VMM (tests), else decided per start from the configuration.
+    vmm_override: Option<(Vmm, Accel)>,
+    /// How to wait for SSH.
+    ssh: Arc<dyn SshWaiter>,
+    /// How long to wait for SSH.
+    pub ssh_timeout: Duration,
     /// What KVM can do here.
     pub kvm: KvmVerdict,
     /// The static guest agent binary, if found.
@@ -45,10 +172,14 @@ pub struct Host {
 
 impl Host {
     /// A host without networking or VMs (tests of unrelated routes).
-    pub fn unavailable(reason: &str) -> Self {
+    pub fn unavailable(reason: &'static str) -> Self {
         Self {
-            network: tokio::sync::OnceCell::new_with(Some(Err(reason.to_owned()))),
+            network: tokio::sync::OnceCell::new_with(Some(Err(HostError::Unavailable { reason }))),
             config: None,
+            network_source: NetworkSource::InProcess,
+            vmm_override: None,
+            ssh: Arc::new(ProbeSsh),
+            ssh_timeout: SSH_WAIT,
             kvm: KvmVerdict {
                 accessible: false,
                 probe_ran: false,
@@ -62,7 +193,6 @@ impl Host {
 
     /// Probes KVM and finds the programs. The network comes later, on first use.
     pub async fn setup(config: &Config) -> Self {
-        let owner_uid = rustix::process::getuid().as_raw();
         let kvm = tokio::task::spawn_blocking(banger_host::kvm::probe)
             .await
             .unwrap_or_else(|join| KvmVerdict {
@@ -77,25 +207,46 @@ impl Host {
                 "banger-vsock-agent not found; VMs boot without the guest agent (set BANGER_AGENT_BIN)"
             );
         }
+        Self::with_parts(
+            config,
+            HostParts {
+                network: NetworkSource::InProcess,
+                vmm: None,
+                ssh: Arc::new(ProbeSsh),
+                ssh_timeout: SSH_WAIT,
+                kvm,
+                agent,
+            },
+        )
+    }
+
+    /// A host made of the given parts (tests inject fakes here).
+    pub fn with_parts(config: &Config, parts: HostParts) -> Self {
         Self {
             network: tokio::sync::OnceCell::new(),
             config: Some(config.clone()),
-            kvm,
-            agent,
-            owner_uid,
+            network_source: parts.network,
+            vmm_override: parts.vmm,
+            ssh: parts.ssh,
+            ssh_timeout: parts.ssh_timeout,
+            kvm: parts.kvm,
+            agent: parts.agent,
+            owner_uid: rustix::process::getuid().as_raw(),
         }
     }
 
-    /// The network (bridge and TAP pool), set up on the first call; or an
-    /// error message with its fix.
-    pub async fn network(&self) -> Result<&Network, String> {
+    /// The network (bridge and TAP pool), set up on the first call; or
+    /// why it cannot be, with the fix.
+    pub async fn network(&self) -> Result<&Network, HostError> {
         let network = self
             .network
             .get_or_init(|| async {
-                let Some(config) = &self.config else { return Err("VM networking is not configured".to_owned()) };
-                let network = setup_network(config, self.owner_uid).await;
-                if let Err(reason) = &network {
-                    tracing::warn!(reason = %reason, "VM networking is unavailable; VMs cannot start");
+                let Some(config) = &self.config else {
+                    return Err(HostError::Unavailable { reason: "no configuration" });
+                };
+                let network = setup_network(config, &self.network_source, self.owner_uid).await;
+                if let Err(error) = &network {
+                    tracing::warn!(reason = %crate::error::error_chain(error), "VM networking is unavailable; VMs cannot start");
                 }
                 network
             })
@@ -108,15 +259,21 @@ impl Host {
         self.network.get().and_then(|network| network.as_ref().ok())
     }
 
+    /// Waits until `ip` answers SSH, up to [`Host::ssh_timeout`].
+    pub async fn wait_for_ssh(&self, ip: Ipv4Addr) -> Result<Duration, SshWaitError> {
+        self.ssh.wait(ip, self.ssh_timeout).await
+    }
+
     /// The VMM to start VMs with, per `config.vmm` (or `BANGER_VMM`, which
     /// the config loader already applied) and what this host can do.
-    pub fn vmm(&self, config: &Config) -> Result<(Vmm, Accel), String> {
+    pub fn vmm(&self, config: &Config) -> Result<(Vmm, Accel), HostError> {
+        if let Some(fixed) = &self.vmm_override {
+            return Ok(fixed.clone());
+        }
         let firecracker = find_program(&config.firecracker_bin);
         let decision = vmm_choice::decide(config.vmm, &self.kvm, firecracker.is_some());
         if let Some(problem) = decision.problem {
-            return Err(format!(
-                "{problem}; set vmm = \"qemu\" (or BANGER_VMM=qemu) to use QEMU"
-            ));
+            return Err(HostError::VmmUnusable { problem });
         }
         let copier = CopierCommand {
             program: daemon_exe()?,
@@ -129,7 +286,9 @@ impl Host {
         };
         match decision.backend {
             Backend::Firecracker => {
-                let firecracker_bin = firecracker.ok_or("firecracker was not found")?;
+                let firecracker_bin = firecracker.ok_or_else(|| HostError::FirecrackerMissing {
+                    program: config.firecracker_bin.clone(),
+                })?;
                 Ok((
                     Vmm::Firecracker(FirecrackerVmm {
                         firecracker_bin,
@@ -139,15 +298,11 @@ impl Host {
                 ))
             }
             Backend::Qemu => {
-                let qemu_bin = find_program(&config.qemu_bin).ok_or_else(|| {
-                    format!(
-                        "{} was not found; install qemu-system-x86 or set qemu_bin",
-                        config.qemu_bin.display()
-                    )
-                })?;
-                let vhost_vsock_bin = find_vhost_vsock().ok_or(
-                    "vhost-device-vsock was not found; install it with `cargo install --locked vhost-device-vsock`",
-                )?;
+                let qemu_bin =
+                    find_program(&config.qemu_bin).ok_or_else(|| HostError::QemuMissing {
+                        program: config.qemu_bin.clone(),
+                    })?;
+                let vhost_vsock_bin = find_vhost_vsock().ok_or(HostError::VhostVsockMissing)?;
                 Ok((
                     Vmm::Qemu(QemuVmm {
                         qemu_bin,
@@ -161,18 +316,27 @@ impl Host {
     }
 }
 
-async fn setup_network(config: &Config, owner_uid: u32) -> Result<Network, String> {
-    let bridge = BridgeName::new(&config.bridge_name).map_err(|error| error.to_string())?;
-    let ops = InProcessOps::new().map_err(|error| {
-        format!("cannot open netlink: {}; VM networking needs root (run bangerd as root until the root helper lands)", crate::error::error_chain(&error))
+async fn setup_network(
+    config: &Config,
+    source: &NetworkSource,
+    owner_uid: u32,
+) -> Result<Network, HostError> {
+    let bridge = BridgeName::new(&config.bridge_name).map_err(|source| HostError::BridgeName {
+        name: config.bridge_name.clone(),
+        source: Arc::new(source),
     })?;
-    ops.ensure_bridge(&bridge, config.bridge_ip, config.cidr.prefix).await.map_err(|error| {
-        format!(
-            "cannot set up bridge {bridge}: {}; VM networking needs root (run bangerd as root until the root helper lands)",
-            crate::error::error_chain(&error)
-        )
-    })?;
-    let ops: Arc<dyn PrivilegedOps> = Arc::new(ops);
+    let ops: Arc<dyn PrivilegedOps> = match source {
+        NetworkSource::InProcess => {
+            Arc::new(InProcessOps::new().map_err(|error| HostError::Netlink(Arc::new(error)))?)
+        }
+        NetworkSource::Ops(ops) => ops.clone(),
+    };
+    ops.ensure_bridge(&bridge, config.bridge_ip, config.cidr.prefix)
+        .await
+        .map_err(|error| HostError::Bridge {
+            bridge: bridge.to_string(),
+            source: Arc::new(error),
+        })?;
     let pool = TapPool::new(
         ops.clone(),
         bridge.clone(),
@@ -185,9 +349,8 @@ async fn setup_network(config: &Config, owner_uid: u32) -> Result<Network, Strin
 /// This daemon's executable. After an upgrade replaced the file, Linux
 /// reports the old inode as `<path> (deleted)`; the new file at `<path>`
 /// understands the same `console-copier` subcommand, so use it.
-fn daemon_exe() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe()
-        .map_err(|error| format!("cannot locate bangerd itself: {error}"))?;
+fn daemon_exe() -> Result<PathBuf, HostError> {
+    let exe = std::env::current_exe().map_err(|error| HostError::DaemonExe(Arc::new(error)))?;
     if !exe.exists() {
         if let Some(path) = exe
             .to_str()

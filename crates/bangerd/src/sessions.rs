@@ -15,9 +15,9 @@ use banger_agent_client::proto::{
     LogStream as AgentLogStream, SessionRefusal, SessionSignal, SessionSpec,
     SessionState as AgentSessionState, SessionStatus, StdinMode as AgentStdinMode,
 };
-use banger_api::VmName;
 use banger_api::sessions::{LogStream, SessionCreateRequest, SessionInfo, SessionState, StdinMode};
 use banger_api::vms::VmState;
+use banger_api::{ErrorCode, VmName};
 
 use crate::state::AppState;
 use crate::store::{SessionRow, StoreError, VmRow};
@@ -107,6 +107,36 @@ pub enum SessionError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl SessionError {
+    /// The API error code: what a client may branch on.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Vm(vm) => vm.code(),
+            Self::InvalidName { .. } | Self::EmptyCommand { .. } => ErrorCode::BadRequest,
+            Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::NameTaken { .. } | Self::WrongState { .. } => ErrorCode::Conflict,
+            Self::Refused { reason, .. } => match reason {
+                SessionRefusal::InvalidName { .. }
+                | SessionRefusal::InvalidArgv { .. }
+                | SessionRefusal::MissingCwd { .. }
+                | SessionRefusal::MissingCommand { .. } => ErrorCode::BadRequest,
+                SessionRefusal::NotFound { .. } => ErrorCode::NotFound,
+                SessionRefusal::AlreadyExists { .. }
+                | SessionRefusal::NotPipeMode { .. }
+                | SessionRefusal::AlreadyAttached { .. }
+                | SessionRefusal::StillRunning { .. }
+                | SessionRefusal::NotRunning { .. } => ErrorCode::Conflict,
+                SessionRefusal::TooManySessions { .. } | SessionRefusal::Busy { .. } => {
+                    ErrorCode::Unavailable
+                }
+                SessionRefusal::SpawnFailed { .. } => ErrorCode::Internal,
+            },
+            Self::Agent { .. } => ErrorCode::Unavailable,
+            Self::Store(_) => ErrorCode::Internal,
+        }
+    }
 }
 
 fn agent_error(vm: &VmName, error: AgentError) -> SessionError {

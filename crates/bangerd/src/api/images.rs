@@ -2,11 +2,11 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+
 use axum::response::Response;
 use banger_api::images::{ImageBuildRequest, ImageDeleted, ImageInfo, ImageRegisterRequest};
 use banger_api::operation::OperationEvent;
-use banger_api::{ApiError, ErrorCode, ImageName};
+use banger_api::{ApiError, ImageName};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -17,28 +17,7 @@ use crate::state::AppState;
 
 impl From<ImageError> for ApiFailure {
     fn from(error: ImageError) -> Self {
-        ApiFailure::from_image_error(&error, &error)
-    }
-}
-
-impl ApiFailure {
-    /// Maps an image error (possibly wrapped in `outer`) to its HTTP status.
-    pub(super) fn from_image_error(
-        error: &ImageError,
-        outer: &(dyn std::error::Error + 'static),
-    ) -> Self {
-        let (status, code) = match error {
-            ImageError::NotFound { .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
-            ImageError::InUse { .. } | ImageError::ManagedExists { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::Conflict)
-            }
-            ImageError::Invalid { .. } | ImageError::BadRequest(_) => {
-                (StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
-            }
-            ImageError::Kernel(kernel) => return ApiFailure::from_kernel_error(kernel, outer),
-            _ => return ApiFailure::internal(outer),
-        };
-        ApiFailure::new(status, code, super::error_chain(outer))
+        ApiFailure::from_error(error.code(), &error)
     }
 }
 

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+
 use axum::response::Response;
 use banger_api::kernels::{CatalogKernel, KernelImportRequest, KernelInfo, KernelPullRequest};
 use banger_api::operation::OperationEvent;
-use banger_api::{ApiError, ErrorCode, KernelName};
+use banger_api::{ApiError, KernelName};
 
 use super::stream::stream_blocking;
 use super::{ApiFailure, ApiJson, blocking};
@@ -17,33 +17,7 @@ use crate::state::AppState;
 
 impl From<KernelError> for ApiFailure {
     fn from(error: KernelError) -> Self {
-        ApiFailure::from_kernel_error(&error, &error)
-    }
-}
-
-impl ApiFailure {
-    /// Maps a kernel error (possibly wrapped in `outer`) to its HTTP status;
-    /// the message is `outer`'s full chain.
-    pub(super) fn from_kernel_error(
-        error: &KernelError,
-        outer: &(dyn std::error::Error + 'static),
-    ) -> Self {
-        let (status, code) = match error {
-            KernelError::NotInCatalog { .. } | KernelError::NotInstalled { .. } => {
-                (StatusCode::NOT_FOUND, ErrorCode::NotFound)
-            }
-            KernelError::InUse { .. } | KernelError::Exists { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::Conflict)
-            }
-            KernelError::Install(kernels::InstallError::BadInput { .. })
-            | KernelError::Install(kernels::InstallError::NotAKernel { .. })
-            | KernelError::Install(kernels::InstallError::UnknownVersion { .. })
-            | KernelError::Install(kernels::InstallError::VersionMismatch { .. }) => {
-                (StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
-            }
-            _ => return ApiFailure::internal(outer),
-        };
-        ApiFailure::new(status, code, super::error_chain(outer))
+        ApiFailure::from_error(error.code(), &error)
     }
 }
 

@@ -164,18 +164,37 @@ impl ApiFailure {
 
     /// 500 from an error, with its whole cause chain in the message.
     pub fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
-        tracing::error!(error = %error_chain(error), "request failed");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::Internal,
-            error_chain(error),
-        )
+        Self::from_error(ErrorCode::Internal, error)
+    }
+
+    /// A domain error with its code; the message is its whole cause chain.
+    pub fn from_error(code: ErrorCode, error: &(dyn std::error::Error + 'static)) -> Self {
+        let message = error_chain(error);
+        if code == ErrorCode::Internal {
+            tracing::error!(error = %message, "request failed");
+        }
+        Self::new(status_of(code), code, message)
     }
 }
 
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
         (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// The HTTP status every response with error `code` carries.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::SshTimeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use banger_agent_client::proto::{SessionRefusal, SessionSignal};
+use banger_agent_client::proto::SessionSignal;
 use banger_api::sessions::{ATTACH_PROTOCOL, LogStream, SessionCreateRequest, SessionInfo};
 use banger_api::{ApiError, ErrorCode, VmName};
 use serde::Deserialize;
@@ -18,29 +18,7 @@ use crate::state::AppState;
 
 impl From<SessionError> for ApiFailure {
     fn from(error: SessionError) -> Self {
-        let (status, code) = match &error {
-            SessionError::Vm(vm) => return ApiFailure::from_vm_error(vm, &error),
-            SessionError::InvalidName { .. } | SessionError::EmptyCommand { .. } => {
-                (StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
-            }
-            SessionError::NotFound { .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
-            SessionError::NameTaken { .. } | SessionError::WrongState { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::Conflict)
-            }
-            SessionError::Refused { reason, .. } => match reason {
-                SessionRefusal::InvalidName { .. }
-                | SessionRefusal::MissingCwd { .. }
-                | SessionRefusal::MissingCommand { .. } => {
-                    (StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
-                }
-                SessionRefusal::NotFound { .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
-                SessionRefusal::SpawnFailed { .. } => return ApiFailure::internal(&error),
-                _ => (StatusCode::CONFLICT, ErrorCode::Conflict),
-            },
-            SessionError::Agent { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal),
-            SessionError::Store(_) => return ApiFailure::internal(&error),
-        };
-        ApiFailure::new(status, code, super::error_chain(&error))
+        ApiFailure::from_error(error.code(), &error)
     }
 }
 

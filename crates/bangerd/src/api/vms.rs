@@ -4,11 +4,11 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use banger_api::operation::OperationEvent;
 use banger_api::vms::{VmCreateRequest, VmDeleted, VmInfo, VmKillRequest, VmSetRequest};
-use banger_api::{ApiError, ErrorCode, VmName};
+use banger_api::{ApiError, VmName};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -19,31 +19,7 @@ use crate::vms::{self, VmError};
 
 impl From<VmError> for ApiFailure {
     fn from(error: VmError) -> Self {
-        ApiFailure::from_vm_error(&error, &error)
-    }
-}
-
-impl ApiFailure {
-    /// The status and code of `vm_error`, with `outer` (which wraps or is
-    /// it) as the message.
-    pub(super) fn from_vm_error(
-        vm_error: &VmError,
-        outer: &(dyn std::error::Error + 'static),
-    ) -> Self {
-        let error = outer;
-        let (status, code) = match vm_error {
-            VmError::NotFound { .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
-            VmError::NameTaken { .. } | VmError::WrongState { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::Conflict)
-            }
-            VmError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
-            VmError::HostUnavailable { .. } | VmError::SshTimeout { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
-            }
-            VmError::Image(image) => return ApiFailure::from_image_error(image, error),
-            _ => return ApiFailure::internal(error),
-        };
-        ApiFailure::new(status, code, super::error_chain(error))
+        ApiFailure::from_error(error.code(), &error)
     }
 }
 
@@ -146,7 +122,7 @@ pub async fn kill(
     ApiJson(request): ApiJson<VmKillRequest>,
 ) -> Result<Json<VmInfo>, ApiFailure> {
     let name = VmName::parse(&name)?;
-    vms::kill(&state, &name, request.signal.as_deref())
+    vms::kill(&state, &name, request.signal)
         .await
         .map(Json)
         .map_err(ApiFailure::from)

@@ -25,20 +25,15 @@ pub fn build(
     request: &ImageBuildRequest,
     progress: &ProgressSink,
 ) -> Result<ImageInfo, ImageError> {
-    let name = ImageName::parse(&request.name)
-        .map_err(|error| ImageError::BadRequest(error.to_string()))?;
+    let name = ImageName::parse(&request.name)?;
     if state.store().image(&name)?.is_some() {
-        return Err(ImageError::BadRequest(format!(
-            "image {name} already exists; delete it first (`banger image delete {name}`) or pick another name"
-        )));
+        return Err(ImageError::Exists { name });
     }
     let kernel_name = match &request.kernel_ref {
-        Some(reference) => KernelName::parse(reference)
-            .map_err(|error| ImageError::BadRequest(error.to_string()))?,
+        Some(reference) => KernelName::parse(reference)?,
         None => {
             let catalog = kernels::catalog()?;
-            KernelName::parse(&catalog.default)
-                .map_err(|error| ImageError::BadRequest(error.to_string()))?
+            KernelName::parse(&catalog.default)?
         }
     };
     let existing_kernel = state.store().kernel(&kernel_name)?;

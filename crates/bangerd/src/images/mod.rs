@@ -14,7 +14,7 @@ mod promote;
 use std::path::{Path, PathBuf};
 
 use banger_api::images::{ImageDeleted, ImageInfo, ImageRegisterRequest};
-use banger_api::{ImageName, KernelName};
+use banger_api::{ErrorCode, ImageName, KernelName};
 use banger_host::disk::validate::{ValidateError, validate_ext4_image};
 
 use crate::kernels::{self, KernelError};
@@ -43,9 +43,45 @@ pub enum ImageError {
         #[source]
         source: ValidateError,
     },
-    /// A request field is wrong.
-    #[error("{0}")]
-    BadRequest(String),
+    /// A name in the request breaks the name rule.
+    #[error("invalid name")]
+    Name(#[from] banger_api::NameError),
+    /// A path in the request is relative.
+    #[error("{field} must be an absolute path, got {path:?}")]
+    RelativePath {
+        /// Which field.
+        field: &'static str,
+        /// The path as given.
+        path: String,
+    },
+    /// The initrd is not a non-empty regular file.
+    #[error("initrd {} must be a non-empty regular file", path.display())]
+    InitrdNotAFile {
+        /// The initrd.
+        path: PathBuf,
+    },
+    /// `--modules` without `--kernel`.
+    #[error("--modules needs --kernel (it is the modules tree of that kernel)")]
+    ModulesWithoutKernel,
+    /// `--kernel` and `--kernel-ref` together.
+    #[error("pass either --kernel PATH or --kernel-ref NAME, not both")]
+    KernelAndKernelRef,
+    /// No kernel was named and the default one is not installed.
+    #[error(
+        "no kernel given and the default kernel {kernel} is not installed; run `banger kernel pull {kernel}` or pass --kernel-ref NAME or --kernel PATH"
+    )]
+    DefaultKernelMissing {
+        /// The catalog's default kernel.
+        kernel: KernelName,
+    },
+    /// An image of that name exists (build).
+    #[error(
+        "image {name} already exists; delete it first (`banger image delete {name}`) or pick another name"
+    )]
+    Exists {
+        /// The name.
+        name: ImageName,
+    },
     /// A managed image cannot be overwritten by `register`.
     #[error("image {name} is managed by banger; delete it first or register under another name")]
     ManagedExists {
@@ -96,6 +132,29 @@ pub enum ImageError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ImageError {
+    /// The API error code: what a client may branch on.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::InUse { .. } | Self::ManagedExists { .. } | Self::Exists { .. } => {
+                ErrorCode::Conflict
+            }
+            Self::Invalid { .. }
+            | Self::Name(_)
+            | Self::RelativePath { .. }
+            | Self::InitrdNotAFile { .. }
+            | Self::ModulesWithoutKernel
+            | Self::KernelAndKernelRef
+            | Self::DefaultKernelMissing { .. } => ErrorCode::BadRequest,
+            Self::Kernel(kernel) => kernel.code(),
+            Self::Io { .. } | Self::Build { .. } | Self::VerifyFailed { .. } | Self::Store(_) => {
+                ErrorCode::Internal
+            }
+        }
+    }
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ImageError {
@@ -152,14 +211,15 @@ pub fn show(store: &Store, name: &ImageName) -> Result<ImageInfo, ImageError> {
     info(store, &row(store, name)?)
 }
 
-fn absolute(field: &str, raw: &str) -> Result<PathBuf, ImageError> {
+fn absolute(field: &'static str, raw: &str) -> Result<PathBuf, ImageError> {
     let path = PathBuf::from(raw);
     if path.is_absolute() {
         Ok(path)
     } else {
-        Err(ImageError::BadRequest(format!(
-            "{field} must be an absolute path, got {raw:?}"
-        )))
+        Err(ImageError::RelativePath {
+            field,
+            path: raw.to_owned(),
+        })
     }
 }
 
@@ -173,10 +233,9 @@ fn file_bytes(path: &Path) -> u64 {
 fn validate_initrd(path: &Path) -> Result<(), ImageError> {
     let metadata = std::fs::metadata(path).map_err(io("read the initrd", path))?;
     if !metadata.is_file() || metadata.len() == 0 {
-        return Err(ImageError::BadRequest(format!(
-            "initrd {} must be a non-empty regular file",
-            path.display()
-        )));
+        return Err(ImageError::InitrdNotAFile {
+            path: path.to_owned(),
+        });
     }
     Ok(())
 }
@@ -184,8 +243,7 @@ fn validate_initrd(path: &Path) -> Result<(), ImageError> {
 /// The name under which `image register --kernel PATH` stores its kernel,
 /// and the source label that marks the kernel as owned by the image.
 fn image_kernel(name: &ImageName) -> Result<(KernelName, String), ImageError> {
-    let kernel = KernelName::parse(name.as_str())
-        .map_err(|error| ImageError::BadRequest(error.to_string()))?;
+    let kernel = KernelName::parse(name.as_str())?;
     Ok((kernel, format!("image:{name}")))
 }
 
@@ -196,8 +254,7 @@ pub fn register(
     request: &ImageRegisterRequest,
     progress: &ProgressSink,
 ) -> Result<ImageInfo, ImageError> {
-    let name = ImageName::parse(&request.name)
-        .map_err(|error| ImageError::BadRequest(error.to_string()))?;
+    let name = ImageName::parse(&request.name)?;
     let existing = state.store().image(&name)?;
     if existing.as_ref().is_some_and(|row| row.managed) {
         return Err(ImageError::ManagedExists {
@@ -229,15 +286,11 @@ pub fn register(
         validate_initrd(initrd)?;
     }
     if request.modules.is_some() && request.kernel.is_none() {
-        return Err(ImageError::BadRequest(
-            "--modules needs --kernel (it is the modules tree of that kernel)".into(),
-        ));
+        return Err(ImageError::ModulesWithoutKernel);
     }
     let kernel_id = match (&request.kernel, &request.kernel_ref) {
         (Some(_), Some(_)) => {
-            return Err(ImageError::BadRequest(
-                "pass either --kernel PATH or --kernel-ref NAME, not both".into(),
-            ));
+            return Err(ImageError::KernelAndKernelRef);
         }
         (Some(kernel), None) => {
             let kernel = absolute("kernel", kernel)?;
@@ -258,8 +311,7 @@ pub fn register(
             installed_kernel_id(&state.store(), &kernel_name)?
         }
         (None, Some(reference)) => {
-            let kernel_name = KernelName::parse(reference)
-                .map_err(|error| ImageError::BadRequest(error.to_string()))?;
+            let kernel_name = KernelName::parse(reference)?;
             installed_kernel_id(&state.store(), &kernel_name)?
         }
         (None, None) => default_kernel_id(&state.store())?,
@@ -295,13 +347,13 @@ fn installed_kernel_id(store: &Store, name: &KernelName) -> Result<i64, ImageErr
 
 fn default_kernel_id(store: &Store) -> Result<i64, ImageError> {
     let catalog = kernels::catalog()?;
-    let name = KernelName::parse(&catalog.default)
-        .map_err(|error| ImageError::BadRequest(error.to_string()))?;
-    store.kernel(&name)?.map(|row| row.id).ok_or_else(|| {
-        ImageError::BadRequest(format!(
-            "no kernel given and the default kernel {name} is not installed; run `banger kernel pull {name}` or pass --kernel-ref NAME or --kernel PATH"
-        ))
-    })
+    let name = KernelName::parse(&catalog.default)?;
+    store
+        .kernel(&name)?
+        .map(|row| row.id)
+        .ok_or_else(|| ImageError::DefaultKernelMissing {
+            kernel: name.clone(),
+        })
 }
 
 /// Deletes an image. Managed images lose their files; unmanaged images'

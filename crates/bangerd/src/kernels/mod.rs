@@ -17,6 +17,8 @@ use banger_api::kernels::{CatalogKernel, KernelInfo};
 use banger_image::catalog::{KernelCatalog, KernelSource};
 
 use crate::progress::ProgressSink;
+use banger_api::ErrorCode;
+
 use crate::state::AppState;
 use crate::store::{KernelRow, Store, StoreError};
 
@@ -68,6 +70,37 @@ pub enum KernelError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl KernelError {
+    /// The API error code: what a client may branch on.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotInCatalog { .. } | Self::NotInstalled { .. } => ErrorCode::NotFound,
+            Self::InUse { .. } | Self::Exists { .. } => ErrorCode::Conflict,
+            Self::Install(install) => install.code(),
+            Self::Catalog(_) | Self::Store(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl InstallError {
+    /// The API error code: what a client may branch on.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::BadInput { .. }
+            | Self::NotAKernel { .. }
+            | Self::UnknownVersion { .. }
+            | Self::VersionMismatch { .. } => ErrorCode::BadRequest,
+            Self::NoBusybox => ErrorCode::Unavailable,
+            Self::Io { .. }
+            | Self::Fetch(_)
+            | Self::Download(_)
+            | Self::Vmlinux(_)
+            | Self::Initramfs(_)
+            | Self::ModulesDisk(_) => ErrorCode::Internal,
+        }
+    }
 }
 
 /// The kernel catalog: the file named by `BANGER_KERNEL_CATALOG` (a local

@@ -44,7 +44,7 @@ pub(crate) fn running_uds(
     let running = running_handle(&vm)
         .filter(|_| vm.state == VmState::Running)
         .ok_or_else(|| VmError::WrongState {
-            name: name.to_string(),
+            name: name.clone(),
             state: vm.state,
             hint: "start it first (`banger vm start`)",
         })?;

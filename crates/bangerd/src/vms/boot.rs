@@ -13,10 +13,6 @@ use crate::progress::ProgressSink;
 use crate::state::AppState;
 use crate::store::VmRow;
 
-/// How long a freshly started guest may take until SSH answers. Generous:
-/// under TCG emulation a Debian guest needs 30 to 45 s on an idle machine.
-pub const SSH_WAIT: Duration = Duration::from_secs(300);
-
 /// Starts a VM (taking its lock) and waits for SSH.
 pub async fn start(
     state: &AppState,
@@ -37,15 +33,15 @@ pub async fn start_locked(
     let mut vm = row(&state.store(), name)?;
     if !vm.state.can_start() {
         return Err(VmError::WrongState {
-            name: name.to_string(),
+            name: name.clone(),
             state: vm.state,
             hint: "there is nothing to start (`banger vm restart` restarts it)",
         });
     }
     let host = state.host();
-    let unavailable = |reason: String| VmError::HostUnavailable {
+    let unavailable = |source| VmError::HostUnavailable {
         name: name.to_string(),
-        reason,
+        source,
     };
     let network = host.network().await.map_err(unavailable)?;
     let (vmm, accel) = host.vmm(state.config()).map_err(unavailable)?;
@@ -137,7 +133,7 @@ pub async fn start_locked(
             vm.ip
         ),
     );
-    match banger_host::ssh::wait::wait_for_ssh(vm.ip, 22, SSH_WAIT).await {
+    match host.wait_for_ssh(vm.ip).await {
         Ok(took) => {
             progress.stage(
                 "ready",
@@ -150,8 +146,8 @@ pub async fn start_locked(
             vm.last_error = Some(message);
             state.store().update_vm(&vm)?;
             Err(VmError::SshTimeout {
-                name: name.to_string(),
-                waited_secs: SSH_WAIT.as_secs(),
+                name: name.clone(),
+                waited_secs: host.ssh_timeout.as_secs(),
             })
         }
     }
@@ -198,11 +194,9 @@ struct BootFiles {
 
 fn boot_files(state: &AppState, vm: &VmRow, backend: BackendKind) -> Result<BootFiles, VmError> {
     let store = state.store();
-    let gone = || {
-        VmError::BadRequest(format!(
-            "VM {} cannot start: its image {} was deleted; delete the VM (`banger vm delete {}`)",
-            vm.name, vm.image_name, vm.name
-        ))
+    let gone = || VmError::ImageGone {
+        name: vm.name.clone(),
+        image: vm.image_name.clone(),
     };
     let image_id = vm.image_id.ok_or_else(gone)?;
     let image = store
@@ -215,11 +209,9 @@ fn boot_files(state: &AppState, vm: &VmRow, backend: BackendKind) -> Result<Boot
         BackendKind::Firecracker => kernel.vmlinux.clone(),
         BackendKind::Qemu => kernel.bzimage.clone().or_else(|| kernel.vmlinux.clone()),
     }
-    .ok_or_else(|| {
-        VmError::BadRequest(format!(
-            "kernel {} has no image this backend can boot",
-            kernel.name
-        ))
+    .ok_or_else(|| VmError::KernelUnbootable {
+        kernel: kernel.name.to_string(),
+        backend: backend_name(backend),
     })?;
     Ok(BootFiles {
         kernel: kernel_file,

@@ -24,12 +24,7 @@ pub async fn create(
     progress: &ProgressSink,
 ) -> Result<VmInfo, VmError> {
     check_resources(request.vcpus, request.memory_mib)?;
-    let requested_name = request
-        .name
-        .as_deref()
-        .map(VmName::parse)
-        .transpose()
-        .map_err(|error| VmError::BadRequest(error.to_string()))?;
+    let requested_name = request.name.as_deref().map(VmName::parse).transpose()?;
     if !request.no_start {
         // Fail before making anything when this host cannot start VMs.
         let host = state.host();
@@ -38,12 +33,12 @@ pub async fn create(
             .map_or_else(|| "(new)".to_owned(), ToString::to_string);
         host.network()
             .await
-            .map_err(|reason| VmError::HostUnavailable {
+            .map_err(|source| VmError::HostUnavailable {
                 name: name.clone(),
-                reason,
+                source,
             })?;
         host.vmm(state.config())
-            .map_err(|reason| VmError::HostUnavailable { name, reason })?;
+            .map_err(|source| VmError::HostUnavailable { name, source })?;
     }
     let image = resolve_image(state, request.image.as_deref(), progress).await?;
     let seed_bytes = image.work_seed.as_deref().map_or(0, |seed| {
@@ -53,15 +48,17 @@ pub async fn create(
         .disk_bytes
         .unwrap_or(DEFAULT_DISK_BYTES.max(seed_bytes));
     if disk_bytes < seed_bytes {
-        return Err(VmError::BadRequest(format!(
-            "--disk-size {disk_bytes} bytes is smaller than image {}'s work seed ({seed_bytes} bytes); the work disk only grows",
-            image.name
-        )));
+        return Err(VmError::DiskSmallerThanSeed {
+            disk_bytes,
+            image: image.name.clone(),
+            seed_bytes,
+        });
     }
     if disk_bytes % (1 << 20) != 0 {
-        return Err(VmError::BadRequest(format!(
-            "--disk-size {disk_bytes} bytes must be a whole number of MiB"
-        )));
+        return Err(VmError::DiskUnaligned {
+            bytes: disk_bytes,
+            unit: 1 << 20,
+        });
     }
 
     let config = state.config();
@@ -71,9 +68,7 @@ pub async fn create(
         let name = match requested_name {
             Some(name) => {
                 if store.vm_name_taken(&name)? {
-                    return Err(VmError::NameTaken {
-                        name: name.to_string(),
-                    });
+                    return Err(VmError::NameTaken { name });
                 }
                 name
             }
@@ -83,7 +78,7 @@ pub async fn create(
         let used_ips: BTreeSet<Ipv4Addr> = existing.iter().map(|vm| vm.ip).collect();
         let ip =
             banger_host::net::addressing::allocate_ip(&config.cidr, config.bridge_ip, used_ips)
-                .map_err(|error| VmError::BadRequest(error.to_string()))?;
+                .map_err(VmError::AddressPoolExhausted)?;
         let used_cids: BTreeSet<u32> = existing.iter().map(|vm| vm.vsock_cid).collect();
         let vsock_cid = (3..).find(|cid| !used_cids.contains(cid)).unwrap_or(3);
         let now = crate::store::unix_now();
@@ -161,7 +156,7 @@ async fn resolve_image(
     progress: &ProgressSink,
 ) -> Result<ImageRow, VmError> {
     let raw = requested.unwrap_or(&state.config().default_image_name);
-    let name = ImageName::parse(raw).map_err(|error| VmError::BadRequest(error.to_string()))?;
+    let name = ImageName::parse(raw)?;
     let (found, any) = {
         let store = state.store();
         (store.image(&name)?, !store.images()?.is_empty())
@@ -170,9 +165,7 @@ async fn resolve_image(
         return Ok(image);
     }
     if requested.is_some() || any {
-        return Err(VmError::BadRequest(format!(
-            "image {name} does not exist; see `banger image list`, or build it with `banger image build --name {name}`"
-        )));
+        return Err(VmError::ImageNotFound { image: name });
     }
     progress.stage(
         "image",
@@ -190,7 +183,10 @@ async fn resolve_image(
         crate::images::build(&worker_state, &build, &worker_progress)
     })
     .await
-    .map_err(|join| VmError::BadRequest(format!("building the default image failed: {join}")))??;
+    .map_err(|source| VmError::Task {
+        step: "build the default image",
+        source,
+    })??;
     crate::images::row(&state.store(), &name).map_err(VmError::from)
 }
 

@@ -16,7 +16,7 @@ pub async fn delete(state: &AppState, name: &VmName, force: bool) -> Result<VmDe
     if !vm.state.is_at_rest() {
         if !force {
             return Err(VmError::WrongState {
-                name: name.to_string(),
+                name: name.clone(),
                 state: vm.state,
                 hint: "stop it first (`banger vm stop`) or pass --force",
             });

@@ -19,8 +19,8 @@ const GUEST_DNS_PORTS: [u16; 1] = [53];
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallApplyError {
     /// The network is not set up, or cannot be.
-    #[error("VM networking is unavailable: {0}")]
-    Unavailable(String),
+    #[error("VM networking is unavailable")]
+    Unavailable(#[source] crate::host::HostError),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

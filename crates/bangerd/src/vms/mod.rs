@@ -18,8 +18,9 @@ mod stop;
 
 use std::path::{Path, PathBuf};
 
-use banger_api::VmName;
 use banger_api::vms::{SshInfo, VmInfo, VmSetRequest, VmState};
+
+use banger_api::{ErrorCode, ImageName, VmName};
 
 use crate::state::AppState;
 use crate::store::{Store, StoreError, VmRow};
@@ -50,45 +51,128 @@ pub enum VmError {
     #[error("VM {name} does not exist; see `banger vm list`")]
     NotFound {
         /// The name.
-        name: String,
+        name: VmName,
     },
     /// The name is taken.
     #[error("a VM named {name} already exists; pick another name or delete it first")]
     NameTaken {
         /// The name.
-        name: String,
+        name: VmName,
     },
-    /// The request is invalid.
-    #[error("{0}")]
-    BadRequest(String),
+    /// A name in the request or the configuration breaks the name rule.
+    #[error("invalid name")]
+    Name(#[from] banger_api::NameError),
+    /// The vCPU count is outside what this host allows.
+    #[error("--vcpu {vcpus} is out of range; use 1 to {max}")]
+    VcpusOutOfRange {
+        /// Requested.
+        vcpus: u8,
+        /// Most allowed.
+        max: usize,
+    },
+    /// Too little memory for a guest.
+    #[error("--memory {memory_mib} MiB is too little; a VM needs at least {MIN_MEMORY_MIB} MiB")]
+    MemoryTooSmall {
+        /// Requested.
+        memory_mib: u32,
+    },
+    /// The work disk would be smaller than the image's work seed.
+    #[error(
+        "--disk-size {disk_bytes} bytes is smaller than image {image}'s work seed ({seed_bytes} bytes); the work disk only grows"
+    )]
+    DiskSmallerThanSeed {
+        /// Requested size.
+        disk_bytes: u64,
+        /// The image.
+        image: ImageName,
+        /// Its work seed's size.
+        seed_bytes: u64,
+    },
+    /// A work disk may only grow.
+    #[error("the work disk only grows: VM {name} has {current} bytes, {requested} requested")]
+    DiskShrink {
+        /// The VM.
+        name: VmName,
+        /// Current size.
+        current: u64,
+        /// Requested size.
+        requested: u64,
+    },
+    /// A disk size is not a multiple of the unit disks are made in.
+    #[error("disk size {bytes} bytes must be a multiple of {unit} bytes")]
+    DiskUnaligned {
+        /// Requested size.
+        bytes: u64,
+        /// The unit.
+        unit: u64,
+    },
+    /// The requested image does not exist.
+    #[error(
+        "image {image} does not exist; see `banger image list`, or build it with `banger image build --name {image}`"
+    )]
+    ImageNotFound {
+        /// The image.
+        image: ImageName,
+    },
+    /// The VM's image or kernel was deleted (with `--force`) after it was made.
+    #[error(
+        "VM {name} cannot start: its image {image} was deleted; delete the VM (`banger vm delete {name}`)"
+    )]
+    ImageGone {
+        /// The VM.
+        name: VmName,
+        /// The image it was made from.
+        image: String,
+    },
+    /// The kernel has no file the chosen backend can boot.
+    #[error("kernel {kernel} has no image the {backend} backend can boot")]
+    KernelUnbootable {
+        /// The kernel.
+        kernel: String,
+        /// The backend.
+        backend: &'static str,
+    },
+    /// No guest address is left in the configured range.
+    #[error("cannot give the new VM an address")]
+    AddressPoolExhausted(#[source] banger_host::net::addressing::AddressingError),
     /// The VM's state does not allow the operation.
     #[error("VM {name} is {state}; {hint}")]
     WrongState {
         /// The VM.
-        name: String,
+        name: VmName,
         /// Its state.
         state: VmState,
         /// What to do instead.
         hint: &'static str,
     },
     /// The host cannot run VMs right now.
-    #[error("cannot start VM {name}: {reason}")]
+    #[error("cannot start VM {name}")]
     HostUnavailable {
-        /// The VM.
+        /// The VM (or `(new)` before a name is chosen).
         name: String,
         /// Why, with the fix.
-        reason: String,
+        #[source]
+        source: crate::host::HostError,
     },
     /// A step of an operation failed.
     #[error("VM {name}: cannot {step}")]
     Step {
         /// The VM.
-        name: String,
+        name: VmName,
         /// What was being done.
         step: &'static str,
         /// The cause.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A worker task panicked or was cancelled (the daemon is stopping).
+    #[error("cannot {step}: the worker task did not finish")]
+    Task {
+        /// What the task was doing.
+        step: &'static str,
+        /// Why.
+        #[source]
+        source: tokio::task::JoinError,
     },
     /// SSH did not answer in time; the VM keeps running for inspection.
     #[error(
@@ -96,7 +180,7 @@ pub enum VmError {
     )]
     SshTimeout {
         /// The VM.
-        name: String,
+        name: VmName,
         /// Seconds waited.
         waited_secs: u64,
     },
@@ -115,9 +199,30 @@ impl VmError {
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
         Self::Step {
-            name: name.to_string(),
+            name: name.clone(),
             step,
             source: Box::new(source),
+        }
+    }
+
+    /// The API error code: what a client may branch on.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound { .. } | Self::ImageNotFound { .. } => ErrorCode::NotFound,
+            Self::NameTaken { .. } | Self::WrongState { .. } | Self::ImageGone { .. } => {
+                ErrorCode::Conflict
+            }
+            Self::Name(_)
+            | Self::VcpusOutOfRange { .. }
+            | Self::MemoryTooSmall { .. }
+            | Self::DiskSmallerThanSeed { .. }
+            | Self::DiskShrink { .. }
+            | Self::DiskUnaligned { .. }
+            | Self::KernelUnbootable { .. } => ErrorCode::BadRequest,
+            Self::AddressPoolExhausted(_) | Self::HostUnavailable { .. } => ErrorCode::Unavailable,
+            Self::SshTimeout { .. } => ErrorCode::SshTimeout,
+            Self::Image(error) => error.code(),
+            Self::Step { .. } | Self::Task { .. } | Self::Store(_) => ErrorCode::Internal,
         }
     }
 }
@@ -186,9 +291,9 @@ pub fn info(state: &AppState, row: &VmRow) -> VmInfo {
 
 /// The VM called `name`.
 pub fn row(store: &Store, name: &VmName) -> Result<VmRow, VmError> {
-    store.vm(name)?.ok_or_else(|| VmError::NotFound {
-        name: name.to_string(),
-    })
+    store
+        .vm(name)?
+        .ok_or_else(|| VmError::NotFound { name: name.clone() })
 }
 
 /// All VMs.
@@ -223,17 +328,15 @@ pub fn check_resources(vcpus: Option<u8>, memory_mib: Option<u32>) -> Result<(),
         .unwrap_or(1);
     if let Some(vcpus) = vcpus {
         if vcpus == 0 || usize::from(vcpus) > cores.max(32) {
-            return Err(VmError::BadRequest(format!(
-                "--vcpu {vcpus} is out of range; use 1 to {}",
-                cores.max(32)
-            )));
+            return Err(VmError::VcpusOutOfRange {
+                vcpus,
+                max: cores.max(32),
+            });
         }
     }
     if let Some(memory) = memory_mib {
         if memory < MIN_MEMORY_MIB {
-            return Err(VmError::BadRequest(format!(
-                "--memory {memory} MiB is too little; a VM needs at least {MIN_MEMORY_MIB} MiB"
-            )));
+            return Err(VmError::MemoryTooSmall { memory_mib: memory });
         }
     }
     Ok(())
@@ -254,22 +357,21 @@ pub async fn set(
         request.vcpus.is_some() || request.memory_mib.is_some() || request.disk_bytes.is_some();
     if resources_change && !vm.state.is_at_rest() {
         return Err(VmError::WrongState {
-            name: name.to_string(),
+            name: name.clone(),
             state: vm.state,
             hint: "stop it first (`banger vm stop`); only --nat/--no-nat change a running VM",
         });
     }
     if let Some(bytes) = request.disk_bytes {
         if bytes < vm.disk_bytes {
-            return Err(VmError::BadRequest(format!(
-                "the work disk only grows: VM {name} has {} bytes, {bytes} requested",
-                vm.disk_bytes
-            )));
+            return Err(VmError::DiskShrink {
+                name: name.clone(),
+                current: vm.disk_bytes,
+                requested: bytes,
+            });
         }
         if bytes % 4096 != 0 {
-            return Err(VmError::BadRequest(format!(
-                "disk size {bytes} must be a multiple of 4096 bytes"
-            )));
+            return Err(VmError::DiskUnaligned { bytes, unit: 4096 });
         }
         if bytes > vm.disk_bytes {
             let work = vm.dir.join("work.ext4");

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use banger_api::VmName;
-use banger_api::vms::{VmInfo, VmState};
+use banger_api::vms::{VmInfo, VmSignal, VmState};
 use banger_vmm::Signal;
 
 use super::boot::{release_tap, running_handle};
@@ -69,68 +69,45 @@ pub async fn finish_stopped(
     Ok(())
 }
 
-/// Parses a signal name such as `KILL`, `SIGTERM` or `9`.
-pub fn parse_signal(text: &str) -> Option<Signal> {
-    let upper = text.trim().to_ascii_uppercase();
-    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    Some(match name {
-        "KILL" | "9" => Signal::KILL,
-        "TERM" | "15" => Signal::TERM,
-        "INT" | "2" => Signal::INT,
-        "HUP" | "1" => Signal::HUP,
-        "QUIT" | "3" => Signal::QUIT,
-        "USR1" | "10" => Signal::USR1,
-        "USR2" | "12" => Signal::USR2,
-        _ => return None,
-    })
-}
-
 /// Sends `signal` to a VM's VMM. For signals that end it, waits for the
 /// exit and records the VM as stopped.
 pub async fn kill(
     state: &AppState,
     name: &VmName,
-    signal: Option<&str>,
+    signal: Option<VmSignal>,
 ) -> Result<VmInfo, VmError> {
-    let signal_name = signal.unwrap_or("KILL");
-    let signal = parse_signal(signal_name).ok_or_else(|| {
-        VmError::BadRequest(format!(
-            "unknown signal {signal_name:?}; use KILL, TERM, INT, HUP, QUIT, USR1 or USR2"
-        ))
-    })?;
+    let signal = signal.unwrap_or(VmSignal::Kill);
     let lock = state.vm_lock(name);
     let _guard = lock.lock().await;
     let mut vm = row(&state.store(), name)?;
     let Some(running) = running_handle(&vm).filter(|_| vm.state.can_stop()) else {
         return Err(VmError::WrongState {
-            name: name.to_string(),
+            name: name.clone(),
             state: vm.state,
             hint: "there is no VMM to signal",
         });
     };
     running
         .vmm
-        .signal(signal)
+        .signal(os_signal(signal))
         .map_err(|error| VmError::step(name, "signal its VMM", error))?;
-    if matches!(
-        signal,
-        Signal::KILL | Signal::TERM | Signal::INT | Signal::QUIT
-    ) && running.wait(Duration::from_secs(10)).await.is_some()
-    {
-        finish_stopped(
-            state,
-            &mut vm,
-            Some(format!(
-                "killed with SIG{}",
-                signal_name
-                    .trim()
-                    .to_ascii_uppercase()
-                    .trim_start_matches("SIG")
-            )),
-        )
-        .await?;
+    if signal.ends_process() && running.wait(Duration::from_secs(10)).await.is_some() {
+        finish_stopped(state, &mut vm, Some(format!("killed with {signal}"))).await?;
     }
     Ok(info(state, &vm))
+}
+
+/// The OS signal for an API one.
+fn os_signal(signal: VmSignal) -> Signal {
+    match signal {
+        VmSignal::Kill => Signal::KILL,
+        VmSignal::Term => Signal::TERM,
+        VmSignal::Int => Signal::INT,
+        VmSignal::Hup => Signal::HUP,
+        VmSignal::Quit => Signal::QUIT,
+        VmSignal::Usr1 => Signal::USR1,
+        VmSignal::Usr2 => Signal::USR2,
+    }
 }
 
 #[cfg(test)]
@@ -138,11 +115,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signal_names() {
-        assert_eq!(parse_signal("kill"), Some(Signal::KILL));
-        assert_eq!(parse_signal("SIGTERM"), Some(Signal::TERM));
-        assert_eq!(parse_signal("9"), Some(Signal::KILL));
-        assert_eq!(parse_signal("STOP"), None);
-        assert_eq!(parse_signal(""), None);
+    fn api_signals_map_to_their_numbers() {
+        for signal in VmSignal::ALL {
+            assert_eq!(os_signal(signal).as_raw(), signal.number(), "{signal}");
+        }
     }
 }

@@ -139,12 +139,9 @@ pub async fn kill(paths: &Paths, args: VmKillArgs) -> anyhow::Result<ExitCode> {
     let names = parse_names(&args.names)?;
     let client = super::super::connect(paths).await?;
     let signal = args.signal;
-    for_each(&client, names, move |client, name| {
-        let signal = signal.clone();
-        async move {
-            let vm = client.kill_vm(&name, &signal).await?;
-            Ok(format!("sent {signal} to {}; it is {}", vm.name, vm.state))
-        }
+    for_each(&client, names, move |client, name| async move {
+        let vm = client.kill_vm(&name, signal).await?;
+        Ok(format!("sent {signal} to {}; it is {}", vm.name, vm.state))
     })
     .await
 }

@@ -5,8 +5,8 @@
 
 use std::process::ExitCode;
 
-use banger_api::VmName;
 use banger_api::vms::VmInfo;
+use banger_api::{ErrorCode, VmName};
 use banger_client::{ClientError, DaemonClient};
 use banger_config::Paths;
 use banger_host::ssh::TtyMode;
@@ -54,7 +54,7 @@ pub async fn run(paths: &Paths, args: VmRunArgs) -> anyhow::Result<ExitCode> {
     reporter.finish();
     let vm = match created {
         Ok(vm) => vm,
-        Err(ClientError::Operation { error }) if error.message.contains("SSH did not answer") => {
+        Err(ClientError::Operation { error }) if error.code == ErrorCode::SshTimeout => {
             if args.rm {
                 eprintln!(
                     "note: --rm ignored: the VM is kept so you can inspect why SSH never answered"
@@ -173,7 +173,7 @@ mod tests {
 
     fn wait_for(log: &std::path::Path, text: &str) -> String {
         for _ in 0..100 {
-            let content = std::fs::read_to_string(log).unwrap_or_default();
+            let content = fs_err::read_to_string(log).unwrap_or_default();
             if content.contains(text) {
                 return content;
             }
@@ -187,11 +187,11 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         let repo = temp.path().join("repo");
         let bin = temp.path().join("bin");
-        std::fs::create_dir_all(&repo).unwrap();
-        std::fs::create_dir_all(&bin).unwrap();
+        fs_err::create_dir_all(&repo).unwrap();
+        fs_err::create_dir_all(&bin).unwrap();
         // A stand-in mise that records its arguments and working directory.
-        std::fs::write(bin.join("mise"), "#!/bin/sh\necho \"mise $* in $(pwd)\"\n").unwrap();
-        std::fs::set_permissions(
+        fs_err::write(bin.join("mise"), "#!/bin/sh\necho \"mise $* in $(pwd)\"\n").unwrap();
+        fs_err::set_permissions(
             bin.join("mise"),
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
@@ -209,7 +209,7 @@ mod tests {
     fn without_mise_the_log_says_so() {
         let temp = tempfile::tempdir().unwrap();
         let repo = temp.path().join("repo");
-        std::fs::create_dir_all(&repo).unwrap();
+        fs_err::create_dir_all(&repo).unwrap();
         let log = temp.path().join("cache/mise.log");
         run_script(&repo, &log, "/usr/bin:/bin");
         wait_for(&log, "mise is not installed in this VM");
