@@ -9,6 +9,8 @@ packages=(
   # sshd binary for banger-host's SSH end-to-end test (it runs its own sshd on
   # loopback). Note: on a systemd host the package also enables the system sshd.
   openssh-server
+  # openssl: banger-agent-client's TLS probe test runs `openssl s_server`.
+  openssl
 )
 
 sudo_cmd=()

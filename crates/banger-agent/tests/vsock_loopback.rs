@@ -1,6 +1,13 @@
 //! Runs the real agent binary on the host and talks to it over vsock
-//! loopback (CID 1), when the host kernel supports it (`vsock_loopback`).
-//! Otherwise the test is skipped with a message on stderr.
+//! loopback (CID 1), which needs `vsock_loopback` in the host kernel.
+//!
+//! Ignored by default: the CI machine's kernel is built without it
+//! (`CONFIG_VSOCKETS_LOOPBACK` unset, so there is no module to load), and a
+//! test that cannot run there must not look green. Run it with `--ignored`
+//! on a host that has it; without it, it then fails under CI and reports
+//! itself SKIPPED elsewhere (`banger_testkit::skip_or_fail`). The agent's
+//! vsock path is also covered by banger-vmm's `qemu_boot` and the VM
+//! end-to-end suites, through real guests.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -38,6 +45,7 @@ fn ask(port: u32, request: Request) -> std::io::Result<Response> {
 }
 
 #[test]
+#[ignore = "needs vsock_loopback in the host kernel; the CI kernel has CONFIG_VSOCKETS_LOOPBACK unset"]
 fn agent_answers_over_vsock_loopback() {
     // A port unlikely to collide with another test run.
     let port = 20_000 + std::process::id() % 20_000;
@@ -54,10 +62,10 @@ fn agent_answers_over_vsock_loopback() {
             Err(error) => {
                 let exited = agent.0.try_wait().ok().flatten().is_some();
                 if exited || started.elapsed() > Duration::from_secs(3) {
-                    eprintln!(
-                        "SKIPPED agent_answers_over_vsock_loopback: no vsock loopback on this \
-                         host ({error}; agent exited: {exited}). Load vsock_loopback to run it."
-                    );
+                    banger_testkit::skip_or_fail(format!(
+                        "no vsock loopback on this host ({error}; agent exited: {exited}); \
+                         load the vsock_loopback module to run it"
+                    ));
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50));

@@ -3,7 +3,8 @@
 //! creates the bridge), then appears, and the server adds a listener on it,
 //! on port 53 as guests need.
 //!
-//! Needs root (CAP_SYS_ADMIN for the namespace); skips loudly otherwise.
+//! Needs root (CAP_SYS_ADMIN for the namespace); otherwise fails under CI and
+//! reports itself SKIPPED elsewhere (`banger_testkit::skip_or_fail`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -40,8 +41,9 @@ fn serves_on_an_address_in_a_private_network_namespace() {
         // SAFETY: only NEWNET is unshared, on this dedicated thread; no file
         // descriptor table is split, which is what makes unshare unsafe.
         if let Err(error) = unsafe { unshare_unsafe(UnshareFlags::NEWNET) } {
-            eprintln!("SKIPPED: cannot create a network namespace ({error}); needs root");
-            return;
+            return Err(format!(
+                "cannot create a network namespace ({error}); needs root"
+            ));
         }
         // Everything below runs in the new namespace, including the
         // children this thread forks and the single-threaded runtime.
@@ -83,6 +85,10 @@ fn serves_on_an_address_in_a_private_network_namespace() {
             assert_eq!(dig_short(loopback, "alpha.vm", false).await, "10.99.0.2");
             server.shutdown().await.expect("shutdown");
         });
+        Ok(())
     });
-    worker.join().expect("namespace thread");
+    // Reported here, on the test's own thread, which carries its name.
+    if let Err(reason) = worker.join().expect("namespace thread") {
+        banger_testkit::skip_or_fail(reason);
+    }
 }

@@ -15,7 +15,8 @@
 //! firewall is applied by `InProcessOps` on a thread that `setns`'d into
 //! HOST; clients and listeners run on threads that `setns` into their
 //! namespace. Every address used belongs to these namespaces. Needs root,
-//! `ip` and `nft`; skipped with a message otherwise.
+//! `ip` and `nft`; otherwise fails under CI and reports itself SKIPPED
+//! elsewhere (`banger_testkit::skip_or_fail`).
 
 use std::fs::File;
 use std::io::Read;
@@ -300,7 +301,7 @@ fn usable() -> bool {
             .output()
             .is_ok_and(|output| output.status.success());
     if !(root && tools) {
-        eprintln!("skipping: needs root, ip and nft");
+        banger_testkit::skip_or_fail("needs root, ip and nft");
     }
     root && tools
 }

@@ -6,7 +6,8 @@
 //! the netlink socket, `/dev/net/tun` and any `ip` child all act on the
 //! private namespace. The host's real namespace is never touched; the
 //! namespace (and every device in it) disappears when the thread ends.
-//! Needs root (CAP_NET_ADMIN) and TUN; skipped with a message otherwise.
+//! Needs root (CAP_NET_ADMIN) and TUN; otherwise fails under CI and reports
+//! itself SKIPPED elsewhere (`banger_testkit::skip_or_fail`).
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -24,8 +25,9 @@ const BRIDGE: &str = "bgtestbr0";
 const BRIDGE_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const OWNER: u32 = 4242;
 
-/// Runs `body` in a new network namespace; returns false (test skipped)
-/// when namespaces are not available.
+/// Runs `body` in a new network namespace; returns false (after
+/// `skip_or_fail`, on the test's own thread) when namespaces or TUN are not
+/// available.
 fn in_new_netns<F, Fut>(body: F) -> bool
 where
     F: FnOnce() -> Fut + Send + 'static,
@@ -36,25 +38,27 @@ where
         // network namespace; it takes no pointers.
         let result = unsafe { libc::unshare(libc::CLONE_NEWNET) };
         if result != 0 {
-            eprintln!(
-                "skipping: unshare(CLONE_NEWNET) failed: {}",
+            return Err(format!(
+                "unshare(CLONE_NEWNET) failed: {}",
                 std::io::Error::last_os_error()
-            );
-            return false;
+            ));
         }
         if !std::path::Path::new("/dev/net/tun").exists() {
-            eprintln!("skipping: no /dev/net/tun");
-            return false;
+            return Err("no /dev/net/tun".to_owned());
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         runtime.block_on(body());
-        true
+        Ok(())
     });
     match handle.join() {
-        Ok(ran) => ran,
+        Ok(Ok(())) => true,
+        Ok(Err(reason)) => {
+            banger_testkit::skip_or_fail(reason);
+            false
+        }
         Err(panic) => std::panic::resume_unwind(panic),
     }
 }

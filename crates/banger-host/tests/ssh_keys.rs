@@ -149,7 +149,7 @@ fn too_open_private_key_we_own_is_tightened() {
 #[test]
 fn too_open_private_key_owned_by_someone_else_is_refused() {
     if !rustix::process::geteuid().is_root() {
-        eprintln!("skipping: needs root to chown the key to another user");
+        banger_testkit::skip_or_fail("needs root to chown the key to another user");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

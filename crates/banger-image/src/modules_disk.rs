@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn packs_tree_into_ext4() {
         if Command::new("mkfs.ext4").arg("-V").output().is_err() {
-            eprintln!("skipping: e2fsprogs not installed");
+            banger_testkit::skip_or_fail("e2fsprogs not installed");
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -5,8 +5,9 @@
 //! the image's own `modprobe` loads a module from the modules disk.
 //!
 //! The image is built once with debootstrap (~50 s, needs root and a Debian
-//! mirror) and cached as `<cache>/test-images/`; the test skips when it cannot
-//! be built. Boot to poweroff takes ~30-60 s under TCG.
+//! mirror) and cached as `<cache>/test-images/`; when it cannot be built the
+//! test fails under CI and reports itself SKIPPED elsewhere
+//! (`banger_testkit::skip_or_fail`). Boot to poweroff takes ~30-60 s under TCG.
 
 #![allow(clippy::unwrap_used)]
 
@@ -74,7 +75,7 @@ fn debian_image() -> Option<PathBuf> {
         return Some(image);
     }
     if !is_root() || !common::have("debootstrap") {
-        eprintln!("skipping: building the Debian test image needs root and debootstrap");
+        banger_testkit::skip_or_fail("building the Debian test image needs root and debootstrap");
         return None;
     }
     fs_err::create_dir_all(&dir).unwrap();
@@ -101,7 +102,7 @@ fn debian_image() -> Option<PathBuf> {
         .status()
         .unwrap();
     if !status.success() {
-        eprintln!("skipping: debootstrap failed ({status}); no Debian mirror?");
+        banger_testkit::skip_or_fail(format!("debootstrap failed ({status}); no Debian mirror?"));
         return None;
     }
     common::write_exec(&tree.join("usr/local/sbin/banger-test-report"), REPORT);
@@ -157,7 +158,7 @@ fn host_key(dir: &Path) -> (SshHostKey, String) {
 fn boots_debian_image_with_systemd_and_sshd() {
     for tool in ["qemu-system-x86_64", "mkfs.ext4", "ssh-keygen"] {
         if !common::have(tool) {
-            eprintln!("skipping: {tool} not installed");
+            banger_testkit::skip_or_fail(format!("{tool} not installed"));
             return;
         }
     }

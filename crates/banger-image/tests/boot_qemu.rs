@@ -5,7 +5,8 @@
 //! sees and powers off; the test asserts them and inspects the disks afterwards.
 //!
 //! Needs qemu-system-x86_64, e2fsprogs, busybox-static and apt (for the kernel,
-//! cached under $XDG_CACHE_HOME/banger); skips with a message otherwise.
+//! cached under $XDG_CACHE_HOME/banger); otherwise fails under CI and reports
+//! itself SKIPPED elsewhere (`banger_testkit::skip_or_fail`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -52,12 +53,12 @@ poweroff -f
 fn boots_busybox_image_through_banger_initramfs() {
     for tool in ["qemu-system-x86_64", "mkfs.ext4", "debugfs"] {
         if !common::have(tool) {
-            eprintln!("skipping: {tool} not installed");
+            banger_testkit::skip_or_fail(format!("{tool} not installed"));
             return;
         }
     }
     if !Path::new(DEFAULT_BUSYBOX).exists() {
-        eprintln!("skipping: busybox-static not installed");
+        banger_testkit::skip_or_fail("busybox-static not installed");
         return;
     }
     let Some(kernel) = common::debian_kernel() else {
@@ -294,7 +295,7 @@ fn boots_busybox_image_through_banger_initramfs() {
 fn missing_disk_prints_reason_and_powers_off() {
     for tool in ["qemu-system-x86_64", "mkfs.ext4"] {
         if !common::have(tool) {
-            eprintln!("skipping: {tool} not installed");
+            banger_testkit::skip_or_fail(format!("{tool} not installed"));
             return;
         }
     }

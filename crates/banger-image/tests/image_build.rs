@@ -31,14 +31,15 @@ use common::Disk;
 
 const CACHE_PREFIX: &str = "image-build-";
 
+/// True when this host can build the image; otherwise `skip_or_fail`.
 fn can_build() -> bool {
     if !common::is_root() {
-        eprintln!("skipping: building the image in root mode needs root");
+        banger_testkit::skip_or_fail("building the image in root mode needs root");
         return false;
     }
     for tool in ["mmdebstrap", "mkfs.ext4", "du"] {
         if !common::have(tool) {
-            eprintln!("skipping: {tool} not installed");
+            banger_testkit::skip_or_fail(format!("{tool} not installed"));
             return false;
         }
     }
@@ -90,7 +91,7 @@ fn cached_image() -> Option<PathBuf> {
             .iter()
             .any(|m| tail.contains(m)) =>
         {
-            eprintln!("skipping: no Debian mirror reachable: {tail}");
+            banger_testkit::skip_or_fail(format!("no Debian mirror reachable: {tail}"));
             return None;
         }
         Err(e) => {
@@ -250,7 +251,7 @@ echo "done=yes"
 fn built_image_boots_and_serves_ssh() {
     for tool in ["qemu-system-x86_64", "ssh", "ssh-keygen", "debugfs", "cp"] {
         if !common::have(tool) {
-            eprintln!("skipping: {tool} not installed");
+            banger_testkit::skip_or_fail(format!("{tool} not installed"));
             return;
         }
     }

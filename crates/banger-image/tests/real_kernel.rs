@@ -119,7 +119,7 @@ fn prepares_and_reuses_boot_artifacts() {
     };
     let busybox = std::path::Path::new(banger_image::initramfs::DEFAULT_BUSYBOX);
     if !busybox.exists() || !common::have("mkfs.ext4") {
-        eprintln!("skipping: busybox-static or e2fsprogs missing");
+        banger_testkit::skip_or_fail("busybox-static or e2fsprogs missing");
         return;
     }
     let cache = tempfile::tempdir().unwrap();

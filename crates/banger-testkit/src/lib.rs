@@ -4,6 +4,9 @@
 //! temp dir and builds commands that see only those, so tests can start real
 //! daemons in parallel without touching the developer's own banger. Dropping
 //! it kills every daemon that was started for it.
+//!
+//! [`skip_or_fail`] is how a test reports a missing prerequisite: a failure
+//! under CI, a visible `SKIPPED:` line elsewhere.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -16,6 +19,9 @@ use banger_config::Paths;
 pub mod cli;
 pub mod fake_firecracker;
 pub mod netns;
+pub mod skip;
+
+pub use skip::{in_ci, skip_or_fail};
 
 /// An isolated banger environment in a temp dir.
 #[derive(Debug)]

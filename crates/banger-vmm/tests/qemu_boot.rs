@@ -8,7 +8,8 @@
 //!
 //! Needs qemu-system-x86_64, vhost-device-vsock, e2fsprogs, busybox-static,
 //! apt (kernel, cached) and cargo (the agent, `scripts/build-agent.sh debug`);
-//! skips with a message otherwise. One boot, ~10-40 s under TCG.
+//! otherwise fails under CI and reports itself SKIPPED elsewhere
+//! (`banger_testkit::skip_or_fail`). One boot, ~10-40 s under TCG.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -50,29 +51,37 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Builds the static agent with the project's script; None (with a message)
-/// when that fails.
+/// Builds the static agent with the project's script; None (after
+/// `skip_or_fail`) when that fails.
 fn build_agent() -> Option<PathBuf> {
     let target = std::env::var_os("BANGER_AGENT_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target-vmm-agent"));
     let started = Instant::now();
-    let output = Command::new(workspace_root().join("scripts/build-agent.sh"))
+    let script = workspace_root().join("scripts/build-agent.sh");
+    let output = match Command::new(&script)
         .arg("debug")
         .env("CARGO_TARGET_DIR", &target)
         .output()
-        .ok()?;
+    {
+        Ok(output) => output,
+        Err(error) => {
+            banger_testkit::skip_or_fail(format!("{} does not run: {error}", script.display()));
+            return None;
+        }
+    };
     if !output.status.success() {
-        eprintln!(
-            "skipping: build-agent.sh failed:\n{}",
+        banger_testkit::skip_or_fail(format!(
+            "build-agent.sh failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
-        );
+        ));
         return None;
     }
     let path = PathBuf::from(
         String::from_utf8_lossy(&output.stdout)
             .lines()
-            .last()?
+            .last()
+            .unwrap_or_default()
             .trim(),
     );
     println!(
@@ -80,7 +89,14 @@ fn build_agent() -> Option<PathBuf> {
         path.display(),
         started.elapsed()
     );
-    path.exists().then_some(path)
+    if !path.is_file() {
+        banger_testkit::skip_or_fail(format!(
+            "build-agent.sh printed {}, which is not a file",
+            path.display()
+        ));
+        return None;
+    }
+    Some(path)
 }
 
 fn busybox_rootfs(root: &Path) {
@@ -138,12 +154,12 @@ impl Drop for KillOnDrop {
 fn boots_and_answers_over_vsock() {
     for tool in ["qemu-system-x86_64", "vhost-device-vsock", "mkfs.ext4"] {
         if !common::have(tool) {
-            eprintln!("SKIPPED: {tool} not installed");
+            banger_testkit::skip_or_fail(format!("{tool} not installed"));
             return;
         }
     }
     if !Path::new(DEFAULT_BUSYBOX).exists() {
-        eprintln!("SKIPPED: busybox-static not installed");
+        banger_testkit::skip_or_fail("busybox-static not installed");
         return;
     }
     let cache = banger_image::default_cache_dir().unwrap();
@@ -153,7 +169,7 @@ fn boots_and_answers_over_vsock() {
     ) {
         Ok(kernel) => kernel,
         Err(error) => {
-            eprintln!("SKIPPED: Debian kernel unavailable: {error}");
+            banger_testkit::skip_or_fail(format!("Debian kernel unavailable: {error}"));
             return;
         }
     };

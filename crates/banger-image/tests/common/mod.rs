@@ -19,7 +19,8 @@ pub fn cache_dir() -> PathBuf {
     banger_image::default_cache_dir().unwrap_or_else(|| std::env::temp_dir().join("banger-cache"))
 }
 
-/// True when `tool` can be run (used to skip tests on hosts without it).
+/// True when `tool` can be run (tests without it call
+/// `banger_testkit::skip_or_fail`).
 pub fn have(tool: &str) -> bool {
     Command::new("sh")
         .arg("-c")
@@ -30,10 +31,10 @@ pub fn have(tool: &str) -> bool {
 }
 
 /// The Debian cloud kernel from the cache, downloaded with apt on first use.
-/// None (with a message) when apt is not available on this host.
+/// None (after `skip_or_fail`) when apt is not available on this host.
 pub fn debian_kernel() -> Option<Kernel> {
     if !have("apt-get") || !have("dpkg-deb") {
-        eprintln!("skipping: apt-get/dpkg-deb not available");
+        banger_testkit::skip_or_fail("apt-get/dpkg-deb not available");
         return None;
     }
     let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());

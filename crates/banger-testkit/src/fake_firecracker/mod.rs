@@ -385,7 +385,7 @@ pub fn run_as_process(args: impl IntoIterator<Item = String>) -> ExitCode {
         eprintln!("fake firecracker: --api-sock PATH is required");
         return ExitCode::from(2);
     };
-    let spec = match ApiSpec::load(&default_spec_path()) {
+    let spec = match ApiSpec::load_default() {
         Ok(spec) => spec,
         Err(error) => {
             eprintln!("fake firecracker: {error}");

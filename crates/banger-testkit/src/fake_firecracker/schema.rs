@@ -18,6 +18,9 @@ pub const SPEC_ENV: &str = "BANGER_FC_SPEC";
 /// Why the spec could not be loaded.
 #[derive(Debug, Error)]
 pub enum SpecLoadError {
+    /// No spec file was found ([`default_spec_path`] says where it looked).
+    #[error("{0}")]
+    NotFound(String),
     /// Reading the file failed.
     #[error("{path}")]
     Io {
@@ -36,14 +39,77 @@ pub enum SpecLoadError {
     },
 }
 
-/// Where the spec is: `$BANGER_FC_SPEC`, else
-/// `<workspace>/../shared/firecracker/firecracker.yaml`.
-pub fn default_spec_path() -> PathBuf {
-    if let Some(path) = std::env::var_os(SPEC_ENV) {
-        return PathBuf::from(path);
+/// Where the spec lives relative to a directory above the checkout.
+pub(crate) const SPEC_RELATIVE: &str = "shared/firecracker/firecracker.yaml";
+
+/// Where the spec is: `$BANGER_FC_SPEC` if set (it must exist); otherwise
+/// the first `shared/firecracker/firecracker.yaml` in the workspace root or
+/// a directory above it, then in the checkout the workspace's git `origin`
+/// points at (when that is a local path) or a directory above that one: CI
+/// tests a fresh clone (`git clone . /tmp/fresh`), whose own parents have no
+/// `shared/`. `scripts/test.sh` looks the same way. `Err` says where it
+/// looked and names `BANGER_FC_SPEC`.
+pub fn default_spec_path() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os(SPEC_ENV).filter(|path| !path.is_empty()) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "Firecracker API spec not found: {SPEC_ENV}={} is not a file",
+                path.display()
+            ))
+        };
     }
     // This crate is <workspace>/crates/banger-testkit.
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/firecracker/firecracker.yaml")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| manifest.to_path_buf());
+    let origin = local_origin(&workspace);
+    let starts: Vec<PathBuf> = std::iter::once(workspace.clone())
+        .chain(origin.clone())
+        .collect();
+    find_upward(&starts).ok_or_else(|| {
+        let mut looked = format!("in or above {}", workspace.display());
+        if let Some(origin) = &origin {
+            looked.push_str(&format!(" nor in or above its origin {}", origin.display()));
+        }
+        format!(
+            "Firecracker API spec not found: no {SPEC_RELATIVE} {looked}; \
+             set {SPEC_ENV} to the path of firecracker.yaml"
+        )
+    })
+}
+
+/// The first `<dir>/`[`SPEC_RELATIVE`] that is a file, for `dir` each start
+/// and then each of its ancestors, in order.
+pub(crate) fn find_upward(starts: &[PathBuf]) -> Option<PathBuf> {
+    starts
+        .iter()
+        .flat_map(|start| start.ancestors())
+        .map(|dir| dir.join(SPEC_RELATIVE))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The directory `checkout`'s `origin` remote points at, when it is a local
+/// path (`git clone /work/main /tmp/fresh` records `/work/main`).
+pub(crate) fn local_origin(checkout: &Path) -> Option<PathBuf> {
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(checkout)
+        .args(["remote", "get-url", "origin"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let url = String::from_utf8(output.stdout).ok()?;
+    let url = url.trim();
+    let path = checkout.join(url.strip_prefix("file://").unwrap_or(url));
+    path.canonicalize().ok().filter(|path| path.is_dir())
 }
 
 /// One operation (path + method) of the API.
@@ -134,14 +200,12 @@ impl ApiSpec {
         })
     }
 
-    /// Loads the spec from [`default_spec_path`]; `Ok(None)` when the file
-    /// does not exist (callers then skip, loudly).
-    pub fn load_default() -> Result<Option<Self>, SpecLoadError> {
-        let path = default_spec_path();
-        if !path.exists() {
-            return Ok(None);
-        }
-        Self::load(&path).map(Some)
+    /// Loads the spec from [`default_spec_path`];
+    /// [`SpecLoadError::NotFound`] when there is none (tests then call
+    /// [`skip_or_fail`](crate::skip_or_fail) with it).
+    pub fn load_default() -> Result<Self, SpecLoadError> {
+        let path = default_spec_path().map_err(SpecLoadError::NotFound)?;
+        Self::load(&path)
     }
 
     /// Checks a request; `Err` carries a Firecracker-style fault message.

@@ -1,19 +1,17 @@
 //! Tests of the validator and the fake server against the real spec file.
-//! They report themselves skipped (loudly) when the spec is absent.
+//! Without the spec they fail under CI and report themselves SKIPPED
+//! elsewhere (`crate::skip_or_fail`).
 
 use super::*;
 
 fn spec() -> Option<ApiSpec> {
-    match ApiSpec::load_default().expect("spec parses") {
-        Some(spec) => Some(spec),
-        None => {
-            eprintln!(
-                "SKIPPED: Firecracker spec not found at {} (set {})",
-                default_spec_path().display(),
-                schema::SPEC_ENV
-            );
+    match ApiSpec::load_default() {
+        Ok(spec) => Some(spec),
+        Err(SpecLoadError::NotFound(reason)) => {
+            crate::skip_or_fail(reason);
             None
         }
+        Err(error) => panic!("spec does not load: {error}"),
     }
 }
 
@@ -217,4 +215,48 @@ async fn server_enforces_state_and_records_everything() {
             ("PUT /actions".to_owned(), 204),
         ]
     );
+}
+
+#[test]
+fn spec_is_found_upward_and_through_a_local_origin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().canonicalize().expect("canonical");
+    let spec = root.join(schema::SPEC_RELATIVE);
+    std::fs::create_dir_all(spec.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&spec, "paths: {}\n").expect("spec");
+    let checkout = root.join("main");
+    let deep = checkout.join("a/b");
+    std::fs::create_dir_all(&deep).expect("mkdir");
+    assert_eq!(
+        schema::find_upward(std::slice::from_ref(&deep)),
+        Some(spec.clone())
+    );
+
+    // A clone elsewhere finds nothing above itself, but its origin does.
+    let git = |args: &[&str], cwd: &Path| {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(cwd)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("git runs");
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"], &checkout);
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let clone = elsewhere.path().join("fresh");
+    git(
+        &[
+            "clone",
+            "-q",
+            checkout.to_str().expect("utf-8"),
+            clone.to_str().expect("utf-8"),
+        ],
+        elsewhere.path(),
+    );
+    let origin = schema::local_origin(&clone).expect("local origin");
+    assert_eq!(origin, checkout);
+    assert_eq!(schema::find_upward(&[clone.clone(), origin]), Some(spec));
+    assert_eq!(schema::local_origin(&checkout), None, "no origin remote");
 }

@@ -8,8 +8,9 @@
 //!   request against the official spec (`banger_testkit::fake_firecracker`).
 //!
 //! [`run`] is a minimal test runner: runs the named tests (all, or those whose
-//! name contains the first non-flag argument), each catching panics, and
-//! reports like libtest.
+//! name contains the first non-flag argument), each on a thread named after
+//! it (as libtest does, so `banger_testkit::skip_or_fail` can name the test),
+//! catching panics, and reports like libtest.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stdout)]
 
@@ -70,7 +71,13 @@ pub fn run(tests: &[Test]) -> ExitCode {
     let mut failed = Vec::new();
     for (name, body) in selected {
         let started = Instant::now();
-        let outcome = std::panic::catch_unwind(body);
+        let outcome = std::thread::Builder::new()
+            .name((*name).to_owned())
+            .spawn(*body)
+            .map_or_else(
+                |error| panic!("spawn {name}: {error}"),
+                |thread| thread.join(),
+            );
         let verdict = if outcome.is_ok() { "ok" } else { "FAILED" };
         println!("test {name} ... {verdict} ({:.1?})", started.elapsed());
         if outcome.is_err() {
