@@ -47,7 +47,7 @@ pub fn sample_process(pid: u32) -> Result<ProcessSample, HostStatsError> {
     let dir = PathBuf::from(format!("/proc/{pid}"));
     let read = |name: &str| {
         let path = dir.join(name);
-        std::fs::read_to_string(&path).map_err(|source| HostStatsError::Read { path, source })
+        fs_err::read_to_string(&path).map_err(|source| HostStatsError::Read { path, source })
     };
     let stat = read("stat")?;
     let status = read("status")?;
@@ -116,7 +116,7 @@ pub struct FileUsage {
 /// Apparent and allocated size of `path` (not following a final symlink's
 /// target is deliberate: a disk image is a regular file).
 pub fn file_usage(path: &Path) -> Result<FileUsage, HostStatsError> {
-    let metadata = std::fs::symlink_metadata(path).map_err(|source| HostStatsError::Read {
+    let metadata = fs_err::symlink_metadata(path).map_err(|source| HostStatsError::Read {
         path: path.to_path_buf(),
         source,
     })?;

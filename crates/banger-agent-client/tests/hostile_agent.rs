@@ -296,7 +296,7 @@ async fn forged_port_22_owner_is_reported_as_a_guest_claim_only() {
         (claim.pid, claim.comm.as_str(), claim.cmdline.as_str()),
         (1, "sshd", "/usr/sbin/sshd -D")
     );
-    let host_init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    let host_init = fs_err::read_to_string("/proc/1/comm").unwrap_or_default();
     if host_init.trim() != "sshd" {
         assert_ne!(
             claim.comm,

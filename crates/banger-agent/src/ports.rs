@@ -46,7 +46,7 @@ pub fn listening_sockets(proc_root: &Path) -> (Vec<ListeningSocket>, bool) {
         ("udp6", Transport::Udp),
     ] {
         // A missing table (IPv6 disabled) is not an error.
-        if let Ok(text) = std::fs::read_to_string(proc_root.join("net").join(file)) {
+        if let Ok(text) = fs_err::read_to_string(proc_root.join("net").join(file)) {
             raw.extend(parse_table(&text, transport));
         }
     }
@@ -139,7 +139,7 @@ pub fn socket_owners(proc_root: &Path, inodes: &HashSet<u64>) -> BTreeMap<u64, u
     if inodes.is_empty() {
         return owners;
     }
-    let Ok(entries) = std::fs::read_dir(proc_root) else {
+    let Ok(entries) = fs_err::read_dir(proc_root) else {
         return owners;
     };
     let mut pids: Vec<u32> = entries
@@ -150,11 +150,11 @@ pub fn socket_owners(proc_root: &Path, inodes: &HashSet<u64>) -> BTreeMap<u64, u
     for pid in pids {
         // Processes exit while we scan, and kernel threads have no fds we
         // may read: every error here just means "not this one".
-        let Ok(fds) = std::fs::read_dir(proc_root.join(pid.to_string()).join("fd")) else {
+        let Ok(fds) = fs_err::read_dir(proc_root.join(pid.to_string()).join("fd")) else {
             continue;
         };
         for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else {
+            let Ok(target) = fs_err::read_link(fd.path()) else {
                 continue;
             };
             if let Some(inode) = socket_inode(&target.to_string_lossy()) {
@@ -182,10 +182,10 @@ pub fn socket_inode(target: &str) -> Option<u64> {
 /// Reads the name and command line of `pid`, bounded in length.
 fn describe_process(proc_root: &Path, pid: u32) -> SocketProcess {
     let dir = proc_root.join(pid.to_string());
-    let comm = std::fs::read(dir.join("comm"))
+    let comm = fs_err::read(dir.join("comm"))
         .map(|bytes| text_of(&bytes, MAX_COMM_BYTES))
         .unwrap_or_default();
-    let cmdline = std::fs::read(dir.join("cmdline"))
+    let cmdline = fs_err::read(dir.join("cmdline"))
         .map(|bytes| cmdline_text(&bytes))
         .unwrap_or_default();
     SocketProcess { pid, comm, cmdline }
@@ -300,25 +300,25 @@ mod tests {
     fn fake_proc_tree_maps_inodes_to_processes() {
         let root = tempfile::tempdir().expect("tempdir");
         let proc_root = root.path();
-        std::fs::create_dir_all(proc_root.join("net")).expect("mkdir");
-        std::fs::write(proc_root.join("net/tcp"), TCP).expect("write");
-        std::fs::write(proc_root.join("net/udp"), UDP).expect("write");
+        fs_err::create_dir_all(proc_root.join("net")).expect("mkdir");
+        fs_err::write(proc_root.join("net/tcp"), TCP).expect("write");
+        fs_err::write(proc_root.join("net/udp"), UDP).expect("write");
         for (pid, comm, inode) in [
             (700, "web", 20001),
             (300, "sshd", 18923),
             (301, "sshd", 18923),
         ] {
             let fd = proc_root.join(format!("{pid}/fd"));
-            std::fs::create_dir_all(&fd).expect("mkdir");
-            std::fs::write(proc_root.join(format!("{pid}/comm")), format!("{comm}\n"))
+            fs_err::create_dir_all(&fd).expect("mkdir");
+            fs_err::write(proc_root.join(format!("{pid}/comm")), format!("{comm}\n"))
                 .expect("write");
-            std::fs::write(
+            fs_err::write(
                 proc_root.join(format!("{pid}/cmdline")),
                 format!("/usr/sbin/{comm}\0-D\0"),
             )
             .expect("write");
-            std::os::unix::fs::symlink(format!("socket:[{inode}]"), fd.join("3")).expect("link");
-            std::os::unix::fs::symlink("/dev/null", fd.join("0")).expect("link");
+            fs_err::os::unix::fs::symlink(format!("socket:[{inode}]"), fd.join("3")).expect("link");
+            fs_err::os::unix::fs::symlink("/dev/null", fd.join("0")).expect("link");
         }
         let (sockets, truncated) = listening_sockets(proc_root);
         assert!(!truncated);

@@ -153,7 +153,7 @@ impl Agent {
                 protocol_version: PROTOCOL_VERSION,
                 agent_version: env!("CARGO_PKG_VERSION").to_owned(),
                 uptime_secs: stats::parse_uptime(
-                    &std::fs::read_to_string("/proc/uptime").unwrap_or_default(),
+                    &fs_err::read_to_string("/proc/uptime").unwrap_or_default(),
                 ),
             },
             Request::ListeningPorts => {

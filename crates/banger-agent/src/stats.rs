@@ -8,7 +8,7 @@ use banger_agent_proto::{FsUsage, GuestStats};
 /// Collects [`GuestStats`]; values that cannot be read are reported as 0 or
 /// `None` rather than failing the whole request.
 pub fn collect(proc_root: &Path) -> GuestStats {
-    let read = |name: &str| std::fs::read_to_string(proc_root.join(name)).unwrap_or_default();
+    let read = |name: &str| fs_err::read_to_string(proc_root.join(name)).unwrap_or_default();
     let (mem_total_bytes, mem_available_bytes) = parse_meminfo(&read("meminfo"));
     GuestStats {
         uptime_secs: parse_uptime(&read("uptime")),

@@ -297,8 +297,8 @@ fn logs_follow_streams_new_output_until_exit() {
     // from the file; an unknown name is refused.
     let forgotten = fixture();
     let dir = forgotten.session_dir("old");
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("stderr.log"), "from the last boot\n").expect("log");
+    fs_err::create_dir_all(&dir).expect("dir");
+    fs_err::write(dir.join("stderr.log"), "from the last boot\n").expect("log");
     assert_eq!(
         forgotten.logs("old", LogStream::Stderr, true),
         "from the last boot\n"

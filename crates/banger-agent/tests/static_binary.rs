@@ -27,7 +27,7 @@ fn agent_binary() -> PathBuf {
 #[test]
 fn agent_is_statically_linked_and_runs() {
     let binary = agent_binary();
-    let bytes = std::fs::read(&binary).expect("agent binary exists");
+    let bytes = fs_err::read(&binary).expect("agent binary exists");
     assert_eq!(&bytes[..4], b"\x7fELF");
     // Walk the program headers: a PT_INTERP entry means a dynamic loader is needed.
     let header_offset = usize::try_from(u64::from_le_bytes(

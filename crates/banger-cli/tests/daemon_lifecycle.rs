@@ -120,7 +120,7 @@ fn stop_is_graceful_and_cleans_up() {
         !env.paths().socket().exists(),
         "socket removed on graceful stop"
     );
-    let log = std::fs::read_to_string(env.paths().log_file()).expect("log");
+    let log = fs_err::read_to_string(env.paths().log_file()).expect("log");
     for line in log.lines() {
         serde_json::from_str::<serde_json::Value>(line)
             .unwrap_or_else(|error| panic!("non-JSON log line {line:?}: {error}"));

@@ -38,7 +38,7 @@ fn bad_root_filesystems_are_refused_and_nothing_is_registered() {
     let env = TestEnv::new().with_shared_cache();
     install_kernel(&env);
     let dir = env.root().join("inputs");
-    std::fs::create_dir_all(&dir).expect("dir");
+    fs_err::create_dir_all(&dir).expect("dir");
     let fifo = dir.join("fifo");
     assert!(
         Command::new("mkfifo")
@@ -48,13 +48,13 @@ fn bad_root_filesystems_are_refused_and_nothing_is_registered() {
             .success()
     );
     let empty = dir.join("empty");
-    std::fs::write(&empty, b"").expect("empty");
+    fs_err::write(&empty, b"").expect("empty");
     let qcow = dir.join("disk.qcow2");
     let mut header = b"QFI\xfb\x00\x00\x00\x03".to_vec();
     header.resize(1 << 20, 0);
-    std::fs::write(&qcow, &header).expect("qcow2");
+    fs_err::write(&qcow, &header).expect("qcow2");
     let random = dir.join("random.img");
-    std::fs::write(
+    fs_err::write(
         &random,
         (0..(1u32 << 20))
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -62,7 +62,7 @@ fn bad_root_filesystems_are_refused_and_nothing_is_registered() {
     )
     .expect("random");
     let device_link = dir.join("device-link");
-    std::os::unix::fs::symlink("/dev/null", &device_link).expect("symlink");
+    fs_err::os::unix::fs::symlink("/dev/null", &device_link).expect("symlink");
     let cases: Vec<(PathBuf, &str)> = vec![
         (dir.join("missing.ext4"), "missing.ext4"),
         (dir.clone(), "not a regular file"),
@@ -105,7 +105,7 @@ fn register_update_promote_and_delete() {
     let env = TestEnv::new().with_shared_cache();
     install_kernel(&env);
     let files = env.root().join("files");
-    std::fs::create_dir_all(&files).expect("dir");
+    fs_err::create_dir_all(&files).expect("dir");
     let rootfs = files.join("root.ext4");
     let seed = files.join("seed.ext4");
     mkfs(&rootfs, "64M");
@@ -152,8 +152,8 @@ fn register_update_promote_and_delete() {
         managed_rootfs.display()
     );
     assert_eq!(
-        std::fs::read(&managed_rootfs).expect("copy"),
-        std::fs::read(&rootfs).expect("original")
+        fs_err::read(&managed_rootfs).expect("copy"),
+        fs_err::read(&rootfs).expect("original")
     );
     // A managed image cannot be overwritten by register.
     let error = fails(

@@ -13,7 +13,7 @@ fn kernels_dir(env: &TestEnv) -> PathBuf {
 }
 
 fn entries(dir: &Path) -> Vec<String> {
-    match std::fs::read_dir(dir) {
+    match fs_err::read_dir(dir) {
         Ok(entries) => entries
             .map(|entry| {
                 entry
@@ -54,7 +54,7 @@ fn pull_show_import_and_delete_the_debian_cloud_kernel() {
             .unwrap_or_else(|| panic!("{key} missing: {shown}"));
         assert!(Path::new(path).is_file(), "{key}: {path}");
     }
-    let vmlinux = std::fs::read(shown["vmlinux"].as_str().expect("vmlinux")).expect("read vmlinux");
+    let vmlinux = fs_err::read(shown["vmlinux"].as_str().expect("vmlinux")).expect("read vmlinux");
     assert_eq!(&vmlinux[..4], b"\x7fELF");
     // Pulling again is a no-op that succeeds.
     ok(env.banger().args(["kernel", "pull", "debian-cloud-amd64"]));
@@ -99,7 +99,7 @@ fn pull_show_import_and_delete_the_debian_cloud_kernel() {
     let digest = ok(Command::new("sha256sum").arg(bzimage));
     let digest = digest.split_whitespace().next().expect("digest");
     let catalog = env.root().join("catalog.toml");
-    std::fs::write(
+    fs_err::write(
         &catalog,
         format!(
             "version = 1\ndefault = \"mirrored\"\n\n[kernel.mirrored]\narch = \"x86_64\"\nsource = \"url\"\nurl = \"file://{bzimage}\"\nsha256 = \"{digest}\"\nformat = \"bzimage\"\nversion = \"{version}\"\n"
@@ -182,13 +182,13 @@ fn url_kernel_with_a_wrong_checksum_leaves_nothing_behind() {
     let env = TestEnv::new();
     // A bzImage-shaped file served from a file:// "mirror".
     let mirror = env.root().join("mirror");
-    std::fs::create_dir_all(&mirror).expect("mirror dir");
+    fs_err::create_dir_all(&mirror).expect("mirror dir");
     let kernel = mirror.join("vmlinuz");
     let mut bytes = vec![0u8; 4096];
     bytes[0x202..0x206].copy_from_slice(b"HdrS");
-    std::fs::write(&kernel, &bytes).expect("kernel file");
+    fs_err::write(&kernel, &bytes).expect("kernel file");
     let catalog = env.root().join("catalog.toml");
-    std::fs::write(
+    fs_err::write(
         &catalog,
         format!(
             "version = 1\ndefault = \"mirrored\"\n\n[kernel.mirrored]\ndescription = \"test\"\narch = \"x86_64\"\nsource = \"url\"\nurl = \"file://{}\"\nsha256 = \"{}\"\nformat = \"bzimage\"\nversion = \"6.1.0-test\"\n",

@@ -63,9 +63,8 @@ fn other_uid_is_refused_by_permissions_and_by_peer_credentials() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    let mode = |path: &std::path::Path| {
-        std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
-    };
+    let mode =
+        |path: &std::path::Path| fs_err::metadata(path).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode(&env.paths().runtime_dir), 0o700, "runtime dir");
     assert_eq!(mode(&env.paths().socket()), 0o600, "socket");
 
@@ -74,12 +73,11 @@ fn other_uid_is_refused_by_permissions_and_by_peer_credentials() {
         .prefix("bgt-bin")
         .tempdir_in("/tmp")
         .expect("tempdir");
-    std::fs::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o755))
+    fs_err::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod dir");
     let banger = tools.path().join("banger");
-    std::fs::copy(workspace_binary("banger"), &banger).expect("copy banger");
-    std::fs::set_permissions(&banger, std::fs::Permissions::from_mode(0o755))
-        .expect("chmod banger");
+    fs_err::copy(workspace_binary("banger"), &banger).expect("copy banger");
+    fs_err::set_permissions(&banger, std::fs::Permissions::from_mode(0o755)).expect("chmod banger");
 
     let as_other = |extra_caps: bool| {
         let mut command = env.command("setpriv");

@@ -445,7 +445,7 @@ fn vm_lifecycle_end_to_end() {
         );
     }
     assert_eq!(suite.database_count("SELECT count(*) FROM vms"), "0");
-    let known_hosts = std::fs::read_to_string(suite.env.paths().state_dir.join("ssh/known_hosts"))
+    let known_hosts = fs_err::read_to_string(suite.env.paths().state_dir.join("ssh/known_hosts"))
         .unwrap_or_default();
     assert!(
         !known_hosts.contains("alpha.vm") && !known_hosts.contains("beta.vm"),

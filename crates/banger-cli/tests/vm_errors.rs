@@ -167,7 +167,7 @@ fn bad_vm_requests_are_refused_and_leave_nothing_behind() {
     assert_eq!(shown["disk_bytes"], 256 << 20);
     let idle_dir = std::path::PathBuf::from(shown["dir"].as_str().expect("dir"));
     assert_eq!(
-        std::fs::metadata(idle_dir.join("work.ext4"))
+        fs_err::metadata(idle_dir.join("work.ext4"))
             .expect("work disk")
             .len(),
         256 << 20
@@ -213,7 +213,7 @@ fn bad_vm_requests_are_refused_and_leave_nothing_behind() {
         .map(|vm| vm["name"].as_str().expect("name"))
         .collect();
     assert_eq!(names, ["idle"], "failed creates leave no VM");
-    let dirs: Vec<String> = std::fs::read_dir(env.paths().state_dir.join("vms"))
+    let dirs: Vec<String> = fs_err::read_dir(env.paths().state_dir.join("vms"))
         .expect("vms dir")
         .map(|entry| {
             entry

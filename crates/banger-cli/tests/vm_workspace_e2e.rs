@@ -34,8 +34,8 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(path, text).expect("write");
+    fs_err::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    fs_err::write(path, text).expect("write");
 }
 
 /// A repository with a committed tree, an uncommitted edit, an untracked
@@ -46,7 +46,7 @@ fn make_repo(root: &Path) -> std::path::PathBuf {
     write(&repo.join("src/main.rs"), "fn main() {}\n");
     write(&repo.join(".gitignore"), "target/\n");
     write(&repo.join("run.sh"), "#!/bin/sh\necho run\n");
-    std::fs::set_permissions(
+    fs_err::set_permissions(
         repo.join("run.sh"),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )

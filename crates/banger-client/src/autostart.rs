@@ -6,8 +6,8 @@
 //! start exactly one daemon: the lock decides, not timing. The daemon's own
 //! instance lock is the second guarantee.
 
+use fs_err::os::unix::fs::OpenOptionsExt;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -144,12 +144,12 @@ pub async fn connect_or_start(
     Ok(client)
 }
 
-fn take_spawn_lock(path: &Path) -> Result<std::fs::File, StartError> {
+fn take_spawn_lock(path: &Path) -> Result<fs_err::File, StartError> {
     let lock_error = |source| StartError::SpawnLock {
         path: path.to_owned(),
         source,
     };
-    let file = std::fs::OpenOptions::new()
+    let file = fs_err::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -166,7 +166,7 @@ fn take_spawn_lock(path: &Path) -> Result<std::fs::File, StartError> {
 /// in the client does not kill it), with output to a file in the state dir.
 fn spawn_daemon(paths: &Paths, binary: &Path) -> Result<std::process::Child, StartError> {
     let output_path = paths.daemon_stderr_file();
-    let output = std::fs::OpenOptions::new()
+    let output = fs_err::OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(true)
@@ -183,8 +183,8 @@ fn spawn_daemon(paths: &Paths, binary: &Path) -> Result<std::process::Child, Sta
     let stdout = output.try_clone().map_err(output_error)?;
     Command::new(binary)
         .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(output)
+        .stdout(stdout.into_file())
+        .stderr(output.into_file())
         .process_group(0)
         .spawn()
         .map_err(|source| StartError::Spawn {
@@ -196,7 +196,7 @@ fn spawn_daemon(paths: &Paths, binary: &Path) -> Result<std::process::Child, Sta
 /// The last few lines the daemon printed, for start-up failure messages.
 fn stderr_tail(path: &Path) -> String {
     let mut text = String::new();
-    if let Ok(mut file) = std::fs::File::open(path) {
+    if let Ok(mut file) = fs_err::File::open(path) {
         let _ = file.read_to_string(&mut text);
     }
     let lines: Vec<&str> = text

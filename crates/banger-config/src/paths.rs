@@ -226,12 +226,16 @@ pub fn ensure_private_dir(path: &Path) -> Result<(), PathsError> {
         path: path.to_owned(),
         source,
     };
+    #[allow(
+        clippy::disallowed_types,
+        reason = "fs-err has no DirBuilder; the error is mapped with the path below"
+    )]
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
         .map_err(prepare)?;
-    let metadata = std::fs::symlink_metadata(path).map_err(prepare)?;
+    let metadata = fs_err::symlink_metadata(path).map_err(prepare)?;
     let insecure = |problem: String| PathsError::Insecure {
         path: path.to_owned(),
         problem,
@@ -250,7 +254,7 @@ pub fn ensure_private_dir(path: &Path) -> Result<(), PathsError> {
     }
     let mode = metadata.permissions().mode() & 0o777;
     if mode != 0o700 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(prepare)?;
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(prepare)?;
     }
     Ok(())
 }
@@ -328,11 +332,11 @@ mod tests {
         let temp = tempfile::tempdir().expect("tempdir");
         let dir = temp.path().join("a/b");
         ensure_private_dir(&dir).expect("create");
-        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode() & 0o777;
+        let mode = fs_err::metadata(&dir).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs_err::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         ensure_private_dir(&dir).expect("tighten");
-        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode() & 0o777;
+        let mode = fs_err::metadata(&dir).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
     }
 
@@ -340,9 +344,9 @@ mod tests {
     fn private_dir_refuses_a_symlink() {
         let temp = tempfile::tempdir().expect("tempdir");
         let target = temp.path().join("target");
-        std::fs::create_dir(&target).expect("mkdir");
+        fs_err::create_dir(&target).expect("mkdir");
         let link = temp.path().join("link");
-        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        fs_err::os::unix::fs::symlink(&target, &link).expect("symlink");
         let error = ensure_private_dir(&link).expect_err("symlink refused");
         assert!(error.to_string().contains("not a directory"), "{error}");
     }

@@ -138,7 +138,7 @@ pub fn detect_in(root: &Path, path_var: Option<&OsStr>) -> Integration {
             reason: "systemd-resolved is installed but not running".into(),
         };
     }
-    let stub_resolv_conf = std::fs::read_to_string(root.join("etc/resolv.conf"))
+    let stub_resolv_conf = fs_err::read_to_string(root.join("etc/resolv.conf"))
         .is_ok_and(|text| resolv_conf_uses_stub(&text));
     Integration::Resolved {
         resolvectl,

@@ -1,7 +1,7 @@
 //! The resolved integration against a fake `resolvectl` that records its
 //! arguments, and detection against a fake filesystem root.
 
-use std::fs;
+use fs_err as fs;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ fn fake_resolvectl(dir: &Path, version: u32, fail_on: &str) -> PathBuf {
         ),
     )
     .expect("write fake");
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     script
 }
 

@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .prefix("banger-disk-bench-")
         .tempdir_in(&base)?;
     let tree = dir.path().join("tree");
-    std::fs::create_dir(&tree)?;
+    fs_err::create_dir(&tree)?;
     write_data(&tree.join("data.bin"), 100)?;
 
     let mut seeds = Vec::new();
@@ -89,17 +89,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             grow_ms.push(ms(start));
             copied = report.bytes_copied;
             method = Some(report.method);
-            std::fs::remove_file(&dest)?;
+            fs_err::remove_file(&dest)?;
 
             let start = Instant::now();
             clone_work_seed(seed, &dest, grown)?;
             total_ms.push(ms(start));
-            std::fs::remove_file(&dest)?;
+            fs_err::remove_file(&dest)?;
 
             let start = Instant::now();
             clone_work_seed_cached(&cache, seed, &dest, grown)?;
             cached_ms.push(ms(start));
-            std::fs::remove_file(&dest)?;
+            fs_err::remove_file(&dest)?;
 
             let start = Instant::now();
             let status = Command::new("cp")
@@ -111,7 +111,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if !status.success() {
                 return Err("cp failed".into());
             }
-            std::fs::remove_file(&dest)?;
+            fs_err::remove_file(&dest)?;
         }
         results.push(serde_json::json!({
             "seed_apparent_bytes": size_gib * GIB,
@@ -139,7 +139,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let start = Instant::now();
         create_overlay_disk(&templates, &upper, 8 * GIB)?;
         overlay_ms.push(ms(start));
-        std::fs::remove_file(&upper)?;
+        fs_err::remove_file(&upper)?;
     }
 
     let report = serde_json::json!({
@@ -173,12 +173,12 @@ fn summary(samples: &mut [f64]) -> serde_json::Value {
 
 fn allocated(path: &Path) -> std::io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
-    Ok(std::fs::metadata(path)?.blocks() * 512)
+    Ok(fs_err::metadata(path)?.blocks() * 512)
 }
 
 /// `mib` MiB of incompressible bytes (xorshift), so nothing is a hole.
 fn write_data(path: &Path, mib: usize) -> std::io::Result<()> {
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut file = std::io::BufWriter::new(fs_err::File::create(path)?);
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut chunk = vec![0u8; MIB as usize];
     for _ in 0..mib {

@@ -104,7 +104,7 @@ pub fn probe() -> KvmVerdict {
 }
 
 fn cpu_has_virtualisation_flags() -> bool {
-    std::fs::read_to_string("/proc/cpuinfo")
+    fs_err::read_to_string("/proc/cpuinfo")
         .map(|text| {
             text.lines()
                 .filter(|line| line.starts_with("flags"))

@@ -171,7 +171,7 @@ pub struct InProcessOps {
 const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
 
 fn current_namespace() -> Result<String, PrivilegedError> {
-    std::fs::read_link(THREAD_NETNS)
+    fs_err::read_link(THREAD_NETNS)
         .map(|target| target.to_string_lossy().into_owned())
         .map_err(|source| PrivilegedError::Namespace {
             path: PathBuf::from(THREAD_NETNS),

@@ -26,7 +26,7 @@ pub fn find_program(program: &Path) -> Option<PathBuf> {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
+    fs_err::metadata(path)
         .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
 }
 
@@ -68,7 +68,7 @@ pub fn version_line(program: &Path, args: &[&str]) -> Option<String> {
 /// Whether the ELF file at `path` is statically linked (has no `PT_INTERP`
 /// program header). `None` when it is not a readable 64-bit ELF.
 pub fn is_static_elf(path: &Path) -> Option<bool> {
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = fs_err::read(path).ok()?;
     if bytes.get(..4)? != b"\x7fELF" || *bytes.get(4)? != 2 {
         return None;
     }
@@ -125,7 +125,7 @@ mod tests {
         // /bin/sh on Debian is dynamically linked dash.
         assert_eq!(is_static_elf(Path::new("/bin/sh")), Some(false));
         let temp = tempfile::NamedTempFile::new().expect("temp");
-        std::fs::write(temp.path(), b"#!/bin/sh\n").expect("write");
+        fs_err::write(temp.path(), b"#!/bin/sh\n").expect("write");
         assert_eq!(is_static_elf(temp.path()), None);
     }
 }

@@ -2,9 +2,10 @@
 //! work-seed clone (sparse, identical, grown, never shrunk), overlay disks
 //! from templates, and the ext4 image validation table.
 
-use std::fs::{self, File, OpenOptions};
+use fs_err::os::unix::fs::FileExt;
+use fs_err::{self as fs, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -242,8 +243,8 @@ fn validation_table() {
     run("mkfs.ext4", &["-q", "-F", real.to_str().expect("utf8")]);
 
     fs::create_dir(path("dir")).expect("dir");
-    std::os::unix::fs::symlink("/dev/null", path("devnull")).expect("symlink");
-    std::os::unix::fs::symlink(&real, path("link-to-real")).expect("symlink");
+    fs_err::os::unix::fs::symlink("/dev/null", path("devnull")).expect("symlink");
+    fs_err::os::unix::fs::symlink(&real, path("link-to-real")).expect("symlink");
     let fifo = std::ffi::CString::new(path("fifo").to_str().expect("utf8")).expect("cstring");
     // SAFETY: mkfifo reads a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);

@@ -18,7 +18,7 @@
 //! `ip` and `nft`; otherwise fails under CI and reports itself SKIPPED
 //! elsewhere (`banger_testkit::skip_or_fail`).
 
-use std::fs::File;
+use fs_err::File;
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -496,7 +496,7 @@ fn nat_egress_and_isolation() {
 
 fn set_forwarding(host: &str, on: bool) {
     in_ns(host, move || {
-        std::fs::write(firewall::FORWARDING_PATH, if on { "1" } else { "0" })
+        fs_err::write(firewall::FORWARDING_PATH, if on { "1" } else { "0" })
             .expect("write ip_forward")
     });
 }

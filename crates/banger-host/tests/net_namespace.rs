@@ -347,7 +347,7 @@ fn host_namespace_is_untouched() {
             .await
             .expect("tap");
     });
-    let names: Vec<String> = std::fs::read_dir("/sys/class/net")
+    let names: Vec<String> = fs_err::read_dir("/sys/class/net")
         .expect("read /sys/class/net")
         .filter_map(|entry| entry.ok())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())

@@ -7,7 +7,7 @@
 //! (`banger_testkit::skip_or_fail`). sshd runs in the
 //! foreground under a guard that kills it when the test ends or fails.
 
-use std::fs;
+use fs_err as fs;
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -52,7 +52,7 @@ fn current_user() -> String {
 
 fn write_mode(path: &Path, contents: &str, mode: u32) {
     fs::write(path, contents).expect("write");
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+    fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
 fn run(mut command: Command) -> Output {
@@ -116,7 +116,7 @@ async fn ssh_to_a_real_sshd_with_pinned_host_key() {
         .arg("PermitRootLogin=prohibit-password")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).expect("log file"))
+        .stderr(fs::File::create(&log).expect("log file").into_file())
         .spawn()
         .expect("start sshd");
     let sshd = SshdGuard { child, log };

@@ -1,7 +1,7 @@
 //! Tests for the SSH user key and host keys, checked against the real
 //! `ssh-keygen` (openssh-client).
 
-use std::fs;
+use fs_err as fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
@@ -140,7 +140,7 @@ fn too_open_private_key_we_own_is_tightened() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key_path = dir.path().join("id");
     let created = ensure_user_key(&key_path).expect("create");
-    fs::set_permissions(&key_path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let loaded = ensure_user_key(&key_path).expect("load");
     assert_eq!(loaded, created);
     assert_eq!(mode(&key_path), 0o600);
@@ -155,8 +155,8 @@ fn too_open_private_key_owned_by_someone_else_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key_path = dir.path().join("id");
     ensure_user_key(&key_path).expect("create");
-    std::os::unix::fs::chown(&key_path, Some(65534), Some(65534)).expect("chown");
-    fs::set_permissions(&key_path, fs::Permissions::from_mode(0o640)).expect("chmod");
+    fs_err::os::unix::fs::chown(&key_path, Some(65534), Some(65534)).expect("chown");
+    fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
     let error = ensure_user_key(&key_path).expect_err("refused");
     assert!(
         matches!(
@@ -178,7 +178,7 @@ fn garbage_and_mismatched_files_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key_path = dir.path().join("id");
     fs::write(&key_path, "not a key\n").expect("write");
-    fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).expect("chmod");
+    fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let error = ensure_user_key(&key_path).expect_err("garbage");
     assert!(matches!(error, SshKeyError::Parse { .. }), "{error:?}");
     assert!(error.to_string().contains(&key_path.display().to_string()));
@@ -222,7 +222,7 @@ fn host_keys_are_accepted_by_ssh_keygen_and_fingerprint_matches() {
 
     let private = dir.path().join("ssh_host_ed25519_key");
     fs::write(&private, &key.private_openssh).expect("write");
-    fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).expect("chmod");
+    fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     fs::write(
         dir.path().join("ssh_host_ed25519_key.pub"),
         format!("{}\n", key.public_line),

@@ -1,7 +1,7 @@
 //! Tests for banger's known_hosts file: set, replace, remove, validation
 //! and concurrent writers.
 
-use std::fs;
+use fs_err as fs;
 use std::sync::Arc;
 
 use banger_host::ssh::{KnownHostsError, generate_host_key, host_keys, remove_host, set_host};

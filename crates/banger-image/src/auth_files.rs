@@ -108,7 +108,7 @@ fn read_one(path: &Path) -> Result<Option<Vec<u8>>, AuthFileError> {
     // symlink_metadata would refuse a symlinked credential file; people do
     // keep dotfiles as symlinks into a dotfiles repo, and the path itself is
     // fixed and in the owner's own home, so following it is what they expect.
-    let metadata = match std::fs::metadata(path) {
+    let metadata = match fs_err::metadata(path) {
         Ok(metadata) => metadata,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(read_error(error)),
@@ -122,7 +122,7 @@ fn read_one(path: &Path) -> Result<Option<Vec<u8>>, AuthFileError> {
             size: metadata.len(),
         });
     }
-    let contents = std::fs::read(path).map_err(read_error)?;
+    let contents = fs_err::read(path).map_err(read_error)?;
     if contents.len() as u64 > MAX_AUTH_FILE_BYTES {
         return Err(AuthFileError::TooLarge {
             path: path.to_owned(),
@@ -140,10 +140,10 @@ mod tests {
     fn reads_existing_files_skips_missing_and_reports_bad_ones() {
         let home = tempfile::tempdir().unwrap();
         let opencode = home.path().join(".local/share/opencode/auth.json");
-        std::fs::create_dir_all(opencode.parent().unwrap()).unwrap();
-        std::fs::write(&opencode, b"{\"token\":1}").unwrap();
+        fs_err::create_dir_all(opencode.parent().unwrap()).unwrap();
+        fs_err::write(&opencode, b"{\"token\":1}").unwrap();
         // A directory where the Claude file should be is a problem, not a crash.
-        std::fs::create_dir_all(home.path().join(".claude/.credentials.json")).unwrap();
+        fs_err::create_dir_all(home.path().join(".claude/.credentials.json")).unwrap();
         let (files, problems) = read_from_home(home.path());
         assert_eq!(
             files,
@@ -166,8 +166,8 @@ mod tests {
     fn oversized_files_are_refused() {
         let home = tempfile::tempdir().unwrap();
         let pi = home.path().join(".pi/agent/auth.json");
-        std::fs::create_dir_all(pi.parent().unwrap()).unwrap();
-        std::fs::write(&pi, vec![b'x'; MAX_AUTH_FILE_BYTES as usize + 1]).unwrap();
+        fs_err::create_dir_all(pi.parent().unwrap()).unwrap();
+        fs_err::write(&pi, vec![b'x'; MAX_AUTH_FILE_BYTES as usize + 1]).unwrap();
         let (files, problems) = read_from_home(home.path());
         assert!(files.is_empty());
         assert!(matches!(problems[..], [AuthFileError::TooLarge { .. }]));

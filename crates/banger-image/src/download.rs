@@ -113,7 +113,7 @@ pub fn download_verified(
                     url: url.to_owned(),
                 });
             }
-            let file = std::fs::File::open(path).map_err(|source| DownloadError::Io {
+            let file = fs_err::File::open(path).map_err(|source| DownloadError::Io {
                 action: "open",
                 path: path.to_owned(),
                 url: url.to_owned(),
@@ -147,10 +147,10 @@ pub fn download_verified(
         }
     };
     let parent = dest.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+    fs_err::create_dir_all(parent).map_err(io("create", parent))?;
     let temp = dest.with_extension(format!("partial-{}", std::process::id()));
     let result = (|| {
-        let mut file = std::fs::File::create(&temp).map_err(io("create", &temp))?;
+        let mut file = fs_err::File::create(&temp).map_err(io("create", &temp))?;
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; CHUNK];
         let mut done = 0u64;
@@ -180,10 +180,10 @@ pub fn download_verified(
             });
         }
         file.sync_all().map_err(io("sync", &temp))?;
-        std::fs::rename(&temp, dest).map_err(io("rename into", dest))
+        fs_err::rename(&temp, dest).map_err(io("rename into", dest))
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
+        let _ = fs_err::remove_file(&temp);
     }
     result
 }
@@ -203,7 +203,7 @@ mod tests {
     }
 
     fn leftovers(dir: &Path) -> Vec<String> {
-        std::fs::read_dir(dir)
+        fs_err::read_dir(dir)
             .unwrap()
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
             .collect()
@@ -213,7 +213,7 @@ mod tests {
     fn file_url_with_matching_digest_lands_atomically() {
         let temp = tempfile::tempdir().unwrap();
         let source = temp.path().join("kernel.bin");
-        std::fs::write(&source, b"kernel bytes").unwrap();
+        fs_err::write(&source, b"kernel bytes").unwrap();
         let dest = temp.path().join("out/kernel");
         let mut calls = 0;
         let url = format!("file://{}", source.display());
@@ -221,7 +221,7 @@ mod tests {
             calls += 1
         })
         .unwrap();
-        assert_eq!(std::fs::read(&dest).unwrap(), b"kernel bytes");
+        assert_eq!(fs_err::read(&dest).unwrap(), b"kernel bytes");
         assert!(calls > 0);
         assert_eq!(
             leftovers(&temp.path().join("out")),
@@ -233,7 +233,7 @@ mod tests {
     fn checksum_mismatch_leaves_nothing_behind() {
         let temp = tempfile::tempdir().unwrap();
         let source = temp.path().join("kernel.bin");
-        std::fs::write(&source, b"tampered").unwrap();
+        fs_err::write(&source, b"tampered").unwrap();
         let out = temp.path().join("out");
         let dest = out.join("kernel");
         let url = format!("file://{}", source.display());
@@ -281,7 +281,7 @@ mod tests {
         .unwrap();
         server.join().unwrap();
         assert_eq!(last, (600_000, Some(600_000)));
-        assert_eq!(std::fs::read(&dest).unwrap().len(), 600_000);
+        assert_eq!(fs_err::read(&dest).unwrap().len(), 600_000);
     }
 
     #[test]

@@ -109,7 +109,7 @@ fn debian_image() -> Option<PathBuf> {
     fs_err::write(tree.join("etc/systemd/system/banger-test.service"), UNIT).unwrap();
     let wants = tree.join("etc/systemd/system/multi-user.target.wants");
     fs_err::create_dir_all(&wants).unwrap();
-    std::os::unix::fs::symlink("../banger-test.service", wants.join("banger-test.service"))
+    fs_err::os::unix::fs::symlink("../banger-test.service", wants.join("banger-test.service"))
         .unwrap();
     let tmp_image = scratch.path().join("image.ext4");
     mkfs_ext4(

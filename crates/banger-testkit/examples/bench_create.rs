@@ -239,7 +239,7 @@ impl Bench {
             .filter(|path| path.is_file());
         let env = TestEnv::new().with_shared_cache();
         let bare_dir = env.root().join("bare");
-        std::fs::create_dir_all(&bare_dir)?;
+        fs_err::create_dir_all(&bare_dir)?;
         Ok(Self {
             env,
             banger,
@@ -316,8 +316,8 @@ impl Bench {
                     continue;
                 }
                 let dir = PathBuf::from(format!("/proc/{pid}"));
-                let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
-                let environ = std::fs::read(dir.join("environ")).unwrap_or_default();
+                let cmdline = fs_err::read(dir.join("cmdline")).unwrap_or_default();
+                let environ = fs_err::read(dir.join("environ")).unwrap_or_default();
                 let ours = contains(&cmdline, &root)
                     || environ
                         .split(|byte| *byte == 0)
@@ -339,7 +339,7 @@ impl Bench {
 }
 
 fn all_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
+    fs_err::read_dir("/proc")
         .map(|entries| {
             entries
                 .flatten()
@@ -350,7 +350,7 @@ fn all_pids() -> Vec<u32> {
 }
 
 fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    fs_err::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {
             let (_, rest) = stat.rsplit_once(')')?;
@@ -401,7 +401,7 @@ fn boottime_now() -> Duration {
 
 /// A process's start time since boot (clock-tick resolution, 10 ms).
 fn process_start(pid: u32) -> Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat"))?;
     let (_, rest) = stat.rsplit_once(')').ok_or("bad /proc stat")?;
     // Fields after the command name start at field 3 (state); starttime is 22.
     let ticks: u64 = rest
@@ -417,7 +417,7 @@ fn process_start(pid: u32) -> Result<Duration> {
 
 /// `/proc/<pid>/cmdline` split into arguments, and the executable.
 fn command_line(pid: u32) -> Result<(PathBuf, Vec<OsString>)> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline"))?;
+    let raw = fs_err::read(format!("/proc/{pid}/cmdline"))?;
     let mut args: Vec<OsString> = raw
         .split(|byte| *byte == 0)
         .map(|arg| OsString::from_vec(arg.to_vec()))
@@ -429,7 +429,7 @@ fn command_line(pid: u32) -> Result<(PathBuf, Vec<OsString>)> {
         return Err(format!("process {pid} has no command line (exited?)").into());
     }
     args.remove(0);
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))?;
+    let exe = fs_err::read_link(format!("/proc/{pid}/exe"))?;
     Ok((exe, args))
 }
 
@@ -439,8 +439,8 @@ fn find_vhost(run_dir: &Path) -> Result<u32> {
     all_pids()
         .into_iter()
         .find(|pid| {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let comm = fs_err::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let cmdline = fs_err::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             comm.starts_with("vhost-device") && contains(&cmdline, needle) && !is_zombie(*pid)
         })
         .ok_or_else(|| format!("no vhost-device-vsock serving {}", run_dir.display()).into())
@@ -573,7 +573,7 @@ async fn banger_run(bench: &Bench, name: &str) -> Result<BangerRun> {
     let run_dir = bench.env.paths().runtime_dir.join("vms").join(name);
     let vhost = command_line(find_vhost(&run_dir)?)?;
     // Our copy of the per-VM initrd (the run dir goes away with the VM).
-    std::fs::copy(
+    fs_err::copy(
         run_dir.join("initrd.img"),
         bench.bare_dir.join("initrd.img"),
     )?;
@@ -628,7 +628,7 @@ impl KillOnDrop {
 async fn bare_run(bench: &Bench, run: &BangerRun, disks_dir: &Path) -> Result<BareRun> {
     let bare = &bench.bare_dir;
     for socket in ["vhost-vsock.sock", "vsock.sock", "qmp.sock"] {
-        let _ = std::fs::remove_file(bare.join(socket));
+        let _ = fs_err::remove_file(bare.join(socket));
     }
     let rewrite = |args: &[OsString]| -> Vec<OsString> {
         args.iter()
@@ -661,8 +661,8 @@ async fn bare_run(bench: &Bench, run: &BangerRun, disks_dir: &Path) -> Result<Ba
         .nth(1)
         .map(PathBuf::from)
         .ok_or("vhost-device-vsock has no --socket")?;
-    let vhost_log = std::fs::File::create(bare.join("vhost-device-vsock.log"))?;
-    let console = std::fs::File::create(bare.join("console.log"))?;
+    let vhost_log = fs_err::File::create(bare.join("vhost-device-vsock.log"))?;
+    let console = fs_err::File::create(bare.join("console.log"))?;
 
     let start = Instant::now();
     let start_boot = boottime_now();
@@ -670,8 +670,8 @@ async fn bare_run(bench: &Bench, run: &BangerRun, disks_dir: &Path) -> Result<Ba
         tokio::process::Command::new(&run.vhost.0)
             .args(&vhost_args)
             .stdin(Stdio::null())
-            .stdout(vhost_log.try_clone()?)
-            .stderr(vhost_log)
+            .stdout(vhost_log.try_clone()?.into_file())
+            .stderr(vhost_log.into_file())
             .spawn()?,
     ));
     while !socket.exists() {
@@ -684,8 +684,8 @@ async fn bare_run(bench: &Bench, run: &BangerRun, disks_dir: &Path) -> Result<Ba
         tokio::process::Command::new(&run.qemu.0)
             .args(&qemu_args)
             .stdin(Stdio::null())
-            .stdout(console.try_clone()?)
-            .stderr(console)
+            .stdout(console.try_clone()?.into_file())
+            .stderr(console.into_file())
             .spawn()?,
     ));
     let qemu_pid = qemu
@@ -739,7 +739,7 @@ fn stats(values: &[f64]) -> Value {
 }
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
+    fs_err::read_to_string("/proc/loadavg")
         .map(|text| {
             text.split_whitespace()
                 .take(3)
@@ -759,7 +759,7 @@ fn image_files(bench: &Bench, options: &Options) -> Result<(PathBuf, PathBuf)> {
         return Ok((rootfs.clone(), seed.clone()));
     }
     let cached = bench.env.paths().cache_dir.join("test-images");
-    let newest = std::fs::read_dir(&cached)
+    let newest = fs_err::read_dir(&cached)
         .map(|entries| {
             entries
                 .flatten()
@@ -774,7 +774,7 @@ fn image_files(bench: &Bench, options: &Options) -> Result<(PathBuf, PathBuf)> {
                     dir.join("rootfs.ext4").is_file() && dir.join("work-seed.ext4").is_file()
                 })
                 .max_by_key(|dir| {
-                    std::fs::metadata(dir.join("rootfs.ext4"))
+                    fs_err::metadata(dir.join("rootfs.ext4"))
                         .and_then(|meta| meta.modified())
                         .ok()
                 })
@@ -883,7 +883,7 @@ async fn run(bench: &Bench, options: &Options) -> Result<Value> {
             environment = json!({
                 "accel": accel,
                 "host_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-                "host_kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default(),
+                "host_kernel": fs_err::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default(),
                 "qemu": qemu_version,
                 "qemu_bin": run.qemu.0,
                 "vm_vcpus": arg_after("-smp"),

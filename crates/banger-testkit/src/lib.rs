@@ -148,8 +148,8 @@ impl TestEnv {
 
     /// Writes `config.toml`.
     pub fn write_config(&self, text: &str) {
-        std::fs::create_dir_all(&self.paths.config_dir).expect("config dir");
-        std::fs::write(self.paths.config_file(), text).expect("config.toml");
+        fs_err::create_dir_all(&self.paths.config_dir).expect("config dir");
+        fs_err::write(self.paths.config_file(), text).expect("config.toml");
     }
 
     /// Pids of live `bangerd` processes serving this environment, found by
@@ -157,7 +157,7 @@ impl TestEnv {
     pub fn daemon_pids(&self) -> BTreeSet<i32> {
         let marker = format!("BANGER_RUNTIME_DIR={}", self.paths.runtime_dir.display());
         let mut pids = BTreeSet::new();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
+        let Ok(entries) = fs_err::read_dir("/proc") else {
             return pids;
         };
         for entry in entries.flatten() {
@@ -168,14 +168,14 @@ impl TestEnv {
             else {
                 continue;
             };
-            let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+            let Ok(comm) = fs_err::read_to_string(entry.path().join("comm")) else {
                 continue;
             };
             if comm.trim() != "bangerd" {
                 continue;
             }
             // `bangerd console-copier` processes belong to VMs, not daemons.
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            let Ok(cmdline) = fs_err::read(entry.path().join("cmdline")) else {
                 continue;
             };
             if cmdline
@@ -184,7 +184,7 @@ impl TestEnv {
             {
                 continue;
             }
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            let Ok(stat) = fs_err::read_to_string(entry.path().join("stat")) else {
                 continue;
             };
             // Zombies have exited already; they are not running daemons.
@@ -194,7 +194,7 @@ impl TestEnv {
             {
                 continue;
             }
-            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            let Ok(environ) = fs_err::read(entry.path().join("environ")) else {
                 continue;
             };
             if environ

@@ -77,9 +77,9 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ConsoleError + '_ {
     }
 }
 
-fn open_append(path: &Path) -> Result<(std::fs::File, u64), ConsoleError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
+fn open_append(path: &Path) -> Result<(fs_err::File, u64), ConsoleError> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    let file = fs_err::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
@@ -117,7 +117,7 @@ pub fn run_console_copier(
             if len >= max_bytes {
                 // Rename first: a reader holding the old file keeps the old
                 // inode, and the new file starts empty.
-                std::fs::rename(path, rotated_path(path)).map_err(io_error(path))?;
+                fs_err::rename(path, rotated_path(path)).map_err(io_error(path))?;
                 (file, len) = open_append(path)?;
             }
             let room = usize::try_from(max_bytes - len).unwrap_or(usize::MAX);
@@ -256,12 +256,12 @@ mod tests {
             max,
         )
         .unwrap();
-        let current = std::fs::metadata(&log).unwrap().len();
-        let rotated = std::fs::metadata(rotated_path(&log)).unwrap().len();
+        let current = fs_err::metadata(&log).unwrap().len();
+        let rotated = fs_err::metadata(rotated_path(&log)).unwrap().len();
         assert!(current <= max && rotated <= max, "{current} {rotated}");
         assert_eq!(rotated, max, "rotated file is full");
         // The last line the guest wrote is at the end of the current file.
-        let text = std::fs::read_to_string(&log).unwrap();
+        let text = fs_err::read_to_string(&log).unwrap();
         let last = text.lines().last().unwrap();
         assert!(last.starts_with("guest line "), "{last}");
         let total: u64 = 1_000_000;
@@ -276,12 +276,12 @@ mod tests {
     fn one_huge_write_is_split_and_existing_log_is_appended() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("console.log");
-        std::fs::write(&log, b"previous boot\n").unwrap();
+        fs_err::write(&log, b"previous boot\n").unwrap();
         run_console_copier(&b"abc"[..], &log, 100).unwrap();
-        assert_eq!(std::fs::read(&log).unwrap(), b"previous boot\nabc");
+        assert_eq!(fs_err::read(&log).unwrap(), b"previous boot\nabc");
         run_console_copier(&[b'z'; 1000][..], &log, 100).unwrap();
-        assert!(std::fs::metadata(&log).unwrap().len() <= 100);
-        assert_eq!(std::fs::metadata(rotated_path(&log)).unwrap().len(), 100);
+        assert!(fs_err::metadata(&log).unwrap().len() <= 100);
+        assert_eq!(fs_err::metadata(rotated_path(&log)).unwrap().len(), 100);
     }
 
     #[test]

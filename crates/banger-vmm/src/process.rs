@@ -87,7 +87,7 @@ struct Stat {
 
 fn read_stat(pid: u32) -> Result<Stat, ProcessError> {
     let path = PathBuf::from(format!("/proc/{pid}/stat"));
-    let text = std::fs::read_to_string(&path).map_err(|source| ProcessError::Proc {
+    let text = fs_err::read_to_string(&path).map_err(|source| ProcessError::Proc {
         pid,
         path: path.clone(),
         source,
@@ -111,7 +111,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
 
 fn read_exe(pid: u32) -> Result<PathBuf, ProcessError> {
     let path = PathBuf::from(format!("/proc/{pid}/exe"));
-    std::fs::read_link(&path).map_err(|source| ProcessError::Proc { pid, path, source })
+    fs_err::read_link(&path).map_err(|source| ProcessError::Proc { pid, path, source })
 }
 
 /// True when `actual` is `recorded`, or `recorded` replaced on disk (e.g. by a

@@ -154,7 +154,7 @@ pub enum VmmError {
 /// Last `max` bytes of a file, lossily decoded (for error messages).
 pub(crate) fn tail(path: &Path, max: u64) -> String {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else {
+    let Ok(mut file) = fs_err::File::open(path) else {
         return String::new();
     };
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -210,13 +210,17 @@ pub(crate) fn prepare_run_dir(
         path: path.clone(),
         source,
     };
+    #[allow(
+        clippy::disallowed_types,
+        reason = "fs-err has no DirBuilder; the error is mapped with the path below"
+    )]
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&spec.run_dir)
         .map_err(|e| io(&spec.run_dir, e))?;
     for socket in sockets {
-        match std::fs::remove_file(socket) {
+        match fs_err::remove_file(socket) {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(io(socket, error)),
@@ -355,7 +359,7 @@ impl RunningVm {
                 .map_err(|e| self.process_error(e))?;
         }
         for socket in [&self.control_socket, &self.vsock_uds] {
-            match std::fs::remove_file(socket) {
+            match fs_err::remove_file(socket) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => {

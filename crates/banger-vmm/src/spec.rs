@@ -271,10 +271,10 @@ pub(crate) mod tests {
 
     fn touch_all(spec: &VmSpec) {
         for p in [&spec.kernel, &spec.initrd] {
-            std::fs::write(p, b"x").unwrap();
+            fs_err::write(p, b"x").unwrap();
         }
         for d in &spec.disks {
-            std::fs::write(&d.path, b"x").unwrap();
+            fs_err::write(&d.path, b"x").unwrap();
         }
     }
 

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
 }
 
 fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    fs_err::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 fn flood_stays_within_cap() {
@@ -64,7 +64,7 @@ fn flood_stays_within_cap() {
         started.elapsed()
     );
     assert!(current <= cap && rotated <= cap, "{current} {rotated}");
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = fs_err::read_to_string(&log).unwrap();
     assert!(text.ends_with("THE-END\n"), "latest output is kept");
 }
 
@@ -76,7 +76,7 @@ fn fake_daemon(log: &Path, ids: &Path) {
     ]);
     let procs = spawn_with_console(producer, &common::copier(), log, 4096).unwrap();
     let text = serde_json::to_string(&[&procs.vmm, &procs.copier]).unwrap();
-    std::fs::write(ids, text).unwrap();
+    fs_err::write(ids, text).unwrap();
     std::thread::sleep(Duration::from_secs(120));
 }
 
@@ -97,7 +97,7 @@ fn console_survives_daemon_sigkill() {
     }
     std::thread::sleep(Duration::from_millis(100));
     let ids: Vec<ProcessIdentity> =
-        serde_json::from_str(&std::fs::read_to_string(&ids_file).unwrap()).unwrap();
+        serde_json::from_str(&fs_err::read_to_string(&ids_file).unwrap()).unwrap();
     let (producer, copier) = (&ids[0], &ids[1]);
     daemon.kill().unwrap();
     daemon.wait().unwrap();
@@ -108,9 +108,9 @@ fn console_survives_daemon_sigkill() {
         "producer died with the daemon"
     );
     assert!(copier.is_alive_and_same(), "copier died with the daemon");
-    let before = std::fs::read_to_string(&log).unwrap();
+    let before = fs_err::read_to_string(&log).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let after = std::fs::read_to_string(&log).unwrap();
+    let after = fs_err::read_to_string(&log).unwrap();
     assert_ne!(
         before, after,
         "console output stopped after the daemon died"

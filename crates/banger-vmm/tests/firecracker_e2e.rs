@@ -53,7 +53,7 @@ fn spec_present() -> bool {
 
 fn vm_spec(dir: &Path) -> VmSpec {
     for file in ["vmlinux", "initrd", "base.ext4", "upper.ext4"] {
-        std::fs::write(dir.join(file), b"placeholder").unwrap();
+        fs_err::write(dir.join(file), b"placeholder").unwrap();
     }
     VmSpec {
         name: "fc-test".into(),
@@ -170,7 +170,7 @@ fn configure_start_stop_against_spec() {
         assert!(!process.is_alive_and_same(), "{process:?} still runs");
     }
     assert!(!vm.control_socket.exists(), "API socket left behind");
-    let console = std::fs::read_to_string(&vm.console_log).unwrap();
+    let console = fs_err::read_to_string(&vm.console_log).unwrap();
     assert!(
         console.contains("fake-firecracker: guest started"),
         "{console}"

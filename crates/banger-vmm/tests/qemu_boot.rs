@@ -113,18 +113,18 @@ fn busybox_rootfs(root: &Path) {
         "run",
         "usr/local/bin",
     ] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
+        fs_err::create_dir_all(root.join(dir)).unwrap();
     }
-    std::fs::copy(DEFAULT_BUSYBOX, root.join("bin/busybox")).unwrap();
+    fs_err::copy(DEFAULT_BUSYBOX, root.join("bin/busybox")).unwrap();
     for applet in [
         "sh", "echo", "uname", "pidof", "sleep", "cat", "mount", "poweroff",
     ] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        fs_err::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
-    std::fs::write(root.join("etc/hostname"), "base\n").unwrap();
+    fs_err::write(root.join("etc/hostname"), "base\n").unwrap();
     let init = root.join("sbin/init");
-    std::fs::write(&init, GUEST_INIT).unwrap();
-    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fs_err::write(&init, GUEST_INIT).unwrap();
+    fs_err::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 fn ext4(path: &Path, size: u64, tree: Option<&Path>, journal: bool) {
@@ -198,7 +198,7 @@ fn boots_and_answers_over_vsock() {
     ext4(&work, 64 << 20, None, true);
     let config = GuestConfig {
         hostname: "vmm-test".into(),
-        agent: Some(std::fs::read(&agent).unwrap()),
+        agent: Some(fs_err::read(&agent).unwrap()),
         ..GuestConfig::default()
     };
     let initrd = d.join("vm.initrd");
@@ -251,7 +251,7 @@ fn boots_and_answers_over_vsock() {
     let vm = runtime.block_on(qemu.start(&spec)).unwrap();
     let guard = KillOnDrop(vm.clone());
     println!("  QEMU ({accel:?}) running after {:?}", started.elapsed());
-    let console = || std::fs::read_to_string(&vm.console_log).unwrap_or_default();
+    let console = || fs_err::read_to_string(&vm.console_log).unwrap_or_default();
 
     let reply = runtime.block_on(async {
         let deadline = Instant::now() + BOOT_TIMEOUT;
@@ -317,7 +317,7 @@ fn boots_and_answers_over_vsock() {
     for process in vm.processes() {
         assert!(!process.is_alive_and_same(), "{process:?} still runs");
     }
-    assert!(std::fs::metadata(&vm.console_log).unwrap().len() <= spec.console_log_max_bytes);
+    assert!(fs_err::metadata(&vm.console_log).unwrap().len() <= spec.console_log_max_bytes);
     assert!(!vm.vsock_uds.exists() && !vm.control_socket.exists());
     println!("  whole VM lifetime {:?}", started.elapsed());
     drop(guard);

@@ -102,7 +102,7 @@ fn generate(repo: &Path, files: usize, mib: usize) -> anyhow_like::Result<()> {
     let per_file = mib * (1 << 20) / files.max(1);
     for i in 0..files {
         let dir = repo.join(format!("src/m{:02}/p{}", i % 50, i % 7));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        fs_err::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         // Like real code, a file mostly repeats its own few identifiers:
         // zlib gets it to ~27% (this repository's Rust: ~23%).
         let local: Vec<&str> = (0..48)
@@ -125,7 +125,7 @@ fn generate(repo: &Path, files: usize, mib: usize) -> anyhow_like::Result<()> {
             text.push_str(";\n");
         }
         let path = dir.join(format!("file{i}.rs"));
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        fs_err::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     run(Command::new("git").arg("-C").arg(repo).args(["add", "-A"]))?;
     run(Command::new("git").arg("-C").arg(repo).args([
@@ -230,7 +230,7 @@ fn bench() -> anyhow_like::Result<()> {
         .clone()
         .unwrap_or_else(|| scratch.path().join("repo"));
     if !repo.join(".git").exists() {
-        std::fs::create_dir_all(&repo).map_err(|e| format!("{}: {e}", repo.display()))?;
+        fs_err::create_dir_all(&repo).map_err(|e| format!("{}: {e}", repo.display()))?;
         run(Command::new("git")
             .arg("-C")
             .arg(&repo)
@@ -246,8 +246,8 @@ fn bench() -> anyhow_like::Result<()> {
     }
     let (ssh, target, guest_root) = if args.fake_local {
         let ssh = scratch.path().join("ssh");
-        std::fs::write(&ssh, FAKE_SSH).map_err(|e| format!("fake ssh: {e}"))?;
-        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755))
+        fs_err::write(&ssh, FAKE_SSH).map_err(|e| format!("fake ssh: {e}"))?;
+        fs_err::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| format!("fake ssh: {e}"))?;
         let target = SshTarget {
             user: "root".into(),

@@ -18,7 +18,7 @@ fn options() -> PrepareOptions {
 /// and an ignored one.
 fn dirty(world: &World) {
     write(&world.repo.join("a.txt"), "alpha edited\n");
-    std::fs::remove_file(world.repo.join("src/c.txt")).expect("rm");
+    fs_err::remove_file(world.repo.join("src/c.txt")).expect("rm");
     write(&world.repo.join("new.txt"), "untracked\n");
     write(&world.repo.join("debug.log"), "ignored\n");
 }
@@ -72,24 +72,24 @@ fn shallow_copy_has_one_commit_the_branch_and_the_host_edits() {
     assert!(!guest.join("new.txt").exists());
     assert!(!guest.join("debug.log").exists());
     assert_eq!(
-        std::fs::read_to_string(guest.join("a.txt")).expect("read"),
+        fs_err::read_to_string(guest.join("a.txt")).expect("read"),
         "alpha edited\n"
     );
     // Symlinks stay symlinks, even one pointing outside the repository.
     assert_eq!(
-        std::fs::read_link(guest.join("link")).expect("link"),
+        fs_err::read_link(guest.join("link")).expect("link"),
         Path::new("a.txt")
     );
     assert_eq!(
-        std::fs::read_link(guest.join("outside")).expect("link"),
+        fs_err::read_link(guest.join("outside")).expect("link"),
         Path::new("/etc/hostname")
     );
-    let mode = std::fs::metadata(guest.join("run.sh"))
+    let mode = fs_err::metadata(guest.join("run.sh"))
         .expect("stat")
         .permissions()
         .mode();
     assert_eq!(mode & 0o111, 0o111, "executable bit kept: {mode:o}");
-    let mode = std::fs::metadata(guest.join("a.txt"))
+    let mode = fs_err::metadata(guest.join("a.txt"))
         .expect("stat")
         .permissions()
         .mode();
@@ -116,7 +116,7 @@ fn unchanged_files_come_from_the_pack_not_twice() {
         report.bytes
     );
     assert_eq!(
-        std::fs::read_to_string(guest.join("big.txt")).expect("read"),
+        fs_err::read_to_string(guest.join("big.txt")).expect("read"),
         big,
         "written in the guest from the pack"
     );
@@ -236,7 +236,7 @@ fn submodules_are_refused_in_shallow_mode_and_copied_in_full_copy() {
     assert!(guest.join("debug.log").exists());
     assert!(guest.join("scratch.txt").exists());
     assert_eq!(
-        std::fs::read_to_string(guest.join("sub/lib.txt")).expect("submodule file"),
+        fs_err::read_to_string(guest.join("sub/lib.txt")).expect("submodule file"),
         "lib\n"
     );
     assert_eq!(
@@ -266,12 +266,12 @@ fn non_empty_guest_path_is_refused_and_left_alone() {
         "{text}"
     );
     assert!(text.contains("pull"), "{text}");
-    let entries: Vec<_> = std::fs::read_dir(&guest).expect("ls").collect();
+    let entries: Vec<_> = fs_err::read_dir(&guest).expect("ls").collect();
     assert_eq!(entries.len(), 1);
 
     // An existing empty directory is fine.
     let empty = world.guest("empty");
-    std::fs::create_dir_all(&empty).expect("mkdir");
+    fs_err::create_dir_all(&empty).expect("mkdir");
     world
         .prepare(&empty, options())
         .expect("empty dir accepted");
@@ -290,7 +290,7 @@ fn readonly_copy_has_no_write_bits() {
         guest.join("src"),
         guest.join(".git/HEAD"),
     ] {
-        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        let mode = fs_err::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o222, 0, "{} is {mode:o}", path.display());
     }
     // Make the temp dir removable again.
@@ -323,15 +323,15 @@ fn from_and_branch_send_the_committed_tree_of_the_ref() {
     );
     assert_eq!(git_raw(&guest, &["status", "--porcelain"]), "");
     assert_eq!(
-        std::fs::read_to_string(guest.join("a.txt")).expect("read"),
+        fs_err::read_to_string(guest.join("a.txt")).expect("read"),
         "alpha\n"
     );
     assert!(!guest.join("later.txt").exists());
     assert_eq!(
-        std::fs::read_link(guest.join("link")).expect("link"),
+        fs_err::read_link(guest.join("link")).expect("link"),
         Path::new("a.txt")
     );
-    let mode = std::fs::metadata(guest.join("run.sh"))
+    let mode = fs_err::metadata(guest.join("run.sh"))
         .expect("stat")
         .permissions()
         .mode();
@@ -368,7 +368,7 @@ fn detached_head_stays_detached() {
     git(&world.repo, &["checkout", "-q", "--detach"]);
     let guest = world.guest("detached");
     world.prepare(&guest, options()).expect("prepare");
-    let head = std::fs::read_to_string(guest.join(".git/HEAD")).expect("HEAD");
+    let head = fs_err::read_to_string(guest.join(".git/HEAD")).expect("HEAD");
     assert_eq!(head.trim(), git(&world.repo, &["rev-parse", "HEAD"]));
     assert_eq!(git_raw(&guest, &["status", "--porcelain"]), "");
 }
@@ -387,7 +387,7 @@ fn not_a_git_checkout_is_refused_with_the_path() {
 fn non_utf8_and_long_paths_work() {
     let world = World::new();
     let odd = OsStr::from_bytes(b"caf\xe9 \xff.txt");
-    std::fs::write(world.repo.join(odd), "latin-1 name\n").expect("write");
+    fs_err::write(world.repo.join(odd), "latin-1 name\n").expect("write");
     let long = "d".repeat(60) + "/" + &"f".repeat(120) + ".txt";
     write(&world.repo.join(&long), "long\n");
     git(&world.repo, &["add", "-A"]);
@@ -395,10 +395,10 @@ fn non_utf8_and_long_paths_work() {
     let guest = world.guest("odd");
     world.prepare(&guest, options()).expect("prepare");
     assert_eq!(
-        std::fs::read(guest.join(odd)).expect("odd file"),
+        fs_err::read(guest.join(odd)).expect("odd file"),
         b"latin-1 name\n"
     );
-    assert_eq!(std::fs::read(guest.join(&long)).expect("long"), b"long\n");
+    assert_eq!(fs_err::read(guest.join(&long)).expect("long"), b"long\n");
     assert_eq!(git_raw(&guest, &["status", "--porcelain"]), "");
 }
 
@@ -432,7 +432,7 @@ fn a_repository_on_another_filesystem_than_tmp_works() {
     banger_workspace::prepare(&plan, &world.ssh, &world.target(), &mut |_| {})
         .expect("prepare from another filesystem");
     assert_eq!(git_raw(&guest, &["status", "--porcelain"]), "");
-    let leftovers: Vec<_> = std::fs::read_dir(repo.join(".git/objects"))
+    let leftovers: Vec<_> = fs_err::read_dir(repo.join(".git/objects"))
         .expect("ls")
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().starts_with("banger-"))

@@ -69,7 +69,7 @@ fn guest_commits_and_uncommitted_work_arrive_as_a_branch() {
     write(&guest.join("fresh.txt"), "new in guest\n");
     let guest_status = git_raw(&guest, &["status", "--porcelain"]);
     let guest_head = git(&guest, &["rev-parse", "HEAD"]);
-    let guest_index = std::fs::read(guest.join(".git/index")).expect("index");
+    let guest_index = fs_err::read(guest.join(".git/index")).expect("index");
 
     // Host: dirty state that must survive untouched.
     write(&world.repo.join("a.txt"), "host edit\n");
@@ -117,7 +117,7 @@ fn guest_commits_and_uncommitted_work_arrive_as_a_branch() {
     assert_eq!(git(&guest, &["rev-parse", "HEAD"]), guest_head);
     assert_eq!(git_raw(&guest, &["status", "--porcelain"]), guest_status);
     assert_eq!(
-        std::fs::read(guest.join(".git/index")).expect("index"),
+        fs_err::read(guest.join(".git/index")).expect("index"),
         guest_index
     );
 

@@ -9,10 +9,11 @@
 //! only: after a guest reboot they are gone, but their logs can still be read
 //! (and removed) by name.
 
+use fs_err::os::unix::fs::OpenOptionsExt;
+use fs_err::{File, OpenOptions};
 use std::collections::BTreeMap;
-use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin};
@@ -118,12 +119,20 @@ impl SessionManager {
         let failed = |what: &str, path: &Path, error: std::io::Error| SessionRefusal::SpawnFailed {
             message: format!("{what} {}: {error}", path.display()),
         };
-        DirBuilder::new()
+        #[allow(
+            clippy::disallowed_types,
+            reason = "fs-err has no DirBuilder; the error is mapped with the path below"
+        )]
+        std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.root)
             .map_err(|e| failed("cannot create", &self.root, e))?;
-        DirBuilder::new()
+        #[allow(
+            clippy::disallowed_types,
+            reason = "fs-err has no DirBuilder; the error is mapped with the path below"
+        )]
+        std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
             .map_err(|e| failed("cannot create", &dir, e))?;
@@ -136,7 +145,7 @@ impl SessionManager {
         let (stdout_log, stderr_log, mut child) = match opened {
             Ok(opened) => opened,
             Err(error) => {
-                let _ = std::fs::remove_dir_all(&dir);
+                let _ = fs_err::remove_dir_all(&dir);
                 return Err(failed("cannot start", &program, error));
             }
         };
@@ -234,7 +243,7 @@ impl SessionManager {
         }
         let dir = self.root.join(name);
         let known = sessions.remove(name).is_some();
-        match std::fs::remove_dir_all(&dir) {
+        match fs_err::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 if known {

@@ -107,7 +107,7 @@ mod tests {
         // A directory or a non-executable file is not a command.
         assert!(resolve("/tmp", Path::new("/")).is_none());
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("data"), "x").expect("write");
+        fs_err::write(dir.path().join("data"), "x").expect("write");
         assert!(resolve("./data", dir.path()).is_none());
     }
 }

@@ -2,7 +2,7 @@
 //! same connection: logs (raw bytes, optionally followed) and attach
 //! (attach frames both ways).
 
-use std::fs::File;
+use fs_err::File;
 use std::io::{BufRead, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 

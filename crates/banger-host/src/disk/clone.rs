@@ -14,9 +14,9 @@
 //! only writes new group metadata). Shrinking is refused: a work disk holds
 //! the user's data.
 
-use std::fs::{File, OpenOptions};
+use fs_err::os::unix::fs::OpenOptionsExt;
+use fs_err::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -136,7 +136,7 @@ pub fn clone_file(source: &Path, dest: &Path) -> Result<CloneReport, CloneError>
         // Never leave a half-copied disk that a later step could mistake
         // for a complete one.
         drop(output);
-        let _ = std::fs::remove_file(dest);
+        let _ = fs_err::remove_file(dest);
     }
     result
 }
@@ -234,7 +234,7 @@ pub fn grow_ext4(path: &Path, size: u64) -> Result<(), CloneError> {
             requested: size,
         });
     }
-    let current = std::fs::metadata(path)
+    let current = fs_err::metadata(path)
         .map_err(io_error("stat", path))?
         .len();
     if size < current {
@@ -277,7 +277,7 @@ pub fn grow_ext4(path: &Path, size: u64) -> Result<(), CloneError> {
 /// `size` bytes (refusing sizes below the seed's). On failure `dest` is
 /// removed.
 pub fn clone_work_seed(seed: &Path, dest: &Path, size: u64) -> Result<CloneReport, CloneError> {
-    let seed_size = std::fs::metadata(seed)
+    let seed_size = fs_err::metadata(seed)
         .map_err(io_error("stat", seed))?
         .len();
     // Check before copying, so a bad size costs nothing.
@@ -290,7 +290,7 @@ pub fn clone_work_seed(seed: &Path, dest: &Path, size: u64) -> Result<CloneRepor
     }
     let report = clone_file(seed, dest)?;
     if let Err(error) = grow_ext4(dest, size) {
-        let _ = std::fs::remove_file(dest);
+        let _ = fs_err::remove_file(dest);
         return Err(error);
     }
     Ok(CloneReport {

@@ -106,7 +106,7 @@ pub fn ensure_template(template_dir: &Path, size: u64) -> Result<PathBuf, Overla
         let path = path.to_owned();
         move |source| OverlayError::Io { op, path, source }
     };
-    std::fs::create_dir_all(template_dir).map_err(io("create", template_dir))?;
+    fs_err::create_dir_all(template_dir).map_err(io("create", template_dir))?;
     let mkfs = find_program(Path::new("mkfs.ext4")).ok_or_else(|| OverlayError::NoMkfs {
         path: template.clone(),
     })?;

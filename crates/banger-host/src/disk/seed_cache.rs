@@ -43,7 +43,7 @@ pub enum SeedCacheError {
 
 /// The cache file for `seed` grown to `size` (whether or not it exists).
 pub fn entry_path(cache_dir: &Path, seed: &Path, size: u64) -> Result<PathBuf, SeedCacheError> {
-    let metadata = std::fs::metadata(seed).map_err(|source| SeedCacheError::Io {
+    let metadata = fs_err::metadata(seed).map_err(|source| SeedCacheError::Io {
         op: "stat",
         path: seed.to_owned(),
         source,
@@ -69,7 +69,7 @@ pub fn prepare_grown_seed(
     seed: &Path,
     size: u64,
 ) -> Result<PathBuf, SeedCacheError> {
-    let seed_size = std::fs::metadata(seed)
+    let seed_size = fs_err::metadata(seed)
         .map_err(|source| SeedCacheError::Io {
             op: "stat",
             path: seed.to_owned(),
@@ -88,7 +88,7 @@ pub fn prepare_grown_seed(
         let path = path.to_owned();
         move |source| SeedCacheError::Io { op, path, source }
     };
-    std::fs::create_dir_all(cache_dir).map_err(io("create", cache_dir))?;
+    fs_err::create_dir_all(cache_dir).map_err(io("create", cache_dir))?;
     let staging_dir = tempfile::Builder::new()
         .prefix(".grow-")
         .tempdir_in(cache_dir)
@@ -96,7 +96,7 @@ pub fn prepare_grown_seed(
     let staging = staging_dir.path().join("seed.ext4");
     // The checks (shrink refused, sizes aligned) happen in here.
     crate::disk::clone::clone_work_seed(seed, &staging, size)?;
-    std::fs::rename(&staging, &entry).map_err(io("rename into place", &entry))?;
+    fs_err::rename(&staging, &entry).map_err(io("rename into place", &entry))?;
     Ok(entry)
 }
 
@@ -124,7 +124,7 @@ pub fn prune(cache_dir: &Path, keep: &[(&Path, u64)]) -> Result<Vec<PathBuf>, Se
             wanted.push(path);
         }
     }
-    let entries = match std::fs::read_dir(cache_dir) {
+    let entries = match fs_err::read_dir(cache_dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
@@ -143,7 +143,7 @@ pub fn prune(cache_dir: &Path, keep: &[(&Path, u64)]) -> Result<Vec<PathBuf>, Se
             .to_str()
             .is_some_and(|name| name.starts_with(ENTRY_PREFIX) && name.ends_with(".ext4"));
         if is_entry && !wanted.contains(&path) {
-            std::fs::remove_file(&path).map_err(|source| SeedCacheError::Io {
+            fs_err::remove_file(&path).map_err(|source| SeedCacheError::Io {
                 op: "remove",
                 path: path.clone(),
                 source,

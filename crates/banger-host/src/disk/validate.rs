@@ -7,9 +7,10 @@
 //! done on one open descriptor (`O_NONBLOCK`, so opening a FIFO cannot
 //! block), so the file checked is the file read.
 
-use std::fs::{File, OpenOptions};
+use fs_err::os::unix::fs::OpenOptionsExt;
+use fs_err::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 /// Smallest plausible image: the superblock ends at 2048 bytes.
@@ -252,7 +253,7 @@ fn parse_superblock(path: &Path, sb: &[u8], file_bytes: u64) -> Result<Ext4Info,
 
 /// The backing file name in a qcow2 header, if any (for the error message).
 fn qcow_backing_file(file: &File, head: &[u8]) -> Option<String> {
-    use std::os::unix::fs::FileExt;
+    use fs_err::os::unix::fs::FileExt;
     let offset = u64::from_be_bytes(head.get(8..16)?.try_into().ok()?);
     let length = u32::from_be_bytes(head.get(16..20)?.try_into().ok()?);
     if offset == 0 || length == 0 {

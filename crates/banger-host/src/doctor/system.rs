@@ -16,7 +16,7 @@ const WARN_BELOW_BYTES: u64 = 10 << 30;
 const CAP_NET_ADMIN: u32 = 12;
 
 pub(super) fn tun_check() -> Check {
-    match std::fs::OpenOptions::new()
+    match fs_err::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/net/tun")
@@ -47,7 +47,7 @@ pub(super) fn nftables_check() -> Check {
 
 /// Whether the effective capability set holds `CAP_NET_ADMIN`.
 fn has_net_admin() -> bool {
-    std::fs::read_to_string("/proc/self/status")
+    fs_err::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             let line = status.lines().find(|line| line.starts_with("CapEff:"))?;
@@ -194,6 +194,6 @@ fn probe_writable(dir: &Path) -> Result<(), String> {
         text
     })?;
     let probe = dir.join(format!(".doctor-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"probe").map_err(|error| error.to_string())?;
-    std::fs::remove_file(&probe).map_err(|error| error.to_string())
+    fs_err::write(&probe, b"probe").map_err(|error| error.to_string())?;
+    fs_err::remove_file(&probe).map_err(|error| error.to_string())
 }

@@ -75,7 +75,7 @@ fn every_warning_and_failure_has_a_fix() {
 fn unwritable_directory_fails_with_the_variable_to_change() {
     let temp = tempfile::tempdir().expect("tempdir");
     let blocker = temp.path().join("file");
-    std::fs::write(&blocker, b"").expect("file");
+    fs_err::write(&blocker, b"").expect("file");
     let mut paths = test_paths(temp.path());
     paths.cache_dir = blocker.join("cache");
     let checks = system::xdg_dir_checks(&paths);
@@ -96,7 +96,7 @@ fn unwritable_directory_fails_with_the_variable_to_change() {
         .find(|check| check.name == "state-dir")
         .expect("state check");
     assert_eq!(state.status, Status::Pass, "{state:?}");
-    let mode = std::fs::metadata(&paths.state_dir)
+    let mode = fs_err::metadata(&paths.state_dir)
         .expect("created")
         .permissions()
         .mode()

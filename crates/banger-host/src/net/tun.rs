@@ -17,10 +17,10 @@
 //! (the kernel uses the opener's namespace), so this must run on the thread
 //! whose namespace the caller means — not on a `spawn_blocking` worker.
 
-use std::fs::OpenOptions;
+use fs_err::OpenOptions;
+use fs_err::os::unix::fs::OpenOptionsExt;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 
 use super::names::TapName;
 

@@ -1,7 +1,8 @@
 //! File helpers shared by the SSH modules: private directories and atomic
 //! replacement (temp file in the same directory, fsync, rename, fsync dir).
 
-use std::fs::{self, DirBuilder, File, Permissions};
+use fs_err::{self as fs, File};
+use std::fs::Permissions;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
@@ -10,11 +11,18 @@ use tempfile::NamedTempFile;
 
 /// Creates `dir` (and missing parents) with mode 0700. An existing
 /// directory is left as it is.
+#[allow(
+    clippy::disallowed_types,
+    reason = "fs-err has no DirBuilder; every caller's error names the directory"
+)]
 pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
-    DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// The directory `path` lives in (`.` for a bare file name).

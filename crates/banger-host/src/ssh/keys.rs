@@ -7,7 +7,7 @@
 //! guest's `/etc/ssh/` by the config initrd, and pinned in banger's own
 //! `known_hosts` (see [`super::known_hosts`]).
 
-use std::fs;
+use fs_err as fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -226,7 +226,7 @@ fn load_user_key(path: &Path) -> Result<UserKey, SshKeyError> {
 
 /// ssh refuses a private key that group or others can access. If it is
 /// ours, tighten it to 0600; otherwise refuse with a message saying so.
-fn fix_permissions(path: &Path, metadata: &fs::Metadata) -> Result<(), SshKeyError> {
+fn fix_permissions(path: &Path, metadata: &std::fs::Metadata) -> Result<(), SshKeyError> {
     let mode = metadata.mode() & 0o7777;
     if mode & 0o077 == 0 {
         return Ok(());
@@ -240,7 +240,7 @@ fn fix_permissions(path: &Path, metadata: &fs::Metadata) -> Result<(), SshKeyErr
             uid,
         });
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+    fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|source| io_error("chmod 600", path, source))?;
     tracing::warn!(
         path = %path.display(),

@@ -10,9 +10,9 @@
 //! rename), so concurrent writers in one or several processes never lose
 //! each other's entries and ssh never reads a half-written file.
 
-use std::fs::OpenOptions;
+use fs_err::OpenOptions;
+use fs_err::os::unix::fs::OpenOptionsExt;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FlockOperation, flock};

@@ -79,8 +79,8 @@ mod tests {
         .unwrap();
         fs_err::write(tree.join("root/.bashrc"), "# rc").unwrap();
         fs_err::write(tree.join("etc/fstab"), "# UNCONFIGURED FSTAB").unwrap();
-        std::os::unix::fs::symlink("/run/x/resolv.conf", tree.join("etc/resolv.conf")).unwrap();
-        std::os::unix::fs::symlink(
+        fs_err::os::unix::fs::symlink("/run/x/resolv.conf", tree.join("etc/resolv.conf")).unwrap();
+        fs_err::os::unix::fs::symlink(
             "/lib/systemd/system/systemd-networkd.service",
             tree.join("etc/systemd/system/multi-user.target.wants/systemd-networkd.service"),
         )

@@ -63,7 +63,7 @@ pub fn busybox_rootfs(root: &Path, init_script: &str) {
         "sh", "mount", "hostname", "cat", "grep", "cut", "ls", "stat", "ip", "poweroff", "echo",
         "uname", "sync", "head", "tr", "sleep",
     ] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        fs_err::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     fs_err::write(root.join("etc/hostname"), "base-image\n").unwrap();
     write_exec(&root.join("sbin/init"), init_script);

@@ -176,7 +176,7 @@ impl Drop for FakeFirecracker {
         for task in lock(&self.state).tasks.drain(..) {
             task.abort();
         }
-        let _ = std::fs::remove_file(&self.socket);
+        let _ = fs_err::remove_file(&self.socket);
     }
 }
 
@@ -222,7 +222,7 @@ async fn handle(
         fault_message,
     };
     if let Some(file) = &state.record_file {
-        if let Ok(mut file) = std::fs::OpenOptions::new()
+        if let Ok(mut file) = fs_err::OpenOptions::new()
             .create(true)
             .append(true)
             .open(file)
@@ -357,7 +357,7 @@ async fn echo_connection(mut stream: UnixStream) {
 
 /// Records written by a fake started with [`run_as_process`] for `api_sock`.
 pub fn read_records(api_sock: &Path) -> Vec<RecordedRequest> {
-    let text = std::fs::read_to_string(records_path(api_sock)).unwrap_or_default();
+    let text = fs_err::read_to_string(records_path(api_sock)).unwrap_or_default();
     text.lines()
         .filter_map(|line| serde_json::from_str(line).ok())
         .collect()

@@ -145,7 +145,7 @@ pub struct ApiSpec {
 impl ApiSpec {
     /// Loads the spec at `path`.
     pub fn load(path: &Path) -> Result<Self, SpecLoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecLoadError::Io {
+        let text = fs_err::read_to_string(path).map_err(|source| SpecLoadError::Io {
             path: path.to_path_buf(),
             source,
         })?;

@@ -222,11 +222,11 @@ fn spec_is_found_upward_and_through_a_local_origin() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().canonicalize().expect("canonical");
     let spec = root.join(schema::SPEC_RELATIVE);
-    std::fs::create_dir_all(spec.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&spec, "paths: {}\n").expect("spec");
+    fs_err::create_dir_all(spec.parent().expect("parent")).expect("mkdir");
+    fs_err::write(&spec, "paths: {}\n").expect("spec");
     let checkout = root.join("main");
     let deep = checkout.join("a/b");
-    std::fs::create_dir_all(&deep).expect("mkdir");
+    fs_err::create_dir_all(&deep).expect("mkdir");
     assert_eq!(
         schema::find_upward(std::slice::from_ref(&deep)),
         Some(spec.clone())

@@ -205,8 +205,8 @@ impl FirecrackerVmm {
 }
 
 fn create_private(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    fs_err::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)

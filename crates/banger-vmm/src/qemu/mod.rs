@@ -47,7 +47,7 @@ impl QemuVmm {
             source,
         };
 
-        let log = std::fs::File::create(&paths.vhost_log).map_err(|source| VmmError::Io {
+        let log = fs_err::File::create(&paths.vhost_log).map_err(|source| VmmError::Io {
             vm: spec.name.clone(),
             path: paths.vhost_log.clone(),
             source,
@@ -61,8 +61,8 @@ impl QemuVmm {
         vhost
             .args(vhost_vsock_args(spec, &paths))
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
+            .stdout(log.into_file())
+            .stderr(log_err.into_file());
         let helper = spawn_detached(vhost).map_err(process)?;
         if let Err(error) = wait_for_socket(
             &spec.name,

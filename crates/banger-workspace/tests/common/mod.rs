@@ -46,7 +46,7 @@ pub fn git_raw(dir: &Path, args: &[&str]) -> String {
 
 /// A new repository at `dir` on `main` with one commit holding `file`.
 pub fn one_commit_repo(dir: &Path, file: &str, content: &str, message: &str) {
-    std::fs::create_dir_all(dir).expect("mkdir");
+    fs_err::create_dir_all(dir).expect("mkdir");
     git(dir, &["init", "-q", "-b", "main"]);
     write(&dir.join(file), content);
     git(dir, &["add", file]);
@@ -67,9 +67,9 @@ pub fn one_commit_repo(dir: &Path, file: &str, content: &str, message: &str) {
 
 pub fn write(path: &Path, content: &str) {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).expect("mkdir");
+        fs_err::create_dir_all(parent).expect("mkdir");
     }
-    std::fs::write(path, content).expect("write");
+    fs_err::write(path, content).expect("write");
 }
 
 /// A test world: a host repo, a guest dir and a fake ssh.
@@ -84,7 +84,7 @@ impl World {
     pub fn new() -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let repo = tmp.path().join("host/repo");
-        std::fs::create_dir_all(&repo).expect("mkdir");
+        fs_err::create_dir_all(&repo).expect("mkdir");
         git(&repo, &["init", "-q", "-b", "main"]);
         git(&repo, &["config", "user.name", "Host Person"]);
         git(&repo, &["config", "user.email", "host@example.com"]);
@@ -93,17 +93,17 @@ impl World {
         write(&repo.join("src/c.txt"), "charlie\n");
         write(&repo.join(".gitignore"), "*.log\n/target/\n");
         write(&repo.join("run.sh"), "#!/bin/sh\necho hi\n");
-        std::fs::set_permissions(repo.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+        fs_err::set_permissions(repo.join("run.sh"), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
-        std::os::unix::fs::symlink("a.txt", repo.join("link")).expect("symlink");
-        std::os::unix::fs::symlink("/etc/hostname", repo.join("outside")).expect("symlink");
+        fs_err::os::unix::fs::symlink("a.txt", repo.join("link")).expect("symlink");
+        fs_err::os::unix::fs::symlink("/etc/hostname", repo.join("outside")).expect("symlink");
         git(&repo, &["add", "-A"]);
         git(&repo, &["commit", "-q", "-m", "initial"]);
         let bin = tmp.path().join("bin");
-        std::fs::create_dir_all(&bin).expect("mkdir");
+        fs_err::create_dir_all(&bin).expect("mkdir");
         let ssh = bin.join("ssh");
-        std::fs::write(&ssh, FAKE_SSH).expect("write fake ssh");
-        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs_err::write(&ssh, FAKE_SSH).expect("write fake ssh");
+        fs_err::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         Self { tmp, repo, ssh }
     }
 

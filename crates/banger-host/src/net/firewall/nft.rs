@@ -112,7 +112,7 @@ pub async fn list_table(family: &'static str) -> Result<Option<Value>, FirewallE
 /// Whether IPv4 forwarding is on in the calling thread's namespace.
 pub fn ipv4_forwarding() -> Result<bool, FirewallError> {
     let text =
-        std::fs::read_to_string(FORWARDING_PATH).map_err(|source| FirewallError::Forwarding {
+        fs_err::read_to_string(FORWARDING_PATH).map_err(|source| FirewallError::Forwarding {
             action: "read",
             path: PathBuf::from(FORWARDING_PATH),
             source,
@@ -129,7 +129,7 @@ pub fn enable_ipv4_forwarding() -> Result<(), FirewallError> {
     if ipv4_forwarding()? {
         return Ok(());
     }
-    std::fs::write(FORWARDING_PATH, b"1\n").map_err(|source| FirewallError::Forwarding {
+    fs_err::write(FORWARDING_PATH, b"1\n").map_err(|source| FirewallError::Forwarding {
         action: "write",
         path: PathBuf::from(FORWARDING_PATH),
         source,
