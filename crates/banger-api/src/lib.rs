@@ -3,7 +3,8 @@
 //! This crate does no IO. The daemon serialises these types, the client
 //! deserialises them, and the OpenAPI document is generated from the same
 //! definitions, so the three can never disagree. Validation rules that every
-//! component must apply identically (VM names) live here too.
+//! component must apply identically (VM, image, kernel and session names)
+//! live here too.
 
 pub mod daemon;
 pub mod error;
@@ -16,7 +17,7 @@ pub mod sessions;
 pub mod vms;
 
 pub use error::{ApiError, ErrorCode};
-pub use names::{ImageName, KernelName, NameError, NameKind, VmName};
+pub use names::{ImageName, KernelName, NameError, NameKind, SessionName, VmName};
 
 /// Version of this banger build; the daemon reports it and clients compare it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

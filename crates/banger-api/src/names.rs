@@ -1,11 +1,15 @@
-//! The one name rule, and the adjective-noun generator for unnamed VMs.
+//! The name rules, and the adjective-noun generator for unnamed VMs.
 //!
 //! A VM name becomes a DNS label (`<name>.vm`), a directory name under the
 //! state dir and a column in the database, so the rule is the strictest of
 //! the three: a lowercase RFC 1123 label. Images and kernels follow the same
-//! rule so every name banger stores is safe as a path component. Every
-//! component parses names through [`VmName::parse`], [`ImageName::parse`] or
-//! [`KernelName::parse`]; nothing else decides what a valid name is.
+//! rule so every name banger stores is safe as a path component. Session
+//! names follow the guest agent's rule (`[a-z0-9][a-z0-9-]{0,62}`, see
+//! `banger_agent_proto::validate_session_name`): they name a directory in
+//! the guest, not a host. Every component parses names through
+//! [`VmName::parse`], [`ImageName::parse`], [`KernelName::parse`] or
+//! [`SessionName::parse`] (or deserialises them, which calls those);
+//! nothing else decides what a valid name is.
 
 use std::fmt;
 
@@ -45,6 +49,14 @@ pub enum NameError {
         /// The name, escaped for display.
         shown: String,
     },
+    /// The name starts with '-' (session names, which may start with a digit).
+    #[error("{kind} {shown} must start with a lowercase letter or a digit, not '-'")]
+    LeadingHyphen {
+        /// What was being named.
+        kind: NameKind,
+        /// The name, escaped for display.
+        shown: String,
+    },
     /// The name ends with '-'.
     #[error("{kind} {shown} must not end with '-'")]
     TrailingHyphen {
@@ -78,6 +90,8 @@ pub enum NameKind {
     Image,
     /// A kernel.
     Kernel,
+    /// A guest session (its own rule, see [`SessionName`]).
+    Session,
 }
 
 impl fmt::Display for NameKind {
@@ -86,12 +100,17 @@ impl fmt::Display for NameKind {
             Self::Vm => "VM name",
             Self::Image => "image name",
             Self::Kernel => "kernel name",
+            Self::Session => "session name",
         })
     }
 }
 
-/// Checks `raw` against the name rule.
+/// Checks `raw` against the name rule of `kind`: for VMs, images and
+/// kernels `^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`, for sessions
+/// `^[a-z0-9][a-z0-9-]{0,62}$`.
 pub fn check_name(kind: NameKind, raw: &str) -> Result<(), NameError> {
+    // Session names may start with a digit and end with '-'.
+    let session = kind == NameKind::Session;
     let shown = || display_name(raw);
     let len = raw.chars().count();
     if len == 0 {
@@ -106,8 +125,15 @@ pub fn check_name(kind: NameKind, raw: &str) -> Result<(), NameError> {
     }
     for (index, character) in raw.chars().enumerate() {
         let allowed = character.is_ascii_lowercase()
-            || (index > 0 && (character.is_ascii_digit() || character == '-'));
+            || (character.is_ascii_digit() && (index > 0 || session))
+            || (character == '-' && index > 0);
         if !allowed {
+            if index == 0 && character == '-' && session {
+                return Err(NameError::LeadingHyphen {
+                    kind,
+                    shown: shown(),
+                });
+            }
             if index == 0 && (character.is_ascii_digit() || character == '-') {
                 return Err(NameError::BadStart {
                     kind,
@@ -122,7 +148,7 @@ pub fn check_name(kind: NameKind, raw: &str) -> Result<(), NameError> {
             });
         }
     }
-    if raw.ends_with('-') {
+    if !session && raw.ends_with('-') {
         return Err(NameError::TrailingHyphen {
             kind,
             shown: shown(),
@@ -131,12 +157,15 @@ pub fn check_name(kind: NameKind, raw: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// A validated name type: parsed with [`check_name`] for `$kind`, shown in
+/// the OpenAPI document as a string with `$pattern` (the same rule as a
+/// regular expression).
 macro_rules! validated_name {
-    ($(#[$doc:meta])* $type:ident, $kind:expr) => {
+    ($(#[$doc:meta])* $type:ident, $kind:expr, $pattern:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
         #[serde(try_from = "String", into = "String")]
-        #[schema(value_type = String, pattern = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")]
+        #[schema(value_type = String, pattern = $pattern)]
         pub struct $type(String);
 
         impl $type {
@@ -184,18 +213,36 @@ validated_name!(
     /// A validated VM name. The only way to get one is [`VmName::parse`] (or
     /// deserialisation, which calls it), so holding a `VmName` proves validity.
     VmName,
-    NameKind::Vm
+    NameKind::Vm,
+    "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"
 );
 validated_name!(
     /// A validated image name.
     ImageName,
-    NameKind::Image
+    NameKind::Image,
+    "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"
 );
 validated_name!(
     /// A validated kernel name.
     KernelName,
-    NameKind::Kernel
+    NameKind::Kernel,
+    "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"
 );
+validated_name!(
+    /// A validated session name, unique within its VM: 1 to 63 of `a-z`,
+    /// `0-9` and `-`, not starting with `-` (the guest agent's rule).
+    SessionName,
+    NameKind::Session,
+    "^[a-z0-9][a-z0-9-]{0,62}$"
+);
+
+/// Images and kernels share one name rule, so every image name is a kernel
+/// name: `image register --kernel` installs the kernel under the image's name.
+impl From<&ImageName> for KernelName {
+    fn from(name: &ImageName) -> Self {
+        Self(name.0.clone())
+    }
+}
 
 /// Quotes and escapes a refused name, keeping at most 40 characters, so error
 /// messages stay one readable line whatever the input was.
@@ -298,6 +345,46 @@ mod tests {
         for (name, valid) in cases {
             assert_eq!(VmName::parse(name).is_ok(), *valid, "name {name:?}");
         }
+    }
+
+    #[test]
+    fn session_name_rule_table() {
+        let long_ok = "a".repeat(MAX_NAME_LEN);
+        let long_bad = "a".repeat(MAX_NAME_LEN + 1);
+        let cases: &[(&str, bool)] = &[
+            ("web", true),
+            ("a", true),
+            ("0", true),
+            ("2fast", true),
+            ("web-", true),
+            ("web-1", true),
+            (long_ok.as_str(), true),
+            ("", false),
+            ("-a", false),
+            ("A", false),
+            ("a_b", false),
+            ("a.b", false),
+            ("../x", false),
+            ("a/b", false),
+            ("é", false),
+            ("Web Server", false),
+            (long_bad.as_str(), false),
+        ];
+        for (name, valid) in cases {
+            assert_eq!(SessionName::parse(name).is_ok(), *valid, "name {name:?}");
+        }
+        assert_eq!(
+            SessionName::parse("-a").unwrap_err().to_string(),
+            r#"session name "-a" must start with a lowercase letter or a digit, not '-'"#
+        );
+        assert!(serde_json::from_str::<SessionName>("\"web-1\"").is_ok());
+        assert!(serde_json::from_str::<SessionName>("\"Web\"").is_err());
+    }
+
+    #[test]
+    fn every_image_name_is_a_kernel_name() {
+        let image = ImageName::parse("my-image-2").expect("valid");
+        assert_eq!(KernelName::from(&image).as_str(), image.as_str());
     }
 
     #[test]
