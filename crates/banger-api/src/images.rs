@@ -3,12 +3,14 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::{ImageName, KernelName, VmName};
+
 /// A registered image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageInfo {
     /// Image name.
-    pub name: String,
+    pub name: ImageName,
     /// Managed images live in banger's store and are deleted with the image;
     /// unmanaged ones point at the user's files, which banger never deletes.
     pub managed: bool,
@@ -17,7 +19,7 @@ pub struct ImageInfo {
     /// The prepared `/root` each VM's work disk is cloned from.
     pub work_seed: Option<String>,
     /// The kernel it boots.
-    pub kernel: String,
+    pub kernel: KernelName,
     /// A custom initrd replacing the kernel's banger initramfs, if any.
     pub initrd: Option<String>,
     /// Bytes of its files (apparent size).
@@ -27,15 +29,15 @@ pub struct ImageInfo {
     /// Unix seconds.
     pub updated_at: i64,
     /// VMs created from it.
-    pub used_by_vms: Vec<String>,
+    pub used_by_vms: Vec<VmName>,
 }
 
 /// Body of `POST /v1/images/register`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageRegisterRequest {
     /// Image name; registering an existing unmanaged name updates it.
-    pub name: String,
+    pub name: ImageName,
     /// Absolute path of the ext4 root filesystem.
     pub rootfs: String,
     /// Absolute path of an ext4 work seed (`/root`); without one, VMs get an empty work disk.
@@ -46,7 +48,7 @@ pub struct ImageRegisterRequest {
     pub kernel: Option<String>,
     /// Name of an installed kernel to boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kernel_ref: Option<String>,
+    pub kernel_ref: Option<KernelName>,
     /// Absolute path of a custom initrd (must follow banger's boot chain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initrd: Option<String>,
@@ -56,11 +58,11 @@ pub struct ImageRegisterRequest {
 }
 
 /// Body of `POST /v1/images/build`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageBuildRequest {
     /// Image name.
-    pub name: String,
+    pub name: ImageName,
     /// Debian suite, e.g. `bookworm` (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suite: Option<String>,
@@ -72,7 +74,20 @@ pub struct ImageBuildRequest {
     pub size_bytes: Option<u64>,
     /// Kernel to boot (default: the catalog default, pulled if needed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kernel_ref: Option<String>,
+    pub kernel_ref: Option<KernelName>,
+}
+
+impl ImageBuildRequest {
+    /// A request for image `name` with every option at its default.
+    pub fn new(name: ImageName) -> Self {
+        Self {
+            name,
+            suite: None,
+            packages_file: None,
+            size_bytes: None,
+            kernel_ref: None,
+        }
+    }
 }
 
 /// Reply of `DELETE /v1/images/{name}`.
@@ -84,5 +99,5 @@ pub struct ImageDeleted {
     /// Files removed (managed images only).
     pub removed_files: Vec<String>,
     /// VMs that can no longer start because their base image is gone (`--force`).
-    pub broken_vms: Vec<String>,
+    pub broken_vms: Vec<VmName>,
 }

@@ -3,12 +3,14 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::{ImageName, KernelName};
+
 /// An installed kernel with its boot artifacts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KernelInfo {
     /// Kernel name (catalog entry name, or the name given to `kernel import`).
-    pub name: String,
+    pub name: KernelName,
     /// The kernel release (`uname -r`).
     pub version: String,
     /// Where it came from: `catalog:<entry>` or `import`.
@@ -28,7 +30,7 @@ pub struct KernelInfo {
     /// Unix seconds when it was installed.
     pub created_at: i64,
     /// Images that use it.
-    pub used_by_images: Vec<String>,
+    pub used_by_images: Vec<ImageName>,
 }
 
 /// A kernel the catalog offers.
@@ -52,7 +54,7 @@ pub struct CatalogKernel {
 #[serde(deny_unknown_fields)]
 pub struct KernelPullRequest {
     /// Catalog entry to install.
-    pub name: String,
+    pub name: KernelName,
 }
 
 /// Body of `POST /v1/kernels/import`.
@@ -60,7 +62,7 @@ pub struct KernelPullRequest {
 #[serde(deny_unknown_fields)]
 pub struct KernelImportRequest {
     /// Name to register it under.
-    pub name: String,
+    pub name: KernelName,
     /// Absolute path of a bzImage or ELF vmlinux on the host.
     pub kernel: String,
     /// Absolute path of its modules tree (`lib/modules/<version>`), if it has modules.

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::{SessionName, VmName};
+
 /// What a session's stdin is connected to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -79,7 +81,7 @@ impl std::fmt::Display for SessionState {
 #[serde(deny_unknown_fields)]
 pub struct SessionCreateRequest {
     /// Session name, unique within the VM: lowercase letters, digits and `-`.
-    pub name: String,
+    pub name: SessionName,
     /// The command and its arguments; the command must be on the guest PATH.
     pub command: Vec<String>,
     /// Working directory in the guest (default: /root/repo when it exists, else /root).
@@ -97,9 +99,9 @@ pub struct SessionCreateRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SessionInfo {
     /// Session name.
-    pub name: String,
+    pub name: SessionName,
     /// The VM it runs in.
-    pub vm: String,
+    pub vm: VmName,
     /// The command and its arguments.
     pub command: Vec<String>,
     /// Working directory in the guest.

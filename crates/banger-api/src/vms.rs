@@ -1,7 +1,11 @@
 //! Types of the `/v1/vms` resource.
 
+use std::net::Ipv4Addr;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::{ImageName, VmName};
 
 /// Where a VM is in its lifecycle. Persisted before every step, so a
 /// restarted daemon knows what was going on.
@@ -70,6 +74,41 @@ impl std::fmt::Display for VmState {
     }
 }
 
+/// The VMM a VM runs (or last ran) under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VmBackend {
+    /// QEMU (microvm machine).
+    Qemu,
+    /// Firecracker.
+    Firecracker,
+}
+
+impl VmBackend {
+    /// The lowercase name, as on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Qemu => "qemu",
+            Self::Firecracker => "firecracker",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "qemu" => Some(Self::Qemu),
+            "firecracker" => Some(Self::Firecracker),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for VmBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How to reach a VM over SSH with strict host key checking.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -77,7 +116,8 @@ pub struct SshInfo {
     /// Login user.
     pub user: String,
     /// Guest address.
-    pub ip: String,
+    #[schema(value_type = String, format = Ipv4)]
+    pub ip: Ipv4Addr,
     /// Name the host key is recorded under (`<name>.vm`).
     pub host_alias: String,
     /// The user's private key.
@@ -91,11 +131,11 @@ pub struct SshInfo {
 #[serde(deny_unknown_fields)]
 pub struct VmInfo {
     /// Name; also its hostname and `<name>.vm`.
-    pub name: String,
+    pub name: VmName,
     /// Lifecycle state.
     pub state: VmState,
     /// Image it was created from (`null` if that image was force-deleted).
-    pub image: Option<String>,
+    pub image: Option<ImageName>,
     /// Virtual CPUs.
     pub vcpus: u8,
     /// Memory in MiB.
@@ -103,15 +143,16 @@ pub struct VmInfo {
     /// Size of the work disk (`/root`) in bytes.
     pub disk_bytes: u64,
     /// Guest IPv4 address.
-    pub ip: String,
+    #[schema(value_type = String, format = Ipv4)]
+    pub ip: Ipv4Addr,
     /// Guest MAC address.
     pub mac: String,
     /// vsock context id.
     pub vsock_cid: u32,
     /// Host TAP device while running.
     pub tap: Option<String>,
-    /// Backend of the current or last run (`qemu`, `firecracker`).
-    pub backend: Option<String>,
+    /// Backend of the current or last run.
+    pub backend: Option<VmBackend>,
     /// VMM process id while running.
     pub pid: Option<u32>,
     /// Directory holding the VM's disks and keys.
@@ -136,10 +177,10 @@ pub struct VmInfo {
 pub struct VmCreateRequest {
     /// Name; generated (adjective-noun) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<VmName>,
     /// Image; `default_image_name` when absent (built on first use).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
+    pub image: Option<ImageName>,
     /// Virtual CPUs (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vcpus: Option<u8>,
@@ -278,7 +319,7 @@ pub struct VmKillRequest {
 #[serde(deny_unknown_fields)]
 pub struct VmDeleted {
     /// Name of the deleted VM.
-    pub name: String,
+    pub name: VmName,
     /// Files and directories removed.
     pub removed: Vec<String>,
 }
@@ -322,9 +363,10 @@ pub struct GuestProcess {
 #[serde(deny_unknown_fields)]
 pub struct VmPorts {
     /// The VM.
-    pub vm: String,
+    pub vm: VmName,
     /// Its address.
-    pub ip: String,
+    #[schema(value_type = String, format = Ipv4)]
+    pub ip: Ipv4Addr,
     /// Listening sockets, by protocol and port.
     pub ports: Vec<VmPort>,
     /// The guest had more sockets than it reported.
@@ -336,7 +378,7 @@ pub struct VmPorts {
 #[serde(deny_unknown_fields)]
 pub struct VmStats {
     /// The VM.
-    pub vm: String,
+    pub vm: VmName,
     /// Unix seconds when the sample was taken.
     pub sampled_at: i64,
     /// Measured on the host.
@@ -388,7 +430,7 @@ pub struct GuestSideStats {
 #[serde(deny_unknown_fields)]
 pub struct AgentStatus {
     /// The VM.
-    pub vm: String,
+    pub vm: VmName,
     /// Whether the agent answered a health request in time.
     pub answers: bool,
     /// Agent version and protocol, or why it did not answer.
@@ -398,6 +440,40 @@ pub struct AgentStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backends_round_trip_as_lowercase_strings() {
+        for backend in [VmBackend::Qemu, VmBackend::Firecracker] {
+            let json = serde_json::to_string(&backend).expect("serialise");
+            assert_eq!(json, format!("\"{}\"", backend.as_str()));
+            assert_eq!(VmBackend::parse(backend.as_str()), Some(backend));
+        }
+        assert_eq!(VmBackend::parse("kvm"), None);
+    }
+
+    #[test]
+    fn typed_fields_keep_the_json_shape() {
+        let ports = VmPorts {
+            vm: VmName::parse("dev").expect("name"),
+            ip: Ipv4Addr::new(172, 16, 0, 2),
+            ports: Vec::new(),
+            truncated: false,
+        };
+        let json = serde_json::to_value(&ports).expect("serialise");
+        assert_eq!(
+            json,
+            serde_json::json!({"vm": "dev", "ip": "172.16.0.2", "ports": [], "truncated": false})
+        );
+        assert_eq!(
+            serde_json::from_value::<VmPorts>(json).expect("deserialise"),
+            ports
+        );
+        let bad =
+            serde_json::json!({"vm": "dev", "ip": "not-an-ip", "ports": [], "truncated": false});
+        assert!(serde_json::from_value::<VmPorts>(bad).is_err());
+        let bad = serde_json::json!({"name": "Bad Name"});
+        assert!(serde_json::from_value::<VmCreateRequest>(bad).is_err());
+    }
 
     #[test]
     fn signal_names_numbers_and_refusals() {

@@ -1,6 +1,7 @@
 //! The command-line grammar. Clap types live only here; doc comments are the
 //! help text users see.
 
+use banger_api::{ImageName, KernelName, VmName};
 use clap::{Args, Parser, Subcommand};
 
 mod session;
@@ -96,7 +97,7 @@ pub enum VmCommand {
 #[derive(Debug, Args)]
 pub struct VmNameJson {
     /// The VM.
-    pub name: String,
+    pub name: VmName,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -106,7 +107,7 @@ pub struct VmNameJson {
 #[derive(Debug, Args)]
 pub struct VmStatsArgs {
     /// The VM.
-    pub name: String,
+    pub name: VmName,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -120,7 +121,7 @@ pub struct VmStatsArgs {
 pub struct VmResources {
     /// Image to boot (default: `default_image_name` from the config).
     #[arg(long)]
-    pub image: Option<String>,
+    pub image: Option<ImageName>,
     /// Virtual CPUs.
     #[arg(long)]
     pub vcpu: Option<u8>,
@@ -140,7 +141,7 @@ pub struct VmResources {
 pub struct VmCreateArgs {
     /// Name (default: a generated adjective-noun name).
     #[arg(long)]
-    pub name: Option<String>,
+    pub name: Option<VmName>,
     #[command(flatten)]
     pub resources: VmResources,
     /// Create only; do not start.
@@ -158,7 +159,7 @@ pub struct VmRunArgs {
     pub path: Option<std::path::PathBuf>,
     /// Name (default: a generated adjective-noun name).
     #[arg(long)]
-    pub name: Option<String>,
+    pub name: Option<VmName>,
     #[command(flatten)]
     pub resources: VmResources,
     /// Put the guest copy on a new branch of this name (needs PATH).
@@ -180,7 +181,7 @@ pub struct VmRunArgs {
 pub struct VmRefs {
     /// VM names.
     #[arg(required = true)]
-    pub names: Vec<String>,
+    pub names: Vec<VmName>,
 }
 
 /// Options of `banger vm show`.
@@ -188,7 +189,7 @@ pub struct VmRefs {
 pub struct VmShowArgs {
     /// VM names.
     #[arg(required = true)]
-    pub names: Vec<String>,
+    pub names: Vec<VmName>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -202,7 +203,7 @@ pub struct VmKillArgs {
     pub signal: banger_api::vms::VmSignal,
     /// VM names.
     #[arg(required = true)]
-    pub names: Vec<String>,
+    pub names: Vec<VmName>,
 }
 
 /// Options of `banger vm delete`.
@@ -213,7 +214,7 @@ pub struct VmDeleteArgs {
     pub force: bool,
     /// VM names.
     #[arg(required = true)]
-    pub names: Vec<String>,
+    pub names: Vec<VmName>,
 }
 
 /// Options of `banger vm set`.
@@ -221,7 +222,7 @@ pub struct VmDeleteArgs {
 pub struct VmSetArgs {
     /// The VMs (several only with --nat/--no-nat alone).
     #[arg(required = true)]
-    pub names: Vec<String>,
+    pub names: Vec<VmName>,
     /// Turn NAT on (also on running VMs).
     #[arg(long, conflicts_with = "no_nat")]
     pub nat: bool,
@@ -251,7 +252,7 @@ pub struct VmPruneArgs {
 #[derive(Debug, Args)]
 pub struct VmLogsArgs {
     /// The VM.
-    pub name: String,
+    pub name: VmName,
     /// Keep printing new output until interrupted.
     #[arg(long, short = 'f')]
     pub follow: bool,
@@ -261,7 +262,7 @@ pub struct VmLogsArgs {
 #[derive(Debug, Args)]
 pub struct VmSshArgs {
     /// The VM.
-    pub name: String,
+    pub name: VmName,
     /// Command to run (after `--`); without one, an interactive shell.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -299,7 +300,7 @@ pub enum ImageCommand {
 pub struct ImageBuildArgs {
     /// Name of the new image.
     #[arg(long)]
-    pub name: String,
+    pub name: ImageName,
     /// Debian suite (codename).
     #[arg(long, default_value = "bookworm")]
     pub suite: String,
@@ -311,7 +312,7 @@ pub struct ImageBuildArgs {
     pub size: Option<u64>,
     /// Installed kernel to boot (default: the catalog default, pulled if needed).
     #[arg(long)]
-    pub kernel_ref: Option<String>,
+    pub kernel_ref: Option<KernelName>,
 }
 
 /// Options of `banger image register`.
@@ -319,7 +320,7 @@ pub struct ImageBuildArgs {
 pub struct ImageRegisterArgs {
     /// Image name; an existing unmanaged image of this name is updated in place.
     #[arg(long)]
-    pub name: String,
+    pub name: ImageName,
     /// The ext4 root filesystem.
     #[arg(long)]
     pub rootfs: std::path::PathBuf,
@@ -328,7 +329,7 @@ pub struct ImageRegisterArgs {
     pub kernel: Option<std::path::PathBuf>,
     /// An installed kernel to boot (default: the catalog default).
     #[arg(long)]
-    pub kernel_ref: Option<String>,
+    pub kernel_ref: Option<KernelName>,
     /// A custom initrd replacing banger's initramfs (must follow banger's boot chain).
     #[arg(long)]
     pub initrd: Option<std::path::PathBuf>,
@@ -344,7 +345,7 @@ pub struct ImageRegisterArgs {
 #[derive(Debug, Args)]
 pub struct ImageShowArgs {
     /// The image's name.
-    pub name: String,
+    pub name: ImageName,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -354,7 +355,7 @@ pub struct ImageShowArgs {
 #[derive(Debug, Args)]
 pub struct ImageDeleteArgs {
     /// The image's name.
-    pub name: String,
+    pub name: ImageName,
     /// Delete even while VMs use it; those VMs will no longer start.
     #[arg(long)]
     pub force: bool,
@@ -364,7 +365,7 @@ pub struct ImageDeleteArgs {
 #[derive(Debug, Args)]
 pub struct ImageNameArg {
     /// The image's name.
-    pub name: String,
+    pub name: ImageName,
 }
 
 /// Parses sizes such as `512M`, `4G`, `4GiB` or a plain byte count.
@@ -420,14 +421,14 @@ pub struct KernelListArgs {
 #[derive(Debug, Args)]
 pub struct KernelNameArg {
     /// The kernel's name.
-    pub name: String,
+    pub name: KernelName,
 }
 
 /// Options of `banger kernel show`.
 #[derive(Debug, Args)]
 pub struct KernelShowArgs {
     /// The kernel's name.
-    pub name: String,
+    pub name: KernelName,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -438,7 +439,7 @@ pub struct KernelShowArgs {
 pub struct KernelImportArgs {
     /// Name to install it under.
     #[arg(long)]
-    pub name: String,
+    pub name: KernelName,
     /// A bzImage or ELF vmlinux.
     #[arg(long)]
     pub kernel: std::path::PathBuf,

@@ -37,9 +37,7 @@ impl DaemonClient {
         name: &KernelName,
         on_progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<KernelInfo, ClientError> {
-        let request = KernelPullRequest {
-            name: name.to_string(),
-        };
+        let request = KernelPullRequest { name: name.clone() };
         self.stream(
             Method::POST,
             paths::KERNEL_PULL,

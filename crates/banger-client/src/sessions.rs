@@ -2,7 +2,7 @@
 //! streaming log read and the attach upgrade.
 
 use banger_api::sessions::{LogStream, SessionCreateRequest, SessionInfo};
-use banger_api::{VmName, paths};
+use banger_api::{SessionName, VmName, paths};
 use hyper::Method;
 
 use crate::client::{ByteStream, UpgradedConnection};
@@ -30,10 +30,14 @@ impl DaemonClient {
     }
 
     /// One session.
-    pub async fn session(&self, vm: &VmName, session: &str) -> Result<SessionInfo, ClientError> {
+    pub async fn session(
+        &self,
+        vm: &VmName,
+        session: &SessionName,
+    ) -> Result<SessionInfo, ClientError> {
         self.call(
             Method::GET,
-            &paths::vm_session(vm.as_str(), session),
+            &paths::vm_session(vm.as_str(), session.as_str()),
             None::<&()>,
         )
         .await
@@ -43,7 +47,7 @@ impl DaemonClient {
     pub async fn signal_session(
         &self,
         vm: &VmName,
-        session: &str,
+        session: &SessionName,
         action: SessionAction,
     ) -> Result<SessionInfo, ClientError> {
         let action = match action {
@@ -52,7 +56,7 @@ impl DaemonClient {
         };
         self.call(
             Method::POST,
-            &paths::vm_session_action(vm.as_str(), session, action),
+            &paths::vm_session_action(vm.as_str(), session.as_str(), action),
             None::<&()>,
         )
         .await
@@ -62,11 +66,11 @@ impl DaemonClient {
     pub async fn remove_session(
         &self,
         vm: &VmName,
-        session: &str,
+        session: &SessionName,
     ) -> Result<SessionInfo, ClientError> {
         self.call(
             Method::DELETE,
-            &paths::vm_session(vm.as_str(), session),
+            &paths::vm_session(vm.as_str(), session.as_str()),
             None::<&()>,
         )
         .await
@@ -77,7 +81,7 @@ impl DaemonClient {
     pub async fn session_logs(
         &self,
         vm: &VmName,
-        session: &str,
+        session: &SessionName,
         stream: LogStream,
         follow: bool,
     ) -> Result<ByteStream, ClientError> {
@@ -87,7 +91,7 @@ impl DaemonClient {
         };
         let path = format!(
             "{}?stream={stream}&follow={follow}",
-            paths::vm_session_action(vm.as_str(), session, "logs")
+            paths::vm_session_action(vm.as_str(), session.as_str(), "logs")
         );
         self.byte_stream(Method::GET, &path).await
     }
@@ -97,10 +101,10 @@ impl DaemonClient {
     pub async fn attach_session(
         &self,
         vm: &VmName,
-        session: &str,
+        session: &SessionName,
     ) -> Result<UpgradedConnection, ClientError> {
         self.upgrade(
-            &paths::vm_session_action(vm.as_str(), session, "attach"),
+            &paths::vm_session_action(vm.as_str(), session.as_str(), "attach"),
             banger_api::sessions::ATTACH_PROTOCOL,
         )
         .await

@@ -165,7 +165,7 @@ fn vm_target(name: &str) -> anyhow_like::Result<SshTarget> {
         serde_json::from_slice(&output.stdout).map_err(|e| format!("vm show JSON: {e}"))?;
     Ok(SshTarget {
         user: vm.ssh.user,
-        ip: vm.ssh.ip.parse().map_err(|e| format!("VM ip: {e}"))?,
+        ip: vm.ssh.ip,
         port: banger_host::ssh::command::DEFAULT_PORT,
         alias: vm.ssh.host_alias,
         identity: vm.ssh.identity.into(),

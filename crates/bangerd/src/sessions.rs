@@ -17,7 +17,7 @@ use banger_agent_client::proto::{
 };
 use banger_api::sessions::{LogStream, SessionCreateRequest, SessionInfo, SessionState, StdinMode};
 use banger_api::vms::VmState;
-use banger_api::{ErrorCode, VmName};
+use banger_api::{ErrorCode, SessionName, VmName};
 
 use crate::state::AppState;
 use crate::store::{SessionRow, StoreError, VmRow};
@@ -38,27 +38,19 @@ pub enum SessionError {
     /// The VM is missing or not running.
     #[error(transparent)]
     Vm(#[from] VmError),
-    /// The session name breaks the naming rule.
-    #[error("invalid session name {name:?}: {reason}; use lowercase letters, digits and '-'")]
-    InvalidName {
-        /// The name.
-        name: String,
-        /// What is wrong.
-        reason: String,
-    },
     /// No command was given.
     #[error("session {name} needs a command (after `--`)")]
     EmptyCommand {
         /// The session.
-        name: String,
+        name: SessionName,
     },
     /// A session of that name exists.
     #[error("VM {vm} already has a session {name} ({state}); {hint}")]
     NameTaken {
         /// The VM.
-        vm: String,
+        vm: VmName,
         /// The session.
-        name: String,
+        name: SessionName,
         /// Its state.
         state: SessionState,
         /// What to do.
@@ -68,17 +60,17 @@ pub enum SessionError {
     #[error("VM {vm} has no session {name}; see `banger vm session list {vm}`")]
     NotFound {
         /// The VM.
-        vm: String,
+        vm: VmName,
         /// The session.
-        name: String,
+        name: SessionName,
     },
     /// The session's state does not allow the operation.
     #[error("session {name} in VM {vm} is {state}; {hint}")]
     WrongState {
         /// The VM.
-        vm: String,
+        vm: VmName,
         /// The session.
-        name: String,
+        name: SessionName,
         /// Its state.
         state: SessionState,
         /// What to do instead.
@@ -89,7 +81,7 @@ pub enum SessionError {
     #[error("VM {vm}: {reason}")]
     Refused {
         /// The VM.
-        vm: String,
+        vm: VmName,
         /// The agent's reason.
         reason: SessionRefusal,
     },
@@ -99,7 +91,7 @@ pub enum SessionError {
     )]
     Agent {
         /// The VM.
-        vm: String,
+        vm: VmName,
         /// The cause.
         #[source]
         source: AgentError,
@@ -114,7 +106,7 @@ impl SessionError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Vm(vm) => vm.code(),
-            Self::InvalidName { .. } | Self::EmptyCommand { .. } => ErrorCode::BadRequest,
+            Self::EmptyCommand { .. } => ErrorCode::BadRequest,
             Self::NotFound { .. } => ErrorCode::NotFound,
             Self::NameTaken { .. } | Self::WrongState { .. } => ErrorCode::Conflict,
             Self::Refused { reason, .. } => match reason {
@@ -142,23 +134,14 @@ impl SessionError {
 fn agent_error(vm: &VmName, error: AgentError) -> SessionError {
     match error {
         AgentError::SessionRefused { reason } => SessionError::Refused {
-            vm: vm.to_string(),
+            vm: vm.clone(),
             reason,
         },
         source => SessionError::Agent {
-            vm: vm.to_string(),
+            vm: vm.clone(),
             source,
         },
     }
-}
-
-fn check_name(name: &str) -> Result<(), SessionError> {
-    banger_agent_client::proto::validate_session_name(name).map_err(|error| {
-        SessionError::InvalidName {
-            name: name.to_owned(),
-            reason: error.to_string(),
-        }
-    })
 }
 
 fn to_agent_mode(mode: StdinMode) -> AgentStdinMode {
@@ -172,15 +155,15 @@ fn to_agent_mode(mode: StdinMode) -> AgentStdinMode {
 fn session_row(
     state: &AppState,
     vm: &VmName,
-    name: &str,
+    name: &SessionName,
 ) -> Result<(VmRow, SessionRow), SessionError> {
     let store = state.store();
     let vm_row = row(&store, vm)?;
     let session = store
         .session(vm_row.id, name)?
         .ok_or_else(|| SessionError::NotFound {
-            vm: vm.to_string(),
-            name: name.to_owned(),
+            vm: vm.clone(),
+            name: name.clone(),
         })?;
     Ok((vm_row, session))
 }
@@ -197,7 +180,6 @@ pub async fn create(
     vm: &VmName,
     request: &SessionCreateRequest,
 ) -> Result<SessionInfo, SessionError> {
-    check_name(&request.name)?;
     if request.command.is_empty() {
         return Err(SessionError::EmptyCommand {
             name: request.name.clone(),
@@ -209,7 +191,7 @@ pub async fn create(
         let vm_row = row(&store, vm)?;
         if let Some(existing) = store.session(vm_row.id, &request.name)? {
             return Err(SessionError::NameTaken {
-                vm: vm.to_string(),
+                vm: vm.clone(),
                 name: request.name.clone(),
                 state: existing.state,
                 hint: if existing.state == SessionState::Running {
@@ -222,7 +204,7 @@ pub async fn create(
         vm_row.id
     };
     let mut spec = SessionSpec {
-        name: request.name.clone(),
+        name: request.name.to_string(),
         argv: request.command.clone(),
         cwd: request
             .cwd
@@ -274,7 +256,8 @@ pub async fn create(
 
 /// Kills a session the daemon could not record and makes the agent forget
 /// it (remove is refused until the kill has landed, so it is retried).
-async fn discard(uds: &std::path::Path, name: &str) {
+async fn discard(uds: &std::path::Path, name: &SessionName) {
+    let name = name.as_str();
     let _ =
         banger_agent_client::session_signal(uds, name, SessionSignal::Kill, AGENT_TIMEOUT).await;
     for _ in 0..20 {
@@ -306,7 +289,7 @@ fn apply_agent_state(session: &mut SessionRow, status: &SessionStatus) -> bool {
 fn info(vm: &VmName, session: &SessionRow, status: Option<&SessionStatus>) -> SessionInfo {
     SessionInfo {
         name: session.name.clone(),
-        vm: vm.to_string(),
+        vm: vm.clone(),
         command: session.command.clone(),
         cwd: session.cwd.clone(),
         stdin_mode: session.stdin_mode,
@@ -339,8 +322,11 @@ pub async fn list(state: &AppState, vm: &VmName) -> Result<Vec<SessionInfo>, Ses
 }
 
 /// One session, reconciled with what its agent reports.
-pub async fn show(state: &AppState, vm: &VmName, name: &str) -> Result<SessionInfo, SessionError> {
-    check_name(name)?;
+pub async fn show(
+    state: &AppState,
+    vm: &VmName,
+    name: &SessionName,
+) -> Result<SessionInfo, SessionError> {
     let (vm_row, mut session) = session_row(state, vm, name)?;
     let live = live_sessions(state, vm, &vm_row, Some(name)).await;
     let status = reconcile(state, &mut session, live.as_deref())?;
@@ -356,14 +342,14 @@ async fn live_sessions(
     state: &AppState,
     vm: &VmName,
     vm_row: &VmRow,
-    only: Option<&str>,
+    only: Option<&SessionName>,
 ) -> Option<Vec<SessionStatus>> {
     if vm_row.state != VmState::Running {
         return Some(Vec::new());
     }
     let uds = crate::vms::agent::running_uds(state, vm).ok()?.1;
     let answer = match only {
-        Some(name) => banger_agent_client::session_show(&uds, name, AGENT_TIMEOUT)
+        Some(name) => banger_agent_client::session_show(&uds, name.as_str(), AGENT_TIMEOUT)
             .await
             .map(|status| vec![status]),
         None => banger_agent_client::session_list(&uds, AGENT_TIMEOUT).await,
@@ -374,7 +360,7 @@ async fn live_sessions(
             reason: SessionRefusal::NotFound { .. },
         }) => Some(Vec::new()),
         Err(error) => {
-            tracing::warn!(vm = %vm, session = ?only, error = %crate::error::error_chain(&error), "cannot ask the agent for sessions");
+            tracing::warn!(vm = %vm, session = ?only.map(SessionName::as_str), error = %crate::error::error_chain(&error), "cannot ask the agent for sessions");
             None
         }
     }
@@ -392,7 +378,7 @@ fn reconcile(
     };
     let status = live
         .iter()
-        .find(|status| status.name == session.name && Some(status.pid) == session.pid)
+        .find(|status| status.name == session.name.as_str() && Some(status.pid) == session.pid)
         .cloned();
     let changed = match &status {
         Some(status) => apply_agent_state(session, status),
@@ -429,7 +415,7 @@ fn expect_state(
 pub async fn signal(
     state: &AppState,
     vm: &VmName,
-    name: &str,
+    name: &SessionName,
     signal: SessionSignal,
 ) -> Result<SessionInfo, SessionError> {
     expect_state(
@@ -438,7 +424,7 @@ pub async fn signal(
         "only a running session can be stopped or killed",
     )?;
     let uds = agent_socket(state, vm)?;
-    banger_agent_client::session_signal(&uds, name, signal, AGENT_TIMEOUT)
+    banger_agent_client::session_signal(&uds, name.as_str(), signal, AGENT_TIMEOUT)
         .await
         .map_err(|error| agent_error(vm, error))?;
     // Give a process that honours SIGTERM a moment, so the answer usually
@@ -458,7 +444,7 @@ pub async fn signal(
 pub async fn remove(
     state: &AppState,
     vm: &VmName,
-    name: &str,
+    name: &SessionName,
 ) -> Result<SessionInfo, SessionError> {
     let current = show(state, vm, name).await?;
     expect_state(
@@ -467,7 +453,7 @@ pub async fn remove(
         "stop it first with `banger vm session stop`",
     )?;
     let uds = agent_socket(state, vm)?;
-    match banger_agent_client::session_remove(&uds, name, AGENT_TIMEOUT).await {
+    match banger_agent_client::session_remove(&uds, name.as_str(), AGENT_TIMEOUT).await {
         // After a VM reboot the agent does not know the session; its remove
         // still deletes the log directory, or there was none.
         Ok(())
@@ -487,11 +473,10 @@ pub async fn remove(
 pub async fn logs(
     state: &AppState,
     vm: &VmName,
-    name: &str,
+    name: &SessionName,
     stream: LogStream,
     follow: bool,
 ) -> Result<tokio::net::UnixStream, SessionError> {
-    check_name(name)?;
     session_row(state, vm, name)?;
     let uds = agent_socket(state, vm)?;
     let stream = match stream {
@@ -499,7 +484,7 @@ pub async fn logs(
         LogStream::Stderr => AgentLogStream::Stderr,
     };
     let (_, connection) =
-        banger_agent_client::session_logs(&uds, name, stream, 0, follow, AGENT_TIMEOUT)
+        banger_agent_client::session_logs(&uds, name.as_str(), stream, 0, follow, AGENT_TIMEOUT)
             .await
             .map_err(|error| agent_error(vm, error))?;
     Ok(connection)
@@ -510,7 +495,7 @@ pub async fn logs(
 pub async fn attach(
     state: &AppState,
     vm: &VmName,
-    name: &str,
+    name: &SessionName,
 ) -> Result<tokio::net::UnixStream, SessionError> {
     expect_state(
         &show(state, vm, name).await?,
@@ -518,8 +503,45 @@ pub async fn attach(
         "only a running session can be attached; see `banger vm session logs`",
     )?;
     let uds = agent_socket(state, vm)?;
-    let (_, connection) = banger_agent_client::session_attach(&uds, name, AGENT_TIMEOUT)
+    let (_, connection) = banger_agent_client::session_attach(&uds, name.as_str(), AGENT_TIMEOUT)
         .await
         .map_err(|error| agent_error(vm, error))?;
     Ok(connection)
+}
+
+#[cfg(test)]
+mod tests {
+    use banger_api::SessionName;
+
+    /// The daemon parses session names with `SessionName` at the API edge;
+    /// the guest agent checks them again with its own copy of the rule. The
+    /// two must accept exactly the same names.
+    #[test]
+    fn the_api_and_the_guest_agent_share_the_session_name_rule() {
+        let mut names: Vec<String> = [
+            "", "a", "0", "web", "web-1", "2fast", "web-", "-web", "-", "Web", "a_b", "a.b",
+            "../x", "a/b", "é", " web", "web ", "a\n",
+        ]
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect();
+        names.extend([
+            "a".repeat(62),
+            "a".repeat(63),
+            "a".repeat(64),
+            "é".repeat(32),
+        ]);
+        for first in ['a', 'z', '0', '9', '-', '_', 'A', '.', '/'] {
+            for second in ['a', '0', '-', '_', 'A', '.', ' '] {
+                names.push(format!("{first}{second}"));
+            }
+        }
+        for name in names {
+            assert_eq!(
+                SessionName::parse(&name).is_ok(),
+                banger_agent_client::proto::validate_session_name(&name).is_ok(),
+                "{name:?}"
+            );
+        }
+    }
 }

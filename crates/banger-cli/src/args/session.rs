@@ -1,5 +1,6 @@
 //! Arguments of `banger vm session ...`.
 
+use banger_api::{SessionName, VmName};
 use clap::{Args, Subcommand, ValueEnum};
 
 /// `banger vm session ...`
@@ -37,10 +38,10 @@ pub enum StdinModeArg {
 #[derive(Debug, Args)]
 pub struct SessionStartArgs {
     /// The VM (must be running).
-    pub vm: String,
+    pub vm: VmName,
     /// The session's name (lowercase letters, digits, `-`).
     #[arg(long)]
-    pub name: String,
+    pub name: SessionName,
     /// Working directory in the guest (default: /root/repo when it exists, else /root).
     #[arg(long)]
     pub cwd: Option<String>,
@@ -62,7 +63,7 @@ pub struct SessionStartArgs {
 #[derive(Debug, Args)]
 pub struct SessionListArgs {
     /// The VM.
-    pub vm: String,
+    pub vm: VmName,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -72,9 +73,9 @@ pub struct SessionListArgs {
 #[derive(Debug, Args)]
 pub struct SessionShowArgs {
     /// The VM.
-    pub vm: String,
+    pub vm: VmName,
     /// The session.
-    pub session: String,
+    pub session: SessionName,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -93,9 +94,9 @@ pub enum LogStreamArg {
 #[derive(Debug, Args)]
 pub struct SessionLogsArgs {
     /// The VM.
-    pub vm: String,
+    pub vm: VmName,
     /// The session.
-    pub session: String,
+    pub session: SessionName,
     /// Which stream.
     #[arg(long, value_enum, default_value_t = LogStreamArg::Stdout)]
     pub stream: LogStreamArg,
@@ -108,7 +109,7 @@ pub struct SessionLogsArgs {
 #[derive(Debug, Args)]
 pub struct SessionRef {
     /// The VM.
-    pub vm: String,
+    pub vm: VmName,
     /// The session.
-    pub session: String,
+    pub session: SessionName,
 }

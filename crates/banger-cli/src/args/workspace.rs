@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use banger_api::VmName;
 use clap::{Args, Subcommand, ValueEnum};
 
 /// `banger vm workspace ...`
@@ -27,7 +28,7 @@ pub enum WorkspaceMode {
 #[derive(Debug, Args)]
 pub struct WorkspacePrepareArgs {
     /// The VM (must be running).
-    pub vm: String,
+    pub vm: VmName,
     /// A directory inside the git checkout to copy.
     pub path: PathBuf,
     /// Where the copy goes in the guest; must not exist or be empty.
@@ -54,7 +55,7 @@ pub struct WorkspacePrepareArgs {
 #[derive(Debug, Args)]
 pub struct WorkspacePullArgs {
     /// The VM (must be running).
-    pub vm: String,
+    pub vm: VmName,
     /// A directory inside the host repository (default: the current directory).
     pub path: Option<PathBuf>,
     /// Branch to create or update in the host repository (default: banger/<vm>).
@@ -75,7 +76,7 @@ pub struct WorkspacePullArgs {
 #[derive(Debug, Args)]
 pub struct VmAcpArgs {
     /// The VM (must be running).
-    pub vm: String,
+    pub vm: VmName,
     /// Working directory in the guest (default: /root/repo when it exists, else /root).
     #[arg(long)]
     pub cwd: Option<String>,

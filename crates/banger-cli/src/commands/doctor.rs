@@ -64,10 +64,7 @@ async fn agent_checks(paths: &Paths) -> Vec<doctor::Check> {
         .iter()
         .filter(|vm| vm.state == banger_api::vms::VmState::Running)
     {
-        let Ok(name) = banger_api::VmName::parse(&vm.name) else {
-            continue;
-        };
-        let check = match client.vm_agent(&name).await {
+        let check = match client.vm_agent(&vm.name).await {
             Ok(status) if status.answers => doctor::Check {
                 name: "guest-agent",
                 status: Status::Pass,

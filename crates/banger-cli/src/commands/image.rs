@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use banger_api::ImageName;
 use banger_api::images::{ImageBuildRequest, ImageInfo, ImageRegisterRequest};
 use banger_config::Paths;
 
@@ -20,7 +19,7 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
     match command {
         ImageCommand::Build(args) => {
             let request = ImageBuildRequest {
-                name: ImageName::parse(&args.name)?.to_string(),
+                name: args.name,
                 suite: Some(args.suite),
                 packages_file: args.packages.as_deref().map(path_text).transpose()?,
                 size_bytes: args.size,
@@ -41,7 +40,7 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
         }
         ImageCommand::Register(args) => {
             let request = ImageRegisterRequest {
-                name: ImageName::parse(&args.name)?.to_string(),
+                name: args.name,
                 rootfs: path_text(&args.rootfs)?,
                 work_seed: args.work_seed.as_deref().map(path_text).transpose()?,
                 kernel: args.kernel.as_deref().map(path_text).transpose()?,
@@ -73,9 +72,9 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
                 ];
                 for image in images {
                     rows.push(vec![
-                        image.name,
+                        image.name.to_string(),
                         if image.managed { "yes" } else { "no" }.to_owned(),
-                        image.kernel,
+                        image.kernel.to_string(),
                         human_bytes(image.size_bytes),
                         image.used_by_vms.len().to_string(),
                     ]);
@@ -84,10 +83,7 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
             }
         }
         ImageCommand::Show(args) => {
-            let image = super::connect(&paths)
-                .await?
-                .image(&ImageName::parse(&args.name)?)
-                .await?;
+            let image = super::connect(&paths).await?.image(&args.name).await?;
             if args.json {
                 output::json(&image)?;
             } else {
@@ -95,10 +91,9 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
             }
         }
         ImageCommand::Delete(args) => {
-            let name = ImageName::parse(&args.name)?;
             let deleted = super::connect(&paths)
                 .await?
-                .delete_image(&name, args.force)
+                .delete_image(&args.name, args.force)
                 .await?;
             for file in &deleted.removed_files {
                 eprintln!("removed {file}");
@@ -106,17 +101,16 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
             if !deleted.broken_vms.is_empty() {
                 eprintln!(
                     "warning: VM(s) {} used this image and can no longer start; delete them with `banger vm delete`",
-                    deleted.broken_vms.join(", ")
+                    output::join(&deleted.broken_vms, ", ")
                 );
             }
             eprintln!("deleted image {}", deleted.image.name);
         }
         ImageCommand::Promote(args) => {
-            let name = ImageName::parse(&args.name)?;
             let client = super::connect(&paths).await?;
             let mut reporter = Reporter::new();
             let result = client
-                .promote_image(&name, &mut |progress| reporter.show(progress))
+                .promote_image(&args.name, &mut |progress| reporter.show(progress))
                 .await;
             reporter.finish();
             let image = result?;
@@ -132,14 +126,14 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
 fn details(image: &ImageInfo) -> Vec<Vec<String>> {
     let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
     vec![
-        vec!["name".into(), image.name.clone()],
+        vec!["name".into(), image.name.to_string()],
         vec![
             "managed".into(),
             if image.managed { "yes" } else { "no" }.into(),
         ],
         vec!["rootfs".into(), image.rootfs.clone()],
         vec!["work seed".into(), optional(&image.work_seed)],
-        vec!["kernel".into(), image.kernel.clone()],
+        vec!["kernel".into(), image.kernel.to_string()],
         vec!["initrd".into(), optional(&image.initrd)],
         vec!["size".into(), human_bytes(image.size_bytes)],
         vec![
@@ -147,7 +141,7 @@ fn details(image: &ImageInfo) -> Vec<Vec<String>> {
             if image.used_by_vms.is_empty() {
                 "-".into()
             } else {
-                image.used_by_vms.join(", ")
+                output::join(&image.used_by_vms, ", ")
             },
         ],
     ]

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use banger_api::KernelName;
 use banger_api::kernels::{KernelImportRequest, KernelInfo};
 use banger_config::Paths;
 
@@ -52,11 +51,11 @@ pub async fn run(command: KernelCommand) -> anyhow::Result<ExitCode> {
                     ];
                     for kernel in kernels {
                         rows.push(vec![
-                            kernel.name,
+                            kernel.name.to_string(),
                             kernel.version,
                             kernel.source,
                             human_bytes(kernel.size_bytes),
-                            kernel.used_by_images.join(","),
+                            output::join(&kernel.used_by_images, ","),
                         ]);
                     }
                     output::line(&output::sanitize(&output::table(&rows)))?;
@@ -64,19 +63,17 @@ pub async fn run(command: KernelCommand) -> anyhow::Result<ExitCode> {
             }
         }
         KernelCommand::Pull(args) => {
-            let name = KernelName::parse(&args.name)?;
             let client = super::connect(&paths).await?;
             let mut reporter = Reporter::new();
             let result = client
-                .pull_kernel(&name, &mut |progress| reporter.show(progress))
+                .pull_kernel(&args.name, &mut |progress| reporter.show(progress))
                 .await;
             reporter.finish();
             let kernel = result?;
             eprintln!("kernel {} ({}) is installed", kernel.name, kernel.version);
         }
         KernelCommand::Show(args) => {
-            let name = KernelName::parse(&args.name)?;
-            let kernel = super::connect(&paths).await?.kernel(&name).await?;
+            let kernel = super::connect(&paths).await?.kernel(&args.name).await?;
             if args.json {
                 output::json(&kernel)?;
             } else {
@@ -84,17 +81,18 @@ pub async fn run(command: KernelCommand) -> anyhow::Result<ExitCode> {
             }
         }
         KernelCommand::Delete(args) => {
-            let name = KernelName::parse(&args.name)?;
-            let kernel = super::connect(&paths).await?.delete_kernel(&name).await?;
+            let kernel = super::connect(&paths)
+                .await?
+                .delete_kernel(&args.name)
+                .await?;
             eprintln!(
                 "deleted kernel {} and its files in {}",
                 kernel.name, kernel.dir
             );
         }
         KernelCommand::Import(args) => {
-            let name = KernelName::parse(&args.name)?;
             let request = KernelImportRequest {
-                name: name.to_string(),
+                name: args.name,
                 kernel: super::absolute(&args.kernel)?.display().to_string(),
                 modules: args
                     .modules
@@ -123,7 +121,7 @@ fn yes_no(value: bool) -> String {
 fn details(kernel: &KernelInfo) -> Vec<Vec<String>> {
     let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
     vec![
-        vec!["name".into(), kernel.name.clone()],
+        vec!["name".into(), kernel.name.to_string()],
         vec!["version".into(), kernel.version.clone()],
         vec!["source".into(), kernel.source.clone()],
         vec!["dir".into(), kernel.dir.clone()],
@@ -137,7 +135,7 @@ fn details(kernel: &KernelInfo) -> Vec<Vec<String>> {
             if kernel.used_by_images.is_empty() {
                 "-".into()
             } else {
-                kernel.used_by_images.join(", ")
+                output::join(&kernel.used_by_images, ", ")
             },
         ],
     ]

@@ -1,7 +1,7 @@
 //! The `/v1/images` resource: list, show, register, build, promote, delete.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 
 use axum::response::Response;
 use banger_api::images::{ImageBuildRequest, ImageDeleted, ImageInfo, ImageRegisterRequest};
@@ -10,6 +10,7 @@ use banger_api::{ApiError, ImageName};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::path::NamePath;
 use super::stream::stream_blocking;
 use super::{ApiFailure, ApiJson, blocking};
 use crate::images::{self, ImageError};
@@ -32,14 +33,13 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ImageInfo>>,
 
 /// Shows one image.
 #[utoipa::path(get, path = "/v1/images/{name}", tag = "images",
-    params(("name" = String, Path, description = "Image name")),
+    params(("name" = ImageName, Path, description = "Image name")),
     responses((status = 200, description = "The image", body = ImageInfo),
         (status = 404, description = "No such image", body = ApiError)))]
 pub async fn show(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<ImageName>,
 ) -> Result<Json<ImageInfo>, ApiFailure> {
-    let name = ImageName::parse(&name)?;
     blocking(state, move |state| images::show(&state.store(), &name))
         .await
         .map(Json)
@@ -56,16 +56,15 @@ pub struct DeleteQuery {
 
 /// Deletes an image (managed: with its files).
 #[utoipa::path(delete, path = "/v1/images/{name}", tag = "images",
-    params(("name" = String, Path, description = "Image name"), DeleteQuery),
+    params(("name" = ImageName, Path, description = "Image name"), DeleteQuery),
     responses((status = 200, description = "What was deleted and what it broke", body = ImageDeleted),
         (status = 404, description = "No such image", body = ApiError),
         (status = 409, description = "In use", body = ApiError)))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<ImageName>,
     Query(query): Query<DeleteQuery>,
 ) -> Result<Json<ImageDeleted>, ApiFailure> {
-    let name = ImageName::parse(&name)?;
     blocking(state, move |state| {
         images::delete(state, &name, query.force)
     })
@@ -82,7 +81,6 @@ pub async fn register(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<ImageRegisterRequest>,
 ) -> Result<Response, ApiFailure> {
-    ImageName::parse(&request.name)?;
     Ok(stream_blocking(move |progress| {
         images::register(&state, &request, progress).map_err(ApiFailure::from)
     }))
@@ -96,7 +94,6 @@ pub async fn build(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<ImageBuildRequest>,
 ) -> Result<Response, ApiFailure> {
-    ImageName::parse(&request.name)?;
     Ok(stream_blocking(move |progress| {
         images::build(&state, &request, progress).map_err(ApiFailure::from)
     }))
@@ -104,14 +101,13 @@ pub async fn build(
 
 /// Copies an unmanaged image into the managed store and verifies it.
 #[utoipa::path(post, path = "/v1/images/{name}/promote", tag = "images",
-    params(("name" = String, Path, description = "Image name")),
+    params(("name" = ImageName, Path, description = "Image name")),
     responses((status = 200, description = "NDJSON progress stream ending in the image",
         content_type = "application/x-ndjson", body = OperationEvent<ImageInfo>)))]
 pub async fn promote(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<ImageName>,
 ) -> Result<Response, ApiFailure> {
-    let name = ImageName::parse(&name)?;
     Ok(stream_blocking(move |progress| {
         images::promote(&state, &name, progress).map_err(ApiFailure::from)
     }))

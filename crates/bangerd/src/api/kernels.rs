@@ -3,13 +3,14 @@
 use std::path::PathBuf;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 
 use axum::response::Response;
 use banger_api::kernels::{CatalogKernel, KernelImportRequest, KernelInfo, KernelPullRequest};
 use banger_api::operation::OperationEvent;
 use banger_api::{ApiError, KernelName};
 
+use super::path::NamePath;
 use super::stream::stream_blocking;
 use super::{ApiFailure, ApiJson, blocking};
 use crate::kernels::{self, KernelError};
@@ -43,14 +44,13 @@ pub async fn catalog(
 
 /// Shows one installed kernel.
 #[utoipa::path(get, path = "/v1/kernels/{name}", tag = "kernels",
-    params(("name" = String, Path, description = "Kernel name")),
+    params(("name" = KernelName, Path, description = "Kernel name")),
     responses((status = 200, description = "The kernel", body = KernelInfo),
         (status = 404, description = "Not installed", body = ApiError)))]
 pub async fn show(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<KernelName>,
 ) -> Result<Json<KernelInfo>, ApiFailure> {
-    let name = KernelName::parse(&name)?;
     blocking(state, move |state| kernels::show(&state.store(), &name))
         .await
         .map(Json)
@@ -58,15 +58,14 @@ pub async fn show(
 
 /// Deletes an installed kernel (refused while an image uses it).
 #[utoipa::path(delete, path = "/v1/kernels/{name}", tag = "kernels",
-    params(("name" = String, Path, description = "Kernel name")),
+    params(("name" = KernelName, Path, description = "Kernel name")),
     responses((status = 200, description = "The deleted kernel", body = KernelInfo),
         (status = 404, description = "Not installed", body = ApiError),
         (status = 409, description = "In use", body = ApiError)))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<KernelName>,
 ) -> Result<Json<KernelInfo>, ApiFailure> {
-    let name = KernelName::parse(&name)?;
     blocking(state, move |state| kernels::delete(state, &name))
         .await
         .map(Json)
@@ -81,9 +80,8 @@ pub async fn pull(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<KernelPullRequest>,
 ) -> Result<Response, ApiFailure> {
-    let name = KernelName::parse(&request.name)?;
     Ok(stream_blocking(move |progress| {
-        kernels::pull(&state, &name, progress).map_err(ApiFailure::from)
+        kernels::pull(&state, &request.name, progress).map_err(ApiFailure::from)
     }))
 }
 
@@ -96,7 +94,7 @@ pub async fn import(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<KernelImportRequest>,
 ) -> Result<Response, ApiFailure> {
-    let name = KernelName::parse(&request.name)?;
+    let name = request.name;
     let kernel = PathBuf::from(&request.kernel);
     let modules = request.modules.map(PathBuf::from);
     Ok(stream_blocking(move |progress| {

@@ -10,6 +10,7 @@ mod daemon;
 mod images;
 mod json;
 mod kernels;
+mod path;
 pub mod peer;
 mod sessions;
 mod stream;

@@ -3,15 +3,16 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use banger_agent_client::proto::SessionSignal;
 use banger_api::sessions::{ATTACH_PROTOCOL, LogStream, SessionCreateRequest, SessionInfo};
-use banger_api::{ApiError, ErrorCode, VmName};
+use banger_api::{ApiError, ErrorCode, SessionName, VmName};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::path::{NamePath, SessionPath};
 use super::{ApiFailure, ApiJson};
 use crate::sessions::{self, SessionError};
 use crate::state::AppState;
@@ -24,69 +25,64 @@ impl From<SessionError> for ApiFailure {
 
 /// Lists a VM's sessions.
 #[utoipa::path(get, path = "/v1/vms/{name}/sessions", tag = "sessions",
-    params(("name" = String, Path, description = "VM name")),
+    params(("name" = VmName, Path, description = "VM name")),
     responses((status = 200, description = "Sessions, oldest first", body = Vec<SessionInfo>),
         (status = 404, description = "No such VM", body = ApiError)))]
 pub async fn list(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(vm): NamePath<VmName>,
 ) -> Result<Json<Vec<SessionInfo>>, ApiFailure> {
-    let vm = VmName::parse(&name)?;
     Ok(Json(sessions::list(&state, &vm).await?))
 }
 
 /// Starts a session after checking its cwd and commands in the guest.
 #[utoipa::path(post, path = "/v1/vms/{name}/sessions", tag = "sessions", request_body = SessionCreateRequest,
-    params(("name" = String, Path, description = "VM name")),
+    params(("name" = VmName, Path, description = "VM name")),
     responses((status = 201, description = "The started session", body = SessionInfo),
         (status = 400, description = "A missing command or cwd, or a bad name", body = ApiError),
         (status = 409, description = "Name taken or VM not running", body = ApiError)))]
 pub async fn create(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(vm): NamePath<VmName>,
     ApiJson(request): ApiJson<SessionCreateRequest>,
 ) -> Result<(StatusCode, Json<SessionInfo>), ApiFailure> {
-    let vm = VmName::parse(&name)?;
     let session = sessions::create(&state, &vm, &request).await?;
     Ok((StatusCode::CREATED, Json(session)))
 }
 
 /// Shows one session.
 #[utoipa::path(get, path = "/v1/vms/{name}/sessions/{session}", tag = "sessions",
-    params(("name" = String, Path, description = "VM name"), ("session" = String, Path, description = "Session name")),
+    params(("name" = VmName, Path, description = "VM name"), ("session" = SessionName, Path, description = "Session name")),
     responses((status = 200, description = "The session", body = SessionInfo),
         (status = 404, description = "No such VM or session", body = ApiError)))]
 pub async fn show(
     State(state): State<AppState>,
-    Path((name, session)): Path<(String, String)>,
+    SessionPath { vm, session }: SessionPath,
 ) -> Result<Json<SessionInfo>, ApiFailure> {
-    let vm = VmName::parse(&name)?;
     Ok(Json(sessions::show(&state, &vm, &session).await?))
 }
 
 /// Forgets an ended session and deletes its logs in the guest.
 #[utoipa::path(delete, path = "/v1/vms/{name}/sessions/{session}", tag = "sessions",
-    params(("name" = String, Path, description = "VM name"), ("session" = String, Path, description = "Session name")),
+    params(("name" = VmName, Path, description = "VM name"), ("session" = SessionName, Path, description = "Session name")),
     responses((status = 200, description = "The removed session, as it was", body = SessionInfo),
         (status = 409, description = "Still running", body = ApiError)))]
 pub async fn remove(
     State(state): State<AppState>,
-    Path((name, session)): Path<(String, String)>,
+    SessionPath { vm, session }: SessionPath,
 ) -> Result<Json<SessionInfo>, ApiFailure> {
-    let vm = VmName::parse(&name)?;
     Ok(Json(sessions::remove(&state, &vm, &session).await?))
 }
 
 /// Sends SIGTERM to the session's process group.
 #[utoipa::path(post, path = "/v1/vms/{name}/sessions/{session}/stop", tag = "sessions",
-    params(("name" = String, Path, description = "VM name"), ("session" = String, Path, description = "Session name")),
+    params(("name" = VmName, Path, description = "VM name"), ("session" = SessionName, Path, description = "Session name")),
     responses((status = 200, description = "The session afterwards", body = SessionInfo),
         (status = 409, description = "Not running", body = ApiError)))]
 pub async fn stop(
     State(state): State<AppState>,
-    Path((name, session)): Path<(String, String)>,
+    SessionPath { vm, session }: SessionPath,
 ) -> Result<Json<SessionInfo>, ApiFailure> {
-    let vm = VmName::parse(&name)?;
     Ok(Json(
         sessions::signal(&state, &vm, &session, SessionSignal::Terminate).await?,
     ))
@@ -94,14 +90,13 @@ pub async fn stop(
 
 /// Sends SIGKILL to the session's process group.
 #[utoipa::path(post, path = "/v1/vms/{name}/sessions/{session}/kill", tag = "sessions",
-    params(("name" = String, Path, description = "VM name"), ("session" = String, Path, description = "Session name")),
+    params(("name" = VmName, Path, description = "VM name"), ("session" = SessionName, Path, description = "Session name")),
     responses((status = 200, description = "The session afterwards", body = SessionInfo),
         (status = 409, description = "Not running", body = ApiError)))]
 pub async fn kill(
     State(state): State<AppState>,
-    Path((name, session)): Path<(String, String)>,
+    SessionPath { vm, session }: SessionPath,
 ) -> Result<Json<SessionInfo>, ApiFailure> {
-    let vm = VmName::parse(&name)?;
     Ok(Json(
         sessions::signal(&state, &vm, &session, SessionSignal::Kill).await?,
     ))
@@ -122,15 +117,14 @@ pub struct LogsQuery {
 /// A session's output from the beginning, as raw bytes; with `follow`, the
 /// body stays open and carries new output until the session ends.
 #[utoipa::path(get, path = "/v1/vms/{name}/sessions/{session}/logs", tag = "sessions",
-    params(("name" = String, Path, description = "VM name"), ("session" = String, Path, description = "Session name"), LogsQuery),
+    params(("name" = VmName, Path, description = "VM name"), ("session" = SessionName, Path, description = "Session name"), LogsQuery),
     responses((status = 200, description = "Log bytes", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 404, description = "No such VM or session", body = ApiError)))]
 pub async fn logs(
     State(state): State<AppState>,
-    Path((name, session)): Path<(String, String)>,
+    SessionPath { vm, session }: SessionPath,
     Query(query): Query<LogsQuery>,
 ) -> Result<Response, ApiFailure> {
-    let vm = VmName::parse(&name)?;
     let connection = sessions::logs(&state, &vm, &session, query.stream, query.follow).await?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(connection));
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
@@ -140,15 +134,14 @@ pub async fn logs(
 /// `Upgrade: banger-attach`; after `101 Switching Protocols` the connection
 /// carries attach frames both ways (docs/sessions.md). One attacher at a time.
 #[utoipa::path(get, path = "/v1/vms/{name}/sessions/{session}/attach", tag = "sessions",
-    params(("name" = String, Path, description = "VM name"), ("session" = String, Path, description = "Session name")),
+    params(("name" = VmName, Path, description = "VM name"), ("session" = SessionName, Path, description = "Session name")),
     responses((status = 101, description = "Attached; the connection now carries attach frames"),
         (status = 409, description = "Not running, not pipe mode, or already attached", body = ApiError)))]
 pub async fn attach(
     State(state): State<AppState>,
-    Path((name, session)): Path<(String, String)>,
+    SessionPath { vm, session }: SessionPath,
     request: Request,
 ) -> Result<Response, ApiFailure> {
-    let vm = VmName::parse(&name)?;
     let wants_attach = request
         .headers()
         .get(header::UPGRADE)

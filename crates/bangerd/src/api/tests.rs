@@ -283,13 +283,14 @@ async fn session_routes_name_what_is_wrong() {
             send(&harness, request(method, &path, Some(OWNER), Body::empty())).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {error}");
     }
-    // A bad name or an empty command: 400 before the VM is looked up;
-    // unknown fields: 422, as every mistyped body.
+    // An empty command: 400 before the VM is looked up; a name breaking
+    // the rule or an unknown field: 422, as every mistyped body (the body
+    // does not deserialise into the typed request).
     for (body, expected, named) in [
         (
             serde_json::json!({"name": "Web Server", "command": ["true"]}),
-            StatusCode::BAD_REQUEST,
-            "Web Server",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "session name \"Web Server\"",
         ),
         (
             serde_json::json!({"name": "web", "command": []}),
@@ -304,6 +305,7 @@ async fn session_routes_name_what_is_wrong() {
     ] {
         let (status, error) = send(&harness, create(body.clone())).await;
         assert_eq!(status, expected, "{body}: {error}");
+        assert_eq!(error["code"], "bad_request", "{body}: {error}");
         assert!(message(&error).contains(named), "{body}: {error}");
     }
     // Attach without the upgrade headers says which headers it needs.
@@ -315,6 +317,114 @@ async fn session_routes_name_what_is_wrong() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert!(message(&error).contains("banger-attach"), "{error}");
+}
+
+#[tokio::test]
+async fn names_in_paths_are_parsed_before_any_handler_runs() {
+    use banger_api::paths;
+    let harness = harness();
+    let refused = |name: &str, rule: Result<(), banger_api::NameError>| {
+        (name.to_owned(), rule.expect_err("invalid").to_string())
+    };
+    let (bad_vm, vm_error) = refused("Dev", banger_api::VmName::parse("Dev").map(drop));
+    let (bad_image, image_error) = refused("-img", banger_api::ImageName::parse("-img").map(drop));
+    let (bad_kernel, kernel_error) = refused("k_1", banger_api::KernelName::parse("k_1").map(drop));
+    let (bad_session, session_error) =
+        refused("-web", banger_api::SessionName::parse("-web").map(drop));
+    for (method, path, expected) in [
+        ("GET", paths::vm(&bad_vm), &vm_error),
+        ("DELETE", paths::vm(&bad_vm), &vm_error),
+        ("POST", paths::vm_action(&bad_vm, "stop"), &vm_error),
+        ("GET", paths::vm_console(&bad_vm), &vm_error),
+        ("GET", paths::vm_ports(&bad_vm), &vm_error),
+        ("GET", paths::vm_stats(&bad_vm), &vm_error),
+        (
+            "GET",
+            format!("{}/history", paths::vm_stats(&bad_vm)),
+            &vm_error,
+        ),
+        ("GET", paths::vm_agent(&bad_vm), &vm_error),
+        ("GET", paths::vm_sessions(&bad_vm), &vm_error),
+        ("GET", paths::vm_session(&bad_vm, "web"), &vm_error),
+        (
+            "GET",
+            paths::vm_session("ghost", &bad_session),
+            &session_error,
+        ),
+        (
+            "POST",
+            paths::vm_session_action("ghost", &bad_session, "stop"),
+            &session_error,
+        ),
+        ("GET", paths::image(&bad_image), &image_error),
+        ("POST", paths::image_promote(&bad_image), &image_error),
+        ("GET", paths::kernel(&bad_kernel), &kernel_error),
+        ("DELETE", paths::kernel(&bad_kernel), &kernel_error),
+    ] {
+        let (status, error) =
+            send(&harness, request(method, &path, Some(OWNER), Body::empty())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path}: {error}");
+        assert_eq!(error["code"], "bad_request", "{method} {path}: {error}");
+        assert_eq!(error["message"], **expected, "{method} {path}");
+    }
+    // Valid names reach the handler: unknown things are 404, and a session
+    // name may start with a digit (the guest agent's rule, not the VM rule).
+    for (method, path) in [
+        ("GET", paths::vm("ghost")),
+        ("GET", paths::image("ghost")),
+        ("GET", paths::kernel("ghost")),
+        ("GET", paths::vm_session("ghost", "2web")),
+    ] {
+        let (status, error) =
+            send(&harness, request(method, &path, Some(OWNER), Body::empty())).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn names_in_bodies_are_part_of_the_typed_request() {
+    let harness = harness();
+    for (path, body, named) in [
+        (
+            banger_api::paths::VMS,
+            serde_json::json!({"name": "Dev"}),
+            "VM name \"Dev\"",
+        ),
+        (
+            banger_api::paths::VMS,
+            serde_json::json!({"image": "../x"}),
+            "image name \"../x\"",
+        ),
+        (
+            banger_api::paths::KERNEL_PULL,
+            serde_json::json!({"name": "../x"}),
+            "kernel name \"../x\"",
+        ),
+        (
+            banger_api::paths::IMAGE_BUILD,
+            serde_json::json!({"name": "ok", "kernel_ref": "Bad"}),
+            "kernel name \"Bad\"",
+        ),
+        (
+            banger_api::paths::IMAGE_REGISTER,
+            serde_json::json!({"name": "a b", "rootfs": "/x"}),
+            "image name \"a b\"",
+        ),
+    ] {
+        let (status, error) = send(
+            &harness,
+            request("POST", path, Some(OWNER), Body::from(body.to_string())),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path} {body}: {error}"
+        );
+        assert_eq!(error["code"], "bad_request", "{path} {body}: {error}");
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(message.contains(named), "{path} {body}: {error}");
+    }
 }
 
 /// The checked-in document must equal the generated one. Regenerate with

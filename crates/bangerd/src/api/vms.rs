@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use banger_api::operation::OperationEvent;
@@ -12,6 +12,7 @@ use banger_api::{ApiError, VmName};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::path::NamePath;
 use super::stream::stream_async;
 use super::{ApiFailure, ApiJson, blocking};
 use crate::state::AppState;
@@ -31,13 +32,12 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<VmInfo>>, Ap
 
 /// Shows one VM.
 #[utoipa::path(get, path = "/v1/vms/{name}", tag = "vms",
-    params(("name" = String, Path, description = "VM name")),
+    params(("name" = VmName, Path, description = "VM name")),
     responses((status = 200, description = "The VM", body = VmInfo), (status = 404, description = "No such VM", body = ApiError)))]
 pub async fn show(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<VmName>,
 ) -> Result<Json<VmInfo>, ApiFailure> {
-    let name = VmName::parse(&name)?;
     blocking(state, move |state| vms::show(state, &name))
         .await
         .map(Json)
@@ -52,9 +52,6 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<VmCreateRequest>,
 ) -> Result<Response, ApiFailure> {
-    if let Some(name) = &request.name {
-        VmName::parse(name)?;
-    }
     vms::check_resources(request.vcpus, request.memory_mib)?;
     Ok(stream_async(move |progress| async move {
         vms::create(&state, &request, &progress)
@@ -65,14 +62,13 @@ pub async fn create(
 
 /// Starts a VM and waits for SSH, streaming progress.
 #[utoipa::path(post, path = "/v1/vms/{name}/start", tag = "vms",
-    params(("name" = String, Path, description = "VM name")),
+    params(("name" = VmName, Path, description = "VM name")),
     responses((status = 200, description = "NDJSON progress stream ending in the VM",
         content_type = "application/x-ndjson", body = OperationEvent<VmInfo>)))]
 pub async fn start(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<VmName>,
 ) -> Result<Response, ApiFailure> {
-    let name = VmName::parse(&name)?;
     Ok(stream_async(move |progress| async move {
         vms::start(&state, &name, &progress)
             .await
@@ -82,14 +78,13 @@ pub async fn start(
 
 /// Restarts a VM (stop, then start), streaming progress.
 #[utoipa::path(post, path = "/v1/vms/{name}/restart", tag = "vms",
-    params(("name" = String, Path, description = "VM name")),
+    params(("name" = VmName, Path, description = "VM name")),
     responses((status = 200, description = "NDJSON progress stream ending in the VM",
         content_type = "application/x-ndjson", body = OperationEvent<VmInfo>)))]
 pub async fn restart(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<VmName>,
 ) -> Result<Response, ApiFailure> {
-    let name = VmName::parse(&name)?;
     Ok(stream_async(move |progress| async move {
         vms::restart(&state, &name, &progress)
             .await
@@ -99,13 +94,12 @@ pub async fn restart(
 
 /// Stops a VM gracefully (killed after a timeout).
 #[utoipa::path(post, path = "/v1/vms/{name}/stop", tag = "vms",
-    params(("name" = String, Path, description = "VM name")),
+    params(("name" = VmName, Path, description = "VM name")),
     responses((status = 200, description = "The stopped VM", body = VmInfo), (status = 404, description = "No such VM", body = ApiError)))]
 pub async fn stop(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<VmName>,
 ) -> Result<Json<VmInfo>, ApiFailure> {
-    let name = VmName::parse(&name)?;
     vms::stop(&state, &name)
         .await
         .map(Json)
@@ -114,14 +108,13 @@ pub async fn stop(
 
 /// Sends a signal to a VM's VMM.
 #[utoipa::path(post, path = "/v1/vms/{name}/kill", tag = "vms", request_body = VmKillRequest,
-    params(("name" = String, Path, description = "VM name")),
+    params(("name" = VmName, Path, description = "VM name")),
     responses((status = 200, description = "The VM after the signal", body = VmInfo), (status = 409, description = "Not running", body = ApiError)))]
 pub async fn kill(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<VmName>,
     ApiJson(request): ApiJson<VmKillRequest>,
 ) -> Result<Json<VmInfo>, ApiFailure> {
-    let name = VmName::parse(&name)?;
     vms::kill(&state, &name, request.signal)
         .await
         .map(Json)
@@ -130,14 +123,13 @@ pub async fn kill(
 
 /// Changes a stopped VM's vCPUs, memory or disk size.
 #[utoipa::path(patch, path = "/v1/vms/{name}", tag = "vms", request_body = VmSetRequest,
-    params(("name" = String, Path, description = "VM name")),
+    params(("name" = VmName, Path, description = "VM name")),
     responses((status = 200, description = "The changed VM", body = VmInfo), (status = 409, description = "Not stopped", body = ApiError)))]
 pub async fn set(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<VmName>,
     ApiJson(request): ApiJson<VmSetRequest>,
 ) -> Result<Json<VmInfo>, ApiFailure> {
-    let name = VmName::parse(&name)?;
     vms::set(&state, &name, &request)
         .await
         .map(Json)
@@ -155,14 +147,13 @@ pub struct DeleteQuery {
 
 /// Deletes a VM and everything it owns.
 #[utoipa::path(delete, path = "/v1/vms/{name}", tag = "vms",
-    params(("name" = String, Path, description = "VM name"), DeleteQuery),
+    params(("name" = VmName, Path, description = "VM name"), DeleteQuery),
     responses((status = 200, description = "What was removed", body = VmDeleted), (status = 409, description = "Running", body = ApiError)))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<VmName>,
     Query(query): Query<DeleteQuery>,
 ) -> Result<Json<VmDeleted>, ApiFailure> {
-    let name = VmName::parse(&name)?;
     vms::delete(&state, &name, query.force)
         .await
         .map(Json)
@@ -185,15 +176,14 @@ const CONSOLE_CHUNK: u64 = 1 << 20;
 /// Reads a VM's serial console log from an offset; the `X-Next-Offset`
 /// header says where to continue.
 #[utoipa::path(get, path = "/v1/vms/{name}/console", tag = "vms",
-    params(("name" = String, Path, description = "VM name"), ConsoleQuery),
+    params(("name" = VmName, Path, description = "VM name"), ConsoleQuery),
     responses((status = 200, description = "Console bytes", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 404, description = "No such VM", body = ApiError)))]
 pub async fn console(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<VmName>,
     Query(query): Query<ConsoleQuery>,
 ) -> Result<Response, ApiFailure> {
-    let name = VmName::parse(&name)?;
     let (bytes, next) = blocking(state, move |state| {
         let vm = vms::show(state, &name)?;
         Ok::<_, VmError>(read_from(
@@ -235,14 +225,13 @@ fn read_from(path: &std::path::Path, offset: u64) -> (Vec<u8>, u64) {
 /// web listeners detected by short HTTP/HTTPS probes. Process data is
 /// reported by the guest and not verified.
 #[utoipa::path(get, path = "/v1/vms/{name}/ports", tag = "vms",
-    params(("name" = String, Path, description = "VM name")),
+    params(("name" = VmName, Path, description = "VM name")),
     responses((status = 200, description = "Listening ports", body = banger_api::vms::VmPorts),
         (status = 409, description = "Not running", body = ApiError)))]
 pub async fn ports(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<VmName>,
 ) -> Result<Json<banger_api::vms::VmPorts>, ApiFailure> {
-    let name = VmName::parse(&name)?;
     vms::agent::ports(&state, &name)
         .await
         .map(Json)
@@ -252,14 +241,13 @@ pub async fn ports(
 /// A fresh stats sample: host side (VMM CPU and RSS, disk allocation) and
 /// guest side (load, memory, disks, uptime) from the agent.
 #[utoipa::path(get, path = "/v1/vms/{name}/stats", tag = "vms",
-    params(("name" = String, Path, description = "VM name")),
+    params(("name" = VmName, Path, description = "VM name")),
     responses((status = 200, description = "Stats", body = banger_api::vms::VmStats),
         (status = 409, description = "Not running", body = ApiError)))]
 pub async fn stats(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<VmName>,
 ) -> Result<Json<banger_api::vms::VmStats>, ApiFailure> {
-    let name = VmName::parse(&name)?;
     vms::agent::stats(&state, &name)
         .await
         .map(Json)
@@ -268,26 +256,24 @@ pub async fn stats(
 
 /// Recent stats samples kept by the daemon's poller, oldest first.
 #[utoipa::path(get, path = "/v1/vms/{name}/stats/history", tag = "vms",
-    params(("name" = String, Path, description = "VM name")),
+    params(("name" = VmName, Path, description = "VM name")),
     responses((status = 200, description = "Samples", body = Vec<banger_api::vms::VmStats>)))]
 pub async fn stats_history(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<VmName>,
 ) -> Result<Json<Vec<banger_api::vms::VmStats>>, ApiFailure> {
-    let name = VmName::parse(&name)?;
     Ok(Json(state.stats_history(&name)))
 }
 
 /// Whether the VM's guest agent answers.
 #[utoipa::path(get, path = "/v1/vms/{name}/agent", tag = "vms",
-    params(("name" = String, Path, description = "VM name")),
+    params(("name" = VmName, Path, description = "VM name")),
     responses((status = 200, description = "Agent status", body = banger_api::vms::AgentStatus),
         (status = 409, description = "Not running", body = ApiError)))]
 pub async fn agent(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    NamePath(name): NamePath<VmName>,
 ) -> Result<Json<banger_api::vms::AgentStatus>, ApiFailure> {
-    let name = VmName::parse(&name)?;
     vms::agent::agent_status(&state, &name)
         .await
         .map(Json)

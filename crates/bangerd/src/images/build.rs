@@ -25,13 +25,14 @@ pub fn build(
     request: &ImageBuildRequest,
     progress: &ProgressSink,
 ) -> Result<ImageInfo, ImageError> {
-    let name = ImageName::parse(&request.name)?;
+    let name = request.name.clone();
     if state.store().image(&name)?.is_some() {
         return Err(ImageError::Exists { name });
     }
     let kernel_name = match &request.kernel_ref {
-        Some(reference) => KernelName::parse(reference)?,
+        Some(reference) => reference.clone(),
         None => {
+            // The catalog file is text: its default is parsed here.
             let catalog = kernels::catalog()?;
             KernelName::parse(&catalog.default)?
         }

@@ -14,7 +14,7 @@ mod promote;
 use std::path::{Path, PathBuf};
 
 use banger_api::images::{ImageDeleted, ImageInfo, ImageRegisterRequest};
-use banger_api::{ErrorCode, ImageName, KernelName};
+use banger_api::{ErrorCode, ImageName, KernelName, VmName};
 use banger_host::disk::validate::{ValidateError, validate_ext4_image};
 
 use crate::kernels::{self, KernelError};
@@ -43,7 +43,8 @@ pub enum ImageError {
         #[source]
         source: ValidateError,
     },
-    /// A name in the request breaks the name rule.
+    /// The kernel catalog's default name breaks the name rule (names in
+    /// requests arrive parsed).
     #[error("invalid name")]
     Name(#[from] banger_api::NameError),
     /// A path in the request is relative.
@@ -109,6 +110,13 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
+    /// The image's kernel row is gone (the schema forbids it: a bug or a
+    /// damaged database).
+    #[error("image {name} refers to a kernel that is not installed; see `banger daemon check`")]
+    KernelMissing {
+        /// The image.
+        name: ImageName,
+    },
     /// A kernel operation failed.
     #[error(transparent)]
     Kernel(#[from] KernelError),
@@ -150,9 +158,11 @@ impl ImageError {
             | Self::KernelAndKernelRef
             | Self::DefaultKernelMissing { .. } => ErrorCode::BadRequest,
             Self::Kernel(kernel) => kernel.code(),
-            Self::Io { .. } | Self::Build { .. } | Self::VerifyFailed { .. } | Self::Store(_) => {
-                ErrorCode::Internal
-            }
+            Self::Io { .. }
+            | Self::KernelMissing { .. }
+            | Self::Build { .. }
+            | Self::VerifyFailed { .. }
+            | Self::Store(_) => ErrorCode::Internal,
         }
     }
 }
@@ -175,10 +185,12 @@ pub fn images_dir(state_dir: &Path) -> PathBuf {
 pub fn info(store: &Store, row: &ImageRow) -> Result<ImageInfo, ImageError> {
     let kernel = store
         .kernel_by_id(row.kernel_id)?
-        .map(|kernel| kernel.name.to_string())
-        .unwrap_or_default();
+        .map(|kernel| kernel.name)
+        .ok_or_else(|| ImageError::KernelMissing {
+            name: row.name.clone(),
+        })?;
     Ok(ImageInfo {
-        name: row.name.to_string(),
+        name: row.name.clone(),
         managed: row.managed,
         rootfs: row.rootfs.display().to_string(),
         work_seed: row
@@ -242,9 +254,8 @@ fn validate_initrd(path: &Path) -> Result<(), ImageError> {
 
 /// The name under which `image register --kernel PATH` stores its kernel,
 /// and the source label that marks the kernel as owned by the image.
-fn image_kernel(name: &ImageName) -> Result<(KernelName, String), ImageError> {
-    let kernel = KernelName::parse(name.as_str())?;
-    Ok((kernel, format!("image:{name}")))
+fn image_kernel(name: &ImageName) -> (KernelName, String) {
+    (KernelName::from(name), format!("image:{name}"))
 }
 
 /// Registers (or updates in place) an unmanaged image after validating
@@ -254,8 +265,8 @@ pub fn register(
     request: &ImageRegisterRequest,
     progress: &ProgressSink,
 ) -> Result<ImageInfo, ImageError> {
-    let name = ImageName::parse(&request.name)?;
-    let existing = state.store().image(&name)?;
+    let name = &request.name;
+    let existing = state.store().image(name)?;
     if existing.as_ref().is_some_and(|row| row.managed) {
         return Err(ImageError::ManagedExists {
             name: name.to_string(),
@@ -299,7 +310,7 @@ pub fn register(
                 .as_deref()
                 .map(|raw| absolute("modules", raw))
                 .transpose()?;
-            let (kernel_name, label) = image_kernel(&name)?;
+            let (kernel_name, label) = image_kernel(name);
             kernels::import(
                 state,
                 &kernel_name,
@@ -310,10 +321,7 @@ pub fn register(
             )?;
             installed_kernel_id(&state.store(), &kernel_name)?
         }
-        (None, Some(reference)) => {
-            let kernel_name = KernelName::parse(reference)?;
-            installed_kernel_id(&state.store(), &kernel_name)?
-        }
+        (None, Some(reference)) => installed_kernel_id(&state.store(), reference)?,
         (None, None) => default_kernel_id(&state.store())?,
     };
     let timestamp = crate::store::unix_now();
@@ -332,7 +340,7 @@ pub fn register(
     };
     let mut store = state.store();
     store.upsert_image(&row)?;
-    let saved = self::row(&store, &name)?;
+    let saved = self::row(&store, name)?;
     info(&store, &saved)
 }
 
@@ -367,7 +375,12 @@ pub fn delete(state: &AppState, name: &ImageName, force: bool) -> Result<ImageDe
         if !image.used_by_vms.is_empty() && !force {
             return Err(ImageError::InUse {
                 name: name.to_string(),
-                vms: image.used_by_vms.join(", "),
+                vms: image
+                    .used_by_vms
+                    .iter()
+                    .map(VmName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         let kernel = store.kernel_by_id(row.kernel_id)?;

@@ -12,8 +12,8 @@ mod install;
 
 use std::path::{Path, PathBuf};
 
-use banger_api::KernelName;
 use banger_api::kernels::{CatalogKernel, KernelInfo};
+use banger_api::{ImageName, KernelName};
 use banger_image::catalog::{KernelCatalog, KernelSource};
 
 use crate::progress::ProgressSink;
@@ -270,7 +270,11 @@ pub fn delete_locked(state: &AppState, name: &KernelName) -> Result<KernelInfo, 
         if !images.is_empty() {
             return Err(KernelError::InUse {
                 name: name.to_string(),
-                images: images.join(", "),
+                images: images
+                    .iter()
+                    .map(ImageName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         store.delete_kernel(row.id)?;

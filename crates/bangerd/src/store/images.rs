@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use banger_api::ImageName;
+use banger_api::{ImageName, VmName};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Store, StoreError};
@@ -114,13 +114,22 @@ impl Store {
     }
 
     /// Names of VMs created from image `id`.
-    pub fn vms_using_image(&self, id: i64) -> Result<Vec<String>, StoreError> {
+    pub fn vms_using_image(&self, id: i64) -> Result<Vec<VmName>, StoreError> {
         let mut statement = self
             .connection
             .prepare("SELECT name FROM vms WHERE image_id = ?1 ORDER BY name")
             .map_err(self.query_error("list VMs of image"))?;
         let rows = statement
-            .query_map([id], |row| row.get(0))
+            .query_map([id], |row| {
+                let name: String = row.get(0)?;
+                VmName::parse(&name).map_err(|error| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        0,
+                        rusqlite::types::Type::Text,
+                        Box::new(error),
+                    )
+                })
+            })
             .map_err(self.query_error("list VMs of image"))?;
         rows.collect::<Result<_, _>>()
             .map_err(self.query_error("list VMs of image"))

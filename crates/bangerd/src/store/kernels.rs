@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use banger_api::KernelName;
 use banger_api::kernels::KernelInfo;
+use banger_api::{ImageName, KernelName};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Store, StoreError};
@@ -70,9 +70,9 @@ fn text(path: &Option<PathBuf>) -> Option<String> {
 
 impl KernelRow {
     /// The API view, given the images that use it.
-    pub fn to_info(&self, used_by_images: Vec<String>) -> KernelInfo {
+    pub fn to_info(&self, used_by_images: Vec<ImageName>) -> KernelInfo {
         KernelInfo {
-            name: self.name.to_string(),
+            name: self.name.clone(),
             version: self.version.clone(),
             source: self.source.clone(),
             dir: self.dir.display().to_string(),
@@ -155,13 +155,22 @@ impl Store {
     }
 
     /// Names of images that boot kernel `id`.
-    pub fn images_using_kernel(&self, id: i64) -> Result<Vec<String>, StoreError> {
+    pub fn images_using_kernel(&self, id: i64) -> Result<Vec<ImageName>, StoreError> {
         let mut statement = self
             .connection
             .prepare("SELECT name FROM images WHERE kernel_id = ?1 ORDER BY name")
             .map_err(self.query_error("list images of kernel"))?;
         let rows = statement
-            .query_map([id], |row| row.get(0))
+            .query_map([id], |row| {
+                let name: String = row.get(0)?;
+                ImageName::parse(&name).map_err(|error| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        0,
+                        rusqlite::types::Type::Text,
+                        Box::new(error),
+                    )
+                })
+            })
             .map_err(self.query_error("list images of kernel"))?;
         rows.collect::<Result<_, _>>()
             .map_err(self.query_error("list images of kernel"))

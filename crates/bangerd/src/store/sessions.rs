@@ -1,6 +1,7 @@
 //! Rows of the `sessions` table: what the daemon remembers about each guest
 //! session (the guest agent owns the process itself).
 
+use banger_api::SessionName;
 use banger_api::sessions::{SessionState, StdinMode};
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -14,7 +15,7 @@ pub struct SessionRow {
     /// The VM's row id.
     pub vm_id: i64,
     /// Name, unique within the VM.
-    pub name: String,
+    pub name: SessionName,
     /// The command and its arguments.
     pub command: Vec<String>,
     /// Working directory in the guest.
@@ -51,13 +52,14 @@ fn conversion(
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    let name: String = row.get(2)?;
     let command: String = row.get(3)?;
     let stdin_mode: String = row.get(5)?;
     let state: String = row.get(6)?;
     Ok(SessionRow {
         id: row.get(0)?,
         vm_id: row.get(1)?,
-        name: row.get(2)?,
+        name: SessionName::parse(&name).map_err(|error| conversion(2, error))?,
         command: serde_json::from_str(&command).map_err(|error| conversion(3, error))?,
         cwd: row.get(4)?,
         stdin_mode: StdinMode::parse(&stdin_mode).ok_or_else(|| {
@@ -97,7 +99,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
                 params![
                     session.vm_id,
-                    session.name,
+                    session.name.as_str(),
                     serde_json::Value::from(session.command.clone()).to_string(),
                     session.cwd,
                     session.stdin_mode.as_str(),
@@ -131,11 +133,15 @@ impl Store {
     }
 
     /// The session `name` of VM `vm_id`.
-    pub fn session(&self, vm_id: i64, name: &str) -> Result<Option<SessionRow>, StoreError> {
+    pub fn session(
+        &self,
+        vm_id: i64,
+        name: &SessionName,
+    ) -> Result<Option<SessionRow>, StoreError> {
         self.connection
             .query_row(
                 &format!("SELECT {COLUMNS} FROM sessions WHERE vm_id = ?1 AND name = ?2"),
-                params![vm_id, name],
+                params![vm_id, name.as_str()],
                 from_row,
             )
             .optional()

@@ -143,10 +143,11 @@ fn sessions_are_unique_per_vm_and_go_with_their_vm() {
             .id
     };
     let (alpha, beta) = (vm_id(&store, "alpha"), vm_id(&store, "beta"));
+    let web = banger_api::SessionName::parse("web").expect("name");
     let mut session = SessionRow {
         id: 0,
         vm_id: alpha,
-        name: "web".into(),
+        name: web.clone(),
         command: vec!["python3".into(), "-m".into(), "http.server".into()],
         cwd: "/root".into(),
         stdin_mode: StdinMode::Pipe,
@@ -166,12 +167,12 @@ fn sessions_are_unique_per_vm_and_go_with_their_vm() {
         .insert_session(&other_vm)
         .expect("same name, other VM");
     assert_eq!(
-        store.session(alpha, "web").expect("query"),
+        store.session(alpha, &web).expect("query"),
         Some(session.clone())
     );
 
     assert_eq!(store.mark_sessions_lost(alpha).expect("lost"), 1);
-    let lost = store.session(alpha, "web").expect("query").expect("row");
+    let lost = store.session(alpha, &web).expect("query").expect("row");
     assert_eq!(lost.state, SessionState::Lost);
     assert_eq!(
         store.sessions(beta).expect("list")[0].state,
@@ -179,6 +180,6 @@ fn sessions_are_unique_per_vm_and_go_with_their_vm() {
     );
 
     store.delete_vm(alpha).expect("delete VM");
-    assert_eq!(store.session(alpha, "web").expect("query"), None);
+    assert_eq!(store.session(alpha, &web).expect("query"), None);
     assert_eq!(store.sessions(beta).expect("list").len(), 1);
 }

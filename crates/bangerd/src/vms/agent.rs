@@ -57,7 +57,7 @@ pub async fn agent_status(state: &AppState, name: &VmName) -> Result<AgentStatus
     Ok(
         match banger_agent_client::health(&uds, AGENT_TIMEOUT).await {
             Ok(health) => AgentStatus {
-                vm: name.to_string(),
+                vm: name.clone(),
                 answers: true,
                 detail: format!(
                     "agent {} (protocol {})",
@@ -65,7 +65,7 @@ pub async fn agent_status(state: &AppState, name: &VmName) -> Result<AgentStatus
                 ),
             },
             Err(error) => AgentStatus {
-                vm: name.to_string(),
+                vm: name.clone(),
                 answers: false,
                 detail: crate::error::error_chain(&error),
             },
@@ -125,8 +125,8 @@ pub async fn ports(state: &AppState, name: &VmName) -> Result<VmPorts, VmError> 
         })
         .collect();
     Ok(VmPorts {
-        vm: name.to_string(),
-        ip: vm.ip.to_string(),
+        vm: name.clone(),
+        ip: vm.ip,
         ports,
         truncated: guest.truncated,
     })
@@ -177,7 +177,7 @@ async fn sample(name: &VmName, dir: &std::path::Path, uds: &std::path::Path, pid
         Err(error) => (None, Some(crate::error::error_chain(&error))),
     };
     VmStats {
-        vm: name.to_string(),
+        vm: name.clone(),
         sampled_at: crate::store::unix_now(),
         host,
         guest,

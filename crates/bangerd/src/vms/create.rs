@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use banger_api::ImageName;
 use banger_api::images::ImageBuildRequest;
 use banger_api::vms::{VmCreateRequest, VmInfo, VmState};
-use banger_api::{ImageName, VmName};
 
 use super::{
     DEFAULT_DISK_BYTES, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS, OVERLAY_BYTES, VmError, check_resources,
@@ -24,7 +24,7 @@ pub async fn create(
     progress: &ProgressSink,
 ) -> Result<VmInfo, VmError> {
     check_resources(request.vcpus, request.memory_mib)?;
-    let requested_name = request.name.as_deref().map(VmName::parse).transpose()?;
+    let requested_name = request.name.clone();
     if !request.no_start {
         // Fail before making anything when this host cannot start VMs.
         let host = state.host();
@@ -40,7 +40,7 @@ pub async fn create(
         host.vmm(state.config())
             .map_err(|source| VmError::HostUnavailable { name, source })?;
     }
-    let image = resolve_image(state, request.image.as_deref(), progress).await?;
+    let image = resolve_image(state, request.image.as_ref(), progress).await?;
     let seed_bytes = image.work_seed.as_deref().map_or(0, |seed| {
         std::fs::metadata(seed).map(|m| m.len()).unwrap_or(0)
     });
@@ -152,11 +152,14 @@ pub async fn create(
 /// image exists at all, the default image is built first.
 async fn resolve_image(
     state: &AppState,
-    requested: Option<&str>,
+    requested: Option<&ImageName>,
     progress: &ProgressSink,
 ) -> Result<ImageRow, VmError> {
-    let raw = requested.unwrap_or(&state.config().default_image_name);
-    let name = ImageName::parse(raw)?;
+    let name = match requested {
+        Some(name) => name.clone(),
+        // The config file is text: its name is parsed here.
+        None => ImageName::parse(&state.config().default_image_name)?,
+    };
     let (found, any) = {
         let store = state.store();
         (store.image(&name)?, !store.images()?.is_empty())
@@ -173,10 +176,7 @@ async fn resolve_image(
             "no image exists yet: building the default image {name} and pulling the default kernel first; this happens once and usually takes 3 to 6 minutes"
         ),
     );
-    let build = ImageBuildRequest {
-        name: name.to_string(),
-        ..ImageBuildRequest::default()
-    };
+    let build = ImageBuildRequest::new(name.clone());
     let worker_state = state.clone();
     let worker_progress = progress.clone();
     tokio::task::spawn_blocking(move || {

@@ -40,7 +40,7 @@ pub async fn delete(state: &AppState, name: &VmName, force: bool) -> Result<VmDe
     state.forget_vm_lock(name);
     tracing::info!(vm = %name, "VM deleted");
     Ok(VmDeleted {
-        name: name.to_string(),
+        name: name.clone(),
         removed,
     })
 }

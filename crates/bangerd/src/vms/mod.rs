@@ -18,7 +18,7 @@ mod stop;
 
 use std::path::{Path, PathBuf};
 
-use banger_api::vms::{SshInfo, VmInfo, VmSetRequest, VmState};
+use banger_api::vms::{SshInfo, VmBackend, VmInfo, VmSetRequest, VmState};
 
 use banger_api::{ErrorCode, ImageName, VmName};
 
@@ -59,7 +59,8 @@ pub enum VmError {
         /// The name.
         name: VmName,
     },
-    /// A name in the request or the configuration breaks the name rule.
+    /// The configured `default_image_name` breaks the name rule (names in
+    /// requests arrive parsed).
     #[error("invalid name")]
     Name(#[from] banger_api::NameError),
     /// The vCPU count is outside what this host allows.
@@ -261,17 +262,21 @@ pub fn info(state: &AppState, row: &VmRow) -> VmInfo {
         .filter(|_| row.state.can_stop())
         .map(|running| running.vmm.pid);
     VmInfo {
-        name: row.name.to_string(),
+        name: row.name.clone(),
         state: row.state,
-        image: row.image_id.map(|_| row.image_name.clone()),
+        // The row keeps these two as text (written from an `ImageName` and a
+        // `VmBackend`, so they parse); anything else shows as absent.
+        image: row
+            .image_id
+            .and_then(|_| ImageName::parse(&row.image_name).ok()),
         vcpus: row.vcpus,
         memory_mib: row.memory_mib,
         disk_bytes: row.disk_bytes,
-        ip: row.ip.to_string(),
+        ip: row.ip,
         mac: row.mac.clone(),
         vsock_cid: row.vsock_cid,
         tap: row.tap.clone(),
-        backend: row.backend.clone(),
+        backend: row.backend.as_deref().and_then(VmBackend::parse),
         pid,
         dir: row.dir.display().to_string(),
         console_log: console_log(&row.dir).display().to_string(),
@@ -279,7 +284,7 @@ pub fn info(state: &AppState, row: &VmRow) -> VmInfo {
         nat: row.nat,
         ssh: SshInfo {
             user: "root".to_owned(),
-            ip: row.ip.to_string(),
+            ip: row.ip,
             host_alias: host_alias(&row.name),
             identity: state.config().ssh_key_path.display().to_string(),
             known_hosts: known_hosts(&state.paths().state_dir).display().to_string(),

@@ -16,7 +16,7 @@ use crate::args::VmAcpArgs;
 const EXTRA_PATH: &str = "/root/.opencode/bin:/root/.local/bin:/root/.local/share/mise/shims";
 
 pub async fn acp(paths: &Paths, args: VmAcpArgs) -> anyhow::Result<ExitCode> {
-    let name = VmName::parse(&args.vm)?;
+    let name = args.vm;
     let client = super::super::connect(paths).await?;
     let vm = client.vm(&name).await?;
     let script = acp_script(&name, args.cwd.as_deref());

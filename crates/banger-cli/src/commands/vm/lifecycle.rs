@@ -7,7 +7,7 @@ use banger_api::VmName;
 use banger_api::vms::{VmCreateRequest, VmSetRequest, VmState};
 use banger_config::Paths;
 
-use super::{details, for_each, parse_names};
+use super::{details, for_each};
 use crate::args::{
     VmCreateArgs, VmDeleteArgs, VmKillArgs, VmPruneArgs, VmResources, VmSetArgs, VmShowArgs,
 };
@@ -16,14 +16,11 @@ use crate::progress::Reporter;
 
 /// The create request for the given name and resources.
 pub fn create_request(
-    name: Option<String>,
+    name: Option<VmName>,
     resources: &VmResources,
     no_start: bool,
-) -> anyhow::Result<VmCreateRequest> {
-    if let Some(name) = &name {
-        VmName::parse(name)?;
-    }
-    Ok(VmCreateRequest {
+) -> VmCreateRequest {
+    VmCreateRequest {
         name,
         image: resources.image.clone(),
         vcpus: resources.vcpu,
@@ -31,11 +28,11 @@ pub fn create_request(
         disk_bytes: resources.disk_size,
         no_start,
         nat: resources.nat,
-    })
+    }
 }
 
 pub async fn create(paths: &Paths, args: VmCreateArgs) -> anyhow::Result<ExitCode> {
-    let request = create_request(args.name, &args.resources, args.no_start)?;
+    let request = create_request(args.name, &args.resources, args.no_start);
     let client = super::super::connect(paths).await?;
     let mut reporter = Reporter::new();
     let result = client
@@ -46,7 +43,7 @@ pub async fn create(paths: &Paths, args: VmCreateArgs) -> anyhow::Result<ExitCod
     if args.json {
         output::json(&vm)?;
     } else {
-        output::line(&vm.name)?;
+        output::line(vm.name.as_str())?;
         eprintln!(
             "VM {} is {} at {} (`banger vm ssh {}`)",
             vm.name, vm.state, vm.ip, vm.name
@@ -56,7 +53,7 @@ pub async fn create(paths: &Paths, args: VmCreateArgs) -> anyhow::Result<ExitCod
 }
 
 pub async fn show(paths: &Paths, args: VmShowArgs) -> anyhow::Result<ExitCode> {
-    let names = parse_names(&args.names)?;
+    let names = args.names;
     let client = super::super::connect(paths).await?;
     let mut shown = Vec::new();
     let mut failed = false;
@@ -94,8 +91,7 @@ pub async fn show(paths: &Paths, args: VmShowArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub async fn start(paths: &Paths, names: Vec<String>) -> anyhow::Result<ExitCode> {
-    let names = parse_names(&names)?;
+pub async fn start(paths: &Paths, names: Vec<VmName>) -> anyhow::Result<ExitCode> {
     let client = super::super::connect(paths).await?;
     let several = names.len() > 1;
     for_each(&client, names, move |client, name| async move {
@@ -115,8 +111,7 @@ pub async fn start(paths: &Paths, names: Vec<String>) -> anyhow::Result<ExitCode
     .await
 }
 
-pub async fn stop(paths: &Paths, names: Vec<String>) -> anyhow::Result<ExitCode> {
-    let names = parse_names(&names)?;
+pub async fn stop(paths: &Paths, names: Vec<VmName>) -> anyhow::Result<ExitCode> {
     let client = super::super::connect(paths).await?;
     for_each(&client, names, |client, name| async move {
         let vm = client.stop_vm(&name).await?;
@@ -125,8 +120,7 @@ pub async fn stop(paths: &Paths, names: Vec<String>) -> anyhow::Result<ExitCode>
     .await
 }
 
-pub async fn restart(paths: &Paths, names: Vec<String>) -> anyhow::Result<ExitCode> {
-    let names = parse_names(&names)?;
+pub async fn restart(paths: &Paths, names: Vec<VmName>) -> anyhow::Result<ExitCode> {
     let client = super::super::connect(paths).await?;
     for_each(&client, names, |client, name| async move {
         let vm = client.restart_vm(&name, &mut |_| {}).await?;
@@ -136,7 +130,7 @@ pub async fn restart(paths: &Paths, names: Vec<String>) -> anyhow::Result<ExitCo
 }
 
 pub async fn kill(paths: &Paths, args: VmKillArgs) -> anyhow::Result<ExitCode> {
-    let names = parse_names(&args.names)?;
+    let names = args.names;
     let client = super::super::connect(paths).await?;
     let signal = args.signal;
     for_each(&client, names, move |client, name| async move {
@@ -147,7 +141,7 @@ pub async fn kill(paths: &Paths, args: VmKillArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn delete(paths: &Paths, args: VmDeleteArgs) -> anyhow::Result<ExitCode> {
-    let names = parse_names(&args.names)?;
+    let names = args.names;
     let client = super::super::connect(paths).await?;
     let force = args.force;
     for_each(&client, names, move |client, name| async move {
@@ -158,7 +152,7 @@ pub async fn delete(paths: &Paths, args: VmDeleteArgs) -> anyhow::Result<ExitCod
 }
 
 pub async fn set(paths: &Paths, args: VmSetArgs) -> anyhow::Result<ExitCode> {
-    let names = parse_names(&args.names)?;
+    let names = args.names;
     let nat = match (args.nat, args.no_nat) {
         (true, _) => Some(true),
         (_, true) => Some(false),
@@ -204,7 +198,7 @@ pub async fn prune(paths: &Paths, args: VmPruneArgs) -> anyhow::Result<ExitCode>
         .await?
         .into_iter()
         .filter(|vm| vm.state.is_at_rest())
-        .filter_map(|vm| VmName::parse(&vm.name).ok())
+        .map(|vm| vm.name)
         .collect();
     if doomed.is_empty() {
         eprintln!("no VMs to prune: every VM is running");

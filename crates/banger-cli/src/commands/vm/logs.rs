@@ -4,7 +4,6 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use banger_api::VmName;
 use banger_config::Paths;
 
 use crate::args::VmLogsArgs;
@@ -13,7 +12,7 @@ use crate::args::VmLogsArgs;
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
 
 pub async fn logs(paths: &Paths, args: VmLogsArgs) -> anyhow::Result<ExitCode> {
-    let name = VmName::parse(&args.name)?;
+    let name = args.name;
     let client = super::super::connect(paths).await?;
     let mut offset = 0;
     loop {

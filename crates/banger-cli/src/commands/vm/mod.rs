@@ -53,14 +53,6 @@ pub async fn run(command: VmCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Parses every name first, so a typo fails before anything happens.
-fn parse_names(names: &[String]) -> anyhow::Result<Vec<VmName>> {
-    names
-        .iter()
-        .map(|name| VmName::parse(name).map_err(anyhow::Error::from))
-        .collect()
-}
-
 /// Runs `action` for every VM concurrently; prints `ok(vm)` or the error per
 /// VM; fails when any failed.
 async fn for_each<F, Fut>(
@@ -107,10 +99,10 @@ fn list_rows(vms: &[VmInfo]) -> Vec<Vec<String>> {
     ];
     for vm in vms {
         rows.push(vec![
-            vm.name.clone(),
+            vm.name.to_string(),
             vm.state.to_string(),
-            vm.image.clone().unwrap_or_else(|| "(deleted)".into()),
-            vm.ip.clone(),
+            image(vm),
+            vm.ip.to_string(),
             vm.vcpus.to_string(),
             format!("{} MiB", vm.memory_mib),
             human_bytes(vm.disk_bytes),
@@ -119,21 +111,29 @@ fn list_rows(vms: &[VmInfo]) -> Vec<Vec<String>> {
     rows
 }
 
+/// The VM's image, or `(deleted)` after a forced image delete.
+fn image(vm: &VmInfo) -> String {
+    vm.image
+        .as_ref()
+        .map_or_else(|| "(deleted)".to_owned(), ToString::to_string)
+}
+
 fn details(vm: &VmInfo) -> Vec<Vec<String>> {
     let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
     vec![
-        vec!["name".into(), vm.name.clone()],
+        vec!["name".into(), vm.name.to_string()],
         vec!["state".into(), vm.state.to_string()],
-        vec![
-            "image".into(),
-            vm.image.clone().unwrap_or_else(|| "(deleted)".into()),
-        ],
-        vec!["ip".into(), vm.ip.clone()],
+        vec!["image".into(), image(vm)],
+        vec!["ip".into(), vm.ip.to_string()],
         vec!["mac".into(), vm.mac.clone()],
         vec!["vcpus".into(), vm.vcpus.to_string()],
         vec!["memory".into(), format!("{} MiB", vm.memory_mib)],
         vec!["disk".into(), human_bytes(vm.disk_bytes)],
-        vec!["backend".into(), optional(&vm.backend)],
+        vec![
+            "backend".into(),
+            vm.backend
+                .map_or_else(|| "-".to_owned(), |backend| backend.to_string()),
+        ],
         vec![
             "pid".into(),
             vm.pid.map_or_else(|| "-".into(), |pid| pid.to_string()),

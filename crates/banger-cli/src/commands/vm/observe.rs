@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use banger_api::VmName;
 use banger_api::vms::VmStats;
 use banger_config::Paths;
 
@@ -16,7 +15,7 @@ use crate::output;
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 pub async fn ports(paths: &Paths, args: VmNameJson) -> anyhow::Result<ExitCode> {
-    let name = VmName::parse(&args.name)?;
+    let name = args.name;
     let ports = super::super::connect(paths).await?.vm_ports(&name).await?;
     if args.json {
         output::json(&ports)?;
@@ -62,7 +61,7 @@ pub async fn ports(paths: &Paths, args: VmNameJson) -> anyhow::Result<ExitCode> 
 }
 
 pub async fn stats(paths: &Paths, args: VmStatsArgs) -> anyhow::Result<ExitCode> {
-    let name = VmName::parse(&args.name)?;
+    let name = args.name;
     let client = super::super::connect(paths).await?;
     loop {
         let stats = client.vm_stats(&name).await?;
@@ -84,7 +83,7 @@ pub async fn stats(paths: &Paths, args: VmStatsArgs) -> anyhow::Result<ExitCode>
 fn stats_rows(stats: &VmStats) -> Vec<Vec<String>> {
     let host = &stats.host;
     let mut rows = vec![
-        vec!["vm".into(), stats.vm.clone()],
+        vec!["vm".into(), stats.vm.to_string()],
         vec![
             "vmm cpu".into(),
             host.vmm_cpu_percent

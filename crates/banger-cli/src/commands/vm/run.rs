@@ -45,7 +45,7 @@ pub async fn run(paths: &Paths, args: VmRunArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let request = create_request(args.name, &args.resources, false)?;
+    let request = create_request(args.name, &args.resources, false);
     let client = super::super::connect(paths).await?;
     let mut reporter = Reporter::new();
     let created = client
@@ -64,7 +64,7 @@ pub async fn run(paths: &Paths, args: VmRunArgs) -> anyhow::Result<ExitCode> {
         }
         Err(error) => return Err(error.into()),
     };
-    let name = VmName::parse(&vm.name)?;
+    let name = vm.name.clone();
     eprintln!("VM {} is running at {}", vm.name, vm.ip);
     let interactive = args.command.is_empty();
     let code = match plan {

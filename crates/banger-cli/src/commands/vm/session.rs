@@ -4,7 +4,6 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use banger_agent_proto::AttachFrame;
-use banger_api::VmName;
 use banger_api::sessions::{LogStream, SessionCreateRequest, SessionInfo, StdinMode};
 use banger_client::SessionAction;
 use banger_config::Paths;
@@ -24,7 +23,7 @@ pub async fn run(paths: &Paths, command: SessionCommand) -> anyhow::Result<ExitC
     match command {
         SessionCommand::Start(args) => start(&client, args).await,
         SessionCommand::List(args) => {
-            let vm = VmName::parse(&args.vm)?;
+            let vm = args.vm;
             let sessions = client.sessions(&vm).await?;
             if args.json {
                 output::json(&sessions)?;
@@ -34,7 +33,7 @@ pub async fn run(paths: &Paths, command: SessionCommand) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         SessionCommand::Show(args) => {
-            let vm = VmName::parse(&args.vm)?;
+            let vm = args.vm;
             let session = client.session(&vm, &args.session).await?;
             print_session(&session, args.json)?;
             Ok(ExitCode::SUCCESS)
@@ -43,7 +42,7 @@ pub async fn run(paths: &Paths, command: SessionCommand) -> anyhow::Result<ExitC
         SessionCommand::Stop(target) => signal(&client, target, SessionAction::Stop).await,
         SessionCommand::Kill(target) => signal(&client, target, SessionAction::Kill).await,
         SessionCommand::Rm(target) => {
-            let vm = VmName::parse(&target.vm)?;
+            let vm = target.vm;
             client.remove_session(&vm, &target.session).await?;
             eprintln!("removed session {} of VM {vm}", target.session);
             Ok(ExitCode::SUCCESS)
@@ -56,7 +55,7 @@ async fn start(
     client: &banger_client::DaemonClient,
     args: SessionStartArgs,
 ) -> anyhow::Result<ExitCode> {
-    let vm = VmName::parse(&args.vm)?;
+    let vm = args.vm;
     let request = SessionCreateRequest {
         name: args.name,
         command: args.command,
@@ -83,7 +82,7 @@ async fn signal(
     target: SessionRef,
     action: SessionAction,
 ) -> anyhow::Result<ExitCode> {
-    let vm = VmName::parse(&target.vm)?;
+    let vm = target.vm;
     let session = client.signal_session(&vm, &target.session, action).await?;
     eprintln!(
         "session {} of VM {vm}: {}",
@@ -109,7 +108,7 @@ fn list_rows(sessions: &[SessionInfo]) -> Vec<Vec<String>> {
     ];
     for session in sessions {
         rows.push(vec![
-            session.name.clone(),
+            session.name.to_string(),
             describe_state(session),
             session
                 .pid
@@ -133,8 +132,8 @@ fn print_session(session: &SessionInfo, json: bool) -> anyhow::Result<()> {
     let bytes =
         |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |value| value.to_string());
     let rows = vec![
-        vec!["name".to_owned(), session.name.clone()],
-        vec!["vm".to_owned(), session.vm.clone()],
+        vec!["name".to_owned(), session.name.to_string()],
+        vec!["vm".to_owned(), session.vm.to_string()],
         vec!["state".to_owned(), describe_state(session)],
         vec![
             "pid".to_owned(),
@@ -160,7 +159,7 @@ async fn logs(
     client: &banger_client::DaemonClient,
     args: SessionLogsArgs,
 ) -> anyhow::Result<ExitCode> {
-    let vm = VmName::parse(&args.vm)?;
+    let vm = args.vm;
     let stream = match args.stream {
         LogStreamArg::Stdout => LogStream::Stdout,
         LogStreamArg::Stderr => LogStream::Stderr,
@@ -202,7 +201,7 @@ async fn attach(
     client: &banger_client::DaemonClient,
     target: SessionRef,
 ) -> anyhow::Result<ExitCode> {
-    let vm = VmName::parse(&target.vm)?;
+    let vm = target.vm;
     let connection = client.attach_session(&vm, &target.session).await?;
     eprintln!(
         "attached to session {} of VM {vm}; detach with Ctrl-] (then Enter on a terminal) or end of input",

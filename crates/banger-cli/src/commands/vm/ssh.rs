@@ -15,7 +15,7 @@ use crate::args::VmSshArgs;
 const SSH_FAILED: i32 = 255;
 
 pub async fn ssh(paths: &Paths, args: VmSshArgs) -> anyhow::Result<ExitCode> {
-    let name = VmName::parse(&args.name)?;
+    let name = args.name;
     let client = super::super::connect(paths).await?;
     let vm = client.vm(&name).await?;
     let code = run_ssh(&vm, &args.command).await?;
@@ -38,7 +38,7 @@ pub async fn run_ssh(vm: &VmInfo, command: &[String]) -> anyhow::Result<i32> {
 /// [`run_ssh`] with an explicit terminal mode.
 pub async fn run_ssh_with(vm: &VmInfo, command: &[String], tty: TtyMode) -> anyhow::Result<i32> {
     require_running(vm)?;
-    let target = ssh_target(vm)?;
+    let target = ssh_target(vm);
     // One argument is a shell command line (as with plain ssh: pipes,
     // redirections, `;` work); several are an argv, passed through exactly.
     let command: Vec<String> = match command {
@@ -64,15 +64,15 @@ pub async fn run_ssh_with(vm: &VmInfo, command: &[String], tty: TtyMode) -> anyh
 }
 
 /// How to reach a running VM over SSH.
-pub fn ssh_target(vm: &VmInfo) -> anyhow::Result<SshTarget> {
-    Ok(SshTarget {
+pub fn ssh_target(vm: &VmInfo) -> SshTarget {
+    SshTarget {
         user: vm.ssh.user.clone(),
-        ip: vm.ssh.ip.parse()?,
+        ip: vm.ssh.ip,
         port: banger_host::ssh::command::DEFAULT_PORT,
         alias: vm.ssh.host_alias.clone(),
         identity: PathBuf::from(&vm.ssh.identity),
         known_hosts: PathBuf::from(&vm.ssh.known_hosts),
-    })
+    }
 }
 
 /// The ssh program: `BANGER_SSH_BIN` (tests), else `ssh` from PATH.

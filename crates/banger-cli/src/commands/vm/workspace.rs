@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use banger_api::VmName;
 use banger_api::vms::VmInfo;
 use banger_config::Paths;
 use banger_workspace::{Mode, Plan, PrepareOptions, PrepareReport, PullOptions, PullOutcome};
@@ -25,7 +24,7 @@ pub async fn run(paths: &Paths, command: WorkspaceCommand) -> anyhow::Result<Exi
 }
 
 async fn prepare_command(paths: &Paths, args: WorkspacePrepareArgs) -> anyhow::Result<ExitCode> {
-    let name = VmName::parse(&args.vm)?;
+    let name = args.vm;
     let options = PrepareOptions {
         guest_path: args.guest_path.clone(),
         mode: match args.mode {
@@ -79,7 +78,7 @@ pub async fn make_plan(path: &Path, options: PrepareOptions) -> anyhow::Result<P
 /// terminal and a summary line on stderr.
 pub async fn send(vm: &VmInfo, plan: Plan) -> anyhow::Result<PrepareReport> {
     require_running(vm)?;
-    let target = ssh_target(vm)?;
+    let target = ssh_target(vm);
     let program = ssh_program();
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new_spinner();
@@ -141,7 +140,7 @@ fn report_json(report: &PrepareReport) -> serde_json::Value {
 }
 
 async fn pull_command(paths: &Paths, args: WorkspacePullArgs) -> anyhow::Result<ExitCode> {
-    let name = VmName::parse(&args.vm)?;
+    let name = args.vm;
     let host_path = match args.path {
         Some(path) => path,
         None => std::env::current_dir()?,
@@ -149,7 +148,7 @@ async fn pull_command(paths: &Paths, args: WorkspacePullArgs) -> anyhow::Result<
     let client = super::super::connect(paths).await?;
     let vm = client.vm(&name).await?;
     require_running(&vm)?;
-    let target = ssh_target(&vm)?;
+    let target = ssh_target(&vm);
     let program = ssh_program();
     let options = PullOptions {
         vm: name.to_string(),
