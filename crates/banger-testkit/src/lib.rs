@@ -18,6 +18,7 @@ use banger_config::Paths;
 
 pub mod cli;
 pub mod fake_firecracker;
+pub mod fake_network;
 pub mod netns;
 pub mod skip;
 

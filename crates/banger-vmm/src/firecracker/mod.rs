@@ -178,6 +178,7 @@ impl FirecrackerVmm {
         {
             return Err(abort(error).await);
         }
+        wait_until_listening(&console.vmm, &paths.api_sock, SOCKET_TIMEOUT).await;
         for operation in configuration(spec, &paths) {
             if let Err(source) = api::call(&paths.api_sock, &operation).await {
                 return Err(abort(VmmError::Firecracker {
@@ -201,6 +202,22 @@ impl FirecrackerVmm {
             vsock_uds: paths.vsock_uds,
             console_log: spec.console_log.clone(),
         })
+    }
+}
+
+/// Firecracker creates its API socket at bind(2) and listens on it a moment
+/// later; a connection in between is refused. Waits up to `timeout` until one
+/// is accepted (or the process exits); the first API call reports anything
+/// else.
+async fn wait_until_listening(vmm: &ProcessIdentity, api_sock: &Path, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline && crate::process::exit_status(vmm).is_none() {
+        match tokio::net::UnixStream::connect(api_sock).await {
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            _ => return,
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use banger_api::vms::{VmCreateRequest, VmInfo, VmState};
 
 use super::{
     DEFAULT_DISK_BYTES, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS, OVERLAY_BYTES, VmError, check_resources,
-    host_alias, known_hosts, vm_dir,
+    host_alias, known_hosts, run_dir, vm_dir,
 };
 use crate::progress::ProgressSink;
 use crate::state::AppState;
@@ -130,7 +130,7 @@ pub async fn create(
         Err(join) => Err(VmError::step(&name, "prepare its files", join)),
     };
     if let Err(error) = prepared {
-        undo_create(state, &row);
+        undo_create(state, &row).await;
         return Err(error);
     }
     tracing::info!(vm = %name, ip = %row.ip, image = %image.name, "VM created");
@@ -141,7 +141,7 @@ pub async fn create(
         // A VM whose SSH never answered stays, so its console can be read.
         Err(error) if !matches!(error, VmError::SshTimeout { .. }) => {
             tracing::warn!(vm = %name, "first start failed; removing the new VM");
-            undo_create(state, &row);
+            undo_create(state, &row).await;
             Err(error)
         }
         result => result,
@@ -256,9 +256,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)
 }
 
-/// Removes everything a failed create made: files, known_hosts entry, row.
-fn undo_create(state: &AppState, row: &VmRow) {
+/// Removes everything a failed create made: files, runtime dir, known_hosts
+/// entry, row; then the firewall rules, which a failed first start leaves.
+async fn undo_create(state: &AppState, row: &VmRow) {
     let _ = std::fs::remove_dir_all(&row.dir);
+    let _ = fs_err::remove_dir_all(run_dir(&state.paths().runtime_dir, &row.name));
     state.dns().records.remove(row.name.as_str());
     let _ = banger_host::ssh::known_hosts::remove_host(
         &known_hosts(&state.paths().state_dir),
@@ -266,5 +268,10 @@ fn undo_create(state: &AppState, row: &VmRow) {
     );
     if let Err(error) = state.store().delete_vm(row.id) {
         tracing::error!(vm = %row.name, error = %crate::error::error_chain(&error), "cannot remove the row of a failed create");
+    }
+    if state.host().network_if_ready().is_some() {
+        if let Err(error) = super::firewall::apply(state).await {
+            tracing::warn!(vm = %row.name, error = %crate::error::error_chain(&error), "cannot update firewall rules after a failed create");
+        }
     }
 }
