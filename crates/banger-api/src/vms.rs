@@ -52,6 +52,39 @@ impl VmState {
         })
     }
 
+    /// Every state, for tables and exhaustive tests.
+    pub const ALL: [Self; 6] = [
+        Self::Created,
+        Self::Starting,
+        Self::Running,
+        Self::Stopping,
+        Self::Stopped,
+        Self::Error,
+    ];
+
+    /// Whether a VM may go from `from` to `to`: the VM state machine, in
+    /// one table. The daemon checks it in the one function that persists a
+    /// state, so no code path can record an impossible history. Staying in
+    /// a state is not a transition.
+    ///
+    /// Besides the normal path (created → starting → running → stopping →
+    /// stopped → starting …), the table allows what the daemon must record
+    /// when things go wrong: any step may fail into `error`; a VMM that
+    /// exits on its own takes a starting or running VM straight to
+    /// `stopped`; and a restarted daemon may find a VM that was starting,
+    /// stopping or in error still running (adopted) or gone (stopped).
+    pub fn valid_transition(from: Self, to: Self) -> bool {
+        use VmState::{Created, Error, Running, Starting, Stopped, Stopping};
+        matches!(
+            (from, to),
+            (Created | Stopped | Error, Starting)
+                | (Starting, Running | Stopping | Stopped | Error)
+                | (Running, Stopping | Stopped | Error)
+                | (Stopping, Stopped | Running | Error)
+                | (Error, Running | Stopped)
+        )
+    }
+
     /// Whether `vm start` may run from this state.
     pub fn can_start(self) -> bool {
         matches!(self, Self::Created | Self::Stopped | Self::Error)
@@ -440,6 +473,53 @@ pub struct AgentStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transition_table_covers_every_pair() {
+        use VmState::{Created, Error, Running, Starting, Stopped, Stopping};
+        // Rows: from; columns: to, in the order of `VmState::ALL`
+        // (created, starting, running, stopping, stopped, error).
+        let table: [(VmState, [bool; 6]); 6] = [
+            (Created, [false, true, false, false, false, false]),
+            (Starting, [false, false, true, true, true, true]),
+            (Running, [false, false, false, true, true, true]),
+            (Stopping, [false, false, true, false, true, true]),
+            (Stopped, [false, true, false, false, false, false]),
+            (Error, [false, true, true, false, true, false]),
+        ];
+        for (from, row) in table {
+            for (to, expected) in VmState::ALL.into_iter().zip(row) {
+                assert_eq!(
+                    VmState::valid_transition(from, to),
+                    expected,
+                    "{from} -> {to}"
+                );
+            }
+        }
+        // Nothing goes back to `created`, and staying is not a transition.
+        for state in VmState::ALL {
+            assert!(
+                !VmState::valid_transition(state, Created),
+                "{state} -> created"
+            );
+            assert!(
+                !VmState::valid_transition(state, state),
+                "{state} -> {state}"
+            );
+        }
+        // Every state `vm start` accepts can actually start.
+        for state in VmState::ALL.into_iter().filter(|state| state.can_start()) {
+            assert!(VmState::valid_transition(state, Starting), "{state}");
+        }
+        // Every state `vm stop` acts on can reach stopped, directly or via stopping.
+        for state in VmState::ALL.into_iter().filter(|state| state.can_stop()) {
+            assert!(
+                VmState::valid_transition(state, Stopped)
+                    && (state == Stopping || VmState::valid_transition(state, Stopping)),
+                "{state}"
+            );
+        }
+    }
 
     #[test]
     fn backends_round_trip_as_lowercase_strings() {

@@ -73,7 +73,7 @@ const DYING_OWNER_GRACE: std::time::Duration = std::time::Duration::from_secs(3)
 /// The lock held for the daemon's lifetime; dropping it releases the lock.
 #[derive(Debug)]
 pub struct InstanceLock {
-    file: std::fs::File,
+    file: fs_err::File,
     path: PathBuf,
 }
 
@@ -86,7 +86,7 @@ impl InstanceLock {
             path: path.clone(),
             source,
         };
-        let mut file = std::fs::OpenOptions::new()
+        let mut file = fs_err::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -116,7 +116,7 @@ impl InstanceLock {
     /// its socket (one that is exiting, e.g. just SIGKILLed), waits up to
     /// [`DYING_OWNER_GRACE`] for the kernel to release it. A daemon that
     /// answers is never waited for.
-    fn lock_or_wait_for_exit(file: &std::fs::File, socket: &Path) -> bool {
+    fn lock_or_wait_for_exit(file: &fs_err::File, socket: &Path) -> bool {
         let deadline = std::time::Instant::now() + DYING_OWNER_GRACE;
         loop {
             if rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive).is_ok() {
@@ -163,13 +163,13 @@ impl BoundSocket {
             socket: socket.clone(),
             source,
         };
-        match std::fs::symlink_metadata(&socket) {
+        match fs_err::symlink_metadata(&socket) {
             Ok(_) => {
                 if UnixStream::connect(&socket).is_ok() {
                     return Err(ListenError::SocketInUse { socket });
                 }
                 tracing::info!(socket = %socket.display(), "removing stale socket left by a dead daemon");
-                std::fs::remove_file(&socket).map_err(bind_error)?;
+                fs_err::remove_file(&socket).map_err(bind_error)?;
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(bind_error(error)),
@@ -182,7 +182,7 @@ impl BoundSocket {
         let listener = bound.map_err(bind_error)?;
         listener.set_nonblocking(true).map_err(bind_error)?;
         let inode =
-            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&socket).map_err(bind_error)?);
+            std::os::unix::fs::MetadataExt::ino(&fs_err::metadata(&socket).map_err(bind_error)?);
         Ok(Self {
             listener: Some(listener),
             path: socket,
@@ -203,11 +203,11 @@ impl BoundSocket {
 
 impl Drop for BoundSocket {
     fn drop(&mut self) {
-        let still_ours = std::fs::symlink_metadata(&self.path)
+        let still_ours = fs_err::symlink_metadata(&self.path)
             .map(|metadata| std::os::unix::fs::MetadataExt::ino(&metadata) == self.inode)
             .unwrap_or(false);
         if still_ours {
-            let _ = std::fs::remove_file(&self.path);
+            let _ = fs_err::remove_file(&self.path);
         }
     }
 }
@@ -234,8 +234,7 @@ mod tests {
         let paths = paths(temp.path());
         let lock = InstanceLock::acquire(&paths).expect("lock");
         let socket = BoundSocket::bind(&paths, &lock).expect("bind");
-        let mode =
-            |path: &Path| std::fs::metadata(path).expect("stat").permissions().mode() & 0o777;
+        let mode = |path: &Path| fs_err::metadata(path).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode(&paths.runtime_dir), 0o700);
         assert_eq!(mode(socket.path()), 0o600);
         drop(socket);

@@ -45,7 +45,7 @@ pub struct RotatingFile {
     path: PathBuf,
     max_bytes: u64,
     keep: usize,
-    current: Mutex<(std::fs::File, u64)>,
+    current: Mutex<(fs_err::File, u64)>,
 }
 
 impl RotatingFile {
@@ -64,8 +64,8 @@ impl RotatingFile {
         })
     }
 
-    fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
-        std::fs::OpenOptions::new()
+    fn open_append(path: &Path) -> std::io::Result<fs_err::File> {
+        fs_err::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
@@ -77,17 +77,17 @@ impl RotatingFile {
         PathBuf::from(name)
     }
 
-    fn rotate(&self, current: &mut (std::fs::File, u64)) -> std::io::Result<()> {
+    fn rotate(&self, current: &mut (fs_err::File, u64)) -> std::io::Result<()> {
         for index in (1..self.keep).rev() {
             let from = self.rotated(index);
             if from.exists() {
-                std::fs::rename(&from, self.rotated(index + 1))?;
+                fs_err::rename(&from, self.rotated(index + 1))?;
             }
         }
         if self.keep > 0 {
-            std::fs::rename(&self.path, self.rotated(1))?;
+            fs_err::rename(&self.path, self.rotated(1))?;
         } else {
-            std::fs::remove_file(&self.path)?;
+            fs_err::remove_file(&self.path)?;
         }
         *current = (Self::open_append(&self.path)?, 0);
         Ok(())
@@ -154,14 +154,14 @@ mod tests {
         let sizes: Vec<u64> = ["bangerd.log", "bangerd.log.1", "bangerd.log.2"]
             .iter()
             .map(|name| {
-                std::fs::metadata(temp.path().join(name))
+                fs_err::metadata(temp.path().join(name))
                     .expect("exists")
                     .len()
             })
             .collect();
         assert!(sizes.iter().all(|size| *size <= 100), "{sizes:?}");
         assert!(!temp.path().join("bangerd.log.3").exists());
-        let rotated = std::fs::read_to_string(temp.path().join("bangerd.log.1")).expect("read");
+        let rotated = fs_err::read_to_string(temp.path().join("bangerd.log.1")).expect("read");
         assert!(rotated.ends_with('\n'), "whole lines only: {rotated:?}");
     }
 }

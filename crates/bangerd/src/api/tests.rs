@@ -434,10 +434,9 @@ fn openapi_document_matches_the_checked_in_file() {
     let checked_in_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api/openapi.json");
     let generated = openapi_json();
     if std::env::var_os("BANGER_UPDATE_OPENAPI").is_some() {
-        std::fs::write(checked_in_path, &generated).expect("write openapi.json");
+        fs_err::write(checked_in_path, &generated).expect("write openapi.json");
     }
-    let checked_in =
-        std::fs::read_to_string(checked_in_path).expect("docs/api/openapi.json exists");
+    let checked_in = fs_err::read_to_string(checked_in_path).expect("docs/api/openapi.json exists");
     assert!(
         checked_in == generated,
         "docs/api/openapi.json is out of date; run `cargo run -p bangerd -- openapi > docs/api/openapi.json`"

@@ -207,7 +207,7 @@ pub async fn console(
 
 fn read_from(path: &std::path::Path, offset: u64) -> (Vec<u8>, u64) {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else {
+    let Ok(mut file) = fs_err::File::open(path) else {
         return (Vec::new(), 0);
     };
     let len = file.metadata().map(|metadata| metadata.len()).unwrap_or(0);

@@ -64,13 +64,13 @@ pub fn build(
     let _artifacts = state.artifacts_lock();
     let paths = state.paths();
     let root = images_dir(&paths.state_dir);
-    std::fs::create_dir_all(&root).map_err(io("create", &root))?;
+    fs_err::create_dir_all(&root).map_err(io("create", &root))?;
     let partial = root.join(format!(".partial-{name}-{}", std::process::id()));
     remove_tree(&partial)?;
-    std::fs::create_dir(&partial).map_err(io("create", &partial))?;
+    fs_err::create_dir(&partial).map_err(io("create", &partial))?;
     let log = build_log(&paths.state_dir, &name);
     if let Some(parent) = log.parent() {
-        std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+        fs_err::create_dir_all(parent).map_err(io("create", parent))?;
     }
     progress.stage(
         "build",
@@ -90,7 +90,7 @@ pub fn build(
     let built = match built {
         Ok(built) => built,
         Err(source) => {
-            let _ = std::fs::remove_dir_all(&partial);
+            let _ = fs_err::remove_dir_all(&partial);
             return Err(ImageError::Build {
                 name: name.to_string(),
                 log,
@@ -100,8 +100,8 @@ pub fn build(
     };
     let final_dir = root.join(name.as_str());
     remove_tree(&final_dir)?;
-    if let Err(error) = std::fs::rename(&partial, &final_dir) {
-        let _ = std::fs::remove_dir_all(&partial);
+    if let Err(error) = fs_err::rename(&partial, &final_dir) {
+        let _ = fs_err::remove_dir_all(&partial);
         return Err(io("rename into", &final_dir)(error));
     }
     let file_name = |path: &PathBuf, fallback: &str| {
@@ -133,7 +133,7 @@ pub fn build(
         updated_at: timestamp,
     };
     if let Err(error) = store.upsert_image(&row) {
-        let _ = std::fs::remove_dir_all(&final_dir);
+        let _ = fs_err::remove_dir_all(&final_dir);
         return Err(error.into());
     }
     progress.stage(

@@ -236,14 +236,14 @@ fn absolute(field: &'static str, raw: &str) -> Result<PathBuf, ImageError> {
 }
 
 fn file_bytes(path: &Path) -> u64 {
-    std::fs::metadata(path)
+    fs_err::metadata(path)
         .map(|metadata| metadata.len())
         .unwrap_or(0)
 }
 
 /// Checks a custom initrd: an existing, non-empty regular file.
 fn validate_initrd(path: &Path) -> Result<(), ImageError> {
-    let metadata = std::fs::metadata(path).map_err(io("read the initrd", path))?;
+    let metadata = fs_err::metadata(path).map_err(io("read the initrd", path))?;
     if !metadata.is_file() || metadata.len() == 0 {
         return Err(ImageError::InitrdNotAFile {
             path: path.to_owned(),
@@ -408,7 +408,7 @@ pub fn delete(state: &AppState, name: &ImageName, force: bool) -> Result<ImageDe
 }
 
 fn remove_tree(dir: &Path) -> Result<(), ImageError> {
-    match std::fs::remove_dir_all(dir) {
+    match fs_err::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(error) => Err(io("remove", dir)(error)),

@@ -36,10 +36,10 @@ pub fn promote(
         })?;
     }
     let root = images_dir(&state.paths().state_dir);
-    std::fs::create_dir_all(&root).map_err(io("create", &root))?;
+    fs_err::create_dir_all(&root).map_err(io("create", &root))?;
     let partial = root.join(format!(".partial-{name}-{}", std::process::id()));
     remove_tree(&partial)?;
-    std::fs::create_dir(&partial).map_err(io("create", &partial))?;
+    fs_err::create_dir(&partial).map_err(io("create", &partial))?;
     let copied = copy_all(
         &row.rootfs,
         row.work_seed.as_deref(),
@@ -50,14 +50,14 @@ pub fn promote(
     let (rootfs, work_seed, initrd) = match copied {
         Ok(files) => files,
         Err(error) => {
-            let _ = std::fs::remove_dir_all(&partial);
+            let _ = fs_err::remove_dir_all(&partial);
             return Err(error);
         }
     };
     let final_dir = root.join(name.as_str());
     remove_tree(&final_dir)?;
-    if let Err(error) = std::fs::rename(&partial, &final_dir) {
-        let _ = std::fs::remove_dir_all(&partial);
+    if let Err(error) = fs_err::rename(&partial, &final_dir) {
+        let _ = fs_err::remove_dir_all(&partial);
         return Err(io("rename into", &final_dir)(error));
     }
     let moved = |path: PathBuf| final_dir.join(path.file_name().unwrap_or_default());
@@ -69,7 +69,7 @@ pub fn promote(
     row.updated_at = crate::store::unix_now();
     let mut store = state.store();
     if let Err(error) = store.upsert_image(&row) {
-        let _ = std::fs::remove_dir_all(&final_dir);
+        let _ = fs_err::remove_dir_all(&final_dir);
         return Err(error.into());
     }
     progress.stage(
@@ -123,7 +123,7 @@ fn copy_verified(
 }
 
 fn digest(path: &Path) -> Result<Vec<u8>, ImageError> {
-    let mut file = std::fs::File::open(path).map_err(io("read", path))?;
+    let mut file = fs_err::File::open(path).map_err(io("read", path))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {

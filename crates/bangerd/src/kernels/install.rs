@@ -152,14 +152,14 @@ enum KernelFile {
 }
 
 fn inspect_kernel(path: &Path) -> Result<KernelFile, InstallError> {
-    let metadata = std::fs::metadata(path).map_err(io("read", path))?;
+    let metadata = fs_err::metadata(path).map_err(io("read", path))?;
     if !metadata.is_file() {
         return Err(InstallError::BadInput {
             path: path.to_owned(),
             problem: "is not a regular file",
         });
     }
-    let bytes = std::fs::read(path).map_err(io("read", path))?;
+    let bytes = fs_err::read(path).map_err(io("read", path))?;
     if bytes.starts_with(b"\x7fELF") {
         return Ok(KernelFile::Elf);
     }
@@ -209,7 +209,7 @@ pub fn install_files(
                     problem: "must be an absolute path",
                 });
             }
-            if !std::fs::metadata(dir).map_err(io("read", dir))?.is_dir() {
+            if !fs_err::metadata(dir).map_err(io("read", dir))?.is_dir() {
                 return Err(InstallError::BadInput {
                     path: dir.to_owned(),
                     problem: "is not a directory",
@@ -257,19 +257,19 @@ pub fn install_files(
         banger_host::tools::find_program(Path::new("busybox")).ok_or(InstallError::NoBusybox)?;
 
     let root = super::kernels_dir(state_dir);
-    std::fs::create_dir_all(&root).map_err(io("create", &root))?;
+    fs_err::create_dir_all(&root).map_err(io("create", &root))?;
     let partial = root.join(format!(".partial-{name}-{}", std::process::id()));
     if partial.exists() {
         remove_dir(&partial)?;
     }
-    std::fs::create_dir(&partial).map_err(io("create", &partial))?;
+    fs_err::create_dir(&partial).map_err(io("create", &partial))?;
     let built = assemble(
         &partial, &kind, kernel, modules, &version, &busybox, progress,
     );
     let sizes = match built {
         Ok(sizes) => sizes,
         Err(error) => {
-            let _ = std::fs::remove_dir_all(&partial);
+            let _ = fs_err::remove_dir_all(&partial);
             return Err(error);
         }
     };
@@ -277,8 +277,8 @@ pub fn install_files(
     if final_dir.exists() {
         remove_dir(&final_dir)?;
     }
-    if let Err(error) = std::fs::rename(&partial, &final_dir) {
-        let _ = std::fs::remove_dir_all(&partial);
+    if let Err(error) = fs_err::rename(&partial, &final_dir) {
+        let _ = fs_err::remove_dir_all(&partial);
         return Err(io("rename into", &final_dir)(error));
     }
     progress.stage(
@@ -318,7 +318,7 @@ fn assemble(
     match kind {
         KernelFile::BzImage { .. } => {
             let vmlinuz = dir.join("vmlinuz");
-            std::fs::copy(kernel, &vmlinuz).map_err(io("copy the kernel to", &vmlinuz))?;
+            fs_err::copy(kernel, &vmlinuz).map_err(io("copy the kernel to", &vmlinuz))?;
             progress.stage(
                 "vmlinux",
                 "extracting the ELF vmlinux (Firecracker boots it)",
@@ -327,7 +327,7 @@ fn assemble(
                 .map_err(InstallError::Vmlinux)?;
         }
         KernelFile::Elf => {
-            std::fs::copy(kernel, &vmlinux).map_err(io("copy the kernel to", &vmlinux))?;
+            fs_err::copy(kernel, &vmlinux).map_err(io("copy the kernel to", &vmlinux))?;
         }
     }
     let initramfs = dir.join("initramfs.img");
@@ -373,8 +373,8 @@ fn assemble(
 /// Copies a directory tree: files (hard-linked when possible, the cache and
 /// state usually share a filesystem), directories and symlinks as symlinks.
 fn copy_tree(from: &Path, to: &Path) -> Result<(), InstallError> {
-    std::fs::create_dir_all(to).map_err(io("create", to))?;
-    for entry in std::fs::read_dir(from).map_err(io("read", from))? {
+    fs_err::create_dir_all(to).map_err(io("create", to))?;
+    for entry in fs_err::read_dir(from).map_err(io("read", from))? {
         let entry = entry.map_err(io("read", from))?;
         let source = entry.path();
         let target = to.join(entry.file_name());
@@ -382,10 +382,10 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), InstallError> {
         if kind.is_dir() {
             copy_tree(&source, &target)?;
         } else if kind.is_symlink() {
-            let link = std::fs::read_link(&source).map_err(io("read", &source))?;
-            std::os::unix::fs::symlink(link, &target).map_err(io("create", &target))?;
-        } else if kind.is_file() && std::fs::hard_link(&source, &target).is_err() {
-            std::fs::copy(&source, &target).map_err(io("copy", &target))?;
+            let link = fs_err::read_link(&source).map_err(io("read", &source))?;
+            fs_err::os::unix::fs::symlink(link, &target).map_err(io("create", &target))?;
+        } else if kind.is_file() && fs_err::hard_link(&source, &target).is_err() {
+            fs_err::copy(&source, &target).map_err(io("copy", &target))?;
         }
     }
     Ok(())
@@ -393,7 +393,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), InstallError> {
 
 fn tree_bytes(dir: &Path) -> Result<u64, InstallError> {
     let mut total = 0;
-    for entry in std::fs::read_dir(dir).map_err(io("read", dir))? {
+    for entry in fs_err::read_dir(dir).map_err(io("read", dir))? {
         let entry = entry.map_err(io("read", dir))?;
         let kind = entry.file_type().map_err(io("read", &entry.path()))?;
         if kind.is_dir() {
@@ -407,7 +407,7 @@ fn tree_bytes(dir: &Path) -> Result<u64, InstallError> {
 
 /// Removes a directory tree, naming it on failure.
 pub fn remove_dir(dir: &Path) -> Result<(), InstallError> {
-    match std::fs::remove_dir_all(dir) {
+    match fs_err::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(error) => Err(io("remove", dir)(error)),

@@ -249,7 +249,7 @@ fn save(store: &mut Store, row: &KernelRow) -> Result<KernelInfo, KernelError> {
             })?,
         ),
         Err(error) => {
-            let _ = std::fs::remove_dir_all(&row.dir);
+            let _ = fs_err::remove_dir_all(&row.dir);
             Err(error.into())
         }
     }

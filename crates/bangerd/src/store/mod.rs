@@ -15,13 +15,14 @@ use std::path::{Path, PathBuf};
 
 use banger_api::VmName;
 use banger_api::daemon::IntegrityReport;
+use banger_api::vms::VmState;
 use rusqlite::{Connection, OptionalExtension};
 
 pub use images::ImageRow;
 pub use kernels::{KernelRow, NewKernel};
 pub use migrations::LATEST_VERSION;
 pub use sessions::SessionRow;
-pub use vms::VmRow;
+pub use vms::{VmRow, VmmHandle};
 
 /// Seconds since the Unix epoch, the timestamp format of every table.
 pub fn unix_now() -> i64 {
@@ -72,6 +73,43 @@ pub enum StoreError {
         /// The cause.
         #[source]
         source: rusqlite::Error,
+    },
+    /// A state change that the VM state machine does not allow
+    /// (`VmState::valid_transition`): a bug, refused before it is recorded.
+    #[error("VM {vm} cannot go from {from} to {to}")]
+    InvalidTransition {
+        /// The VM.
+        vm: VmName,
+        /// Its recorded state.
+        from: VmState,
+        /// The refused state.
+        to: VmState,
+    },
+    /// The row's state changed since it was read (another operation got
+    /// there first); nothing was written.
+    #[error("VM {vm} is no longer {expected}; nothing was changed")]
+    StateChanged {
+        /// The VM.
+        vm: VmName,
+        /// The state the caller read.
+        expected: VmState,
+    },
+    /// A new VM row must start in `created`.
+    #[error("VM {vm} must be recorded as created, not {state}")]
+    NotCreated {
+        /// The VM.
+        vm: VmName,
+        /// The state it had.
+        state: VmState,
+    },
+    /// A VM's VMM handle could not be encoded for storage.
+    #[error("cannot record the VMM handle of VM {vm}")]
+    EncodeHandle {
+        /// The VM.
+        vm: VmName,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
     },
     /// A query failed.
     #[error("database query failed on {path} ({what})")]
@@ -156,6 +194,11 @@ impl Store {
             what,
             source,
         }
+    }
+
+    fn handle_error(&self, vm: &VmName) -> impl FnOnce(serde_json::Error) -> StoreError {
+        let vm = vm.clone();
+        move |source| StoreError::EncodeHandle { vm, source }
     }
 
     /// The schema version stored in the database.

@@ -98,12 +98,12 @@ fn integrity_check_reports_corruption() {
             .expect("leave wal");
     }
     // Scribble over the middle of the file: page contents, not the header.
-    let mut bytes = std::fs::read(&path).expect("read");
+    let mut bytes = fs_err::read(&path).expect("read");
     let middle = bytes.len() / 2;
     for byte in &mut bytes[middle..middle + 512] {
         *byte = 0xA5;
     }
-    std::fs::write(&path, bytes).expect("write");
+    fs_err::write(&path, bytes).expect("write");
     // Refusing to open a corrupt file is also a report.
     let reported = match Store::open(&path) {
         Ok(store) => store
@@ -182,4 +182,134 @@ fn sessions_are_unique_per_vm_and_go_with_their_vm() {
     store.delete_vm(alpha).expect("delete VM");
     assert_eq!(store.session(alpha, &web).expect("query"), None);
     assert_eq!(store.sessions(beta).expect("list").len(), 1);
+}
+
+fn vm_named(store: &Store, name: &str) -> VmRow {
+    store
+        .vm(&VmName::parse(name).expect("name"))
+        .expect("query")
+        .expect("row exists")
+}
+
+#[test]
+fn state_changes_follow_the_state_machine_and_are_compared_and_swapped() {
+    use banger_api::vms::VmState;
+    let mut store = Store::open_in_memory().expect("store");
+    insert_vm_row(&store, "alpha", 1);
+    let mut vm = vm_named(&store, "alpha");
+    assert_eq!(vm.state, VmState::Stopped);
+
+    // Allowed: stopped -> starting, written with the other fields.
+    vm.tap = Some("tap-x".to_owned());
+    store
+        .set_vm_state(&mut vm, VmState::Starting)
+        .expect("stopped -> starting");
+    assert_eq!(vm.state, VmState::Starting);
+    let stored = vm_named(&store, "alpha");
+    assert_eq!(stored.state, VmState::Starting);
+    assert_eq!(stored.tap.as_deref(), Some("tap-x"));
+
+    // Refused by the table: starting -> created; nothing is written.
+    let error = store
+        .set_vm_state(&mut vm, VmState::Created)
+        .expect_err("starting -> created is refused");
+    assert!(
+        matches!(
+            error,
+            StoreError::InvalidTransition {
+                from: VmState::Starting,
+                to: VmState::Created,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(vm.state, VmState::Starting);
+    assert_eq!(vm_named(&store, "alpha").state, VmState::Starting);
+
+    // A stale copy (read before someone else moved the VM on) writes nothing.
+    let mut stale = vm.clone();
+    store
+        .set_vm_state(&mut vm, VmState::Running)
+        .expect("starting -> running");
+    let error = store
+        .set_vm_state(&mut stale, VmState::Error)
+        .expect_err("stale state refused");
+    assert!(
+        matches!(
+            error,
+            StoreError::StateChanged {
+                expected: VmState::Starting,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(vm_named(&store, "alpha").state, VmState::Running);
+
+    // update_vm never changes the state, whatever the row says.
+    let mut sneaky = vm_named(&store, "alpha");
+    sneaky.state = VmState::Created;
+    sneaky.last_error = Some("note".to_owned());
+    store.update_vm(&sneaky).expect("update");
+    let stored = vm_named(&store, "alpha");
+    assert_eq!(stored.state, VmState::Running);
+    assert_eq!(stored.last_error.as_deref(), Some("note"));
+}
+
+#[test]
+fn new_vm_rows_start_as_created() {
+    use banger_api::vms::VmState;
+    let mut store = Store::open_in_memory().expect("store");
+    insert_vm_row(&store, "alpha", 1);
+    let mut vm = vm_named(&store, "alpha");
+    vm.name = VmName::parse("beta").expect("name");
+    vm.ip = "10.0.0.9".parse().expect("ip");
+    vm.vsock_cid = 99;
+    let error = store.insert_vm(&vm).expect_err("a stopped row is refused");
+    assert!(
+        matches!(
+            error,
+            StoreError::NotCreated {
+                state: VmState::Stopped,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    vm.state = VmState::Created;
+    store.insert_vm(&vm).expect("a created row is accepted");
+}
+
+#[test]
+fn the_vmm_handle_is_parsed_once_and_a_corrupt_one_is_kept_and_reported() {
+    let mut store = Store::open_in_memory().expect("store");
+    insert_vm_row(&store, "alpha", 1);
+    assert!(vm_named(&store, "alpha").vmm.is_none());
+    store
+        .connection
+        .execute(
+            "UPDATE vms SET runtime = '{\"not\": \"a handle\"' WHERE name = 'alpha'",
+            [],
+        )
+        .expect("corrupt the handle");
+    let vm = vm_named(&store, "alpha");
+    let VmmHandle::Corrupt { raw, error } = &vm.vmm else {
+        panic!("expected a corrupt handle, got {:?}", vm.vmm);
+    };
+    assert_eq!(raw, "{\"not\": \"a handle\"");
+    assert!(!error.is_empty());
+    assert!(vm.vmm.recorded().is_none());
+    // Writing the row back keeps the damaged text for inspection.
+    store.update_vm(&vm).expect("update");
+    let raw_after: String = store
+        .connection
+        .query_row("SELECT runtime FROM vms WHERE name = 'alpha'", [], |row| {
+            row.get(0)
+        })
+        .expect("read");
+    assert_eq!(raw_after, "{\"not\": \"a handle\"");
+    // Listing still works: one bad row does not hide the others.
+    insert_vm_row(&store, "beta", 2);
+    assert_eq!(store.vms().expect("list").len(), 2);
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use banger_api::VmName;
 use banger_api::vms::VmState;
+use banger_vmm::RunningVm;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Store, StoreError};
@@ -40,8 +41,8 @@ pub struct VmRow {
     pub dir: PathBuf,
     /// Backend of the current or last run.
     pub backend: Option<String>,
-    /// JSON of the `RunningVm` handle while the VMM may be running.
-    pub runtime: Option<String>,
+    /// The VMM's handle while it may be running, parsed when the row is read.
+    pub vmm: VmmHandle,
     /// Why the last step failed.
     pub last_error: Option<String>,
     /// Whether the VM may reach the outside world through NAT.
@@ -50,6 +51,62 @@ pub struct VmRow {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+}
+
+/// A VM's recorded VMM handle (the `runtime` column, JSON of
+/// `banger_vmm::RunningVm`). Parsed once, here: the rest of the daemon never
+/// sees the JSON, and a damaged record is a value it must handle, never a
+/// silent "not running".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmmHandle {
+    /// No VMM is recorded.
+    None,
+    /// The VMM recorded when it started.
+    Recorded(Box<RunningVm>),
+    /// The column holds something that is not a handle (a damaged database
+    /// or a record from an incompatible banger). The VMM may still run.
+    Corrupt {
+        /// The stored text, written back unchanged.
+        raw: String,
+        /// Why it does not parse.
+        error: String,
+    },
+}
+
+impl VmmHandle {
+    fn parse(column: Option<String>) -> Self {
+        match column {
+            None => Self::None,
+            Some(raw) => match serde_json::from_str::<RunningVm>(&raw) {
+                Ok(running) => Self::Recorded(Box::new(running)),
+                Err(error) => Self::Corrupt {
+                    raw,
+                    error: error.to_string(),
+                },
+            },
+        }
+    }
+
+    fn to_column(&self) -> Result<Option<String>, serde_json::Error> {
+        match self {
+            Self::None => Ok(None),
+            Self::Recorded(running) => serde_json::to_string(running).map(Some),
+            Self::Corrupt { raw, .. } => Ok(Some(raw.clone())),
+        }
+    }
+
+    /// The recorded VMM, if there is a readable one.
+    pub fn recorded(&self) -> Option<&RunningVm> {
+        match self {
+            Self::Recorded(running) => Some(running),
+            Self::None | Self::Corrupt { .. } => None,
+        }
+    }
+
+    /// Whether nothing is recorded.
+    pub fn is_none(&self) -> bool {
+        matches!(self, Self::None)
+    }
 }
 
 const COLUMNS: &str = "id, name, state, image_id, image_name, vcpus, memory_mib, disk_bytes, ip, mac, vsock_cid, tap, dir, backend, runtime, last_error, created_at, updated_at, nat";
@@ -84,7 +141,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<VmRow> {
         tap: row.get(11)?,
         dir: PathBuf::from(row.get::<_, String>(12)?),
         backend: row.get(13)?,
-        runtime: row.get(14)?,
+        vmm: VmmHandle::parse(row.get(14)?),
         last_error: row.get(15)?,
         created_at: row.get(16)?,
         updated_at: row.get(17)?,
@@ -93,8 +150,16 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<VmRow> {
 }
 
 impl Store {
-    /// Inserts a new VM; returns its id. Fails on a taken name, IP or CID.
+    /// Inserts a new VM, in state `created`; returns its id. Fails on a
+    /// taken name, IP or CID.
     pub fn insert_vm(&mut self, vm: &VmRow) -> Result<i64, StoreError> {
+        if vm.state != VmState::Created {
+            return Err(StoreError::NotCreated {
+                vm: vm.name.clone(),
+                state: vm.state,
+            });
+        }
+        let runtime = vm.vmm.to_column().map_err(self.handle_error(&vm.name))?;
         self.connection
             .query_row(
                 &format!(
@@ -115,7 +180,7 @@ impl Store {
                     vm.tap,
                     vm.dir.display().to_string(),
                     vm.backend,
-                    vm.runtime,
+                    runtime,
                     vm.last_error,
                     vm.created_at,
                     vm.updated_at,
@@ -126,28 +191,76 @@ impl Store {
             .map_err(self.query_error("insert VM"))
     }
 
-    /// Writes every mutable field of `vm` (by id) and bumps `updated_at`.
+    /// Writes every mutable field of `vm` but its state (by id) and bumps
+    /// `updated_at`. States change only through [`Store::set_vm_state`].
     pub fn update_vm(&mut self, vm: &VmRow) -> Result<(), StoreError> {
+        let runtime = vm.vmm.to_column().map_err(self.handle_error(&vm.name))?;
         self.connection
             .execute(
-                "UPDATE vms SET state = ?2, image_id = ?3, vcpus = ?4, memory_mib = ?5, disk_bytes = ?6, tap = ?7,
-                   backend = ?8, runtime = ?9, last_error = ?10, updated_at = ?11, nat = ?12 WHERE id = ?1",
+                "UPDATE vms SET image_id = ?2, vcpus = ?3, memory_mib = ?4, disk_bytes = ?5, tap = ?6,
+                   backend = ?7, runtime = ?8, last_error = ?9, updated_at = ?10, nat = ?11 WHERE id = ?1",
                 params![
                     vm.id,
-                    vm.state.as_str(),
                     vm.image_id,
                     i64::from(vm.vcpus),
                     i64::from(vm.memory_mib),
                     i64::try_from(vm.disk_bytes).unwrap_or(i64::MAX),
                     vm.tap,
                     vm.backend,
-                    vm.runtime,
+                    runtime,
                     vm.last_error,
                     crate::store::unix_now(),
                     i64::from(vm.nat),
                 ],
             )
             .map_err(self.query_error("update VM"))?;
+        Ok(())
+    }
+
+    /// The one way a VM's state changes: checks the move against the state
+    /// machine (`VmState::valid_transition`), then writes `to` together with
+    /// every other field of `vm`, in one commit, only if the stored state
+    /// is still the one `vm` was read with. On success `vm.state` is `to`.
+    pub fn set_vm_state(&mut self, vm: &mut VmRow, to: VmState) -> Result<(), StoreError> {
+        let from = vm.state;
+        if !VmState::valid_transition(from, to) {
+            return Err(StoreError::InvalidTransition {
+                vm: vm.name.clone(),
+                from,
+                to,
+            });
+        }
+        let runtime = vm.vmm.to_column().map_err(self.handle_error(&vm.name))?;
+        let changed = self
+            .connection
+            .execute(
+                "UPDATE vms SET state = ?3, image_id = ?4, vcpus = ?5, memory_mib = ?6, disk_bytes = ?7, tap = ?8,
+                   backend = ?9, runtime = ?10, last_error = ?11, updated_at = ?12, nat = ?13
+                 WHERE id = ?1 AND state = ?2",
+                params![
+                    vm.id,
+                    from.as_str(),
+                    to.as_str(),
+                    vm.image_id,
+                    i64::from(vm.vcpus),
+                    i64::from(vm.memory_mib),
+                    i64::try_from(vm.disk_bytes).unwrap_or(i64::MAX),
+                    vm.tap,
+                    vm.backend,
+                    runtime,
+                    vm.last_error,
+                    crate::store::unix_now(),
+                    i64::from(vm.nat),
+                ],
+            )
+            .map_err(self.query_error("change VM state"))?;
+        if changed == 0 {
+            return Err(StoreError::StateChanged {
+                vm: vm.name.clone(),
+                expected: from,
+            });
+        }
+        vm.state = to;
         Ok(())
     }
 

@@ -16,7 +16,6 @@ use banger_api::vms::{
     AgentStatus, GuestProcess, GuestSideStats, HostSideStats, VmPort, VmPorts, VmState, VmStats,
 };
 
-use super::boot::running_handle;
 use super::{VmError, row};
 use crate::state::AppState;
 
@@ -41,14 +40,15 @@ pub(crate) fn running_uds(
     name: &VmName,
 ) -> Result<(crate::store::VmRow, std::path::PathBuf, u32), VmError> {
     let vm = row(&state.store(), name)?;
-    let running = running_handle(&vm)
+    let running = super::recorded_vmm(&vm)?
         .filter(|_| vm.state == VmState::Running)
         .ok_or_else(|| VmError::WrongState {
             name: name.clone(),
             state: vm.state,
             hint: "start it first (`banger vm start`)",
         })?;
-    Ok((vm, running.vsock_uds.clone(), running.vmm.pid))
+    let (uds, pid) = (running.vsock_uds.clone(), running.vmm.pid);
+    Ok((vm, uds, pid))
 }
 
 /// Whether the agent of a running VM answers.
@@ -189,7 +189,7 @@ async fn sample(name: &VmName, dir: &std::path::Path, uds: &std::path::Path, pid
 /// session from this host). Read from the daemon's own namespace, so it is
 /// host truth, not a guest claim.
 fn has_ssh_session(ip: Ipv4Addr) -> bool {
-    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+    let Ok(table) = fs_err::read_to_string("/proc/net/tcp") else {
         return false;
     };
     // /proc/net/tcp stores IPv4 addresses as little-endian hex.
@@ -278,7 +278,7 @@ pub async fn poll_loop(state: AppState) {
             .collect();
         idle.retain(|name| running.iter().any(|vm| &vm.name == name));
         for vm in running {
-            let Some(handle) = running_handle(&vm) else {
+            let Some(handle) = vm.vmm.recorded() else {
                 continue;
             };
             let stats = sample(&vm.name, &vm.dir, &handle.vsock_uds, handle.vmm.pid).await;

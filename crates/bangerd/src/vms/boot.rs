@@ -6,12 +6,12 @@ use std::time::Duration;
 use banger_api::VmName;
 use banger_api::vms::{VmInfo, VmState};
 use banger_image::guest_config::{GuestConfig, NetworkConfig, SshHostKey};
-use banger_vmm::{BackendKind, DiskSpec, NetSpec, RunningVm, VmSpec};
+use banger_vmm::{BackendKind, DiskSpec, NetSpec, VmSpec};
 
 use super::{CONSOLE_LOG_MAX_BYTES, VmError, console_log, info, row, run_dir, set_state};
 use crate::progress::ProgressSink;
 use crate::state::AppState;
-use crate::store::VmRow;
+use crate::store::{VmRow, VmmHandle};
 
 /// Starts a VM (taking its lock) and waits for SSH.
 pub async fn start(
@@ -31,6 +31,8 @@ pub async fn start_locked(
     progress: &ProgressSink,
 ) -> Result<VmInfo, VmError> {
     let mut vm = row(&state.store(), name)?;
+    // A VMM that may still run must never get a twin on the same disks.
+    super::recorded_vmm(&vm)?;
     if !vm.state.can_start() {
         return Err(VmError::WrongState {
             name: name.clone(),
@@ -115,15 +117,14 @@ pub async fn start_locked(
         }
     };
     vm.backend = Some(backend_name(running.backend).to_owned());
-    vm.runtime = match serde_json::to_string(&running) {
-        Ok(json) => Some(json),
-        Err(error) => {
-            let _ = running.stop(Duration::from_secs(5)).await;
-            let _ = running.cleanup().await;
-            return fail(state, &mut vm, VmError::step(name, "record its VMM", error)).await;
-        }
-    };
-    set_state(state, &mut vm, VmState::Running, None)?;
+    vm.vmm = VmmHandle::Recorded(Box::new(running.clone()));
+    if let Err(error) = set_state(state, &mut vm, VmState::Running, None) {
+        // An unrecorded VMM would run on unseen: stop it before failing.
+        let _ = running.stop(Duration::from_secs(5)).await;
+        let _ = running.cleanup().await;
+        vm.vmm = VmmHandle::None;
+        return fail(state, &mut vm, error).await;
+    }
     tracing::info!(vm = %name, pid = running.vmm.pid, backend = ?running.backend, "VMM started");
 
     progress.stage(
@@ -163,10 +164,17 @@ fn backend_name(kind: BackendKind) -> &'static str {
 /// Records a failed start: releases the TAP, marks the VM as errored.
 async fn fail(state: &AppState, vm: &mut VmRow, error: VmError) -> Result<VmInfo, VmError> {
     release_tap(state, vm).await;
-    vm.runtime = None;
+    vm.vmm = VmmHandle::None;
     let message = crate::error::error_chain(&error);
     tracing::warn!(vm = %vm.name, error = %message, "start failed");
     set_state(state, vm, VmState::Error, Some(message))?;
+    // The runtime dir holds the initrd with the VM's private host key.
+    let _ = fs_err::remove_dir_all(run_dir(&state.paths().runtime_dir, &vm.name));
+    if state.host().network_if_ready().is_some() {
+        if let Err(error) = super::firewall::apply(state).await {
+            tracing::warn!(vm = %vm.name, error = %crate::error::error_chain(&error), "cannot update firewall rules after a failed start");
+        }
+    }
     Err(error)
 }
 
@@ -222,7 +230,7 @@ fn boot_files(state: &AppState, vm: &VmRow, backend: BackendKind) -> Result<Boot
 }
 
 fn read_text(vm: &VmName, path: &std::path::Path) -> Result<String, VmError> {
-    std::fs::read_to_string(path).map_err(|error| VmError::step(vm, "read its SSH host key", error))
+    fs_err::read_to_string(path).map_err(|error| VmError::step(vm, "read its SSH host key", error))
 }
 
 fn build_spec(
@@ -242,7 +250,7 @@ fn build_spec(
         .map_err(|error| VmError::step(name, "load the SSH user key", error))?;
     let agent = match &state.host().agent {
         Some(path) => Some(
-            std::fs::read(path)
+            fs_err::read(path)
                 .map_err(|error| VmError::step(name, "read the guest agent", error))?,
         ),
         None => None,
@@ -328,11 +336,4 @@ fn build_spec(
         console_log_max_bytes: CONSOLE_LOG_MAX_BYTES,
         accel,
     })
-}
-
-/// Parses a row's persisted VMM handle.
-pub fn running_handle(vm: &VmRow) -> Option<RunningVm> {
-    vm.runtime
-        .as_deref()
-        .and_then(|json| serde_json::from_str(json).ok())
 }

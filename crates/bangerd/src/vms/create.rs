@@ -15,7 +15,7 @@ use super::{
 };
 use crate::progress::ProgressSink;
 use crate::state::AppState;
-use crate::store::{ImageRow, VmRow};
+use crate::store::{ImageRow, VmRow, VmmHandle};
 
 /// Creates a VM and, unless asked not to, starts it and waits for SSH.
 pub async fn create(
@@ -42,7 +42,7 @@ pub async fn create(
     }
     let image = resolve_image(state, request.image.as_ref(), progress).await?;
     let seed_bytes = image.work_seed.as_deref().map_or(0, |seed| {
-        std::fs::metadata(seed).map(|m| m.len()).unwrap_or(0)
+        fs_err::metadata(seed).map(|m| m.len()).unwrap_or(0)
     });
     let disk_bytes = request
         .disk_bytes
@@ -97,7 +97,7 @@ pub async fn create(
             vsock_cid,
             tap: None,
             backend: None,
-            runtime: None,
+            vmm: VmmHandle::None,
             last_error: None,
             nat: request.nat,
             created_at: now,
@@ -246,9 +246,9 @@ fn prepare_files(state: &AppState, row: &VmRow, image: &ImageRow) -> Result<(), 
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
+    let mut file = fs_err::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
@@ -259,7 +259,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Removes everything a failed create made: files, runtime dir, known_hosts
 /// entry, row; then the firewall rules, which a failed first start leaves.
 async fn undo_create(state: &AppState, row: &VmRow) {
-    let _ = std::fs::remove_dir_all(&row.dir);
+    let _ = fs_err::remove_dir_all(&row.dir);
     let _ = fs_err::remove_dir_all(run_dir(&state.paths().runtime_dir, &row.name));
     state.dns().records.remove(row.name.as_str());
     let _ = banger_host::ssh::known_hosts::remove_host(

@@ -27,7 +27,7 @@ pub async fn delete(state: &AppState, name: &VmName, force: bool) -> Result<VmDe
     let mut removed = Vec::new();
     let paths = state.paths();
     for dir in [vm.dir.clone(), run_dir(&paths.runtime_dir, name)] {
-        match std::fs::remove_dir_all(&dir) {
+        match fs_err::remove_dir_all(&dir) {
             Ok(()) => removed.push(dir.display().to_string()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(VmError::step(name, "remove its files", error)),

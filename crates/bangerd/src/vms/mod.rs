@@ -23,7 +23,8 @@ use banger_api::vms::{SshInfo, VmBackend, VmInfo, VmSetRequest, VmState};
 use banger_api::{ErrorCode, ImageName, VmName};
 
 use crate::state::AppState;
-use crate::store::{Store, StoreError, VmRow};
+use crate::store::{Store, StoreError, VmRow, VmmHandle};
+use banger_vmm::RunningVm;
 
 pub use boot::start;
 pub use create::create;
@@ -175,6 +176,17 @@ pub enum VmError {
         #[source]
         source: tokio::task::JoinError,
     },
+    /// The daemon's record of the VM's VMM is unreadable; the VMM may
+    /// still run, so nothing is started or signalled on a guess.
+    #[error(
+        "bangerd's record of VM {name}'s VMM cannot be read ({error}); its VMM may still be running: stop any QEMU or Firecracker process of this VM by hand, then run `banger vm stop {name}` to clear the record"
+    )]
+    CorruptHandle {
+        /// The VM.
+        name: VmName,
+        /// Why the record does not parse.
+        error: String,
+    },
     /// SSH did not answer in time; the VM keeps running for inspection.
     #[error(
         "VM {name} started but SSH did not answer within {waited_secs} s; it is kept running for inspection: see `banger vm logs {name}` and `banger vm show {name}`"
@@ -210,9 +222,10 @@ impl VmError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::NotFound { .. } | Self::ImageNotFound { .. } => ErrorCode::NotFound,
-            Self::NameTaken { .. } | Self::WrongState { .. } | Self::ImageGone { .. } => {
-                ErrorCode::Conflict
-            }
+            Self::NameTaken { .. }
+            | Self::WrongState { .. }
+            | Self::ImageGone { .. }
+            | Self::CorruptHandle { .. } => ErrorCode::Conflict,
             Self::Name(_)
             | Self::VcpusOutOfRange { .. }
             | Self::MemoryTooSmall { .. }
@@ -256,9 +269,8 @@ pub fn host_alias(name: &VmName) -> String {
 /// The API view of a row.
 pub fn info(state: &AppState, row: &VmRow) -> VmInfo {
     let pid = row
-        .runtime
-        .as_deref()
-        .and_then(|json| serde_json::from_str::<banger_vmm::RunningVm>(json).ok())
+        .vmm
+        .recorded()
         .filter(|_| row.state.can_stop())
         .map(|running| running.vmm.pid);
     VmInfo {
@@ -313,17 +325,37 @@ pub fn show(state: &AppState, name: &VmName) -> Result<VmInfo, VmError> {
     Ok(info(state, &row))
 }
 
-/// Persists `row` with a new state (and error), the step before acting.
+/// Records `row` in `new_state` with `error` as its last error, together
+/// with its other fields: the step before acting. The store checks the move
+/// against the state machine (`VmState::valid_transition`); staying in the
+/// same state only updates the fields and the reason.
 pub fn set_state(
     state: &AppState,
     row: &mut VmRow,
     new_state: VmState,
     error: Option<String>,
 ) -> Result<(), VmError> {
-    row.state = new_state;
     row.last_error = error;
-    state.store().update_vm(row)?;
+    let mut store = state.store();
+    if row.state == new_state {
+        store.update_vm(row)?;
+    } else {
+        store.set_vm_state(row, new_state)?;
+    }
     Ok(())
+}
+
+/// The VM's recorded VMM, if any; an unreadable record is an error that
+/// names the VM, never "not running".
+pub fn recorded_vmm(vm: &VmRow) -> Result<Option<&RunningVm>, VmError> {
+    match &vm.vmm {
+        VmmHandle::None => Ok(None),
+        VmmHandle::Recorded(running) => Ok(Some(running)),
+        VmmHandle::Corrupt { error, .. } => Err(VmError::CorruptHandle {
+            name: vm.name.clone(),
+            error: error.clone(),
+        }),
+    }
 }
 
 /// Validates requested resources; shared by create and set.

@@ -13,7 +13,6 @@ use banger_api::vms::VmState;
 use banger_host::net::names::TapName;
 use banger_vmm::Adoption;
 
-use super::boot::running_handle;
 use super::stop::finish_stopped;
 use super::{run_dir, set_state};
 use crate::state::AppState;
@@ -34,12 +33,20 @@ pub async fn recover(state: &AppState) {
     };
     let mut claimed = BTreeSet::new();
     for mut vm in vms {
-        if vm.state.is_at_rest() && vm.runtime.is_none() {
+        if vm.state.is_at_rest() && vm.vmm.is_none() {
             continue;
         }
-        let adoption = match running_handle(&vm) {
-            Some(running) => running.adopt().await,
-            None => Ok(Adoption::Gone),
+        let adoption = match super::recorded_vmm(&vm) {
+            Ok(Some(running)) => {
+                let running = running.clone();
+                running
+                    .adopt()
+                    .await
+                    .map_err(|error| crate::error::error_chain(&error))
+            }
+            Ok(None) => Ok(Adoption::Gone),
+            // Never "gone" on a guess: the VMM may still run.
+            Err(corrupt) => Err(crate::error::error_chain(&corrupt)),
         };
         let result = match adoption {
             Ok(Adoption::Running) => {
@@ -62,8 +69,7 @@ pub async fn recover(state: &AppState) {
                 )
                 .await
             }
-            Err(error) => {
-                let message = crate::error::error_chain(&error);
+            Err(message) => {
                 tracing::error!(vm = %vm.name, error = %message, "cannot adopt VM");
                 set_state(state, &mut vm, VmState::Error, Some(message))
             }
@@ -112,7 +118,7 @@ pub async fn recover(state: &AppState) {
 /// Runtime dirs (`<runtime>/vms/<name>`) of VMs that are not running.
 fn remove_unclaimed_run_dirs(state: &AppState) {
     let root = state.paths().runtime_dir.join("vms");
-    let Ok(entries) = std::fs::read_dir(&root) else {
+    let Ok(entries) = fs_err::read_dir(&root) else {
         return;
     };
     let running: BTreeSet<String> = match state.store().vms() {
@@ -127,7 +133,7 @@ fn remove_unclaimed_run_dirs(state: &AppState) {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !running.contains(&name) {
             let path = entry.path();
-            match std::fs::remove_dir_all(&path) {
+            match fs_err::remove_dir_all(&path) {
                 Ok(()) => tracing::info!(path = %path.display(), "removed unclaimed runtime dir"),
                 Err(error) => {
                     tracing::warn!(path = %path.display(), %error, "cannot remove unclaimed runtime dir")
@@ -148,7 +154,8 @@ pub async fn monitor_loop(state: AppState) {
             Err(_) => continue,
         };
         for vm in vms.into_iter().filter(|vm| vm.state == VmState::Running) {
-            let Some(running) = running_handle(&vm) else {
+            let Some(running) = vm.vmm.recorded() else {
+                record_missing_handle(&state, &vm.name).await;
                 continue;
             };
             if running.vmm.is_alive_and_same() && running.status().is_none() {
@@ -167,7 +174,7 @@ pub async fn monitor_loop(state: AppState) {
             }
             let exit = describe_exit(running.status());
             tracing::info!(vm = %vm.name, exit = %exit, "VMM exited");
-            let _ = std::fs::remove_dir_all(run_dir(&state.paths().runtime_dir, &vm.name));
+            let _ = fs_err::remove_dir_all(run_dir(&state.paths().runtime_dir, &vm.name));
             if let Err(error) = finish_stopped(
                 &state,
                 &mut current,
@@ -181,11 +188,166 @@ pub async fn monitor_loop(state: AppState) {
     }
 }
 
+/// A running VM without a readable VMM record: there is nothing to watch,
+/// and it must not pass for running, so it goes to `error` with the reason.
+async fn record_missing_handle(state: &AppState, name: &banger_api::VmName) {
+    let lock = state.vm_lock(name);
+    let Ok(_guard) = lock.try_lock() else {
+        return;
+    };
+    let Ok(Some(mut vm)) = state.store().vm(name) else {
+        return;
+    };
+    if vm.state != VmState::Running {
+        return;
+    }
+    let reason = match super::recorded_vmm(&vm) {
+        Ok(Some(_)) => return,
+        Ok(None) => "recorded as running, but bangerd has no record of its VMM; if it still runs, stop it by hand, then `banger vm stop` clears the state".to_owned(),
+        Err(corrupt) => crate::error::error_chain(&corrupt),
+    };
+    tracing::error!(vm = %name, reason = %reason, "running VM without a usable VMM record");
+    if let Err(error) = set_state(state, &mut vm, VmState::Error, Some(reason)) {
+        tracing::error!(vm = %name, error = %crate::error::error_chain(&error), "cannot record the error");
+    }
+}
+
 /// Human text for how a VMM ended.
 fn describe_exit(exit: Option<banger_vmm::ExitInfo>) -> String {
     match exit {
         Some(banger_vmm::ExitInfo::Code { code }) => format!("exit code {code}"),
         Some(banger_vmm::ExitInfo::Signal { signal }) => format!("killed by signal {signal}"),
         Some(banger_vmm::ExitInfo::Unknown) | None => "exit status unknown".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use banger_api::vms::VmState;
+    use banger_api::{ImageName, VmName};
+    use banger_config::{LoadedConfig, Paths};
+
+    use super::*;
+    use crate::host::Host;
+    use crate::store::{Store, VmRow, VmmHandle};
+
+    fn state_with_store(temp: &std::path::Path) -> AppState {
+        let paths = Paths {
+            config_dir: temp.join("config"),
+            state_dir: temp.join("state"),
+            cache_dir: temp.join("cache"),
+            runtime_dir: temp.join("run"),
+            home_dir: None,
+        };
+        let env = |name: &str| (name == "HOME").then(|| "/home/test".to_owned());
+        let config = LoadedConfig::from_parts(&paths, None, &env)
+            .expect("config")
+            .config;
+        let (sender, _) = tokio::sync::watch::channel(false);
+        AppState::new(
+            paths,
+            config,
+            Store::open_in_memory().expect("store"),
+            Host::unavailable("monitor tests"),
+            sender,
+        )
+    }
+
+    fn running_vm_with_corrupt_record(state: &AppState) -> VmName {
+        let name = VmName::parse("alpha").expect("name");
+        let mut vm = VmRow {
+            id: 0,
+            name: name.clone(),
+            state: VmState::Created,
+            image_id: None,
+            image_name: ImageName::parse("img").expect("image").to_string(),
+            vcpus: 1,
+            memory_mib: 512,
+            disk_bytes: 1 << 30,
+            ip: "10.0.0.2".parse().expect("ip"),
+            mac: "02:00:0a:00:00:02".to_owned(),
+            vsock_cid: 3,
+            tap: None,
+            dir: state.paths().state_dir.join("vms/alpha"),
+            backend: None,
+            vmm: VmmHandle::None,
+            last_error: None,
+            nat: false,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let mut store = state.store();
+        vm.id = store.insert_vm(&vm).expect("insert");
+        store
+            .set_vm_state(&mut vm, VmState::Starting)
+            .expect("starting");
+        vm.vmm = VmmHandle::Corrupt {
+            raw: "{truncated".to_owned(),
+            error: "EOF while parsing".to_owned(),
+        };
+        store
+            .set_vm_state(&mut vm, VmState::Running)
+            .expect("running");
+        name
+    }
+
+    #[tokio::test]
+    async fn recovery_puts_a_vm_with_an_unreadable_vmm_record_in_error_not_stopped() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let state = state_with_store(temp.path());
+        let name = running_vm_with_corrupt_record(&state);
+        recover(&state).await;
+        let vm = state.store().vm(&name).expect("query").expect("row");
+        assert_eq!(vm.state, VmState::Error);
+        let reason = vm.last_error.expect("a reason");
+        assert!(reason.contains("cannot be read"), "{reason}");
+        assert!(reason.contains("banger vm stop alpha"), "{reason}");
+        // The record is kept, so nothing pretends the VMM is gone.
+        assert!(matches!(vm.vmm, VmmHandle::Corrupt { .. }));
+    }
+
+    #[tokio::test]
+    async fn the_watcher_puts_a_running_vm_without_a_usable_record_in_error() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let state = state_with_store(temp.path());
+        let name = running_vm_with_corrupt_record(&state);
+        record_missing_handle(&state, &name).await;
+        let vm = state.store().vm(&name).expect("query").expect("row");
+        assert_eq!(vm.state, VmState::Error);
+        assert!(
+            vm.last_error
+                .as_deref()
+                .is_some_and(|reason| reason.contains("cannot be read")),
+            "{:?}",
+            vm.last_error
+        );
+    }
+
+    #[tokio::test]
+    async fn stop_clears_an_unreadable_record_and_start_refuses_while_it_is_there() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let state = state_with_store(temp.path());
+        let name = running_vm_with_corrupt_record(&state);
+        let progress = crate::progress::ProgressSink::discard();
+        let error = crate::vms::start(&state, &name, &progress)
+            .await
+            .expect_err("no second VMM next to one that may run");
+        assert!(
+            matches!(error, crate::vms::VmError::CorruptHandle { .. }),
+            "{error}"
+        );
+        let info = crate::vms::stop(&state, &name)
+            .await
+            .expect("stop clears it");
+        assert_eq!(info.state, VmState::Stopped);
+        let vm = state.store().vm(&name).expect("query").expect("row");
+        assert!(vm.vmm.is_none());
+        assert!(
+            vm.last_error
+                .as_deref()
+                .is_some_and(|reason| reason.contains("cleared")),
+            "{:?}",
+            vm.last_error
+        );
     }
 }

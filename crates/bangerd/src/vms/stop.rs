@@ -6,10 +6,10 @@ use banger_api::VmName;
 use banger_api::vms::{VmInfo, VmSignal, VmState};
 use banger_vmm::Signal;
 
-use super::boot::{release_tap, running_handle};
+use super::boot::release_tap;
 use super::{VmError, info, row, run_dir, set_state};
 use crate::state::AppState;
-use crate::store::VmRow;
+use crate::store::{VmRow, VmmHandle};
 
 /// How long a guest gets to shut down before its VMM is killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -25,11 +25,23 @@ pub async fn stop(state: &AppState, name: &VmName) -> Result<VmInfo, VmError> {
 /// [`stop`] for callers holding the VM's lock.
 pub async fn stop_locked(state: &AppState, name: &VmName) -> Result<VmInfo, VmError> {
     let mut vm = row(&state.store(), name)?;
+    if let VmmHandle::Corrupt { error, .. } = &vm.vmm {
+        // The user was told to stop the VMM by hand and then run this: the
+        // unreadable record is cleared, and the reason says what that means.
+        tracing::warn!(vm = %name, %error, "clearing an unreadable VMM record");
+        finish_stopped(
+            state,
+            &mut vm,
+            Some("its unreadable VMM record was cleared by `banger vm stop`; a VMM that still ran was not stopped".to_owned()),
+        )
+        .await?;
+        return Ok(info(state, &vm));
+    }
     if !vm.state.can_stop() {
         return Ok(info(state, &vm));
     }
     set_state(state, &mut vm, VmState::Stopping, None)?;
-    if let Some(running) = running_handle(&vm) {
+    if let Some(running) = vm.vmm.recorded().cloned() {
         match running.stop(STOP_TIMEOUT).await {
             Ok(outcome) => tracing::info!(vm = %name, ?outcome, "VM stopped"),
             Err(error) => {
@@ -50,14 +62,14 @@ pub async fn finish_stopped(
     vm: &mut VmRow,
     reason: Option<String>,
 ) -> Result<(), VmError> {
-    if let Some(running) = running_handle(vm) {
+    if let Some(running) = vm.vmm.recorded() {
         if let Err(error) = running.cleanup().await {
             tracing::warn!(vm = %vm.name, error = %crate::error::error_chain(&error), "cleanup after stop failed");
         }
     }
     release_tap(state, vm).await;
-    vm.runtime = None;
-    let _ = std::fs::remove_dir_all(run_dir(&state.paths().runtime_dir, &vm.name));
+    vm.vmm = VmmHandle::None;
+    let _ = fs_err::remove_dir_all(run_dir(&state.paths().runtime_dir, &vm.name));
     set_state(state, vm, VmState::Stopped, reason)?;
     // Their processes died with the guest; their logs stay on its /root.
     if let Err(error) = state.store().mark_sessions_lost(vm.id) {
@@ -80,7 +92,10 @@ pub async fn kill(
     let lock = state.vm_lock(name);
     let _guard = lock.lock().await;
     let mut vm = row(&state.store(), name)?;
-    let Some(running) = running_handle(&vm).filter(|_| vm.state.can_stop()) else {
+    let Some(running) = super::recorded_vmm(&vm)?
+        .filter(|_| vm.state.can_stop())
+        .cloned()
+    else {
         return Err(VmError::WrongState {
             name: name.clone(),
             state: vm.state,
