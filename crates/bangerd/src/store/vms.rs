@@ -3,8 +3,8 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use banger_api::VmName;
-use banger_api::vms::VmState;
+use banger_api::vms::{VmBackend, VmState};
+use banger_api::{ImageName, VmName};
 use banger_vmm::RunningVm;
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -22,7 +22,7 @@ pub struct VmRow {
     /// Image row, unless the image was force-deleted.
     pub image_id: Option<i64>,
     /// Image name at creation (kept for display after a forced image delete).
-    pub image_name: String,
+    pub image_name: ImageName,
     /// Virtual CPUs.
     pub vcpus: u8,
     /// Memory in MiB.
@@ -40,7 +40,7 @@ pub struct VmRow {
     /// VM directory (disks, keys, console log).
     pub dir: PathBuf,
     /// Backend of the current or last run.
-    pub backend: Option<String>,
+    pub backend: Option<VmBackend>,
     /// The VMM's handle while it may be running, parsed when the row is read.
     pub vmm: VmmHandle,
     /// Why the last step failed.
@@ -122,6 +122,10 @@ fn conversion(
 #[error("unknown VM state {0:?}")]
 struct UnknownState(String);
 
+#[derive(Debug, thiserror::Error)]
+#[error("unknown VM backend {0:?}")]
+struct UnknownBackend(String);
+
 fn from_row(row: &Row<'_>) -> rusqlite::Result<VmRow> {
     let name: String = row.get(1)?;
     let state: String = row.get(2)?;
@@ -131,7 +135,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<VmRow> {
         name: VmName::parse(&name).map_err(|error| conversion(1, error))?,
         state: VmState::parse(&state).ok_or_else(|| conversion(2, UnknownState(state.clone())))?,
         image_id: row.get(3)?,
-        image_name: row.get(4)?,
+        image_name: ImageName::parse(&row.get::<_, String>(4)?)
+            .map_err(|error| conversion(4, error))?,
         vcpus: u8::try_from(row.get::<_, i64>(5)?).unwrap_or(1),
         memory_mib: u32::try_from(row.get::<_, i64>(6)?).unwrap_or(0),
         disk_bytes: u64::try_from(row.get::<_, i64>(7)?).unwrap_or(0),
@@ -140,7 +145,12 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<VmRow> {
         vsock_cid: u32::try_from(row.get::<_, i64>(10)?).unwrap_or(0),
         tap: row.get(11)?,
         dir: PathBuf::from(row.get::<_, String>(12)?),
-        backend: row.get(13)?,
+        backend: row
+            .get::<_, Option<String>>(13)?
+            .map(|text| {
+                VmBackend::parse(&text).ok_or_else(|| conversion(13, UnknownBackend(text.clone())))
+            })
+            .transpose()?,
         vmm: VmmHandle::parse(row.get(14)?),
         last_error: row.get(15)?,
         created_at: row.get(16)?,
@@ -170,7 +180,7 @@ impl Store {
                     vm.name.as_str(),
                     vm.state.as_str(),
                     vm.image_id,
-                    vm.image_name,
+                    vm.image_name.as_str(),
                     i64::from(vm.vcpus),
                     i64::from(vm.memory_mib),
                     i64::try_from(vm.disk_bytes).unwrap_or(i64::MAX),
@@ -179,7 +189,7 @@ impl Store {
                     i64::from(vm.vsock_cid),
                     vm.tap,
                     vm.dir.display().to_string(),
-                    vm.backend,
+                    vm.backend.map(VmBackend::as_str),
                     runtime,
                     vm.last_error,
                     vm.created_at,
@@ -206,7 +216,7 @@ impl Store {
                     i64::from(vm.memory_mib),
                     i64::try_from(vm.disk_bytes).unwrap_or(i64::MAX),
                     vm.tap,
-                    vm.backend,
+                    vm.backend.map(VmBackend::as_str),
                     runtime,
                     vm.last_error,
                     crate::store::unix_now(),
@@ -246,7 +256,7 @@ impl Store {
                     i64::from(vm.memory_mib),
                     i64::try_from(vm.disk_bytes).unwrap_or(i64::MAX),
                     vm.tap,
-                    vm.backend,
+                    vm.backend.map(VmBackend::as_str),
                     runtime,
                     vm.last_error,
                     crate::store::unix_now(),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use banger_api::VmName;
-use banger_api::vms::{VmInfo, VmState};
+use banger_api::vms::{VmBackend, VmInfo, VmState};
 use banger_image::guest_config::{GuestConfig, NetworkConfig, SshHostKey};
 use banger_vmm::{BackendKind, DiskSpec, NetSpec, VmSpec};
 
@@ -116,7 +116,7 @@ pub async fn start_locked(
             return fail(state, &mut vm, VmError::step(name, "start its VMM", error)).await;
         }
     };
-    vm.backend = Some(backend_name(running.backend).to_owned());
+    vm.backend = Some(backend_name(running.backend));
     vm.vmm = VmmHandle::Recorded(Box::new(running.clone()));
     if let Err(error) = set_state(state, &mut vm, VmState::Running, None) {
         // An unrecorded VMM would run on unseen: stop it before failing.
@@ -154,10 +154,10 @@ pub async fn start_locked(
     }
 }
 
-fn backend_name(kind: BackendKind) -> &'static str {
+fn backend_name(kind: BackendKind) -> VmBackend {
     match kind {
-        BackendKind::Qemu => "qemu",
-        BackendKind::Firecracker => "firecracker",
+        BackendKind::Qemu => VmBackend::Qemu,
+        BackendKind::Firecracker => VmBackend::Firecracker,
     }
 }
 

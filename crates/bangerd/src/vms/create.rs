@@ -88,7 +88,7 @@ pub async fn create(
             name,
             state: VmState::Created,
             image_id: Some(image.id),
-            image_name: image.name.to_string(),
+            image_name: image.name.clone(),
             vcpus: request.vcpus.unwrap_or(DEFAULT_VCPUS),
             memory_mib: request.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
             disk_bytes,

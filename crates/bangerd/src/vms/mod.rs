@@ -124,7 +124,7 @@ pub enum VmError {
         /// The VM.
         name: VmName,
         /// The image it was made from.
-        image: String,
+        image: ImageName,
     },
     /// The kernel has no file the chosen backend can boot.
     #[error("kernel {kernel} has no image the {backend} backend can boot")]
@@ -132,7 +132,7 @@ pub enum VmError {
         /// The kernel.
         kernel: String,
         /// The backend.
-        backend: &'static str,
+        backend: VmBackend,
     },
     /// No guest address is left in the configured range.
     #[error("cannot give the new VM an address")]
@@ -276,11 +276,7 @@ pub fn info(state: &AppState, row: &VmRow) -> VmInfo {
     VmInfo {
         name: row.name.clone(),
         state: row.state,
-        // The row keeps these two as text (written from an `ImageName` and a
-        // `VmBackend`, so they parse); anything else shows as absent.
-        image: row
-            .image_id
-            .and_then(|_| ImageName::parse(&row.image_name).ok()),
+        image: row.image_id.map(|_| row.image_name.clone()),
         vcpus: row.vcpus,
         memory_mib: row.memory_mib,
         disk_bytes: row.disk_bytes,
@@ -288,7 +284,7 @@ pub fn info(state: &AppState, row: &VmRow) -> VmInfo {
         mac: row.mac.clone(),
         vsock_cid: row.vsock_cid,
         tap: row.tap.clone(),
-        backend: row.backend.as_deref().and_then(VmBackend::parse),
+        backend: row.backend,
         pid,
         dir: row.dir.display().to_string(),
         console_log: console_log(&row.dir).display().to_string(),

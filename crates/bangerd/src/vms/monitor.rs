@@ -260,7 +260,7 @@ mod tests {
             name: name.clone(),
             state: VmState::Created,
             image_id: None,
-            image_name: ImageName::parse("img").expect("image").to_string(),
+            image_name: ImageName::parse("img").expect("image"),
             vcpus: 1,
             memory_mib: 512,
             disk_bytes: 1 << 30,
