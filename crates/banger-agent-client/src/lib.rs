@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use banger_agent_proto::{
     AGENT_PORT, Envelope, FrameError, GuestStats, MAX_CMDLINE_BYTES, MAX_COMM_BYTES,
-    MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_SOCKETS, PROTOCOL_VERSION, Request, Response,
-    SessionRefusal, Transport,
+    MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_SESSIONS, MAX_SOCKETS, PROTOCOL_VERSION, Request,
+    Response, SessionRefusal, Transport,
 };
 use banger_vmm::VsockError;
 use rustix::net::RecvFlags;
@@ -114,8 +114,8 @@ pub enum AgentError {
     Invalid {
         /// What was asked.
         request: &'static str,
-        /// What is wrong.
-        reason: String,
+        /// What is wrong (part of this message, not a cause).
+        reason: InvalidReply,
     },
     /// The agent refused a session request (the refusal's strings are
     /// sanitised).
@@ -131,6 +131,74 @@ pub enum AgentError {
         request: &'static str,
         /// The agent's message, sanitised.
         message: String,
+    },
+}
+
+/// What makes a well-formed reply impossible: the value the guest claimed,
+/// and the bound it broke. Guest strings in it are sanitised or passed the
+/// session-name rule, so it is safe to print.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidReply {
+    /// More sockets than [`MAX_SOCKETS`].
+    #[error("{count} sockets, more than the limit of {MAX_SOCKETS}")]
+    TooManySockets {
+        /// How many were listed.
+        count: usize,
+    },
+    /// A listening socket on port 0.
+    #[error("a socket with port 0")]
+    SocketPortZero,
+    /// A socket's process with pid 0.
+    #[error("a process with pid 0")]
+    ProcessPidZero,
+    /// `MemAvailable` larger than `MemTotal`.
+    #[error("available memory exceeds total memory")]
+    MemoryAvailableExceedsTotal {
+        /// The claimed available bytes.
+        available: u64,
+        /// The claimed total bytes.
+        total: u64,
+    },
+    /// A filesystem with more free (or available) than total space.
+    #[error("free space of {mount} exceeds its size")]
+    FreeSpaceExceedsSize {
+        /// The mount point (`/` or `/root`).
+        mount: &'static str,
+    },
+    /// More sessions than [`MAX_SESSIONS`].
+    #[error("{count} sessions, more than the limit of {MAX_SESSIONS}")]
+    TooManySessions {
+        /// How many were listed.
+        count: usize,
+    },
+    /// A session name the agent itself would refuse.
+    #[error("invalid session name {name:?}")]
+    SessionName {
+        /// The name, sanitised and cut to 64 characters.
+        name: String,
+    },
+    /// A session with pid 0.
+    #[error("session {name:?} with pid 0")]
+    SessionPidZero {
+        /// The session.
+        name: String,
+    },
+    /// A session with no argv, or more than
+    /// [`MAX_ARGS`](banger_agent_proto::MAX_ARGS) arguments.
+    #[error("session {name:?} with {count} arguments")]
+    SessionArgCount {
+        /// The session.
+        name: String,
+        /// How many arguments it claims.
+        count: usize,
+    },
+    /// The status of another session than the one asked about.
+    #[error("status of session {got:?} instead of {asked:?}")]
+    OtherSession {
+        /// The session the reply is about.
+        got: String,
+        /// The session asked about.
+        asked: String,
     },
 }
 
@@ -237,7 +305,7 @@ async fn read_frame(stream: &mut UnixStream, request: &'static str) -> Result<Ve
 /// sanitises its strings.
 fn validate(request: &Request, response: Response) -> Result<Response, AgentError> {
     let kind = request.kind();
-    let invalid = |reason: String| AgentError::Invalid {
+    let invalid = |reason: InvalidReply| AgentError::Invalid {
         request: kind,
         reason,
     };
@@ -266,18 +334,17 @@ fn validate(request: &Request, response: Response) -> Result<Response, AgentErro
             },
         ) => {
             if sockets.len() > MAX_SOCKETS {
-                return Err(invalid(format!(
-                    "{} sockets, more than the limit of {MAX_SOCKETS}",
-                    sockets.len()
-                )));
+                return Err(invalid(InvalidReply::TooManySockets {
+                    count: sockets.len(),
+                }));
             }
             for socket in &mut sockets {
                 if socket.port == 0 {
-                    return Err(invalid("a socket with port 0".into()));
+                    return Err(invalid(InvalidReply::SocketPortZero));
                 }
                 if let Some(process) = &mut socket.process {
                     if process.pid == 0 {
-                        return Err(invalid("a process with pid 0".into()));
+                        return Err(invalid(InvalidReply::ProcessPidZero));
                     }
                     process.comm = sanitize_guest_text(&process.comm, MAX_COMM_BYTES);
                     process.cmdline = sanitize_guest_text(&process.cmdline, MAX_CMDLINE_BYTES);
@@ -299,14 +366,17 @@ fn validate(request: &Request, response: Response) -> Result<Response, AgentErro
     }
 }
 
-fn check_stats(stats: &GuestStats) -> Result<(), String> {
+fn check_stats(stats: &GuestStats) -> Result<(), InvalidReply> {
     if stats.mem_available_bytes > stats.mem_total_bytes {
-        return Err("available memory exceeds total memory".into());
+        return Err(InvalidReply::MemoryAvailableExceedsTotal {
+            available: stats.mem_available_bytes,
+            total: stats.mem_total_bytes,
+        });
     }
     for (name, usage) in [("/", &stats.fs_root), ("/root", &stats.fs_root_home)] {
         if let Some(usage) = usage {
             if usage.free_bytes > usage.total_bytes || usage.available_bytes > usage.total_bytes {
-                return Err(format!("free space of {name} exceeds its size"));
+                return Err(InvalidReply::FreeSpaceExceedsSize { mount: name });
             }
         }
     }

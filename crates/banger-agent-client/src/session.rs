@@ -16,7 +16,9 @@ use banger_agent_proto::{
 };
 use tokio::net::UnixStream;
 
-use crate::{AgentError, call, call_keeping_stream, sanitize_guest_text, variant_name};
+use crate::{
+    AgentError, InvalidReply, call, call_keeping_stream, sanitize_guest_text, variant_name,
+};
 
 /// Starts a session; returns its status once it runs.
 pub async fn session_start(
@@ -153,7 +155,7 @@ pub(crate) fn is_session_request(request: &Request) -> bool {
 /// Checks a reply to a session request and sanitises its strings.
 pub(crate) fn validate(request: &Request, response: Response) -> Result<Response, AgentError> {
     let kind = request.kind();
-    let invalid = |reason: String| AgentError::Invalid {
+    let invalid = |reason: InvalidReply| AgentError::Invalid {
         request: kind,
         reason,
     };
@@ -166,10 +168,10 @@ pub(crate) fn validate(request: &Request, response: Response) -> Result<Response
     let checked = |session: SessionStatus| -> Result<SessionStatus, AgentError> {
         let session = check_status(session).map_err(invalid)?;
         match asked {
-            Some(name) if name != session.name => Err(invalid(format!(
-                "status of session {:?} instead of {name:?}",
-                session.name
-            ))),
+            Some(name) if name != session.name => Err(invalid(InvalidReply::OtherSession {
+                got: session.name,
+                asked: name.to_owned(),
+            })),
             _ => Ok(session),
         }
     };
@@ -196,10 +198,9 @@ pub(crate) fn validate(request: &Request, response: Response) -> Result<Response
             },
         ) => {
             if sessions.len() > MAX_SESSIONS {
-                return Err(invalid(format!(
-                    "{} sessions, more than the limit of {MAX_SESSIONS}",
-                    sessions.len()
-                )));
+                return Err(invalid(InvalidReply::TooManySessions {
+                    count: sessions.len(),
+                }));
             }
             let mut sessions = sessions
                 .into_iter()
@@ -222,22 +223,21 @@ pub(crate) fn validate(request: &Request, response: Response) -> Result<Response
 }
 
 /// Validates and sanitises one guest-reported session.
-fn check_status(mut session: SessionStatus) -> Result<SessionStatus, String> {
+fn check_status(mut session: SessionStatus) -> Result<SessionStatus, InvalidReply> {
     if validate_session_name(&session.name).is_err() {
-        return Err(format!(
-            "invalid session name {:?}",
-            sanitize_guest_text(&session.name, 64)
-        ));
+        return Err(InvalidReply::SessionName {
+            name: sanitize_guest_text(&session.name, 64),
+        });
     }
+    // From here on the name passed the agent's own rule: safe to show.
     if session.pid == 0 {
-        return Err(format!("session {:?} with pid 0", session.name));
+        return Err(InvalidReply::SessionPidZero { name: session.name });
     }
     if session.argv.is_empty() || session.argv.len() > MAX_ARGS {
-        return Err(format!(
-            "session {:?} with {} arguments",
-            session.name,
-            session.argv.len()
-        ));
+        return Err(InvalidReply::SessionArgCount {
+            count: session.argv.len(),
+            name: session.name,
+        });
     }
     for arg in &mut session.argv {
         *arg = sanitize_guest_text(arg, MAX_ARG_BYTES);

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use banger_agent_client::{AgentError, call, guest_stats, health, listening_ports, proto};
+use banger_agent_client::{
+    AgentError, InvalidReply, call, guest_stats, health, listening_ports, proto,
+};
 use proto::{MAX_FRAME_BYTES, Request, Transport};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
@@ -228,7 +230,25 @@ async fn impossible_values_are_refused() {
     }))))
     .await;
     let error = guest_stats(&fake.uds, TIMEOUT).await.expect_err("mem");
-    assert!(matches!(error, AgentError::Invalid { .. }), "{error}");
+    assert!(
+        matches!(
+            error,
+            AgentError::Invalid {
+                reason: InvalidReply::MemoryAvailableExceedsTotal {
+                    available: 2,
+                    total: 1
+                },
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .ends_with("invalid reply: available memory exceeds total memory"),
+        "{error}"
+    );
 }
 
 /// No control character, ESC, C1 or bidi override may survive.

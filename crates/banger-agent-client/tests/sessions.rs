@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use banger_agent::{Agent, SessionManager};
 use banger_agent_client::{
-    AgentError, session_attach, session_list, session_logs, session_remove, session_show,
-    session_signal, session_start,
+    AgentError, InvalidReply, session_attach, session_list, session_logs, session_remove,
+    session_show, session_signal, session_start,
 };
 use banger_agent_proto::{
     AttachFrame, LogStream, SessionRefusal, SessionSignal, SessionSpec, SessionState, StdinMode,
@@ -278,15 +278,24 @@ async fn hostile_session_replies_are_refused_or_sanitised() {
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
     assert!(matches!(
         reply(leak(status("../etc", "\"sh\""))).await,
-        Err(AgentError::Invalid { .. })
+        Err(AgentError::Invalid {
+            reason: InvalidReply::SessionName { .. },
+            ..
+        })
     ));
     assert!(matches!(
         reply(leak(status("other", "\"sh\""))).await,
-        Err(AgentError::Invalid { .. })
+        Err(AgentError::Invalid {
+            reason: InvalidReply::OtherSession { .. },
+            ..
+        })
     ));
     assert!(matches!(
         reply(leak(status("web", ""))).await,
-        Err(AgentError::Invalid { .. })
+        Err(AgentError::Invalid {
+            reason: InvalidReply::SessionArgCount { count: 0, .. },
+            ..
+        })
     ));
     let clean = reply(leak(status("web", "\"\\u001b]0;pwned\\u0007sh\"")))
         .await

@@ -269,13 +269,15 @@ pub struct VmSshArgs {
 }
 
 /// Parses memory: a plain number is MiB; with a unit (512M, 4G) a size.
-pub fn parse_memory(text: &str) -> Result<u32, String> {
+pub fn parse_memory(text: &str) -> Result<u32, SizeParseError> {
     let text = text.trim();
     if let Ok(mib) = text.parse::<u32>() {
         return Ok(mib);
     }
     let bytes = parse_size(text)?;
-    u32::try_from(bytes >> 20).map_err(|_| format!("{text:?} is too large"))
+    u32::try_from(bytes >> 20).map_err(|_| SizeParseError::TooLarge {
+        text: text.to_owned(),
+    })
 }
 
 /// `banger image ...`
@@ -369,26 +371,59 @@ pub struct ImageNameArg {
 }
 
 /// Parses sizes such as `512M`, `4G`, `4GiB` or a plain byte count.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, SizeParseError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size; use e.g. 512M, 4G or 10G"))?;
+    let number: u64 = digits.parse().map_err(|_| SizeParseError::NotASize {
+        text: text.to_owned(),
+    })?;
     let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(format!("{text:?} has an unknown unit; use K, M, G or T")),
+        _ => {
+            return Err(SizeParseError::UnknownUnit {
+                text: text.to_owned(),
+                unit: unit.trim().to_owned(),
+            });
+        }
     };
     number
         .checked_mul(multiplier)
-        .ok_or_else(|| format!("{text:?} is too large"))
+        .ok_or_else(|| SizeParseError::TooLarge {
+            text: text.to_owned(),
+        })
+}
+
+/// A `--memory` or `--size` value that [`parse_memory`] or [`parse_size`]
+/// refused (clap shows it after the option's name).
+#[derive(Debug, thiserror::Error)]
+pub enum SizeParseError {
+    /// No leading number.
+    #[error("{text:?} is not a size; use e.g. 512M, 4G or 10G")]
+    NotASize {
+        /// The value given.
+        text: String,
+    },
+    /// A suffix other than B, K, M, G, T (with optional B or iB).
+    #[error("{text:?} has an unknown unit; use K, M, G or T")]
+    UnknownUnit {
+        /// The value given.
+        text: String,
+        /// Its suffix.
+        unit: String,
+    },
+    /// More bytes than fit in 64 bits (or MiB in 32 bits, for memory).
+    #[error("{text:?} is too large")]
+    TooLarge {
+        /// The value given.
+        text: String,
+    },
 }
 
 /// `banger kernel ...`

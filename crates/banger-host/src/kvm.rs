@@ -25,6 +25,63 @@ pub struct KvmVerdict {
     pub detail: String,
 }
 
+/// Why the probe guest did not run (the verdict's `detail` is its text).
+#[derive(Debug, thiserror::Error)]
+pub enum KvmProbeError {
+    /// `/dev/kvm` does not open.
+    #[error("cannot open {device}")]
+    Open {
+        /// The device path.
+        device: &'static str,
+        /// The OS error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// The device speaks another KVM API version.
+    #[error("{device} reports KVM API version {version}, expected 12")]
+    ApiVersion {
+        /// The device path.
+        device: &'static str,
+        /// The version it reported.
+        version: i32,
+    },
+    /// The thread running the probe guest could not be started.
+    #[error("cannot start the probe thread")]
+    SpawnThread(#[source] std::io::Error),
+    /// The probe guest's page could not be mapped.
+    #[error("cannot map probe memory")]
+    MapMemory(#[source] rustix::io::Errno),
+    /// A KVM ioctl setting up or running the guest failed.
+    #[error("{ioctl} failed")]
+    Ioctl {
+        /// The ioctl, e.g. `KVM_CREATE_VM`.
+        ioctl: &'static str,
+        /// The OS error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// The guest left through something other than `hlt`.
+    #[error("the probe guest exited unexpectedly: {exit}")]
+    UnexpectedExit {
+        /// The exit, as KVM reported it (its `Debug` form: it borrows the
+        /// vCPU's run area, so it cannot be kept).
+        exit: String,
+    },
+    /// The guest did not exit in time (the run ioctl may hang for good on
+    /// broken nested setups).
+    #[error("the probe guest did not exit within {timeout:?}")]
+    Hung {
+        /// How long the probe waited.
+        timeout: Duration,
+    },
+}
+
+impl KvmProbeError {
+    fn ioctl(ioctl: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Self {
+        move |source| Self::Ioctl { ioctl, source }
+    }
+}
+
 const DEVICE: &str = "/dev/kvm";
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Guest-physical address of the probe's single page.
@@ -40,7 +97,10 @@ pub fn probe() -> KvmVerdict {
                 accessible: false,
                 probe_ran: false,
                 can_run_guests: false,
-                detail: format!("cannot open {DEVICE}: {error}"),
+                detail: crate::error_chain::render(&KvmProbeError::Open {
+                    device: DEVICE,
+                    source: error,
+                }),
             };
         }
     };
@@ -50,7 +110,11 @@ pub fn probe() -> KvmVerdict {
             accessible: false,
             probe_ran: false,
             can_run_guests: false,
-            detail: format!("{DEVICE} reports KVM API version {api_version}, expected 12"),
+            detail: KvmProbeError::ApiVersion {
+                device: DEVICE,
+                version: api_version,
+            }
+            .to_string(),
         };
     }
     drop(kvm);
@@ -63,19 +127,19 @@ pub fn probe() -> KvmVerdict {
             let _ = sender.send(run_hlt_guest());
         });
     let probe_result = match spawned {
-        Ok(_) => receiver.recv_timeout(PROBE_TIMEOUT).unwrap_or_else(|_| {
-            Err(format!(
-                "the probe guest did not exit within {PROBE_TIMEOUT:?}"
-            ))
-        }),
-        Err(error) => Err(format!("cannot start the probe thread: {error}")),
+        Ok(_) => receiver
+            .recv_timeout(PROBE_TIMEOUT)
+            .unwrap_or(Err(KvmProbeError::Hung {
+                timeout: PROBE_TIMEOUT,
+            })),
+        Err(error) => Err(KvmProbeError::SpawnThread(error)),
     };
-    if let Err(reason) = probe_result {
+    if let Err(error) = probe_result {
         return KvmVerdict {
             accessible: true,
             probe_ran: false,
             can_run_guests: false,
-            detail: reason,
+            detail: crate::error_chain::render(&error),
         };
     }
     if std::path::Path::new("/sys/module/kvm_pvm").exists() {
@@ -122,7 +186,7 @@ struct GuestPage {
 }
 
 impl GuestPage {
-    fn new() -> Result<Self, String> {
+    fn new() -> Result<Self, KvmProbeError> {
         // SAFETY: an anonymous private mapping with no address hint cannot
         // alias existing memory; the result is checked below.
         let address = unsafe {
@@ -133,7 +197,7 @@ impl GuestPage {
                 rustix::mm::MapFlags::PRIVATE,
             )
         }
-        .map_err(|error| format!("cannot map probe memory: {error}"))?;
+        .map_err(KvmProbeError::MapMemory)?;
         Ok(Self { address })
     }
 }
@@ -145,13 +209,16 @@ impl Drop for GuestPage {
     }
 }
 
-fn run_hlt_guest() -> Result<(), String> {
+fn run_hlt_guest() -> Result<(), KvmProbeError> {
     // Declared first so it is dropped last, after the VM that maps it.
     let page = GuestPage::new()?;
-    let kvm = Kvm::new().map_err(|error| format!("cannot open {DEVICE}: {error}"))?;
+    let kvm = Kvm::new().map_err(|source| KvmProbeError::Open {
+        device: DEVICE,
+        source,
+    })?;
     let vm = kvm
         .create_vm()
-        .map_err(|error| format!("KVM_CREATE_VM failed: {error}"))?;
+        .map_err(KvmProbeError::ioctl("KVM_CREATE_VM"))?;
     // SAFETY: the page is PAGE bytes, writable, and owned by `page`.
     unsafe { page.address.cast::<u8>().write(0xf4) }; // hlt
     let region = kvm_bindings::kvm_userspace_memory_region {
@@ -164,27 +231,32 @@ fn run_hlt_guest() -> Result<(), String> {
     // SAFETY: the region points at memory that outlives the VM: `page` is
     // declared before `vm` and `vcpu`, so it is dropped after them.
     unsafe { vm.set_user_memory_region(region) }
-        .map_err(|error| format!("KVM_SET_USER_MEMORY_REGION failed: {error}"))?;
+        .map_err(KvmProbeError::ioctl("KVM_SET_USER_MEMORY_REGION"))?;
     let mut vcpu = vm
         .create_vcpu(0)
-        .map_err(|error| format!("KVM_CREATE_VCPU failed: {error}"))?;
+        .map_err(KvmProbeError::ioctl("KVM_CREATE_VCPU"))?;
     let mut sregs = vcpu
         .get_sregs()
-        .map_err(|error| format!("KVM_GET_SREGS failed: {error}"))?;
+        .map_err(KvmProbeError::ioctl("KVM_GET_SREGS"))?;
     sregs.cs.base = 0;
     sregs.cs.selector = 0;
     vcpu.set_sregs(&sregs)
-        .map_err(|error| format!("KVM_SET_SREGS failed: {error}"))?;
+        .map_err(KvmProbeError::ioctl("KVM_SET_SREGS"))?;
     let mut regs = vcpu
         .get_regs()
-        .map_err(|error| format!("KVM_GET_REGS failed: {error}"))?;
+        .map_err(KvmProbeError::ioctl("KVM_GET_REGS"))?;
     regs.rip = PROBE_ADDRESS;
     regs.rflags = 2;
     vcpu.set_regs(&regs)
-        .map_err(|error| format!("KVM_SET_REGS failed: {error}"))?;
+        .map_err(KvmProbeError::ioctl("KVM_SET_REGS"))?;
     match vcpu.run() {
         Ok(VcpuExit::Hlt) => Ok(()),
-        Ok(other) => Err(format!("the probe guest exited unexpectedly: {other:?}")),
-        Err(error) => Err(format!("KVM_RUN failed: {error}")),
+        Ok(other) => Err(KvmProbeError::UnexpectedExit {
+            exit: format!("{other:?}"),
+        }),
+        Err(source) => Err(KvmProbeError::Ioctl {
+            ioctl: "KVM_RUN",
+            source,
+        }),
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod disk;
 pub mod doctor;
+mod error_chain;
 pub mod kvm;
 pub mod net;
 pub mod privileged;

@@ -538,10 +538,8 @@ async fn banger_run(bench: &Bench, name: &str) -> Result<BangerRun> {
         let ip = ip_rx
             .await
             .map_err(|_| "the CLI never named the VM's address")?;
-        let at = ssh_ready_at(ip, SSH_TIMEOUT)
-            .await
-            .map_err(|error| error.to_string())?;
-        Ok::<_, String>((ip, at.duration_since(start)))
+        let at = ssh_ready_at(ip, SSH_TIMEOUT).await?;
+        Ok::<_, BoxError>((ip, at.duration_since(start)))
     });
 
     let status = child.wait().await?;

@@ -43,14 +43,52 @@ pub enum ConsoleError {
         source: std::io::Error,
     },
     /// The copier's command line was wrong.
-    #[error("console-copier: {0} (usage: --path FILE --max-bytes N)")]
-    Usage(String),
+    #[error("console-copier: {problem} (usage: --path FILE --max-bytes N)")]
+    Usage {
+        /// What is wrong with it (part of this message, not a cause).
+        problem: UsageProblem,
+    },
     /// Creating the pipe between VMM and copier failed.
-    #[error("cannot create the console pipe: {0}")]
+    #[error("cannot create the console pipe")]
     Pipe(#[source] std::io::Error),
     /// Starting the copier or the VMM failed.
     #[error(transparent)]
     Process(#[from] ProcessError),
+}
+
+/// What is wrong with a `console-copier` command line.
+#[derive(Debug, Error)]
+pub enum UsageProblem {
+    /// An option is the last argument, without its value.
+    #[error("{} needs a value", .option.to_string_lossy())]
+    MissingValue {
+        /// The option.
+        option: OsString,
+    },
+    /// `--max-bytes` is not a number.
+    #[error("--max-bytes: {value:?} is not a number")]
+    NotANumber {
+        /// The value given.
+        value: OsString,
+    },
+    /// An argument the copier does not know.
+    #[error("unknown argument {}", .argument.to_string_lossy())]
+    UnknownArgument {
+        /// The argument.
+        argument: OsString,
+    },
+    /// A required option is absent.
+    #[error("{option} is required")]
+    Required {
+        /// The option (`--path` or `--max-bytes`).
+        option: &'static str,
+    },
+}
+
+impl From<UsageProblem> for ConsoleError {
+    fn from(problem: UsageProblem) -> Self {
+        Self::Usage { problem }
+    }
 }
 
 /// The program that runs [`run_console_copier`], e.g. `bangerd` with
@@ -136,32 +174,24 @@ pub fn copier_main(args: impl IntoIterator<Item = OsString>) -> Result<(), Conso
     let mut max_bytes = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let value = args.next().ok_or_else(|| {
-            ConsoleError::Usage(format!("{} needs a value", arg.to_string_lossy()))
-        })?;
+        let Some(value) = args.next() else {
+            return Err(UsageProblem::MissingValue { option: arg }.into());
+        };
         match arg.to_str() {
             Some("--path") => path = Some(PathBuf::from(value)),
             Some("--max-bytes") => {
-                max_bytes = Some(
-                    value
-                        .to_str()
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .ok_or_else(|| {
-                            ConsoleError::Usage(format!("--max-bytes: {value:?} is not a number"))
-                        })?,
-                );
+                let Some(number) = value.to_str().and_then(|v| v.parse::<u64>().ok()) else {
+                    return Err(UsageProblem::NotANumber { value }.into());
+                };
+                max_bytes = Some(number);
             }
-            _ => {
-                return Err(ConsoleError::Usage(format!(
-                    "unknown argument {}",
-                    arg.to_string_lossy()
-                )));
-            }
+            _ => return Err(UsageProblem::UnknownArgument { argument: arg }.into()),
         }
     }
-    let path = path.ok_or_else(|| ConsoleError::Usage("--path is required".into()))?;
-    let max_bytes =
-        max_bytes.ok_or_else(|| ConsoleError::Usage("--max-bytes is required".into()))?;
+    let path = path.ok_or(UsageProblem::Required { option: "--path" })?;
+    let max_bytes = max_bytes.ok_or(UsageProblem::Required {
+        option: "--max-bytes",
+    })?;
     run_console_copier(std::io::stdin().lock(), &path, max_bytes)
 }
 
@@ -289,19 +319,35 @@ mod tests {
         let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
         assert!(matches!(
             copier_main(args(&["--path"])),
-            Err(ConsoleError::Usage(_))
+            Err(ConsoleError::Usage {
+                problem: UsageProblem::MissingValue { .. }
+            })
         ));
-        assert!(matches!(
-            copier_main(args(&["--path", "/x", "--max-bytes", "many"])),
-            Err(ConsoleError::Usage(_))
-        ));
+        let error = copier_main(args(&["--path", "/x", "--max-bytes", "many"])).unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                ConsoleError::Usage {
+                    problem: UsageProblem::NotANumber { .. }
+                }
+            ),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "console-copier: --max-bytes: \"many\" is not a number (usage: --path FILE --max-bytes N)"
+        );
         assert!(matches!(
             copier_main(args(&["--bogus", "1"])),
-            Err(ConsoleError::Usage(_))
+            Err(ConsoleError::Usage {
+                problem: UsageProblem::UnknownArgument { .. }
+            })
         ));
         assert!(matches!(
             copier_main(args(&["--max-bytes", "1"])),
-            Err(ConsoleError::Usage(_))
+            Err(ConsoleError::Usage {
+                problem: UsageProblem::Required { option: "--path" }
+            })
         ));
     }
 }

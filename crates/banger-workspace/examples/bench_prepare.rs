@@ -16,11 +16,11 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
 use banger_host::ssh::{SshTarget, TtyMode, ssh_command};
-use banger_workspace::{PrepareOptions, plan, prepare};
+use banger_workspace::{PlanError, PrepareError, PrepareOptions, plan, prepare};
 
 const FAKE_SSH: &str = include_str!("../tests/fake_ssh.sh");
 
@@ -34,7 +34,7 @@ struct Args {
     guest_root: Option<String>,
 }
 
-fn parse_args() -> anyhow_like::Result<Args> {
+fn parse_args() -> Result<Args> {
     let mut args = Args {
         vm: None,
         fake_local: false,
@@ -46,27 +46,133 @@ fn parse_args() -> anyhow_like::Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        let mut value = || {
+            it.next().ok_or_else(|| BenchError::MissingValue {
+                option: arg.clone(),
+            })
+        };
         match arg.as_str() {
             "--vm" => args.vm = Some(value()?),
             "--fake-local" => args.fake_local = true,
-            "--iterations" => args.iterations = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--files" => args.files = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--mib" => args.mib = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--iterations" => args.iterations = parse("--iterations", &value()?)?,
+            "--files" => args.files = parse("--files", &value()?)?,
+            "--mib" => args.mib = parse("--mib", &value()?)?,
             "--repo" => args.repo = Some(PathBuf::from(value()?)),
             "--guest-root" => args.guest_root = Some(value()?),
-            other => return Err(format!("unknown argument {other}")),
+            other => {
+                return Err(BenchError::UnknownArgument {
+                    argument: other.to_owned(),
+                });
+            }
         }
     }
     if args.vm.is_some() == args.fake_local {
-        return Err("pass exactly one of --vm NAME or --fake-local".into());
+        return Err(BenchError::Mode);
     }
     Ok(args)
 }
 
-/// The example keeps errors as text; it is a measuring tool, not a library.
-mod anyhow_like {
-    pub type Result<T> = std::result::Result<T, String>;
+/// Parses `text` as the count given to `option`.
+fn parse(option: &'static str, text: &str) -> Result<usize> {
+    text.parse().map_err(|source| BenchError::NotANumber {
+        option,
+        value: text.to_owned(),
+        source,
+    })
+}
+
+/// Why the benchmark stopped. `main` prints it with its causes.
+#[derive(Debug, thiserror::Error)]
+enum BenchError {
+    /// An option was given without its value.
+    #[error("{option} needs a value")]
+    MissingValue {
+        /// The option.
+        option: String,
+    },
+    /// An argument this tool does not know.
+    #[error("unknown argument {argument}")]
+    UnknownArgument {
+        /// The argument.
+        argument: String,
+    },
+    /// Neither or both of `--vm` and `--fake-local`.
+    #[error("pass exactly one of --vm NAME or --fake-local")]
+    Mode,
+    /// A count option's value is not a number.
+    #[error("invalid {option} {value:?}")]
+    NotANumber {
+        /// The option.
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// The parse error.
+        source: std::num::ParseIntError,
+    },
+    /// A file operation failed (`fs_err` errors name the path).
+    #[error(transparent)]
+    Fs(#[from] std::io::Error),
+    /// The scratch directory could not be created.
+    #[error("cannot create a temporary directory")]
+    TempDir(#[source] std::io::Error),
+    /// A program could not be started or waited for.
+    #[error("cannot run {command}")]
+    Spawn {
+        /// The command line (`Debug` form).
+        command: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A program exited unsuccessfully.
+    #[error("{command} failed: {status}")]
+    Failed {
+        /// The command line (`Debug` form).
+        command: String,
+        /// How it exited.
+        status: ExitStatus,
+    },
+    /// `banger vm show NAME --json` failed.
+    #[error("banger vm show {name} failed: {stderr}")]
+    VmShow {
+        /// The VM.
+        name: String,
+        /// What banger printed on stderr.
+        stderr: String,
+    },
+    /// `banger vm show --json` printed something else than a VM.
+    #[error("vm show JSON")]
+    VmShowJson(#[source] serde_json::Error),
+    /// `git archive` was spawned without a stdout pipe.
+    #[error("git archive: no stdout")]
+    NoArchiveStdout,
+    /// The `git archive | ssh tar -x` baseline failed.
+    #[error("baseline failed: ssh {ssh}, git archive {archive}")]
+    Baseline {
+        /// How ssh exited.
+        ssh: ExitStatus,
+        /// How git archive exited.
+        archive: ExitStatus,
+    },
+    /// Planning the workspace failed.
+    #[error("cannot plan the workspace")]
+    Plan(#[from] PlanError),
+    /// Sending the workspace failed.
+    #[error("cannot prepare the workspace")]
+    Prepare(#[from] PrepareError),
+}
+
+type Result<T> = std::result::Result<T, BenchError>;
+
+/// `error` and its causes joined by `": "`.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// xorshift64*: deterministic, fast, good enough for fake source text.
@@ -86,7 +192,7 @@ impl Rng {
 }
 
 /// Writes `files` source-like files totalling about `mib` MiB and commits them.
-fn generate(repo: &Path, files: usize, mib: usize) -> anyhow_like::Result<()> {
+fn generate(repo: &Path, files: usize, mib: usize) -> Result<()> {
     let mut rng = Rng(0x5eed_ba4e_0000_0001);
     let vocabulary: Vec<String> = (0..4000)
         .map(|_| {
@@ -102,7 +208,7 @@ fn generate(repo: &Path, files: usize, mib: usize) -> anyhow_like::Result<()> {
     let per_file = mib * (1 << 20) / files.max(1);
     for i in 0..files {
         let dir = repo.join(format!("src/m{:02}/p{}", i % 50, i % 7));
-        fs_err::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        fs_err::create_dir_all(&dir)?;
         // Like real code, a file mostly repeats its own few identifiers:
         // zlib gets it to ~27% (this repository's Rust: ~23%).
         let local: Vec<&str> = (0..48)
@@ -125,7 +231,7 @@ fn generate(repo: &Path, files: usize, mib: usize) -> anyhow_like::Result<()> {
             text.push_str(";\n");
         }
         let path = dir.join(format!("file{i}.rs"));
-        fs_err::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        fs_err::write(&path, text)?;
     }
     run(Command::new("git").arg("-C").arg(repo).args(["add", "-A"]))?;
     run(Command::new("git").arg("-C").arg(repo).args([
@@ -140,29 +246,38 @@ fn generate(repo: &Path, files: usize, mib: usize) -> anyhow_like::Result<()> {
     ]))
 }
 
-fn run(command: &mut Command) -> anyhow_like::Result<()> {
-    let status = command.status().map_err(|e| format!("{command:?}: {e}"))?;
+fn run(command: &mut Command) -> Result<()> {
+    let status = command.status().map_err(|source| BenchError::Spawn {
+        command: format!("{command:?}"),
+        source,
+    })?;
     status
         .success()
         .then_some(())
-        .ok_or_else(|| format!("{command:?} failed: {status}"))
+        .ok_or_else(|| BenchError::Failed {
+            command: format!("{command:?}"),
+            status,
+        })
 }
 
 /// ssh details of a running VM from `banger vm show NAME --json`.
-fn vm_target(name: &str) -> anyhow_like::Result<SshTarget> {
+fn vm_target(name: &str) -> Result<SshTarget> {
     let banger = std::env::var_os("BANGER_BIN").unwrap_or_else(|| "banger".into());
     let output = Command::new(&banger)
         .args(["vm", "show", name, "--json"])
         .output()
-        .map_err(|e| format!("banger vm show: {e}"))?;
+        .map_err(|source| BenchError::Spawn {
+            command: "banger vm show".into(),
+            source,
+        })?;
     if !output.status.success() {
-        return Err(format!(
-            "banger vm show {name} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        return Err(BenchError::VmShow {
+            name: name.to_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
     }
     let vm: banger_api::vms::VmInfo =
-        serde_json::from_slice(&output.stdout).map_err(|e| format!("vm show JSON: {e}"))?;
+        serde_json::from_slice(&output.stdout).map_err(BenchError::VmShowJson)?;
     Ok(SshTarget {
         user: vm.ssh.user,
         ip: vm.ssh.ip,
@@ -184,26 +299,35 @@ fn remote(ssh: &Path, target: &SshTarget, script: &str, arg: &str) -> Command {
     ssh_command(ssh, target, &argv, TtyMode::Batch)
 }
 
-fn baseline(repo: &Path, ssh: &Path, target: &SshTarget, dest: &str) -> anyhow_like::Result<()> {
+fn baseline(repo: &Path, ssh: &Path, target: &SshTarget, dest: &str) -> Result<()> {
     let mut archive = Command::new("git")
         .arg("-C")
         .arg(repo)
         .args(["archive", "HEAD"])
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("git archive: {e}"))?;
-    let stdout = archive
-        .stdout
-        .take()
-        .ok_or_else(|| "git archive: no stdout".to_owned())?;
+        .map_err(|source| BenchError::Spawn {
+            command: "git archive".into(),
+            source,
+        })?;
+    let stdout = archive.stdout.take().ok_or(BenchError::NoArchiveStdout)?;
     let status = remote(ssh, target, "mkdir -p \"$1\" && tar -x -C \"$1\"", dest)
         .stdin(stdout)
         .status()
-        .map_err(|e| format!("ssh: {e}"))?;
-    let archived = archive.wait().map_err(|e| format!("git archive: {e}"))?;
+        .map_err(|source| BenchError::Spawn {
+            command: "ssh".into(),
+            source,
+        })?;
+    let archived = archive.wait().map_err(|source| BenchError::Spawn {
+        command: "git archive".into(),
+        source,
+    })?;
     (status.success() && archived.success())
         .then_some(())
-        .ok_or_else(|| format!("baseline failed: ssh {status}, git archive {archived}"))
+        .ok_or(BenchError::Baseline {
+            ssh: status,
+            archive: archived,
+        })
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -216,21 +340,21 @@ fn main() -> std::process::ExitCode {
     match bench() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            let _ = writeln!(std::io::stderr(), "bench_prepare: {error}");
+            let _ = writeln!(std::io::stderr(), "bench_prepare: {}", error_chain(&error));
             std::process::ExitCode::FAILURE
         }
     }
 }
 
-fn bench() -> anyhow_like::Result<()> {
+fn bench() -> Result<()> {
     let args = parse_args()?;
-    let scratch = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+    let scratch = tempfile::tempdir().map_err(BenchError::TempDir)?;
     let repo = args
         .repo
         .clone()
         .unwrap_or_else(|| scratch.path().join("repo"));
     if !repo.join(".git").exists() {
-        fs_err::create_dir_all(&repo).map_err(|e| format!("{}: {e}", repo.display()))?;
+        fs_err::create_dir_all(&repo)?;
         run(Command::new("git")
             .arg("-C")
             .arg(&repo)
@@ -246,9 +370,8 @@ fn bench() -> anyhow_like::Result<()> {
     }
     let (ssh, target, guest_root) = if args.fake_local {
         let ssh = scratch.path().join("ssh");
-        fs_err::write(&ssh, FAKE_SSH).map_err(|e| format!("fake ssh: {e}"))?;
-        fs_err::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("fake ssh: {e}"))?;
+        fs_err::write(&ssh, FAKE_SSH)?;
+        fs_err::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755))?;
         let target = SshTarget {
             user: "root".into(),
             ip: std::net::Ipv4Addr::LOCALHOST,
@@ -289,10 +412,9 @@ fn bench() -> anyhow_like::Result<()> {
                     guest_path: dest.clone(),
                     ..PrepareOptions::default()
                 };
-                let plan = plan(&repo, &options).map_err(|e| e.to_string())?;
+                let plan = plan(&repo, &options)?;
                 plan_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-                let report =
-                    prepare(&plan, &ssh, &target, &mut |_| {}).map_err(|e| e.to_string())?;
+                let report = prepare(&plan, &ssh, &target, &mut |_| {})?;
                 prepare_ms.push(started.elapsed().as_secs_f64() * 1000.0);
                 bytes = report.bytes;
                 files = report.files;

@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
-use banger_config::Paths;
+use banger_config::{Paths, PathsError};
 
 use super::Check;
+use crate::error_chain;
+use crate::net::firewall::FirewallError;
 use crate::tools::{find_program, version_line};
 
 /// Free space below which doctor fails: a base image alone is ~1 GiB.
@@ -57,13 +59,13 @@ fn has_net_admin() -> bool {
 }
 
 pub(super) fn ip_forward_check() -> Check {
-    let state = crate::net::firewall::ipv4_forwarding().map_err(|error| error.to_string());
+    let state = crate::net::firewall::ipv4_forwarding();
     ip_forward_verdict(state, has_net_admin())
 }
 
 /// The `ip-forward` line for a read of `net.ipv4.ip_forward` (`Ok(on)` or
-/// the error text) and whether banger could switch it on itself.
-pub(super) fn ip_forward_verdict(state: Result<bool, String>, can_enable: bool) -> Check {
+/// why it failed) and whether banger could switch it on itself.
+pub(super) fn ip_forward_verdict(state: Result<bool, FirewallError>, can_enable: bool) -> Check {
     const NAME: &str = "ip-forward";
     const FIX: &str = "sudo sysctl -w net.ipv4.ip_forward=1 (only needed for vm --nat)";
     match state {
@@ -82,7 +84,10 @@ pub(super) fn ip_forward_verdict(state: Result<bool, String>, can_enable: bool) 
         ),
         Err(error) => Check::warn(
             NAME,
-            format!("cannot read IPv4 forwarding state: {error}"),
+            format!(
+                "cannot read IPv4 forwarding state: {}",
+                error_chain::render(&error)
+            ),
             "make sure /proc/sys is mounted; vm --nat needs net.ipv4.ip_forward",
         ),
     }
@@ -178,22 +183,34 @@ pub(super) fn xdg_dir_checks(paths: &Paths) -> Vec<Check> {
         Ok(()) => Check::pass(name, format!("{} is writable", dir.display())),
         Err(error) => Check::fail(
             name,
-            format!("{} is not writable: {error}", dir.display()),
+            format!(
+                "{} is not writable: {}",
+                dir.display(),
+                error_chain::render(&error)
+            ),
             format!("fix its ownership/permissions or point {variables} at a writable directory"),
         ),
     })
     .collect()
 }
 
-fn probe_writable(dir: &Path) -> Result<(), String> {
-    banger_config::paths::ensure_private_dir(dir).map_err(|error| {
-        let mut text = error.to_string();
-        if let Some(source) = std::error::Error::source(&error) {
-            text.push_str(&format!(": {source}"));
-        }
-        text
-    })?;
+/// Why a directory failed doctor's write probe.
+#[derive(Debug, thiserror::Error)]
+enum WritableError {
+    /// Creating or securing the directory failed (the error names it).
+    #[error(transparent)]
+    Prepare(#[from] PathsError),
+    /// Writing or removing the probe file failed (an `fs_err` error, which
+    /// names the file).
+    #[error(transparent)]
+    ProbeFile(#[from] std::io::Error),
+}
+
+/// Makes sure `dir` exists privately, then writes and removes a probe file.
+fn probe_writable(dir: &Path) -> Result<(), WritableError> {
+    banger_config::paths::ensure_private_dir(dir)?;
     let probe = dir.join(format!(".doctor-probe-{}", std::process::id()));
-    fs_err::write(&probe, b"probe").map_err(|error| error.to_string())?;
-    fs_err::remove_file(&probe).map_err(|error| error.to_string())
+    fs_err::write(&probe, b"probe")?;
+    fs_err::remove_file(&probe)?;
+    Ok(())
 }

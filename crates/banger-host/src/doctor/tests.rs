@@ -136,7 +136,16 @@ fn ip_forward_states() {
             .is_some_and(|fix| fix.contains("net.ipv4.ip_forward=1")),
         "{off_user:?}"
     );
-    let unreadable = system::ip_forward_verdict(Err("denied".into()), true);
+    let denied = crate::net::firewall::FirewallError::Forwarding {
+        action: "read",
+        path: "/proc/sys/net/ipv4/ip_forward".into(),
+        source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    };
+    let unreadable = system::ip_forward_verdict(Err(denied), true);
     assert_eq!(unreadable.status, Status::Warn, "{unreadable:?}");
+    assert!(
+        unreadable.detail.ends_with(": permission denied"),
+        "the cause is shown: {unreadable:?}"
+    );
     assert!(unreadable.fix.is_some(), "{unreadable:?}");
 }

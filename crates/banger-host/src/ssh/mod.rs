@@ -23,4 +23,4 @@ pub use keys::{
     public_key_path,
 };
 pub use known_hosts::{KnownHostsError, check_alias, host_keys, remove_host, set_host};
-pub use wait::{SshWaitError, wait_for_ssh};
+pub use wait::{ProbeError, SshWaitError, wait_for_ssh};

@@ -22,6 +22,44 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// lines before it; the identification line itself is at most 255 bytes).
 const MAX_BANNER_BYTES: usize = 4096;
 
+/// Why one probe did not count as an answering SSH server.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The TCP connect failed (refused, unreachable, ...).
+    #[error("connect")]
+    Connect(#[source] std::io::Error),
+    /// The TCP connect did not finish within its budget.
+    #[error("connect: no answer within {budget:?}")]
+    ConnectTimeout {
+        /// How long the connect could take.
+        budget: Duration,
+    },
+    /// Reading from the connection failed.
+    #[error("read banner")]
+    ReadBanner(#[source] std::io::Error),
+    /// The server closed the connection without sending anything.
+    #[error("connection closed before the SSH banner")]
+    ClosedBeforeBanner,
+    /// The server sent something else and closed the connection.
+    #[error("connection closed after {received:?}, no SSH-2.0 banner")]
+    ClosedWithoutBanner {
+        /// What it sent (lossily decoded).
+        received: String,
+    },
+    /// The server kept talking without an identification line.
+    #[error("no SSH-2.0 banner in the first {limit} bytes")]
+    NoBannerWithin {
+        /// How many bytes were read before giving up.
+        limit: usize,
+    },
+    /// Connect plus banner took longer than the attempt's budget.
+    #[error("timed out after {budget:?} (connect or banner)")]
+    TimedOut {
+        /// How long the attempt could take.
+        budget: Duration,
+    },
+}
+
 /// sshd did not answer in time.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -34,7 +72,10 @@ pub struct SshWaitError {
     pub waited: Duration,
     /// How many probes were made.
     pub attempts: u32,
-    /// What went wrong with the last probe.
+    /// What went wrong with the last probe: the last [`ProbeError`]
+    /// rendered once with its causes (`connect: Connection refused (os
+    /// error 111)`). Text, not a source: it is shown inside this error's
+    /// message, and callers (and their test doubles) only display it.
     pub last_failure: String,
 }
 
@@ -68,7 +109,7 @@ pub async fn wait_for_ssh(
         .await
         {
             Ok(()) => return Ok(start.elapsed()),
-            Err(failure) => last_failure = failure,
+            Err(failure) => last_failure = crate::error_chain::render(&failure),
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -92,12 +133,16 @@ async fn probe(
     addr: SocketAddrV4,
     connect_budget: Duration,
     budget: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let attempt = async {
         let mut stream = match tokio::time::timeout(connect_budget, TcpStream::connect(addr)).await
         {
-            Ok(connected) => connected.map_err(|error| format!("connect: {error}"))?,
-            Err(_) => return Err(format!("connect: no answer within {connect_budget:?}")),
+            Ok(connected) => connected.map_err(ProbeError::Connect)?,
+            Err(_) => {
+                return Err(ProbeError::ConnectTimeout {
+                    budget: connect_budget,
+                });
+            }
         };
         let mut received: Vec<u8> = Vec::new();
         let mut chunk = [0u8; 512];
@@ -105,15 +150,14 @@ async fn probe(
             let n = stream
                 .read(&mut chunk)
                 .await
-                .map_err(|error| format!("read banner: {error}"))?;
+                .map_err(ProbeError::ReadBanner)?;
             if n == 0 {
                 return Err(if received.is_empty() {
-                    "connection closed before the SSH banner".to_owned()
+                    ProbeError::ClosedBeforeBanner
                 } else {
-                    format!(
-                        "connection closed after {:?}, no SSH-2.0 banner",
-                        String::from_utf8_lossy(&received)
-                    )
+                    ProbeError::ClosedWithoutBanner {
+                        received: String::from_utf8_lossy(&received).into_owned(),
+                    }
                 });
             }
             received.extend_from_slice(&chunk[..n]);
@@ -125,15 +169,15 @@ async fn probe(
                 }
             }
             if received.len() > MAX_BANNER_BYTES {
-                return Err(format!(
-                    "no SSH-2.0 banner in the first {MAX_BANNER_BYTES} bytes"
-                ));
+                return Err(ProbeError::NoBannerWithin {
+                    limit: MAX_BANNER_BYTES,
+                });
             }
         }
     };
     match tokio::time::timeout(budget, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(format!("timed out after {budget:?} (connect or banner)")),
+        Err(_) => Err(ProbeError::TimedOut { budget }),
     }
 }
 

@@ -37,10 +37,48 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-pub use schema::{ApiSpec, SpecLoadError, default_spec_path};
+pub use schema::{ApiSpec, SpecLoadError, SpecNotFound, SpecViolation, default_spec_path};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
+
+/// Why the fake refuses a request; its text is the `fault_message`,
+/// worded like Firecracker's.
+#[derive(Debug, thiserror::Error)]
+enum Fault {
+    /// The spec does not allow the request.
+    #[error(transparent)]
+    Spec(#[from] SpecViolation),
+    /// A pre-boot-only operation, or a second `InstanceStart`, after the start.
+    #[error("The requested operation is not supported after starting the microVM.")]
+    AfterStart,
+    /// An action that needs a running instance, before the start.
+    #[error("The requested operation is not supported before starting the microVM.")]
+    BeforeStart,
+    /// `InstanceStart` without `PUT /boot-source`.
+    #[error("Cannot start microvm without kernel configuration.")]
+    NoBootSource,
+    /// The vsock socket could not be bound.
+    #[error("Cannot create vsock backend at {uds}: {error}")]
+    VsockBackend {
+        /// The requested `uds_path`.
+        uds: String,
+        /// The bind error (part of Firecracker's message, so not a source).
+        error: std::io::Error,
+    },
+}
+
+/// `error` and its causes joined by `": "`, for the fake's own stderr.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 /// One request the fake received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,11 +246,14 @@ async fn handle(
     let outcome = decide(&mut state, &method, &path, &body);
     let (status, response_body, fault_message) = match outcome {
         Ok((status, response_body)) => (status, response_body, None),
-        Err(message) => (
-            StatusCode::BAD_REQUEST,
-            Some(json!({"fault_message": message})),
-            Some(message),
-        ),
+        Err(fault) => {
+            let message = fault.to_string();
+            (
+                StatusCode::BAD_REQUEST,
+                Some(json!({"fault_message": message})),
+                Some(message),
+            )
+        }
     };
     let record = RecordedRequest {
         method,
@@ -255,10 +296,10 @@ fn decide(
     method: &str,
     path: &str,
     body: &[u8],
-) -> Result<(StatusCode, Option<Value>), String> {
+) -> Result<(StatusCode, Option<Value>), Fault> {
     let matched = state.spec.check(method, path, body)?;
     if matched.pre_boot_only && state.started {
-        return Err("The requested operation is not supported after starting the microVM.".into());
+        return Err(Fault::AfterStart);
     }
     let body = matched.body.unwrap_or(Value::Null);
     match (method, matched.template.as_str()) {
@@ -293,25 +334,23 @@ fn decide(
         }
         ("PUT", "/vsock") => {
             if let Some(uds) = body.get("uds_path").and_then(Value::as_str) {
-                let listener = UnixListener::bind(uds)
-                    .map_err(|e| format!("Cannot create vsock backend at {uds}: {e}"))?;
+                let listener = UnixListener::bind(uds).map_err(|error| Fault::VsockBackend {
+                    uds: uds.to_owned(),
+                    error,
+                })?;
                 state.tasks.push(tokio::spawn(serve_hybrid_vsock(listener)));
             }
             Ok((StatusCode::NO_CONTENT, None))
         }
         ("PUT", "/actions") => match body.get("action_type").and_then(Value::as_str) {
-            Some("InstanceStart") if state.started => {
-                Err("The requested operation is not supported after starting the microVM.".into())
-            }
-            Some("InstanceStart") if !state.has_boot_source => {
-                Err("Cannot start microvm without kernel configuration.".into())
-            }
+            Some("InstanceStart") if state.started => Err(Fault::AfterStart),
+            Some("InstanceStart") if !state.has_boot_source => Err(Fault::NoBootSource),
             Some("InstanceStart") => {
                 state.started = true;
                 Ok((StatusCode::NO_CONTENT, None))
             }
             Some("SendCtrlAltDel") | Some("FlushMetrics") if !state.started => {
-                Err("The requested operation is not supported before starting the microVM.".into())
+                Err(Fault::BeforeStart)
             }
             _ => Ok((StatusCode::NO_CONTENT, None)),
         },
@@ -388,7 +427,7 @@ pub fn run_as_process(args: impl IntoIterator<Item = String>) -> ExitCode {
     let spec = match ApiSpec::load_default() {
         Ok(spec) => spec,
         Err(error) => {
-            eprintln!("fake firecracker: {error}");
+            eprintln!("fake firecracker: {}", error_chain(&error));
             return ExitCode::FAILURE;
         }
     };

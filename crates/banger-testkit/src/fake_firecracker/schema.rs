@@ -15,12 +15,44 @@ use thiserror::Error;
 /// Environment variable overriding the spec's location.
 pub const SPEC_ENV: &str = "BANGER_FC_SPEC";
 
+/// No spec file was found: where [`default_spec_path`] looked.
+#[derive(Debug, Error)]
+pub enum SpecNotFound {
+    /// `$BANGER_FC_SPEC` is set but does not name a file.
+    #[error("Firecracker API spec not found: {SPEC_ENV}={} is not a file", .path.display())]
+    EnvNotAFile {
+        /// The variable's value.
+        path: PathBuf,
+    },
+    /// No `shared/firecracker/firecracker.yaml` above the workspace (or its
+    /// local `origin`).
+    #[error(
+        "Firecracker API spec not found: no {SPEC_RELATIVE} {}; set {SPEC_ENV} to the path of firecracker.yaml",
+        looked_in(.workspace, .origin.as_deref())
+    )]
+    NotAbove {
+        /// The workspace root searched from.
+        workspace: PathBuf,
+        /// The checkout the workspace's `origin` points at, also searched.
+        origin: Option<PathBuf>,
+    },
+}
+
+/// `in or above W[ nor in or above its origin O]`.
+fn looked_in(workspace: &Path, origin: Option<&Path>) -> String {
+    let mut looked = format!("in or above {}", workspace.display());
+    if let Some(origin) = origin {
+        looked.push_str(&format!(" nor in or above its origin {}", origin.display()));
+    }
+    looked
+}
+
 /// Why the spec could not be loaded.
 #[derive(Debug, Error)]
 pub enum SpecLoadError {
-    /// No spec file was found ([`default_spec_path`] says where it looked).
-    #[error("{0}")]
-    NotFound(String),
+    /// No spec file was found ([`SpecNotFound`] says where it looked).
+    #[error(transparent)]
+    NotFound(#[from] SpecNotFound),
     /// Reading the file failed.
     #[error("{path}")]
     Io {
@@ -29,13 +61,138 @@ pub enum SpecLoadError {
         /// Underlying error.
         source: std::io::Error,
     },
-    /// The YAML did not parse or lacks `paths`/`definitions`.
-    #[error("{path}: not a Swagger document: {reason}")]
-    Invalid {
+    /// The file is not YAML.
+    #[error("{path}: not a Swagger document")]
+    Yaml {
         /// The spec file.
         path: PathBuf,
-        /// What is wrong.
-        reason: String,
+        /// The parse error.
+        source: serde_norway::Error,
+    },
+    /// The YAML lacks `paths` or `definitions`.
+    #[error("{path}: not a Swagger document: no {section}")]
+    MissingSection {
+        /// The spec file.
+        path: PathBuf,
+        /// The missing top-level key.
+        section: &'static str,
+    },
+}
+
+/// A request the spec refuses. Its text is the `fault_message` the fake
+/// answers with, worded like Firecracker's own; where Firecracker embeds a
+/// parse error in that message, the error is a plain field here, not a
+/// `source`, so the message is complete on its own.
+#[derive(Debug, Error)]
+pub enum SpecViolation {
+    /// The path exists, but not with this method.
+    #[error("Invalid request method: {method} is not defined for {path}")]
+    MethodNotDefined {
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
+    /// No path template matches.
+    #[error("Invalid request method and/or path: {method} {path}")]
+    UnknownPath {
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
+    /// A body was sent to an operation without one.
+    #[error("{method} {path} takes no body")]
+    UnexpectedBody {
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
+    /// The operation requires a body and got none.
+    #[error("Empty request body")]
+    EmptyBody,
+    /// The body is not JSON.
+    #[error("An error occurred when deserializing the json body of a request: {error}")]
+    BodyNotJson {
+        /// The JSON error (part of Firecracker's message, so not a source).
+        error: serde_json::Error,
+    },
+    /// A path parameter (e.g. `drive_id`) differs from the body's field.
+    #[error("The id from the path ({in_path}) does not match the id from the body ({in_body})")]
+    IdMismatch {
+        /// The id in the URL.
+        in_path: String,
+        /// The body's value for it.
+        in_body: Value,
+    },
+    /// The spec itself uses a `$ref` outside `#/definitions/`.
+    #[error("unsupported $ref {reference}")]
+    UnsupportedRef {
+        /// The reference.
+        reference: String,
+    },
+    /// The spec itself refers to a definition it lacks.
+    #[error("unknown definition {name}")]
+    UnknownDefinition {
+        /// The definition's name.
+        name: String,
+    },
+    /// A value of the wrong JSON type.
+    #[error("{at}: invalid type: expected {expected}, got {value}")]
+    WrongType {
+        /// Where in the body (`body.drives[0].path_on_host`).
+        at: String,
+        /// The schema's type (`?` when unknown).
+        expected: String,
+        /// The value sent.
+        value: Value,
+    },
+    /// A value outside the schema's `enum`.
+    #[error("{at}: unknown variant {value}, expected one of {allowed:?}")]
+    UnknownVariant {
+        /// Where in the body.
+        at: String,
+        /// The value sent.
+        value: Value,
+        /// The values allowed.
+        allowed: Vec<Value>,
+    },
+    /// A number below the schema's `minimum`.
+    #[error("{at}: {number} is below the minimum {minimum}")]
+    BelowMinimum {
+        /// Where in the body.
+        at: String,
+        /// The number sent.
+        number: f64,
+        /// The minimum.
+        minimum: f64,
+    },
+    /// A number above the schema's `maximum`.
+    #[error("{at}: {number} is above the maximum {maximum}")]
+    AboveMaximum {
+        /// Where in the body.
+        at: String,
+        /// The number sent.
+        number: f64,
+        /// The maximum.
+        maximum: f64,
+    },
+    /// A required field is absent.
+    #[error("{at}: missing field `{field}`")]
+    MissingField {
+        /// Where in the body.
+        at: String,
+        /// The field.
+        field: String,
+    },
+    /// A field the schema does not define (Firecracker denies unknown fields).
+    #[error("{at}: unknown field `{field}`")]
+    UnknownField {
+        /// Where in the body.
+        at: String,
+        /// The field.
+        field: String,
     },
 }
 
@@ -49,16 +206,13 @@ pub(crate) const SPEC_RELATIVE: &str = "shared/firecracker/firecracker.yaml";
 /// tests a fresh clone (`git clone . /tmp/fresh`), whose own parents have no
 /// `shared/`. `scripts/test.sh` looks the same way. `Err` says where it
 /// looked and names `BANGER_FC_SPEC`.
-pub fn default_spec_path() -> Result<PathBuf, String> {
+pub fn default_spec_path() -> Result<PathBuf, SpecNotFound> {
     if let Some(path) = std::env::var_os(SPEC_ENV).filter(|path| !path.is_empty()) {
         let path = PathBuf::from(path);
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(format!(
-                "Firecracker API spec not found: {SPEC_ENV}={} is not a file",
-                path.display()
-            ))
+            Err(SpecNotFound::EnvNotAFile { path })
         };
     }
     // This crate is <workspace>/crates/banger-testkit.
@@ -71,16 +225,7 @@ pub fn default_spec_path() -> Result<PathBuf, String> {
     let starts: Vec<PathBuf> = std::iter::once(workspace.clone())
         .chain(origin.clone())
         .collect();
-    find_upward(&starts).ok_or_else(|| {
-        let mut looked = format!("in or above {}", workspace.display());
-        if let Some(origin) = &origin {
-            looked.push_str(&format!(" nor in or above its origin {}", origin.display()));
-        }
-        format!(
-            "Firecracker API spec not found: no {SPEC_RELATIVE} {looked}; \
-             set {SPEC_ENV} to the path of firecracker.yaml"
-        )
-    })
+    find_upward(&starts).ok_or(SpecNotFound::NotAbove { workspace, origin })
 }
 
 /// The first `<dir>/`[`SPEC_RELATIVE`] that is a file, for `dir` each start
@@ -149,20 +294,23 @@ impl ApiSpec {
             path: path.to_path_buf(),
             source,
         })?;
-        let invalid = |reason: String| SpecLoadError::Invalid {
+        let missing = |section| SpecLoadError::MissingSection {
             path: path.to_path_buf(),
-            reason,
+            section,
         };
-        let doc: Value = serde_norway::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let doc: Value = serde_norway::from_str(&text).map_err(|source| SpecLoadError::Yaml {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let paths = doc
             .get("paths")
             .and_then(Value::as_object)
-            .ok_or_else(|| invalid("no paths".into()))?;
+            .ok_or_else(|| missing("paths"))?;
         let definitions = doc
             .get("definitions")
             .and_then(Value::as_object)
             .cloned()
-            .ok_or_else(|| invalid("no definitions".into()))?;
+            .ok_or_else(|| missing("definitions"))?;
         let mut operations = Vec::new();
         for (template, methods) in paths {
             let Some(methods) = methods.as_object() else {
@@ -204,12 +352,12 @@ impl ApiSpec {
     /// [`SpecLoadError::NotFound`] when there is none (tests then call
     /// [`skip_or_fail`](crate::skip_or_fail) with it).
     pub fn load_default() -> Result<Self, SpecLoadError> {
-        let path = default_spec_path().map_err(SpecLoadError::NotFound)?;
+        let path = default_spec_path()?;
         Self::load(&path)
     }
 
-    /// Checks a request; `Err` carries a Firecracker-style fault message.
-    pub fn check(&self, method: &str, path: &str, body: &[u8]) -> Result<Matched, String> {
+    /// Checks a request; `Err` displays as a Firecracker-style fault message.
+    pub fn check(&self, method: &str, path: &str, body: &[u8]) -> Result<Matched, SpecViolation> {
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         let mut path_matched = false;
         let mut found = None;
@@ -223,31 +371,35 @@ impl ApiSpec {
             }
         }
         let Some((op, params)) = found else {
+            let (method, path) = (method.to_owned(), path.to_owned());
             return Err(if path_matched {
-                format!("Invalid request method: {method} is not defined for {path}")
+                SpecViolation::MethodNotDefined { method, path }
             } else {
-                format!("Invalid request method and/or path: {method} {path}")
+                SpecViolation::UnknownPath { method, path }
             });
         };
         let body = match (&op.body_schema, body.is_empty()) {
             (None, true) => None,
-            (None, false) => return Err(format!("{method} {path} takes no body")),
-            (Some(_), true) if op.body_required => {
-                return Err("Empty request body".into());
+            (None, false) => {
+                return Err(SpecViolation::UnexpectedBody {
+                    method: method.to_owned(),
+                    path: path.to_owned(),
+                });
             }
+            (Some(_), true) if op.body_required => return Err(SpecViolation::EmptyBody),
             (Some(_), true) => None,
             (Some(schema), false) => {
-                let value: Value = serde_json::from_slice(body).map_err(|e| {
-                    format!("An error occurred when deserializing the json body of a request: {e}")
-                })?;
+                let value: Value = serde_json::from_slice(body)
+                    .map_err(|error| SpecViolation::BodyNotJson { error })?;
                 self.validate(schema, &value, "body")?;
                 // Firecracker refuses ids in the URL that differ from the body's.
                 for (name, in_path) in &params {
                     if let Some(in_body) = value.get(name) {
                         if in_body.as_str() != Some(in_path.as_str()) {
-                            return Err(format!(
-                                "The id from the path ({in_path}) does not match the id from the body ({in_body})"
-                            ));
+                            return Err(SpecViolation::IdMismatch {
+                                in_path: in_path.clone(),
+                                in_body: in_body.clone(),
+                            });
                         }
                     }
                 }
@@ -261,16 +413,20 @@ impl ApiSpec {
         })
     }
 
-    fn resolve<'a>(&'a self, schema: &'a Value) -> Result<&'a Value, String> {
+    fn resolve<'a>(&'a self, schema: &'a Value) -> Result<&'a Value, SpecViolation> {
         match schema.get("$ref").and_then(Value::as_str) {
             Some(reference) => {
-                let name = reference
-                    .strip_prefix("#/definitions/")
-                    .ok_or_else(|| format!("unsupported $ref {reference}"))?;
-                let target = self
-                    .definitions
-                    .get(name)
-                    .ok_or_else(|| format!("unknown definition {name}"))?;
+                let name = reference.strip_prefix("#/definitions/").ok_or_else(|| {
+                    SpecViolation::UnsupportedRef {
+                        reference: reference.to_owned(),
+                    }
+                })?;
+                let target =
+                    self.definitions
+                        .get(name)
+                        .ok_or_else(|| SpecViolation::UnknownDefinition {
+                            name: name.to_owned(),
+                        })?;
                 self.resolve(target)
             }
             None => Ok(schema),
@@ -278,7 +434,7 @@ impl ApiSpec {
     }
 
     /// Validates `value` against `schema`; `at` names the location for errors.
-    fn validate(&self, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    fn validate(&self, schema: &Value, value: &Value, at: &str) -> Result<(), SpecViolation> {
         let schema = self.resolve(schema)?;
         let kind = schema
             .get("type")
@@ -294,27 +450,38 @@ impl ApiSpec {
             _ => true,
         };
         if !type_ok {
-            return Err(format!(
-                "{at}: invalid type: expected {}, got {value}",
-                kind.unwrap_or("?")
-            ));
+            return Err(SpecViolation::WrongType {
+                at: at.to_owned(),
+                expected: kind.unwrap_or("?").to_owned(),
+                value: value.clone(),
+            });
         }
         if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
             if !allowed.contains(value) {
-                return Err(format!(
-                    "{at}: unknown variant {value}, expected one of {allowed:?}"
-                ));
+                return Err(SpecViolation::UnknownVariant {
+                    at: at.to_owned(),
+                    value: value.clone(),
+                    allowed: allowed.clone(),
+                });
             }
         }
         if let Some(number) = value.as_f64() {
-            if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
-                if number < min {
-                    return Err(format!("{at}: {number} is below the minimum {min}"));
+            if let Some(minimum) = schema.get("minimum").and_then(Value::as_f64) {
+                if number < minimum {
+                    return Err(SpecViolation::BelowMinimum {
+                        at: at.to_owned(),
+                        number,
+                        minimum,
+                    });
                 }
             }
-            if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
-                if number > max {
-                    return Err(format!("{at}: {number} is above the maximum {max}"));
+            if let Some(maximum) = schema.get("maximum").and_then(Value::as_f64) {
+                if number > maximum {
+                    return Err(SpecViolation::AboveMaximum {
+                        at: at.to_owned(),
+                        number,
+                        maximum,
+                    });
                 }
             }
         }
@@ -338,7 +505,10 @@ impl ApiSpec {
                 .filter_map(Value::as_str)
             {
                 if !object.contains_key(required) {
-                    return Err(format!("{at}: missing field `{required}`"));
+                    return Err(SpecViolation::MissingField {
+                        at: at.to_owned(),
+                        field: required.to_owned(),
+                    });
                 }
             }
             for (name, field) in object {
@@ -347,7 +517,12 @@ impl ApiSpec {
                         self.validate(field_schema, field, &format!("{at}.{name}"))?;
                     }
                     None if open => {}
-                    None => return Err(format!("{at}: unknown field `{name}`")),
+                    None => {
+                        return Err(SpecViolation::UnknownField {
+                            at: at.to_owned(),
+                            field: name.clone(),
+                        });
+                    }
                 }
             }
         }

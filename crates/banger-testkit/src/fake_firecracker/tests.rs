@@ -11,7 +11,7 @@ fn spec() -> Option<ApiSpec> {
             crate::skip_or_fail(reason);
             None
         }
-        Err(error) => panic!("spec does not load: {error}"),
+        Err(error) => panic!("spec does not load: {}", error_chain(&error)),
     }
 }
 
@@ -52,7 +52,10 @@ fn valid_requests_pass() {
 fn invalid_requests_are_refused_with_reasons() {
     let Some(spec) = spec() else { return };
     let refused = |method: &str, path: &str, body: &str, expect: &str| {
-        let error = spec.check(method, path, body.as_bytes()).expect_err(path);
+        let error = spec
+            .check(method, path, body.as_bytes())
+            .expect_err(path)
+            .to_string();
         assert!(error.contains(expect), "{method} {path} {body}: {error}");
     };
     refused("PUT", "/nope", "{}", "Invalid request method and/or path");
@@ -259,4 +262,22 @@ fn spec_is_found_upward_and_through_a_local_origin() {
     assert_eq!(origin, checkout);
     assert_eq!(schema::find_upward(&[clone.clone(), origin]), Some(spec));
     assert_eq!(schema::local_origin(&checkout), None, "no origin remote");
+}
+
+#[test]
+fn not_found_says_where_it_looked() {
+    let error = SpecNotFound::NotAbove {
+        workspace: "/w".into(),
+        origin: Some("/o".into()),
+    };
+    assert_eq!(
+        error.to_string(),
+        "Firecracker API spec not found: no shared/firecracker/firecracker.yaml in or above /w \
+         nor in or above its origin /o; set BANGER_FC_SPEC to the path of firecracker.yaml"
+    );
+    let error = SpecNotFound::NotAbove {
+        workspace: "/w".into(),
+        origin: None,
+    };
+    assert!(error.to_string().contains("in or above /w; set"), "{error}");
 }
