@@ -1,11 +1,13 @@
-//! Rendering an error with its causes, for the places where banger-host
-//! itself turns an error into text shown to users (doctor details, the
-//! KVM verdict, the SSH wait's last failure).
+//! Rendering an error with its causes, once: the one implementation every
+//! banger crate uses where an error becomes text (log lines, API messages,
+//! doctor details, the KVM verdict, the SSH wait's last failure). Error types
+//! never repeat their source in their own message, so this prints each cause
+//! exactly once.
 
 use std::error::Error;
 
 /// `error` followed by each of its causes, joined by `": "`.
-pub(crate) fn render(error: &(dyn Error + 'static)) -> String {
+pub fn error_chain(error: &(dyn Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -97,7 +97,7 @@ pub fn probe() -> KvmVerdict {
                 accessible: false,
                 probe_ran: false,
                 can_run_guests: false,
-                detail: crate::error_chain::render(&KvmProbeError::Open {
+                detail: crate::error_chain(&KvmProbeError::Open {
                     device: DEVICE,
                     source: error,
                 }),
@@ -139,7 +139,7 @@ pub fn probe() -> KvmVerdict {
             accessible: true,
             probe_ran: false,
             can_run_guests: false,
-            detail: crate::error_chain::render(&error),
+            detail: crate::error_chain(&error),
         };
     }
     if std::path::Path::new("/sys/module/kvm_pvm").exists() {

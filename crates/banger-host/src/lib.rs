@@ -12,6 +12,7 @@
 pub mod disk;
 pub mod doctor;
 mod error_chain;
+pub use error_chain::error_chain;
 pub mod kvm;
 pub mod net;
 pub mod privileged;

@@ -163,18 +163,6 @@ enum BenchError {
 
 type Result<T> = std::result::Result<T, BenchError>;
 
-/// `error` and its causes joined by `": "`.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// xorshift64*: deterministic, fast, good enough for fake source text.
 struct Rng(u64);
 
@@ -340,7 +328,11 @@ fn main() -> std::process::ExitCode {
     match bench() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            let _ = writeln!(std::io::stderr(), "bench_prepare: {}", error_chain(&error));
+            let _ = writeln!(
+                std::io::stderr(),
+                "bench_prepare: {}",
+                banger_host::error_chain(&error)
+            );
             std::process::ExitCode::FAILURE
         }
     }

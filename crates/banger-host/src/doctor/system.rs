@@ -6,7 +6,7 @@ use std::path::Path;
 use banger_config::{Paths, PathsError};
 
 use super::Check;
-use crate::error_chain;
+
 use crate::net::firewall::FirewallError;
 use crate::tools::{find_program, version_line};
 
@@ -86,7 +86,7 @@ pub(super) fn ip_forward_verdict(state: Result<bool, FirewallError>, can_enable:
             NAME,
             format!(
                 "cannot read IPv4 forwarding state: {}",
-                error_chain::render(&error)
+                crate::error_chain(&error)
             ),
             "make sure /proc/sys is mounted; vm --nat needs net.ipv4.ip_forward",
         ),
@@ -186,7 +186,7 @@ pub(super) fn xdg_dir_checks(paths: &Paths) -> Vec<Check> {
             format!(
                 "{} is not writable: {}",
                 dir.display(),
-                error_chain::render(&error)
+                crate::error_chain(&error)
             ),
             format!("fix its ownership/permissions or point {variables} at a writable directory"),
         ),

@@ -109,7 +109,7 @@ pub async fn wait_for_ssh(
         .await
         {
             Ok(()) => return Ok(start.elapsed()),
-            Err(failure) => last_failure = crate::error_chain::render(&failure),
+            Err(failure) => last_failure = crate::error_chain(&failure),
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {

@@ -27,6 +27,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use banger_host::error_chain;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -66,18 +67,6 @@ enum Fault {
         /// The bind error (part of Firecracker's message, so not a source).
         error: std::io::Error,
     },
-}
-
-/// `error` and its causes joined by `": "`, for the fake's own stderr.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// One request the fake received.

@@ -196,6 +196,18 @@ impl Store {
         }
     }
 
+    fn write_error(&self, vm: &VmName) -> impl FnOnce(vms::WriteError) -> StoreError + '_ {
+        let vm = vm.clone();
+        move |error| match error {
+            vms::WriteError::Encode(source) => StoreError::EncodeHandle { vm, source },
+            vms::WriteError::Query(source) => StoreError::Query {
+                path: self.path.clone(),
+                what: "update VM",
+                source,
+            },
+        }
+    }
+
     fn handle_error(&self, vm: &VmName) -> impl FnOnce(serde_json::Error) -> StoreError {
         let vm = vm.clone();
         move |source| StoreError::EncodeHandle { vm, source }

@@ -159,6 +159,38 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<VmRow> {
     })
 }
 
+/// Why writing a row's fields failed.
+pub(super) enum WriteError {
+    Encode(serde_json::Error),
+    Query(rusqlite::Error),
+}
+
+/// Writes every mutable field of `vm` but its state (by id) and bumps
+/// `updated_at`; shared by [`Store::update_vm`] and [`Store::set_vm_state`].
+fn write_fields(connection: &rusqlite::Connection, vm: &VmRow) -> Result<(), WriteError> {
+    let runtime = vm.vmm.to_column().map_err(WriteError::Encode)?;
+    connection
+        .execute(
+            "UPDATE vms SET image_id = ?2, vcpus = ?3, memory_mib = ?4, disk_bytes = ?5, tap = ?6,
+               backend = ?7, runtime = ?8, last_error = ?9, updated_at = ?10, nat = ?11 WHERE id = ?1",
+            params![
+                vm.id,
+                vm.image_id,
+                i64::from(vm.vcpus),
+                i64::from(vm.memory_mib),
+                i64::try_from(vm.disk_bytes).unwrap_or(i64::MAX),
+                vm.tap,
+                vm.backend.map(VmBackend::as_str),
+                runtime,
+                vm.last_error,
+                crate::store::unix_now(),
+                i64::from(vm.nat),
+            ],
+        )
+        .map_err(WriteError::Query)?;
+    Ok(())
+}
+
 impl Store {
     /// Inserts a new VM, in state `created`; returns its id. Fails on a
     /// taken name, IP or CID.
@@ -204,27 +236,7 @@ impl Store {
     /// Writes every mutable field of `vm` but its state (by id) and bumps
     /// `updated_at`. States change only through [`Store::set_vm_state`].
     pub fn update_vm(&mut self, vm: &VmRow) -> Result<(), StoreError> {
-        let runtime = vm.vmm.to_column().map_err(self.handle_error(&vm.name))?;
-        self.connection
-            .execute(
-                "UPDATE vms SET image_id = ?2, vcpus = ?3, memory_mib = ?4, disk_bytes = ?5, tap = ?6,
-                   backend = ?7, runtime = ?8, last_error = ?9, updated_at = ?10, nat = ?11 WHERE id = ?1",
-                params![
-                    vm.id,
-                    vm.image_id,
-                    i64::from(vm.vcpus),
-                    i64::from(vm.memory_mib),
-                    i64::try_from(vm.disk_bytes).unwrap_or(i64::MAX),
-                    vm.tap,
-                    vm.backend.map(VmBackend::as_str),
-                    runtime,
-                    vm.last_error,
-                    crate::store::unix_now(),
-                    i64::from(vm.nat),
-                ],
-            )
-            .map_err(self.query_error("update VM"))?;
-        Ok(())
+        write_fields(&self.connection, vm).map_err(self.write_error(&vm.name))
     }
 
     /// The one way a VM's state changes: checks the move against the state
@@ -240,28 +252,17 @@ impl Store {
                 to,
             });
         }
-        let runtime = vm.vmm.to_column().map_err(self.handle_error(&vm.name))?;
-        let changed = self
+        // One transaction: the compare-and-swap of the state, then the
+        // other fields, committed together or not at all.
+        // `&mut self` already makes this the only user of the connection.
+        let transaction = self
             .connection
+            .unchecked_transaction()
+            .map_err(self.query_error("change VM state"))?;
+        let changed = transaction
             .execute(
-                "UPDATE vms SET state = ?3, image_id = ?4, vcpus = ?5, memory_mib = ?6, disk_bytes = ?7, tap = ?8,
-                   backend = ?9, runtime = ?10, last_error = ?11, updated_at = ?12, nat = ?13
-                 WHERE id = ?1 AND state = ?2",
-                params![
-                    vm.id,
-                    from.as_str(),
-                    to.as_str(),
-                    vm.image_id,
-                    i64::from(vm.vcpus),
-                    i64::from(vm.memory_mib),
-                    i64::try_from(vm.disk_bytes).unwrap_or(i64::MAX),
-                    vm.tap,
-                    vm.backend.map(VmBackend::as_str),
-                    runtime,
-                    vm.last_error,
-                    crate::store::unix_now(),
-                    i64::from(vm.nat),
-                ],
+                "UPDATE vms SET state = ?3 WHERE id = ?1 AND state = ?2",
+                params![vm.id, from.as_str(), to.as_str()],
             )
             .map_err(self.query_error("change VM state"))?;
         if changed == 0 {
@@ -270,6 +271,10 @@ impl Store {
                 expected: from,
             });
         }
+        write_fields(&transaction, vm).map_err(self.write_error(&vm.name))?;
+        transaction
+            .commit()
+            .map_err(self.query_error("change VM state"))?;
         vm.state = to;
         Ok(())
     }
