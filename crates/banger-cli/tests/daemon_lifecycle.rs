@@ -89,6 +89,74 @@ fn a_live_daemon_is_never_stolen() {
     assert_eq!(env.daemon_pids().len(), 1);
 }
 
+/// Kills a daemon that [`TestEnv`] cannot find (it serves another runtime
+/// dir) if the test ends before stopping it.
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = rustix::process::kill_process(rustix_pid(pid), rustix::process::Signal::KILL);
+        }
+    }
+}
+
+#[test]
+fn second_daemon_on_the_same_state_dir_refuses_and_names_the_owner() {
+    let env = TestEnv::new();
+    let first = status_pid(&env);
+    let other_runtime = env.root().join("run2");
+    let state_dir = env.paths().state_dir.display().to_string();
+    let expected = [
+        format!("the state directory {state_dir} is in use by bangerd pid {first}"),
+        format!("runtime dir {}", env.paths().runtime_dir.display()),
+    ];
+
+    // By hand: a daemon with another runtime dir refuses at once.
+    let output = run(env.bangerd().env("BANGER_RUNTIME_DIR", &other_runtime));
+    assert!(!output.status.success(), "a second daemon must refuse");
+    let message = stderr(&output);
+    for part in &expected {
+        assert!(message.contains(part), "{part:?} missing: {message}");
+    }
+    // Through the CLI's auto-start: the daemon's refusal is what it reports.
+    let output = run(env
+        .banger()
+        .env("BANGER_RUNTIME_DIR", &other_runtime)
+        .args(["daemon", "status"]));
+    assert!(!output.status.success(), "auto-start must fail");
+    let message = stderr(&output);
+    for part in &expected {
+        assert!(message.contains(part), "{part:?} missing: {message}");
+    }
+    assert!(
+        !other_runtime.join("bangerd.sock").exists(),
+        "the refused daemon never bound a socket"
+    );
+
+    // The first daemon is untouched and still serves.
+    assert_eq!(status_pid(&env), first);
+    assert_eq!(env.daemon_pids().len(), 1);
+
+    // Once it stops, a daemon with the other runtime dir starts.
+    assert!(run(env.banger().args(["daemon", "stop"])).status.success());
+    let output = run(env
+        .banger()
+        .env("BANGER_RUNTIME_DIR", &other_runtime)
+        .args(["daemon", "status", "--json"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).expect("status JSON");
+    let second = u32::try_from(status["pid"].as_u64().expect("pid")).expect("pid fits");
+    let mut guard = KillOnDrop(Some(second));
+    assert_ne!(second, first);
+    let output = run(env
+        .banger()
+        .env("BANGER_RUNTIME_DIR", &other_runtime)
+        .args(["daemon", "stop"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    guard.0 = None;
+}
+
 #[test]
 fn killed_daemon_is_replaced_on_next_use() {
     let env = TestEnv::new();

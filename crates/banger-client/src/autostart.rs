@@ -7,7 +7,7 @@
 //! instance lock is the second guarantee.
 
 use fs_err::os::unix::fs::OpenOptionsExt;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -111,7 +111,7 @@ pub async fn connect_or_start(
         Err(error) if error.is_not_running() => {}
         Err(error) => return Err(error.into()),
     }
-    let mut child = spawn_daemon(paths, daemon_binary)?;
+    let (mut child, output_start) = spawn_daemon(paths, daemon_binary)?;
     tracing::debug!(pid = child.id(), "spawned bangerd");
     let started = Instant::now();
     loop {
@@ -128,7 +128,7 @@ pub async fn connect_or_start(
             }
             return Err(StartError::Exited {
                 status,
-                message: stderr_tail(&paths.daemon_stderr_file()),
+                message: stderr_tail(&paths.daemon_stderr_file(), output_start),
             });
         }
         if started.elapsed() > READY_TIMEOUT {
@@ -163,13 +163,16 @@ fn take_spawn_lock(path: &Path) -> Result<fs_err::File, StartError> {
 }
 
 /// Starts the daemon detached from our terminal's process group (so Ctrl-C
-/// in the client does not kill it), with output to a file in the state dir.
-fn spawn_daemon(paths: &Paths, binary: &Path) -> Result<std::process::Child, StartError> {
+/// in the client does not kill it), with output appended to a file in the
+/// state dir; returns it with the offset where its output starts. Appended,
+/// not truncated: a daemon already running on this state dir (with another
+/// runtime dir) writes to the same file, and the new one may only be about
+/// to refuse because of it.
+fn spawn_daemon(paths: &Paths, binary: &Path) -> Result<(std::process::Child, u64), StartError> {
     let output_path = paths.daemon_stderr_file();
     let output = fs_err::OpenOptions::new()
         .create(true)
-        .write(true)
-        .truncate(true)
+        .append(true)
         .mode(0o600)
         .open(&output_path)
         .map_err(|source| StartError::OutputFile {
@@ -180,8 +183,9 @@ fn spawn_daemon(paths: &Paths, binary: &Path) -> Result<std::process::Child, Sta
         path: output_path.clone(),
         source,
     };
+    let start = output.metadata().map_err(output_error)?.len();
     let stdout = output.try_clone().map_err(output_error)?;
-    Command::new(binary)
+    let child = Command::new(binary)
         .stdin(Stdio::null())
         .stdout(stdout.into_file())
         .stderr(output.into_file())
@@ -190,15 +194,20 @@ fn spawn_daemon(paths: &Paths, binary: &Path) -> Result<std::process::Child, Sta
         .map_err(|source| StartError::Spawn {
             binary: binary.to_owned(),
             source,
-        })
+        })?;
+    Ok((child, start))
 }
 
-/// The last few lines the daemon printed, for start-up failure messages.
-fn stderr_tail(path: &Path) -> String {
-    let mut text = String::new();
+/// The last few lines the daemon printed from offset `start` of its output
+/// file, for start-up failure messages.
+fn stderr_tail(path: &Path, start: u64) -> String {
+    let mut bytes = Vec::new();
     if let Ok(mut file) = fs_err::File::open(path) {
-        let _ = file.read_to_string(&mut text);
+        if file.seek(SeekFrom::Start(start)).is_ok() {
+            let _ = file.read_to_end(&mut bytes);
+        }
     }
+    let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text
         .lines()
         .filter(|line| !line.trim().is_empty())

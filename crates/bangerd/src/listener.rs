@@ -1,14 +1,17 @@
-//! Claiming the daemon's single-instance lock and binding its private socket.
+//! Claiming the daemon's single-instance locks and binding its private socket.
 //!
-//! Exactly one daemon per runtime dir: the daemon holds an exclusive `flock`
-//! on `bangerd.lock` for its whole life, so a second daemon fails fast and a
-//! crashed one releases the lock automatically. A socket file found while we
-//! hold the lock can only be a leftover of a dead daemon; it is still probed
-//! before removal, so a live socket is never stolen even from a daemon that
-//! somehow runs without the lock. The socket is created 0600 (via umask) so
-//! there is no window in which another user could connect.
+//! Exactly one daemon per runtime dir and one per state dir: the daemon holds
+//! an exclusive `flock` on `<runtime dir>/bangerd.lock` ([`InstanceLock`])
+//! and on `<state dir>/bangerd.lock` ([`StateLock`]) for its whole life, so a
+//! second daemon fails fast and a crashed one releases both automatically.
+//! Both are a [`PidLock`], whose file records the holder's pid and socket so
+//! the refusal can name them. A socket file found while we hold the lock can
+//! only be a leftover of a dead daemon; it is still probed before removal, so
+//! a live socket is never stolen even from a daemon that somehow runs without
+//! the lock. The socket is created 0600 (via umask) so there is no window in
+//! which another user could connect.
 
-use std::io::{Read, Seek, Write};
+use std::io::{Seek, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -40,6 +43,18 @@ pub enum ListenError {
         /// Its socket.
         socket: PathBuf,
     },
+    /// Another daemon, with another runtime dir, holds the state dir.
+    #[error(
+        "the state directory {state_dir} is in use by bangerd pid {pid} (runtime dir {runtime_dir}); stop it first (`banger daemon stop` with the same environment, e.g. BANGER_RUNTIME_DIR={runtime_dir}) or use another state dir"
+    )]
+    StateInUse {
+        /// The state dir.
+        state_dir: PathBuf,
+        /// Pid recorded by the daemon holding it, or "unknown".
+        pid: String,
+        /// Its runtime dir, or "unknown".
+        runtime_dir: String,
+    },
     /// Something answers on the socket although we hold the lock.
     #[error("socket {socket} is answered by another process; refusing to replace a live socket")]
     SocketInUse {
@@ -70,63 +85,104 @@ pub enum ListenError {
 /// How long a new daemon waits for a silent lock owner to finish exiting.
 const DYING_OWNER_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// The lock held for the daemon's lifetime; dropping it releases the lock.
+/// The state dir's lock file, beside the database it protects.
+pub const STATE_LOCK_FILE: &str = "bangerd.lock";
+
+/// What a lock file says about the daemon holding it: its pid on the first
+/// line, its socket on the second. Either may be missing (an older daemon,
+/// or a holder that has not written yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockHolder {
+    /// The holder's pid.
+    pub pid: Option<u32>,
+    /// The holder's API socket.
+    pub socket: Option<PathBuf>,
+}
+
+impl LockHolder {
+    fn parse(text: &str) -> Self {
+        let mut lines = text.lines();
+        let pid = lines.next().and_then(|line| line.trim().parse().ok());
+        let socket = lines
+            .next()
+            .filter(|line| !line.is_empty())
+            .map(PathBuf::from);
+        Self { pid, socket }
+    }
+
+    /// The pid for messages: the number, or "unknown".
+    pub fn pid_text(&self) -> String {
+        self.pid
+            .map_or_else(|| "unknown".to_owned(), |pid| pid.to_string())
+    }
+}
+
+/// Why a [`PidLock`] was not taken.
 #[derive(Debug)]
-pub struct InstanceLock {
+enum PidLockError {
+    /// The lock file could not be opened or written.
+    Io(std::io::Error),
+    /// Another process holds it.
+    Held(LockHolder),
+}
+
+/// An exclusive `flock` on a file recording who holds it (our pid and
+/// socket); the kernel releases it when we exit, however we exit. Dropping
+/// it clears the record and releases the lock.
+#[derive(Debug)]
+pub struct PidLock {
     file: fs_err::File,
     path: PathBuf,
 }
 
-impl InstanceLock {
-    /// Takes the exclusive lock for `paths`, recording our pid in it.
-    pub fn acquire(paths: &Paths) -> Result<Self, ListenError> {
-        paths.prepare_runtime_dir()?;
-        let path = paths.daemon_lock();
-        let lock_error = |source| ListenError::LockFile {
-            path: path.clone(),
-            source,
-        };
+impl PidLock {
+    /// Takes the lock on `path` and records our pid and `socket` in it. If
+    /// it is held by a daemon that does not answer on its socket (one that
+    /// is exiting, e.g. just SIGKILLed), waits up to [`DYING_OWNER_GRACE`]
+    /// for the kernel to release it; a holder that answers is never waited
+    /// for. The holder's socket is the one it recorded, else `fallback_socket`.
+    fn acquire(
+        path: &Path,
+        socket: &Path,
+        fallback_socket: Option<&Path>,
+    ) -> Result<Self, PidLockError> {
         let mut file = fs_err::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&path)
-            .map_err(lock_error)?;
-        if !Self::lock_or_wait_for_exit(&file, &paths.socket()) {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            let pid = pid.trim().to_owned();
-            return Err(ListenError::AlreadyRunning {
-                pid: if pid.is_empty() {
-                    "unknown".to_owned()
-                } else {
-                    pid
-                },
-                socket: paths.socket(),
-            });
-        }
-        file.set_len(0).map_err(lock_error)?;
-        file.rewind().map_err(lock_error)?;
-        writeln!(file, "{}", std::process::id()).map_err(lock_error)?;
-        Ok(Self { file, path })
-    }
-
-    /// Takes the lock; if it is held by a daemon that no longer answers on
-    /// its socket (one that is exiting, e.g. just SIGKILLed), waits up to
-    /// [`DYING_OWNER_GRACE`] for the kernel to release it. A daemon that
-    /// answers is never waited for.
-    fn lock_or_wait_for_exit(file: &fs_err::File, socket: &Path) -> bool {
+            .open(path)
+            .map_err(PidLockError::Io)?;
         let deadline = std::time::Instant::now() + DYING_OWNER_GRACE;
         loop {
-            if rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive).is_ok() {
-                return true;
+            if rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                break;
             }
-            if UnixStream::connect(socket).is_ok() || std::time::Instant::now() >= deadline {
-                return false;
+            let holder = Self::holder(path);
+            let answers = holder
+                .socket
+                .as_deref()
+                .or(fallback_socket)
+                .is_some_and(|socket| UnixStream::connect(socket).is_ok());
+            if answers || std::time::Instant::now() >= deadline {
+                return Err(PidLockError::Held(holder));
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        file.set_len(0).map_err(PidLockError::Io)?;
+        file.rewind().map_err(PidLockError::Io)?;
+        let record = format!("{}\n{}\n", std::process::id(), socket.display());
+        file.write_all(record.as_bytes())
+            .map_err(PidLockError::Io)?;
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// What the lock file at `path` records (empty when unreadable).
+    fn holder(path: &Path) -> LockHolder {
+        LockHolder::parse(&fs_err::read_to_string(path).unwrap_or_default())
     }
 
     /// The lock file's path.
@@ -135,10 +191,80 @@ impl InstanceLock {
     }
 }
 
-impl Drop for InstanceLock {
+impl Drop for PidLock {
     fn drop(&mut self) {
-        // Clear the pid so a reader never sees a dead daemon's pid as current.
+        // Clear the record so a reader never sees a dead daemon's pid as current.
         let _ = self.file.set_len(0);
+    }
+}
+
+/// The runtime dir's lock (`<runtime dir>/bangerd.lock`), held for the
+/// daemon's lifetime: one daemon per socket.
+#[derive(Debug)]
+pub struct InstanceLock {
+    lock: PidLock,
+}
+
+impl InstanceLock {
+    /// Takes the exclusive lock for `paths`, recording our pid in it.
+    pub fn acquire(paths: &Paths) -> Result<Self, ListenError> {
+        paths.prepare_runtime_dir()?;
+        let path = paths.daemon_lock();
+        let socket = paths.socket();
+        match PidLock::acquire(&path, &socket, Some(&socket)) {
+            Ok(lock) => Ok(Self { lock }),
+            Err(PidLockError::Io(source)) => Err(ListenError::LockFile { path, source }),
+            Err(PidLockError::Held(holder)) => Err(ListenError::AlreadyRunning {
+                pid: holder.pid_text(),
+                socket,
+            }),
+        }
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        self.lock.path()
+    }
+}
+
+/// The state dir's lock (`<state dir>/bangerd.lock`), held for the daemon's
+/// lifetime: one daemon per database, VM directories and host resources,
+/// whatever runtime dir each was started with.
+#[derive(Debug)]
+pub struct StateLock {
+    lock: PidLock,
+}
+
+impl StateLock {
+    /// Takes the exclusive lock on `paths`' state dir, recording our pid and
+    /// socket. Taken after the [`InstanceLock`] and before anything reads or
+    /// changes the state or the host.
+    pub fn acquire(paths: &Paths, _instance: &InstanceLock) -> Result<Self, ListenError> {
+        paths.prepare_state_dir()?;
+        let path = Self::path_in(paths);
+        match PidLock::acquire(&path, &paths.socket(), None) {
+            Ok(lock) => Ok(Self { lock }),
+            Err(PidLockError::Io(source)) => Err(ListenError::LockFile { path, source }),
+            Err(PidLockError::Held(holder)) => Err(ListenError::StateInUse {
+                state_dir: paths.state_dir.clone(),
+                pid: holder.pid_text(),
+                runtime_dir: holder
+                    .socket
+                    .as_deref()
+                    .and_then(Path::parent)
+                    .map_or_else(|| "unknown".to_owned(), |dir| dir.display().to_string()),
+            }),
+        }
+    }
+
+    /// Where the state lock lives for `paths`.
+    pub fn path_in(paths: &Paths) -> PathBuf {
+        paths.state_dir.join(STATE_LOCK_FILE)
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        self.lock.path()
     }
 }
 
@@ -251,6 +377,49 @@ mod tests {
         assert!(
             message.contains(&format!("pid {}", std::process::id())),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn second_daemon_on_the_same_state_dir_is_refused_with_the_owner_pid_and_runtime_dir() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let first = paths(temp.path());
+        let mut second = first.clone();
+        second.runtime_dir = temp.path().join("run2");
+        let first_instance = InstanceLock::acquire(&first).expect("first instance lock");
+        let first_state = StateLock::acquire(&first, &first_instance).expect("first state lock");
+        // The first daemon answers on its socket: refused at once, no grace wait.
+        let _first_socket = BoundSocket::bind(&first, &first_instance).expect("bind");
+        let started = std::time::Instant::now();
+        let second_instance = InstanceLock::acquire(&second).expect("other runtime dir is free");
+        let error = StateLock::acquire(&second, &second_instance).expect_err("state dir is taken");
+        assert!(matches!(error, ListenError::StateInUse { .. }), "{error}");
+        assert!(
+            started.elapsed() < DYING_OWNER_GRACE,
+            "{:?}",
+            started.elapsed()
+        );
+        let message = error.to_string();
+        for part in [
+            format!("state directory {}", first.state_dir.display()),
+            format!("pid {}", std::process::id()),
+            format!("runtime dir {}", first.runtime_dir.display()),
+        ] {
+            assert!(message.contains(&part), "{part:?} missing: {message}");
+        }
+        // Released on drop, record cleared: the second daemon proceeds.
+        drop(first_state);
+        assert_eq!(
+            fs_err::read_to_string(StateLock::path_in(&first)).expect("lock file"),
+            ""
+        );
+        let state = StateLock::acquire(&second, &second_instance).expect("state lock is free");
+        assert_eq!(
+            PidLock::holder(state.path()),
+            LockHolder {
+                pid: Some(std::process::id()),
+                socket: Some(second.socket()),
+            }
         );
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use banger_config::{LoadedConfig, Paths};
 use bangerd::api::peer::{OwnerUid, PeerCredentials};
-use bangerd::listener::{BoundSocket, InstanceLock};
+use bangerd::listener::{BoundSocket, InstanceLock, StateLock};
 use bangerd::state::AppState;
 use bangerd::store::Store;
 use clap::{Parser, Subcommand};
@@ -88,6 +88,10 @@ fn run() -> anyhow::Result<()> {
     let loaded = LoadedConfig::load(&paths)?;
     paths.prepare_state_dir()?;
     let lock = InstanceLock::acquire(&paths)?;
+    // One daemon per state dir too, whatever its runtime dir: taken before
+    // the log, the database or the host is touched; released when run()
+    // returns, after the runtime and every task using the state are gone.
+    let _state_lock = StateLock::acquire(&paths, &lock)?;
     bangerd::logging::init(&paths.log_file(), loaded.config.log_level.as_str())?;
     let store = Store::open(&paths.database())?;
     let mut socket = BoundSocket::bind(&paths, &lock)?;
