@@ -268,3 +268,38 @@ fn database_from_a_newer_banger_is_refused_at_start() {
     assert!(message.contains("schema version 999"), "{message}");
     assert!(message.contains("upgrade banger"), "{message}");
 }
+
+#[test]
+fn truncated_database_with_a_vm_directory_is_refused_at_start_and_kept() {
+    let env = TestEnv::new();
+    status_pid(&env);
+    assert!(run(env.banger().args(["daemon", "stop"])).status.success());
+    let database = env.paths().database();
+    let bytes = fs_err::read(&database).expect("read the database");
+    assert!(bytes.len() > 4096, "{} bytes", bytes.len());
+    for suffix in ["-wal", "-shm"] {
+        let mut side = database.clone().into_os_string();
+        side.push(suffix);
+        let _ = fs_err::remove_file(std::path::PathBuf::from(side));
+    }
+    fs_err::write(&database, &bytes[..4096]).expect("truncate");
+    fs_err::create_dir_all(env.paths().state_dir.join("vms/alpha")).expect("VM dir");
+    let output = run(env.banger().args(["daemon", "status"]));
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains(&database.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("is truncated"), "{message}");
+    assert!(message.contains("1 VM directory"), "{message}");
+    assert!(
+        message.contains("move it away to start with an empty database"),
+        "{message}"
+    );
+    assert!(
+        fs_err::read(&database).expect("the database is kept") == bytes[..4096],
+        "the database was changed"
+    );
+    assert!(env.daemon_pids().is_empty());
+}

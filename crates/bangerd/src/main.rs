@@ -93,7 +93,7 @@ fn run() -> anyhow::Result<()> {
     // returns, after the runtime and every task using the state are gone.
     let _state_lock = StateLock::acquire(&paths, &lock)?;
     bangerd::logging::init(&paths.log_file(), loaded.config.log_level.as_str())?;
-    let store = Store::open(&paths.database())?;
+    let store = Store::open(&paths.database(), &paths.state_dir)?;
     let mut socket = BoundSocket::bind(&paths, &lock)?;
     let listener = socket
         .take_listener()

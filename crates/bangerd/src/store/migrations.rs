@@ -104,6 +104,25 @@ pub(super) fn user_version(connection: &Connection) -> rusqlite::Result<u32> {
     connection.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
 
+/// The refusal of a database at schema version `found`, newer than this
+/// build knows, naming the banger version that last wrote it. Only reads.
+pub(super) fn newer_schema(connection: &Connection, path: &Path, found: u32) -> StoreError {
+    let written_by = connection
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'last_writer_version'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap_or_else(|_| "unknown".to_owned());
+    StoreError::NewerSchema {
+        path: path.to_owned(),
+        found,
+        supported: LATEST_VERSION,
+        written_by,
+        ours: banger_api::VERSION,
+    }
+}
+
 /// Brings the database up to [`LATEST_VERSION`], or refuses a newer one.
 pub(super) fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let query_error = |source| StoreError::Query {
@@ -113,20 +132,7 @@ pub(super) fn migrate(connection: &mut Connection, path: &Path) -> Result<(), St
     };
     let found = user_version(connection).map_err(query_error)?;
     if found > LATEST_VERSION {
-        let written_by = connection
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'last_writer_version'",
-                [],
-                |row| row.get(0),
-            )
-            .unwrap_or_else(|_| "unknown".to_owned());
-        return Err(StoreError::NewerSchema {
-            path: path.to_owned(),
-            found,
-            supported: LATEST_VERSION,
-            written_by,
-            ours: banger_api::VERSION,
-        });
+        return Err(newer_schema(connection, path, found));
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let from = index as u32;

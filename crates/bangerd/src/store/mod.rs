@@ -4,7 +4,11 @@
 //! `synchronous=FULL` so a committed state change survives a power cut. The
 //! schema version is SQLite's `user_version`; [`migrations`] lists every
 //! step, and a database from a newer banger is refused rather than guessed at.
+//! Before anything writes to an existing file, [`check`] inspects it
+//! read-only: an empty, truncated, damaged or foreign file is refused with a
+//! recovery hint and kept as it is, never replaced by a new database.
 
+mod check;
 mod images;
 mod kernels;
 mod migrations;
@@ -18,6 +22,7 @@ use banger_api::daemon::IntegrityReport;
 use banger_api::vms::VmState;
 use rusqlite::{Connection, OptionalExtension};
 
+pub use check::{DatabaseProblem, Recovery};
 pub use images::ImageRow;
 pub use kernels::{KernelRow, NewKernel};
 pub use migrations::LATEST_VERSION;
@@ -60,6 +65,30 @@ pub enum StoreError {
         written_by: String,
         /// This build's version.
         ours: &'static str,
+    },
+    /// The database file exists but is not a usable banger database (empty
+    /// while VM, image or kernel directories exist, truncated, damaged, not
+    /// SQLite, not a regular file). Nothing was written to it.
+    #[error(
+        "database {path} {problem}; refusing to use it, and the file is kept as it is. {recovery}"
+    )]
+    Unusable {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: DatabaseProblem,
+        /// What the state directory holds, and how to recover.
+        recovery: Recovery,
+    },
+    /// A directory of the state dir could not be listed while checking
+    /// whether a damaged database may be replaced.
+    #[error("cannot list {path} to check for VM, image and kernel directories")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// Applying a migration failed; the database is left at `from`.
     #[error("cannot migrate database {path} from schema version {from} to {to}")]
@@ -139,8 +168,16 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `path`.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens (creating if needed) and migrates the database at `path`, which
+    /// belongs to the state directory `state_dir`.
+    ///
+    /// An existing file is first inspected without writing to it: one that is
+    /// empty while `state_dir` holds VM, image or kernel directories, one that
+    /// is truncated, damaged, not SQLite or not a regular file, and one from a
+    /// newer banger are refused ([`StoreError::Unusable`],
+    /// [`StoreError::NewerSchema`]) and left byte for byte as they were.
+    pub fn open(path: &Path, state_dir: &Path) -> Result<Self, StoreError> {
+        check::inspect(path, state_dir)?;
         let open_error = |source| StoreError::Open {
             path: path.to_owned(),
             source,

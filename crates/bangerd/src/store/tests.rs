@@ -1,4 +1,5 @@
-//! Store tests: migrations from scratch, refusal of newer schemas, integrity
+//! Store tests: migrations from scratch, refusal of newer schemas and of
+//! empty, truncated or foreign database files (kept byte for byte), integrity
 //! checks and collision-free name generation.
 
 use super::*;
@@ -19,7 +20,7 @@ fn insert_vm_row(store: &Store, name: &str, index: u32) {
 fn migrates_an_empty_database_to_the_latest_version() {
     let temp = tempfile::tempdir().expect("tempdir");
     let path = temp.path().join("banger.db");
-    let store = Store::open(&path).expect("open");
+    let store = Store::open(&path, temp.path()).expect("open");
     assert_eq!(store.schema_version().expect("version"), LATEST_VERSION);
     let mode: String = store
         .connection
@@ -33,7 +34,7 @@ fn migrates_an_empty_database_to_the_latest_version() {
     assert_eq!(synchronous, 2, "synchronous=FULL");
     drop(store);
     // Reopening is a no-op migration.
-    let store = Store::open(&path).expect("reopen");
+    let store = Store::open(&path, temp.path()).expect("reopen");
     assert_eq!(store.schema_version().expect("version"), LATEST_VERSION);
 }
 
@@ -41,7 +42,7 @@ fn migrates_an_empty_database_to_the_latest_version() {
 fn refuses_a_database_from_a_newer_banger() {
     let temp = tempfile::tempdir().expect("tempdir");
     let path = temp.path().join("banger.db");
-    let store = Store::open(&path).expect("open");
+    let store = Store::open(&path, temp.path()).expect("open");
     store
         .connection
         .pragma_update(None, "user_version", LATEST_VERSION + 5)
@@ -54,7 +55,7 @@ fn refuses_a_database_from_a_newer_banger() {
         )
         .expect("writer");
     drop(store);
-    let error = Store::open(&path).expect_err("newer schema refused");
+    let error = Store::open(&path, temp.path()).expect_err("newer schema refused");
     let message = error.to_string();
     assert!(
         matches!(error, StoreError::NewerSchema { found, .. } if found == LATEST_VERSION + 5),
@@ -75,6 +76,234 @@ fn refuses_a_database_from_a_newer_banger() {
 }
 
 #[test]
+fn a_database_from_a_newer_banger_is_refused_before_anything_writes_to_it() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let path = temp.path().join("banger.db");
+    {
+        let store = Store::open(&path, temp.path()).expect("open");
+        store
+            .connection
+            .pragma_update(None, "user_version", LATEST_VERSION + 1)
+            .expect("bump");
+        // A newer banger may not use WAL: switching it on would rewrite the
+        // header.
+        store
+            .connection
+            .pragma_update(None, "journal_mode", "DELETE")
+            .expect("leave wal");
+    }
+    let before = fs_err::read(&path).expect("read");
+    let error = Store::open(&path, temp.path()).expect_err("newer schema refused");
+    assert!(matches!(error, StoreError::NewerSchema { .. }), "{error}");
+    assert!(
+        fs_err::read(&path).expect("read") == before,
+        "the refusal rewrote the database file"
+    );
+}
+
+#[test]
+fn a_newer_schema_still_in_the_wal_is_refused_and_nothing_is_written() {
+    // A newer banger that was killed leaves its last commits in the WAL:
+    // the file's header still shows the old version.
+    let temp = tempfile::tempdir().expect("tempdir");
+    let source = temp.path().join("source.db");
+    let state = temp.path().join("state");
+    fs_err::create_dir(&state).expect("state dir");
+    let path = state.join("banger.db");
+    let store = Store::open(&source, temp.path()).expect("open");
+    store
+        .connection
+        .pragma_update(None, "wal_autocheckpoint", 0)
+        .expect("no checkpoints");
+    store
+        .connection
+        .pragma_update(None, "user_version", LATEST_VERSION + 1)
+        .expect("bump");
+    // Copy the files while the writer is still open, as a crash leaves them.
+    fs_err::copy(&source, &path).expect("copy database");
+    fs_err::copy(
+        temp.path().join("source.db-wal"),
+        state.join("banger.db-wal"),
+    )
+    .expect("copy wal");
+    drop(store);
+    let before = fs_err::read(&path).expect("read");
+    assert!(
+        u32::from_be_bytes([before[60], before[61], before[62], before[63]]) <= LATEST_VERSION,
+        "the header does not show the newer version"
+    );
+    let error = Store::open(&path, &state).expect_err("newer schema refused");
+    assert!(
+        matches!(error, StoreError::NewerSchema { found, .. } if found == LATEST_VERSION + 1),
+        "{error}"
+    );
+    assert!(
+        fs_err::read(&path).expect("read") == before,
+        "the refusal rewrote the database file"
+    );
+}
+
+/// A real database with some rows, closed cleanly (its WAL checkpointed).
+fn real_database_bytes() -> Vec<u8> {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let path = temp.path().join("banger.db");
+    {
+        let store = Store::open(&path, temp.path()).expect("open");
+        for index in 0..200 {
+            insert_vm_row(&store, &format!("vm-{index}"), index);
+        }
+    }
+    fs_err::read(&path).expect("read")
+}
+
+/// A state dir holding the database `bytes` and one VM directory.
+fn state_with_a_vm(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().expect("tempdir");
+    fs_err::create_dir_all(temp.path().join("vms/alpha")).expect("vm dir");
+    let path = temp.path().join("banger.db");
+    fs_err::write(&path, bytes).expect("write");
+    (temp, path)
+}
+
+/// Opens the database, expects [`StoreError::Unusable`] and checks the
+/// file is still there with the same bytes.
+fn refused(path: &Path, state_dir: &Path) -> (DatabaseProblem, String) {
+    let before = fs_err::read(path).expect("read before");
+    let error = Store::open(path, state_dir).expect_err("refused");
+    let message = error.to_string();
+    assert!(
+        fs_err::read(path).expect("the file is kept") == before,
+        "the refusal changed the file"
+    );
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("move it away"), "{message}");
+    match error {
+        StoreError::Unusable { problem, .. } => (problem, message),
+        other => panic!("expected Unusable, got {other}"),
+    }
+}
+
+#[test]
+fn an_empty_database_is_refused_and_kept_while_a_vm_directory_exists() {
+    let (temp, path) = state_with_a_vm(b"");
+    fs_err::create_dir_all(temp.path().join("images/base")).expect("image dir");
+    let (problem, message) = refused(&path, temp.path());
+    assert!(matches!(problem, DatabaseProblem::Empty), "{message}");
+    assert_eq!(fs_err::metadata(&path).expect("kept").len(), 0);
+    assert!(message.contains("is empty (0 bytes)"), "{message}");
+    assert!(message.contains("1 VM directory (vms/)"), "{message}");
+    assert!(message.contains("1 image directory (images/)"), "{message}");
+    assert!(message.contains("0 kernel directories"), "{message}");
+    assert!(
+        message.contains("your VM directories are kept and are not registered in it"),
+        "{message}"
+    );
+    assert!(!temp.path().join("banger.db-wal").exists());
+}
+
+#[test]
+fn an_empty_database_without_vm_or_image_directories_is_initialised() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    // Work in progress (hidden) is not an image.
+    fs_err::create_dir_all(temp.path().join("images/.partial-base-1")).expect("partial");
+    fs_err::create_dir_all(temp.path().join("vms")).expect("empty vms dir");
+    let path = temp.path().join("banger.db");
+    fs_err::write(&path, b"").expect("write");
+    let store = Store::open(&path, temp.path()).expect("first run initialises");
+    assert_eq!(store.schema_version().expect("version"), LATEST_VERSION);
+}
+
+#[test]
+fn a_truncated_database_is_refused_and_kept_while_a_vm_directory_exists() {
+    let bytes = real_database_bytes();
+    assert!(bytes.len() > 3 * 4096, "{} bytes", bytes.len());
+    // Cut at a page boundary: the header says more pages than there are.
+    let (temp, path) = state_with_a_vm(&bytes[..2 * 4096]);
+    let (problem, message) = refused(&path, temp.path());
+    assert!(
+        matches!(problem, DatabaseProblem::Truncated { len: 8192, .. }),
+        "{message}"
+    );
+    // Shorter than the header.
+    let (temp, path) = state_with_a_vm(&bytes[..50]);
+    let (problem, message) = refused(&path, temp.path());
+    assert!(
+        matches!(problem, DatabaseProblem::ShorterThanHeader { len: 50 }),
+        "{message}"
+    );
+    // A header whose page count is not trusted: quick_check finds it.
+    let mut stale = bytes[..2 * 4096].to_vec();
+    stale[92..96].copy_from_slice(&[0xFF; 4]);
+    let (temp, path) = state_with_a_vm(&stale);
+    let (problem, message) = refused(&path, temp.path());
+    assert!(
+        matches!(
+            problem,
+            DatabaseProblem::Damaged { .. } | DatabaseProblem::Unreadable { .. }
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_truncated_database_is_refused_even_without_vm_directories() {
+    let bytes = real_database_bytes();
+    let temp = tempfile::tempdir().expect("tempdir");
+    let path = temp.path().join("banger.db");
+    fs_err::write(&path, &bytes[..4096]).expect("write");
+    let (problem, message) = refused(&path, temp.path());
+    assert!(
+        matches!(problem, DatabaseProblem::Truncated { .. }),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_refused_even_without_vm_directories() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let path = temp.path().join("banger.db");
+    fs_err::write(&path, b"these are my notes, not a database\n".repeat(100)).expect("write");
+    let (problem, message) = refused(&path, temp.path());
+    assert!(matches!(problem, DatabaseProblem::NotSqlite), "{message}");
+    assert!(message.contains("not a SQLite database"), "{message}");
+}
+
+#[test]
+fn a_directory_or_symlink_at_the_database_path_is_refused() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let path = temp.path().join("banger.db");
+    fs_err::create_dir(&path).expect("dir");
+    let error = Store::open(&path, temp.path()).expect_err("directory refused");
+    assert!(
+        matches!(
+            error,
+            StoreError::Unusable {
+                problem: DatabaseProblem::NotRegular { kind: "directory" },
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let target = temp.path().join("real.db");
+    drop(Store::open(&target, temp.path()).expect("real database"));
+    let link = temp.path().join("link.db");
+    fs_err::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let error = Store::open(&link, temp.path()).expect_err("symlink refused");
+    assert!(
+        matches!(
+            error,
+            StoreError::Unusable {
+                problem: DatabaseProblem::NotRegular {
+                    kind: "symbolic link"
+                },
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
 fn integrity_check_passes_on_a_fresh_database() {
     let store = Store::open_in_memory().expect("open");
     let report = store.integrity_check().expect("check");
@@ -88,7 +317,7 @@ fn integrity_check_reports_corruption() {
     let temp = tempfile::tempdir().expect("tempdir");
     let path = temp.path().join("banger.db");
     {
-        let store = Store::open(&path).expect("open");
+        let store = Store::open(&path, temp.path()).expect("open");
         for index in 0..2000 {
             insert_vm_row(&store, &format!("vm-{index}"), index);
         }
@@ -105,7 +334,7 @@ fn integrity_check_reports_corruption() {
     }
     fs_err::write(&path, bytes).expect("write");
     // Refusing to open a corrupt file is also a report.
-    let reported = match Store::open(&path) {
+    let reported = match Store::open(&path, temp.path()) {
         Ok(store) => store
             .integrity_check()
             .map(|report| !report.ok)

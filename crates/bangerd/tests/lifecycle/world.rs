@@ -182,7 +182,8 @@ impl World {
                 agent: None,
             },
         );
-        let store = Store::open(&self.paths.database()).expect("open the database");
+        let store =
+            Store::open(&self.paths.database(), &self.paths.state_dir).expect("open the database");
         let (shutdown, _) = tokio::sync::watch::channel(false);
         AppState::new(
             self.paths.clone(),
