@@ -24,6 +24,8 @@
 
 #[path = "lifecycle/harness.rs"]
 mod harness;
+#[path = "lifecycle/vmm_exit.rs"]
+mod vmm_exit;
 #[path = "lifecycle/world.rs"]
 mod world;
 
@@ -73,6 +75,14 @@ fn main() -> ExitCode {
             create_ssh_timeout_keeps_the_vm,
         ),
         ("deleted_image_cannot_start", deleted_image_cannot_start),
+        (
+            "create_vmm_dies_during_ssh_wait_leaves_nothing",
+            vmm_exit::create_vmm_dies_during_ssh_wait_leaves_nothing,
+        ),
+        (
+            "start_vmm_dies_during_ssh_wait_marks_error",
+            vmm_exit::start_vmm_dies_during_ssh_wait_marks_error,
+        ),
     ])
 }
 

@@ -1,14 +1,17 @@
-//! `vm start`: TAP, per-VM initrd, VMM, then wait until SSH answers.
+//! `vm start`: TAP, per-VM initrd, VMM, then wait until SSH answers, or
+//! until the VMM exits, whichever comes first.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use banger_api::VmName;
 use banger_api::vms::{VmBackend, VmInfo, VmState};
 use banger_image::guest_config::{GuestConfig, NetworkConfig, SshHostKey};
-use banger_vmm::{BackendKind, DiskSpec, NetSpec, VmSpec};
+use banger_vmm::{BackendKind, DiskSpec, ExitInfo, NetSpec, RunningVm, VmSpec};
 
-use super::{CONSOLE_LOG_MAX_BYTES, VmError, console_log, info, row, run_dir, set_state};
+use super::{
+    CONSOLE_LOG_MAX_BYTES, VmError, console_log, describe_exit, info, row, run_dir, set_state,
+};
 use crate::progress::ProgressSink;
 use crate::state::AppState;
 use crate::store::{VmRow, VmmHandle};
@@ -134,7 +137,18 @@ pub async fn start_locked(
             vm.ip
         ),
     );
-    match host.wait_for_ssh(vm.ip).await {
+    // A VMM that dies meanwhile (kernel panic, VMM error, kill) ends the
+    // wait at once instead of leaving a dead VM `running` until the timeout.
+    let waited = tokio::select! {
+        biased;
+        answer = host.wait_for_ssh(vm.ip) => Ok(answer),
+        exit = vmm_exit(&running) => Err(exit),
+    };
+    let answer = match waited {
+        Ok(answer) => answer,
+        Err(exit) => return vmm_exited(state, &mut vm, &running, exit).await,
+    };
+    match answer {
         Ok(took) => {
             progress.stage(
                 "ready",
@@ -152,6 +166,111 @@ pub async fn start_locked(
             })
         }
     }
+}
+
+/// How many console lines a start whose VMM died reports.
+const CONSOLE_TAIL_LINES: usize = 20;
+/// How much of the end of each console file is read for them.
+const CONSOLE_TAIL_BYTES: u64 = 16 << 10;
+
+/// Resolves once the VMM has exited (reaping it: it is our child), with how.
+async fn vmm_exit(running: &RunningVm) -> ExitInfo {
+    loop {
+        if let Some(exit) = running.wait(Duration::from_secs(3600)).await {
+            return exit;
+        }
+    }
+}
+
+/// Records a start whose VMM exited before SSH answered: helpers stopped,
+/// then (see [`fail`]) TAP released, runtime dir removed, firewall rebuilt,
+/// the VM in `error` with the exit status and the console's last lines.
+async fn vmm_exited(
+    state: &AppState,
+    vm: &mut VmRow,
+    running: &RunningVm,
+    exit: ExitInfo,
+) -> Result<VmInfo, VmError> {
+    tracing::warn!(vm = %vm.name, exit = %describe_exit(Some(exit)), "VMM exited while waiting for SSH");
+    // Also lets the console copier write the last words before they are read.
+    if let Err(error) = running.cleanup().await {
+        tracing::warn!(vm = %vm.name, error = %crate::error::error_chain(&error), "cleanup after the VMM exited failed");
+    }
+    let log = console_log(&vm.dir);
+    let console_tail = tokio::task::spawn_blocking(move || console_tail(&log, CONSOLE_TAIL_LINES))
+        .await
+        .unwrap_or_default();
+    let error = VmError::VmmExited {
+        name: vm.name.clone(),
+        exit: Some(exit),
+        console_tail,
+    };
+    fail(state, vm, error).await
+}
+
+/// The last `lines` lines of a console log (its rotated copy first), read
+/// bounded and decoded lossily, with control characters escaped so guest
+/// output cannot forge lines or send terminal sequences.
+fn console_tail(log: &Path, lines: usize) -> String {
+    let mut bytes = read_end(&banger_vmm::console::rotated_path(log), CONSOLE_TAIL_BYTES);
+    bytes.extend(read_end(log, CONSOLE_TAIL_BYTES));
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text
+        .split('\n')
+        .map(|line| line.trim_end_matches('\r'))
+        .collect();
+    let all = match all.split_last() {
+        Some((&"", rest)) => rest,
+        _ => &all[..],
+    };
+    let tail: Vec<String> = all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|line| {
+            let mut text = String::with_capacity(line.len());
+            for c in line.chars() {
+                if c.is_control() && c != '\t' {
+                    text.extend(c.escape_default());
+                } else {
+                    text.push(c);
+                }
+            }
+            text
+        })
+        .collect();
+    if tail.iter().all(|line| line.trim().is_empty()) {
+        return "(the console log is empty)".to_owned();
+    }
+    tail.join("\n")
+}
+
+/// Up to the last `max` bytes of a regular file; nothing for anything else
+/// (a FIFO or device in its place must not hang the daemon) or on errors.
+fn read_end(path: &Path, max: u64) -> Vec<u8> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    use std::io::{Read, Seek, SeekFrom};
+    let open = fs_err::OpenOptions::new()
+        .read(true)
+        .custom_flags(no_follow_no_block())
+        .open(path);
+    let Ok(mut file) = open else {
+        return Vec::new();
+    };
+    let len = match file.metadata() {
+        Ok(meta) if meta.is_file() => meta.len(),
+        _ => return Vec::new(),
+    };
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(len.saturating_sub(max))).is_err() {
+        return Vec::new();
+    }
+    let _ = file.take(max).read_to_end(&mut bytes);
+    bytes
+}
+
+/// `O_NOFOLLOW | O_NONBLOCK | O_NOCTTY` for `custom_flags`.
+fn no_follow_no_block() -> i32 {
+    use rustix::fs::OFlags;
+    i32::try_from((OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY).bits()).unwrap_or(0)
 }
 
 fn backend_name(kind: BackendKind) -> VmBackend {
@@ -336,4 +455,62 @@ fn build_spec(
         console_log_max_bytes: CONSOLE_LOG_MAX_BYTES,
         accel,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_tail_keeps_the_last_lines_rotated_copy_first_and_escapes_controls() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let log = temp.path().join("console.log");
+        fs_err::write(
+            banger_vmm::console::rotated_path(&log),
+            "old 1\r\nold 2\r\n",
+        )
+        .expect("rotated");
+        fs_err::write(
+            &log,
+            b"new 1\nKernel panic \x1b[31m- not syncing\nnew \xff 3\n",
+        )
+        .expect("log");
+        let tail = console_tail(&log, 4);
+        assert_eq!(
+            tail,
+            "old 2\nnew 1\nKernel panic \\u{1b}[31m- not syncing\nnew \u{fffd} 3"
+        );
+        assert_eq!(console_tail(&log, 1), "new \u{fffd} 3");
+    }
+
+    #[test]
+    fn console_tail_reads_a_bounded_end_and_says_when_there_is_nothing() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let log = temp.path().join("console.log");
+        assert_eq!(console_tail(&log, 20), "(the console log is empty)");
+        let mut text = "x".repeat(usize::try_from(CONSOLE_TAIL_BYTES).expect("size") * 4);
+        text.push_str("\nlast\n");
+        fs_err::write(&log, &text).expect("log");
+        let tail = console_tail(&log, 20);
+        assert!(tail.ends_with("\nlast"), "{tail}");
+        assert!(tail.len() <= usize::try_from(CONSOLE_TAIL_BYTES).expect("size") + 8);
+    }
+
+    #[test]
+    fn console_tail_does_not_open_a_fifo_or_follow_a_link() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let log = temp.path().join("console.log");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &log,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        )
+        .expect("mkfifo");
+        assert_eq!(console_tail(&log, 20), "(the console log is empty)");
+        let secret = temp.path().join("secret");
+        fs_err::write(&secret, "not the console\n").expect("secret");
+        let linked = temp.path().join("linked.log");
+        fs_err::os::unix::fs::symlink(&secret, &linked).expect("symlink");
+        assert_eq!(console_tail(&linked, 20), "(the console log is empty)");
+    }
 }

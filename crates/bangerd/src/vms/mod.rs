@@ -197,6 +197,20 @@ pub enum VmError {
         /// Seconds waited.
         waited_secs: u64,
     },
+    /// The VMM exited while the start waited for SSH (a guest kernel panic,
+    /// a VMM error, a kill); the VM is in `error`, and a create removed it.
+    #[error(
+        "VM {name}: its VMM exited ({}) before SSH answered; the guest crashed or the VMM failed. `banger vm logs {name}` shows the whole console while the VM exists (a failed create removes it). Last console lines:\n{console_tail}",
+        describe_exit(*.exit)
+    )]
+    VmmExited {
+        /// The VM.
+        name: VmName,
+        /// How the VMM ended (`None`: it could not be told).
+        exit: Option<banger_vmm::ExitInfo>,
+        /// The last lines of the console log, control characters escaped.
+        console_tail: String,
+    },
     /// An image operation failed (e.g. building the default image).
     #[error(transparent)]
     Image(#[from] crate::images::ImageError),
@@ -236,8 +250,22 @@ impl VmError {
             Self::AddressPoolExhausted(_) | Self::HostUnavailable { .. } => ErrorCode::Unavailable,
             Self::SshTimeout { .. } => ErrorCode::SshTimeout,
             Self::Image(error) => error.code(),
-            Self::Step { .. } | Self::Task { .. } | Self::Store(_) => ErrorCode::Internal,
+            // Not `unavailable`: nothing about the host is missing, and a retry
+            // meets the same crash; like a VMM that fails to start, it is a
+            // failure of the work, and the message carries the guest's words.
+            Self::Step { .. } | Self::Task { .. } | Self::Store(_) | Self::VmmExited { .. } => {
+                ErrorCode::Internal
+            }
         }
+    }
+}
+
+/// Human text for how a VMM ended.
+fn describe_exit(exit: Option<banger_vmm::ExitInfo>) -> String {
+    match exit {
+        Some(banger_vmm::ExitInfo::Code { code }) => format!("exit code {code}"),
+        Some(banger_vmm::ExitInfo::Signal { signal }) => format!("killed by signal {signal}"),
+        Some(banger_vmm::ExitInfo::Unknown) | None => "exit status unknown".to_owned(),
     }
 }
 

@@ -14,7 +14,7 @@ use banger_host::net::names::TapName;
 use banger_vmm::Adoption;
 
 use super::stop::finish_stopped;
-use super::{run_dir, set_state};
+use super::{describe_exit, run_dir, set_state};
 use crate::state::AppState;
 
 /// How often the watcher looks at running VMs.
@@ -158,14 +158,16 @@ pub async fn monitor_loop(state: AppState) {
                 record_missing_handle(&state, &vm.name).await;
                 continue;
             };
-            if running.vmm.is_alive_and_same() && running.status().is_none() {
-                continue;
-            }
-            // An operation in progress on this VM owns its state; look again later.
+            // An operation in progress on this VM owns its state; look again
+            // later. Checked first: the status below reaps the VMM, and a
+            // start waiting for SSH must get its exit status, not "unknown".
             let lock = state.vm_lock(&vm.name);
             let Ok(_guard) = lock.try_lock() else {
                 continue;
             };
+            if running.vmm.is_alive_and_same() && running.status().is_none() {
+                continue;
+            }
             let Ok(Some(mut current)) = state.store().vm(&vm.name) else {
                 continue;
             };
@@ -209,15 +211,6 @@ async fn record_missing_handle(state: &AppState, name: &banger_api::VmName) {
     tracing::error!(vm = %name, reason = %reason, "running VM without a usable VMM record");
     if let Err(error) = set_state(state, &mut vm, VmState::Error, Some(reason)) {
         tracing::error!(vm = %name, error = %crate::error::error_chain(&error), "cannot record the error");
-    }
-}
-
-/// Human text for how a VMM ended.
-fn describe_exit(exit: Option<banger_vmm::ExitInfo>) -> String {
-    match exit {
-        Some(banger_vmm::ExitInfo::Code { code }) => format!("exit code {code}"),
-        Some(banger_vmm::ExitInfo::Signal { signal }) => format!("killed by signal {signal}"),
-        Some(banger_vmm::ExitInfo::Unknown) | None => "exit status unknown".to_owned(),
     }
 }
 
