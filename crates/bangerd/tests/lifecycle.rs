@@ -24,6 +24,8 @@
 
 #[path = "lifecycle/harness.rs"]
 mod harness;
+#[path = "lifecycle/orphans.rs"]
+mod orphans;
 #[path = "lifecycle/vmm_exit.rs"]
 mod vmm_exit;
 #[path = "lifecycle/world.rs"]
@@ -83,11 +85,19 @@ fn main() -> ExitCode {
             "start_vmm_dies_during_ssh_wait_marks_error",
             vmm_exit::start_vmm_dies_during_ssh_wait_marks_error,
         ),
+        (
+            "create_refuses_an_orphan_directory_and_keeps_it",
+            orphans::create_refuses_an_orphan_directory_and_keeps_it,
+        ),
+        (
+            "delete_removes_only_the_directory_named_after_the_vm",
+            orphans::delete_removes_only_the_directory_named_after_the_vm,
+        ),
     ])
 }
 
 /// A daemon with the image installed.
-fn ready(world: &World, fakes: Fakes) -> bangerd::state::AppState {
+pub(crate) fn ready(world: &World, fakes: Fakes) -> bangerd::state::AppState {
     let state = world.daemon(fakes);
     world.install_image(&state);
     state

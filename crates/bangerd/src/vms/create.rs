@@ -3,11 +3,12 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use banger_api::ImageName;
 use banger_api::images::ImageBuildRequest;
 use banger_api::vms::{VmCreateRequest, VmInfo, VmState};
+use banger_api::{ImageName, VmName};
 
 use super::{
     DEFAULT_DISK_BYTES, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS, OVERLAY_BYTES, VmError, check_resources,
@@ -70,9 +71,15 @@ pub async fn create(
                 if store.vm_name_taken(&name)? {
                     return Err(VmError::NameTaken { name });
                 }
+                // A directory no row owns holds someone's disks: never
+                // build into it, and never remove it on failure.
+                let dir = vm_dir(&paths.state_dir, &name);
+                if dir.exists() {
+                    return Err(VmError::OrphanDirectory { name, dir });
+                }
                 name
             }
-            None => store.generate_vm_name(&mut fastrand::Rng::new())?,
+            None => generate_free_name(&store, &paths.state_dir)?,
         };
         let existing = store.vms()?;
         let used_ips: BTreeSet<Ipv4Addr> = existing.iter().map(|vm| vm.ip).collect();
@@ -123,14 +130,21 @@ pub async fn create(
         let state = state.clone();
         let row = row.clone();
         let image = image.clone();
-        tokio::task::spawn_blocking(move || prepare_files(&state, &row, &image)).await
+        tokio::task::spawn_blocking(move || {
+            let mut made_dir = false;
+            let result = prepare_files(&state, &row, &image, &mut made_dir);
+            (made_dir, result)
+        })
+        .await
     };
-    let prepared = match prepared {
-        Ok(result) => result,
-        Err(join) => Err(VmError::step(&name, "prepare its files", join)),
+    let (made_dir, prepared) = match prepared {
+        Ok(outcome) => outcome,
+        // The worker died; whether it made the directory is unknown, so
+        // keep whatever is there.
+        Err(join) => (false, Err(VmError::step(&name, "prepare its files", join))),
     };
     if let Err(error) = prepared {
-        undo_create(state, &row).await;
+        undo_create(state, &row, made_dir).await;
         return Err(error);
     }
     tracing::info!(vm = %name, ip = %row.ip, image = %image.name, "VM created");
@@ -141,7 +155,7 @@ pub async fn create(
         // A VM whose SSH never answered stays, so its console can be read.
         Err(error) if !matches!(error, VmError::SshTimeout { .. }) => {
             tracing::warn!(vm = %name, "first start failed; removing the new VM");
-            undo_create(state, &row).await;
+            undo_create(state, &row, true).await;
             Err(error)
         }
         result => result,
@@ -190,11 +204,45 @@ async fn resolve_image(
     crate::images::row(&state.store(), &name).map_err(VmError::from)
 }
 
-/// Creates the VM directory: overlay disk, work disk, host key, known_hosts entry.
-fn prepare_files(state: &AppState, row: &VmRow, image: &ImageRow) -> Result<(), VmError> {
+/// A generated name that neither a row nor a leftover directory has.
+fn generate_free_name(store: &crate::store::Store, state_dir: &Path) -> Result<VmName, VmError> {
+    let mut rng = fastrand::Rng::new();
+    loop {
+        let name = store.generate_vm_name(&mut rng)?;
+        if !vm_dir(state_dir, &name).exists() {
+            return Ok(name);
+        }
+        tracing::info!(vm = %name, "skipping a generated name whose directory exists");
+    }
+}
+
+/// Creates the VM directory: overlay disk, work disk, host key, known_hosts
+/// entry. Sets `made_dir` once the directory is this create's own, so a
+/// failure removes it only then.
+fn prepare_files(
+    state: &AppState,
+    row: &VmRow,
+    image: &ImageRow,
+    made_dir: &mut bool,
+) -> Result<(), VmError> {
     let name = &row.name;
     let paths = state.paths();
-    banger_config::paths::ensure_private_dir(&row.dir)
+    let parent = row.dir.parent().unwrap_or(&paths.state_dir);
+    banger_config::paths::ensure_private_dir(parent)
+        .map_err(|error| VmError::step(name, "create the VMs directory", error))?;
+    // create_dir, not create_dir_all: a directory that appeared since the
+    // check belongs to someone else and is refused, not reused.
+    match fs_err::create_dir(&row.dir) {
+        Ok(()) => *made_dir = true,
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(VmError::OrphanDirectory {
+                name: name.clone(),
+                dir: row.dir.clone(),
+            });
+        }
+        Err(error) => return Err(VmError::step(name, "create its directory", error)),
+    }
+    fs_err::set_permissions(&row.dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|error| VmError::step(name, "create its directory", error))?;
     let overlay = row.dir.join("overlay.ext4");
     banger_host::disk::overlay::create_overlay_disk(
@@ -256,10 +304,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)
 }
 
-/// Removes everything a failed create made: files, runtime dir, known_hosts
-/// entry, row; then the firewall rules, which a failed first start leaves.
-async fn undo_create(state: &AppState, row: &VmRow) {
-    let _ = fs_err::remove_dir_all(&row.dir);
+/// Removes everything a failed create made: its directory (only when
+/// `made_dir`: it is this create's own), runtime dir, known_hosts entry,
+/// DNS record, row and firewall rules.
+async fn undo_create(state: &AppState, row: &VmRow, made_dir: bool) {
+    if made_dir {
+        let _ = fs_err::remove_dir_all(&row.dir);
+    }
     let _ = fs_err::remove_dir_all(run_dir(&state.paths().runtime_dir, &row.name));
     state.dns().records.remove(row.name.as_str());
     let _ = banger_host::ssh::known_hosts::remove_host(

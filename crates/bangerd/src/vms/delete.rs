@@ -5,7 +5,7 @@ use banger_api::VmName;
 use banger_api::vms::VmDeleted;
 
 use super::stop::stop_locked;
-use super::{VmError, host_alias, known_hosts, row, run_dir};
+use super::{VmError, host_alias, known_hosts, row, run_dir, vm_dir};
 use crate::state::AppState;
 
 /// Deletes a VM. A running VM is refused unless `force`, which stops it first.
@@ -26,7 +26,14 @@ pub async fn delete(state: &AppState, name: &VmName, force: bool) -> Result<VmDe
     let vm = row(&state.store(), name)?;
     let mut removed = Vec::new();
     let paths = state.paths();
-    for dir in [vm.dir.clone(), run_dir(&paths.runtime_dir, name)] {
+    // Only the directories derived from the name, inside banger's own
+    // dirs, are removed: a row's recorded `dir` is never trusted with a
+    // recursive delete.
+    let own_dir = vm_dir(&paths.state_dir, name);
+    if vm.dir != own_dir {
+        tracing::warn!(vm = %name, recorded = %vm.dir.display(), removing = %own_dir.display(), "the VM row names another directory; it is left alone");
+    }
+    for dir in [own_dir, run_dir(&paths.runtime_dir, name)] {
         match fs_err::remove_dir_all(&dir) {
             Ok(()) => removed.push(dir.display().to_string()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}

@@ -108,6 +108,18 @@ pub enum VmError {
         /// The unit.
         unit: u64,
     },
+    /// A directory for the VM exists but no VM row owns it (say, the
+    /// database was moved away): it holds someone's disks, so it is kept.
+    #[error(
+        "VM directory {} exists but no VM in banger's database owns it; it is kept untouched: move it away (or pick another name) to create VM {name}",
+        dir.display()
+    )]
+    OrphanDirectory {
+        /// The name asked for.
+        name: VmName,
+        /// The directory.
+        dir: PathBuf,
+    },
     /// The requested image does not exist.
     #[error(
         "image {image} does not exist; see `banger image list`, or build it with `banger image build --name {image}`"
@@ -239,6 +251,7 @@ impl VmError {
             Self::NameTaken { .. }
             | Self::WrongState { .. }
             | Self::ImageGone { .. }
+            | Self::OrphanDirectory { .. }
             | Self::CorruptHandle { .. } => ErrorCode::Conflict,
             Self::Name(_)
             | Self::VcpusOutOfRange { .. }
