@@ -22,6 +22,8 @@
     reason = "a harness-less test binary reports its results on stdout"
 )]
 
+#[path = "lifecycle/forced.rs"]
+mod forced;
 #[path = "lifecycle/harness.rs"]
 mod harness;
 #[path = "lifecycle/orphans.rs"]
@@ -84,6 +86,18 @@ fn main() -> ExitCode {
         (
             "start_vmm_dies_during_ssh_wait_marks_error",
             vmm_exit::start_vmm_dies_during_ssh_wait_marks_error,
+        ),
+        (
+            "forced_delete_ends_a_create_stuck_waiting_for_ssh",
+            forced::forced_delete_ends_a_create_stuck_waiting_for_ssh,
+        ),
+        (
+            "kill_does_not_wait_for_a_create_stuck_waiting_for_ssh",
+            forced::kill_does_not_wait_for_a_create_stuck_waiting_for_ssh,
+        ),
+        (
+            "restart_with_only_never_started_vms_leaves_the_host_network_alone",
+            forced::restart_with_only_never_started_vms_leaves_the_host_network_alone,
         ),
         (
             "create_refuses_an_orphan_directory_and_keeps_it",

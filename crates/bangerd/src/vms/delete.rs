@@ -4,16 +4,51 @@
 use banger_api::VmName;
 use banger_api::vms::VmDeleted;
 
-use super::stop::stop_locked;
+use std::time::Duration;
+
+use super::stop::{kill_vmm_unlocked, stop_now_locked};
 use super::{VmError, host_alias, known_hosts, row, run_dir, vm_dir};
 use crate::state::AppState;
 
-/// Deletes a VM. A running VM is refused unless `force`, which stops it first.
+/// How often a forced delete retries killing the VMM of a busy VM.
+const FORCE_RETRY: Duration = Duration::from_millis(200);
+
+/// Deletes a VM. A running VM (or one whose VMM still runs) is refused
+/// unless `force`, which kills its VMM at once, without a guest shutdown,
+/// even while another operation (a create waiting for SSH) holds the VM.
 pub async fn delete(state: &AppState, name: &VmName, force: bool) -> Result<VmDeleted, VmError> {
+    row(&state.store(), name)?;
     let lock = state.vm_lock(name);
-    let _guard = lock.lock().await;
-    let vm = row(&state.store(), name)?;
-    if !vm.state.is_at_rest() {
+    let _guard = if force {
+        loop {
+            if let Ok(guard) = lock.try_lock() {
+                break guard;
+            }
+            kill_vmm_unlocked(state, name)?;
+            tokio::select! {
+                guard = lock.lock() => break guard,
+                () = tokio::time::sleep(FORCE_RETRY) => {}
+            }
+        }
+    } else {
+        lock.lock().await
+    };
+    let vm = match row(&state.store(), name) {
+        Ok(vm) => vm,
+        // The operation we interrupted was a create, and it undid itself.
+        Err(VmError::NotFound { .. }) if force => {
+            return Ok(VmDeleted {
+                name: name.clone(),
+                removed: Vec::new(),
+            });
+        }
+        Err(error) => return Err(error),
+    };
+    let vmm_alive = vm
+        .vmm
+        .recorded()
+        .is_some_and(|running| running.vmm.is_alive_and_same());
+    if !vm.state.is_at_rest() || vmm_alive {
         if !force {
             return Err(VmError::WrongState {
                 name: name.clone(),
@@ -21,7 +56,7 @@ pub async fn delete(state: &AppState, name: &VmName, force: bool) -> Result<VmDe
                 hint: "stop it first (`banger vm stop`) or pass --force",
             });
         }
-        stop_locked(state, name).await?;
+        stop_now_locked(state, name).await?;
     }
     let vm = row(&state.store(), name)?;
     let mut removed = Vec::new();

@@ -79,13 +79,14 @@ pub async fn recover(state: &AppState) {
         }
     }
     remove_unclaimed_run_dirs(state);
-    // The network is needed now only if VMs run; otherwise it is set up by
-    // the first VM start, and the host's network stays untouched till then.
+    // The network is needed now only if a VM ever started (its TAP or
+    // rules may be left over); VMs that were only created get it with their
+    // first start, and the host's network stays untouched till then.
     let needs_network = !claimed.is_empty()
         || state
             .store()
             .vms()
-            .map(|vms| !vms.is_empty())
+            .map(|vms| vms.iter().any(|vm| vm.state != VmState::Created))
             .unwrap_or(false);
     if !needs_network {
         return;

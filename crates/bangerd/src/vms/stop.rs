@@ -55,6 +55,58 @@ pub async fn stop_locked(state: &AppState, name: &VmName) -> Result<VmInfo, VmEr
     Ok(info(state, &vm))
 }
 
+/// How long a SIGKILLed VMM gets to exit and be reaped.
+const KILL_REAP: Duration = Duration::from_secs(5);
+
+/// Sends SIGKILL to the VM's recorded VMM, if it runs, without the VM's
+/// lock. An operation that holds the lock (a create or start waiting for
+/// the guest) notices its VMM's exit and ends, so `--force` never waits on
+/// the guest. Whether a VMM was signalled.
+pub fn kill_vmm_unlocked(state: &AppState, name: &VmName) -> Result<bool, VmError> {
+    let vm = row(&state.store(), name)?;
+    let Some(running) = vm.vmm.recorded() else {
+        return Ok(false);
+    };
+    if !running.vmm.is_alive_and_same() {
+        return Ok(false);
+    }
+    tracing::warn!(vm = %name, pid = running.vmm.pid, "killing the VMM of a busy VM (forced)");
+    running
+        .vmm
+        .signal(Signal::KILL)
+        .map_err(|error| VmError::step(name, "kill its VMM", error))
+}
+
+/// Ends a VM's VMM at once (SIGKILL, no guest shutdown) and records the VM
+/// stopped: what `--force` means. For callers holding the VM's lock.
+pub async fn stop_now_locked(state: &AppState, name: &VmName) -> Result<VmInfo, VmError> {
+    let mut vm = row(&state.store(), name)?;
+    if matches!(vm.vmm, VmmHandle::Corrupt { .. }) {
+        return stop_locked(state, name).await;
+    }
+    if vm.vmm.is_none() && !vm.state.can_stop() {
+        return Ok(info(state, &vm));
+    }
+    if let Some(running) = vm.vmm.recorded().cloned() {
+        if running.vmm.is_alive_and_same() {
+            running
+                .vmm
+                .signal(Signal::KILL)
+                .map_err(|error| VmError::step(name, "kill its VMM", error))?;
+            if running.wait(KILL_REAP).await.is_none() {
+                tracing::warn!(vm = %name, "the VMM did not exit within {KILL_REAP:?} of SIGKILL");
+            }
+        }
+    }
+    finish_stopped(
+        state,
+        &mut vm,
+        Some("its VMM was killed (forced, no guest shutdown)".to_owned()),
+    )
+    .await?;
+    Ok(info(state, &vm))
+}
+
 /// Records a VM whose VMM is gone: helpers cleaned up, TAP released, runtime
 /// files removed, state stopped (with `reason` as its last error, if any).
 pub async fn finish_stopped(
@@ -90,7 +142,24 @@ pub async fn kill(
 ) -> Result<VmInfo, VmError> {
     let signal = signal.unwrap_or(VmSignal::Kill);
     let lock = state.vm_lock(name);
-    let _guard = lock.lock().await;
+    let Ok(_guard) = lock.try_lock() else {
+        // An operation holds the VM (a start waiting for the guest): signal
+        // now rather than wait for it; it notices the VMM's exit and
+        // records the outcome itself.
+        let vm = row(&state.store(), name)?;
+        let running = super::recorded_vmm(&vm)?
+            .filter(|_| vm.state.can_stop())
+            .ok_or_else(|| VmError::WrongState {
+                name: name.clone(),
+                state: vm.state,
+                hint: "there is no VMM to signal yet; try again in a moment",
+            })?;
+        running
+            .vmm
+            .signal(os_signal(signal))
+            .map_err(|error| VmError::step(name, "signal its VMM", error))?;
+        return Ok(info(state, &vm));
+    };
     let mut vm = row(&state.store(), name)?;
     let Some(running) = super::recorded_vmm(&vm)?
         .filter(|_| vm.state.can_stop())

@@ -47,6 +47,8 @@ impl SshWaiter for FakeSsh {
             if answers {
                 Ok(Duration::ZERO)
             } else {
+                // As the real probe does: give up only when the time is up.
+                tokio::time::sleep(timeout).await;
                 Err(SshWaitError {
                     addr: SocketAddrV4::new(ip, 22),
                     waited: timeout,
@@ -78,6 +80,8 @@ pub struct World {
     pub paths: Paths,
     /// The daemon's configuration (tests may change it before `daemon`).
     pub config: Config,
+    /// How long daemons made by [`World::daemon`] wait for SSH.
+    pub ssh_timeout: Duration,
     /// The host's network as the fake keeps it.
     pub net: Arc<FakeNetwork>,
     runtime: tokio::runtime::Runtime,
@@ -132,6 +136,7 @@ impl World {
             root,
             paths,
             config,
+            ssh_timeout: Duration::from_secs(1),
             net: Arc::new(FakeNetwork::new()),
             runtime,
             _temp: temp,
@@ -172,7 +177,7 @@ impl World {
                 ssh: Arc::new(FakeSsh {
                     answers: fakes != Fakes::SshNeverAnswers,
                 }),
-                ssh_timeout: Duration::from_secs(1),
+                ssh_timeout: self.ssh_timeout,
                 kvm: KvmVerdict {
                     accessible: true,
                     probe_ran: true,
