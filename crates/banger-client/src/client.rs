@@ -3,16 +3,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use banger_api::ApiError;
 use banger_api::daemon::{DaemonStatus, DaemonStopReply, DaemonStopRequest, IntegrityReport};
 use banger_api::operation::{OperationEvent, Progress};
 use banger_api::paths;
+use banger_api::{ApiError, ImageName, KernelName, VmName};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
+use std::fmt;
 
 /// How long one API call may take before the client gives up.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,6 +34,20 @@ pub enum ClientError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// The connection closed in the middle of a request or its reply: the
+    /// daemon exited (crashed, was killed) while doing the work.
+    #[error(
+        "bangerd exited while {operation}; see {check}, and bangerd.log in banger's state directory for why",
+        check = operation.what_to_check()
+    )]
+    DaemonGone {
+        /// What the client was doing.
+        operation: Operation,
+        /// The transport error that showed it (an incomplete message or an
+        /// unexpected end of the body).
+        #[source]
+        source: hyper::Error,
     },
     /// The HTTP exchange failed.
     #[error("request {method} {path} to bangerd failed")]
@@ -122,7 +137,130 @@ pub enum ClientError {
     },
 }
 
+/// What a request was doing, so [`ClientError::DaemonGone`] can say what was
+/// interrupted and where to look at its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// `vm create` (the name is `None` when the daemon picks one).
+    CreateVm {
+        /// The requested name.
+        name: Option<VmName>,
+    },
+    /// `vm start`.
+    StartVm {
+        /// The VM.
+        name: VmName,
+    },
+    /// `vm restart`.
+    RestartVm {
+        /// The VM.
+        name: VmName,
+    },
+    /// `image build`.
+    BuildImage {
+        /// The image.
+        name: ImageName,
+    },
+    /// `image register`.
+    RegisterImage {
+        /// The image.
+        name: ImageName,
+    },
+    /// `image promote`.
+    PromoteImage {
+        /// The image.
+        name: ImageName,
+    },
+    /// `kernel pull`.
+    PullKernel {
+        /// The kernel.
+        name: KernelName,
+    },
+    /// `kernel import`.
+    ImportKernel {
+        /// The kernel.
+        name: KernelName,
+    },
+    /// Any other API call.
+    Request {
+        /// Method.
+        method: Method,
+        /// Path.
+        path: String,
+    },
+}
+
+impl Operation {
+    /// The command that shows the outcome, in backticks.
+    pub fn what_to_check(&self) -> String {
+        match self {
+            Self::CreateVm { name: Some(name) }
+            | Self::StartVm { name }
+            | Self::RestartVm { name } => format!("`banger vm show {name}`"),
+            Self::CreateVm { name: None } => "`banger vm show`".to_owned(),
+            Self::BuildImage { name }
+            | Self::RegisterImage { name }
+            | Self::PromoteImage { name } => format!("`banger image show {name}`"),
+            Self::PullKernel { name } | Self::ImportKernel { name } => {
+                format!("`banger kernel show {name}`")
+            }
+            Self::Request { .. } => "`banger daemon status`".to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CreateVm { name: Some(name) } => write!(f, "creating VM {name}"),
+            Self::CreateVm { name: None } => f.write_str("creating a VM"),
+            Self::StartVm { name } => write!(f, "starting VM {name}"),
+            Self::RestartVm { name } => write!(f, "restarting VM {name}"),
+            Self::BuildImage { name } => write!(f, "building image {name}"),
+            Self::RegisterImage { name } => write!(f, "registering image {name}"),
+            Self::PromoteImage { name } => write!(f, "promoting image {name}"),
+            Self::PullKernel { name } => write!(f, "pulling kernel {name}"),
+            Self::ImportKernel { name } => write!(f, "importing kernel {name}"),
+            Self::Request { method, path } => write!(f, "answering {method} {path}"),
+        }
+    }
+}
+
+/// True when `error` means the connection closed before the reply was
+/// complete: before the headers (an incomplete message), or in the middle of
+/// the body (an unexpected end of file, a reset or a broken pipe).
+fn connection_lost(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_canceled() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        source = cause.source();
+    }
+    false
+}
+
 impl ClientError {
+    /// A transport error caused by the connection closing becomes
+    /// [`ClientError::DaemonGone`] naming `operation`; other errors pass.
+    fn interrupted(self, operation: Operation) -> Self {
+        match self {
+            Self::Transport { source, .. } if connection_lost(&source) => {
+                Self::DaemonGone { operation, source }
+            }
+            other => other,
+        }
+    }
+
     /// True when nothing is serving the socket (missing or refused), as
     /// opposed to a daemon that answered badly.
     pub fn is_not_running(&self) -> bool {
@@ -184,7 +322,12 @@ impl DaemonClient {
     ) -> Result<T, ClientError> {
         let exchange = self.exchange(method.clone(), path, body);
         match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
-            Ok(result) => result,
+            Ok(result) => result.map_err(|error| {
+                error.interrupted(Operation::Request {
+                    method,
+                    path: path.to_owned(),
+                })
+            }),
             Err(_) => Err(ClientError::Timeout {
                 method,
                 path: path.to_owned(),
@@ -401,8 +544,23 @@ impl DaemonClient {
     }
 
     /// Starts a long operation and follows its NDJSON progress stream,
-    /// calling `on_progress` for each step; returns the final result.
+    /// calling `on_progress` for each step; returns the final result. If the
+    /// connection closes before the result, the error is
+    /// [`ClientError::DaemonGone`] naming `operation`.
     pub async fn stream<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        operation: Operation,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        on_progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<T, ClientError> {
+        self.follow(method, path, body, on_progress)
+            .await
+            .map_err(|error| error.interrupted(operation))
+    }
+
+    async fn follow<B: serde::Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

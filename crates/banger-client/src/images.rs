@@ -5,7 +5,7 @@ use banger_api::operation::Progress;
 use banger_api::{ImageName, paths};
 use hyper::Method;
 
-use crate::{ClientError, DaemonClient};
+use crate::{ClientError, DaemonClient, Operation};
 
 impl DaemonClient {
     /// All images.
@@ -36,6 +36,9 @@ impl DaemonClient {
         on_progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<ImageInfo, ClientError> {
         self.stream(
+            Operation::RegisterImage {
+                name: request.name.clone(),
+            },
             Method::POST,
             paths::IMAGE_REGISTER,
             Some(request),
@@ -50,8 +53,17 @@ impl DaemonClient {
         request: &ImageBuildRequest,
         on_progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<ImageInfo, ClientError> {
-        self.stream(Method::POST, paths::IMAGE_BUILD, Some(request), on_progress)
-            .await
+        let operation = Operation::BuildImage {
+            name: request.name.clone(),
+        };
+        self.stream(
+            operation,
+            Method::POST,
+            paths::IMAGE_BUILD,
+            Some(request),
+            on_progress,
+        )
+        .await
     }
 
     /// Copies an unmanaged image into the managed store.
@@ -61,6 +73,7 @@ impl DaemonClient {
         on_progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<ImageInfo, ClientError> {
         self.stream(
+            Operation::PromoteImage { name: name.clone() },
             Method::POST,
             &paths::image_promote(name.as_str()),
             None::<&()>,

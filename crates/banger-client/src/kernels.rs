@@ -5,7 +5,7 @@ use banger_api::operation::Progress;
 use banger_api::{KernelName, paths};
 use hyper::Method;
 
-use crate::{ClientError, DaemonClient};
+use crate::{ClientError, DaemonClient, Operation};
 
 impl DaemonClient {
     /// Installed kernels.
@@ -39,6 +39,7 @@ impl DaemonClient {
     ) -> Result<KernelInfo, ClientError> {
         let request = KernelPullRequest { name: name.clone() };
         self.stream(
+            Operation::PullKernel { name: name.clone() },
             Method::POST,
             paths::KERNEL_PULL,
             Some(&request),
@@ -54,6 +55,9 @@ impl DaemonClient {
         on_progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<KernelInfo, ClientError> {
         self.stream(
+            Operation::ImportKernel {
+                name: request.name.clone(),
+            },
             Method::POST,
             paths::KERNEL_IMPORT,
             Some(request),

@@ -13,5 +13,5 @@ mod sessions;
 mod vms;
 
 pub use autostart::{StartError, connect_or_start};
-pub use client::{ByteStream, ClientError, DaemonClient, UpgradedConnection};
+pub use client::{ByteStream, ClientError, DaemonClient, Operation, UpgradedConnection};
 pub use sessions::SessionAction;

@@ -8,7 +8,7 @@ use banger_api::vms::{
 use banger_api::{VmName, paths};
 use hyper::Method;
 
-use crate::{ClientError, DaemonClient};
+use crate::{ClientError, DaemonClient, Operation};
 
 impl DaemonClient {
     /// All VMs.
@@ -28,8 +28,17 @@ impl DaemonClient {
         request: &VmCreateRequest,
         on_progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<VmInfo, ClientError> {
-        self.stream(Method::POST, paths::VMS, Some(request), on_progress)
-            .await
+        let operation = Operation::CreateVm {
+            name: request.name.clone(),
+        };
+        self.stream(
+            operation,
+            Method::POST,
+            paths::VMS,
+            Some(request),
+            on_progress,
+        )
+        .await
     }
 
     /// Starts a VM and waits for SSH.
@@ -39,6 +48,7 @@ impl DaemonClient {
         on_progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<VmInfo, ClientError> {
         self.stream(
+            Operation::StartVm { name: name.clone() },
             Method::POST,
             &paths::vm_action(name.as_str(), "start"),
             None::<&()>,
@@ -54,6 +64,7 @@ impl DaemonClient {
         on_progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<VmInfo, ClientError> {
         self.stream(
+            Operation::RestartVm { name: name.clone() },
             Method::POST,
             &paths::vm_action(name.as_str(), "restart"),
             None::<&()>,

@@ -12,7 +12,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use banger_api::ImageName;
+
 use crate::paths::{EnvLookup, Paths};
+
+/// Largest config file banger reads; anything bigger is refused unread.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Where an effective value came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -53,6 +58,27 @@ pub enum ConfigError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// The path (after following symlinks) is not a regular file: a FIFO,
+    /// a device, a directory or a socket.
+    #[error(
+        "config file {path} is {kind}, not a regular file; make it a regular file (a symlink to one is fine) or remove it"
+    )]
+    NotRegularFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is, such as "a FIFO" or "a character device".
+        kind: &'static str,
+    },
+    /// The file is larger than [`MAX_CONFIG_FILE_BYTES`].
+    #[error("config file {path} is {size} bytes; the limit is {limit} bytes")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size (or a lower bound, when it grew while being read).
+        size: u64,
+        /// The limit.
+        limit: u64,
     },
     /// The file is not valid TOML.
     #[error("config file {path} is not valid TOML")]
@@ -183,7 +209,7 @@ pub struct Config {
     /// The user's SSH private key for guests.
     pub ssh_key_path: PathBuf,
     /// Image used when `vm create` has no `--image`.
-    pub default_image_name: String,
+    pub default_image_name: ImageName,
     /// Stop VMs idle this long; `None` disables auto-stop.
     #[serde(with = "optional_duration")]
     pub auto_stop_stale_after: Option<Duration>,
@@ -279,7 +305,7 @@ const KEYS: &[KeySpec] = &[
     KeySpec {
         name: "default_image_name",
         env: "BANGER_DEFAULT_IMAGE_NAME",
-        expected: "an image name: 1 to 63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
+        expected: "an image name: 1 to 63 of a-z, 0-9 and '-', starting with a letter and not ending with '-'",
         default: Some("debian-bookworm"),
     },
     KeySpec {
@@ -451,17 +477,6 @@ fn parse_path(raw: &Raw<'_>, home: Option<&Path>) -> Result<PathBuf, Mismatch> {
     }
 }
 
-fn is_image_name(text: &str) -> bool {
-    let mut chars = text.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|first| first.is_ascii_lowercase() || first.is_ascii_digit());
-    first_ok
-        && text.len() <= 63
-        && chars
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
-}
-
 fn is_interface_name(text: &str) -> bool {
     (1..=15).contains(&text.len())
         && text
@@ -510,12 +525,10 @@ impl Config {
             "firecracker_bin" => self.firecracker_bin = parse_program(raw)?,
             "qemu_bin" => self.qemu_bin = parse_program(raw)?,
             "ssh_key_path" => self.ssh_key_path = parse_path(raw, home)?,
+            // The same rule as every image name (banger_api::ImageName).
             "default_image_name" => {
-                let text = raw.text()?.trim();
-                if !is_image_name(text) {
-                    return Err(raw.mismatch());
-                }
-                self.default_image_name = text.to_owned();
+                self.default_image_name =
+                    ImageName::parse(raw.text()?.trim()).map_err(|_| raw.mismatch())?;
             }
             "auto_stop_stale_after" => {
                 self.auto_stop_stale_after = if raw.text()?.trim() == "off" {
@@ -578,7 +591,7 @@ impl Config {
             "firecracker_bin" => self.firecracker_bin.display().to_string(),
             "qemu_bin" => self.qemu_bin.display().to_string(),
             "ssh_key_path" => self.ssh_key_path.display().to_string(),
-            "default_image_name" => self.default_image_name.clone(),
+            "default_image_name" => self.default_image_name.to_string(),
             "auto_stop_stale_after" => match self.auto_stop_stale_after {
                 Some(duration) => humantime::format_duration(duration).to_string(),
                 None => "off".to_owned(),
@@ -645,17 +658,7 @@ impl LoadedConfig {
 
     /// Loads defaults, then the file (if it exists), then `BANGER_*` overrides.
     pub fn load_with(paths: &Paths, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
-        let file = paths.config_file();
-        let text = match fs_err::read_to_string(&file) {
-            Ok(text) => Some(text),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-            Err(error) => {
-                return Err(ConfigError::Read {
-                    path: file,
-                    source: error,
-                });
-            }
-        };
+        let text = read_config_file(&paths.config_file())?;
         Self::from_parts(paths, text.as_deref(), env)
     }
 
@@ -677,7 +680,8 @@ impl LoadedConfig {
             firecracker_bin: PathBuf::new(),
             qemu_bin: PathBuf::new(),
             ssh_key_path: paths.config_dir.join("ssh").join("id_ed25519"),
-            default_image_name: String::new(),
+            // Replaced by the key's default below; parsed, not unwrapped.
+            default_image_name: placeholder_image_name()?,
             auto_stop_stale_after: None,
             stats_poll_interval: Duration::ZERO,
             metrics_poll_interval: Duration::ZERO,
@@ -774,6 +778,92 @@ impl LoadedConfig {
             })
             .collect()
     }
+}
+
+/// The initial `default_image_name` before defaults are applied.
+fn placeholder_image_name() -> Result<ImageName, ConfigError> {
+    let text = "debian-bookworm";
+    ImageName::parse(text).map_err(|_| ConfigError::BadValue {
+        origin: "default".to_owned(),
+        key: "default_image_name",
+        found: format!("{text:?}"),
+        expected: "a valid built-in default".to_owned(),
+    })
+}
+
+/// Reads the config file, or `None` when it does not exist.
+///
+/// Symlinks are followed (a link into a dotfiles repository is normal), but
+/// the target must be a regular file no larger than
+/// [`MAX_CONFIG_FILE_BYTES`]: the open is `O_NONBLOCK | O_NOCTTY`, so a FIFO
+/// cannot block it, the type and size come from `fstat` on that same
+/// descriptor, and at most the limit plus one byte is read, so `/dev/zero`
+/// or a file growing meanwhile cannot exhaust memory.
+pub fn read_config_file(path: &Path) -> Result<Option<String>, ConfigError> {
+    use std::io::Read as _;
+
+    use fs_err::os::unix::fs::OpenOptionsExt as _;
+    use std::os::unix::fs::FileTypeExt as _;
+
+    let read_error = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
+    let flags = i32::try_from(flags.bits())
+        .map_err(|_| read_error(std::io::Error::other("open flags do not fit a C int")))?;
+    let file = match fs_err::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(read_error(error)),
+    };
+    let metadata = file.metadata().map_err(read_error)?;
+    let file_type = metadata.file_type();
+    if !file_type.is_file() {
+        let kind = if file_type.is_fifo() {
+            "a FIFO"
+        } else if file_type.is_char_device() {
+            "a character device"
+        } else if file_type.is_block_device() {
+            "a block device"
+        } else if file_type.is_dir() {
+            "a directory"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(ConfigError::NotRegularFile {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+    let too_large = |size| ConfigError::TooLarge {
+        path: path.to_owned(),
+        size,
+        limit: MAX_CONFIG_FILE_BYTES,
+    };
+    if metadata.len() > MAX_CONFIG_FILE_BYTES {
+        return Err(too_large(metadata.len()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    let read = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if read > MAX_CONFIG_FILE_BYTES {
+        return Err(too_large(read));
+    }
+    String::from_utf8(bytes).map(Some).map_err(|error| {
+        read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            error.utf8_error(),
+        ))
+    })
 }
 
 fn unknown_key(file: &Path, name: &str) -> ConfigError {

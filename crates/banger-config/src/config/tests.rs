@@ -175,3 +175,143 @@ fn edit_distance_basics() {
     assert_eq!(edit_distance("cidr", "cidr"), 0);
     assert_eq!(edit_distance("abc", "xyz"), 3);
 }
+
+#[test]
+fn bad_default_image_name_error() {
+    // Image names follow banger_api::ImageName: no '.', '_' or leading digit.
+    insta::assert_snapshot!(load_error("default_image_name = \"Debian_12\"\n", &[]));
+    let env = env_of(&[]);
+    for bad in ["9lives", "debian.12", "trailing-", ""] {
+        let file = format!("default_image_name = {bad:?}\n");
+        let error = LoadedConfig::from_parts(&paths(), Some(&file), &env)
+            .expect_err("a name outside the image rule is refused");
+        assert!(
+            matches!(
+                error,
+                ConfigError::BadValue {
+                    key: "default_image_name",
+                    ..
+                }
+            ),
+            "{bad:?}: {error}"
+        );
+    }
+    let env = env_of(&[("BANGER_DEFAULT_IMAGE_NAME", "my_image")]);
+    let error = LoadedConfig::from_parts(&paths(), None, &env).expect_err("env refused too");
+    assert!(matches!(
+        error,
+        ConfigError::BadValue {
+            key: "default_image_name",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn default_image_name_parses_into_an_image_name() {
+    let env = env_of(&[]);
+    let loaded =
+        LoadedConfig::from_parts(&paths(), Some("default_image_name = \"alpine-3\"\n"), &env)
+            .expect("loads");
+    assert_eq!(loaded.config.default_image_name.as_str(), "alpine-3");
+}
+
+/// Paths whose config dir is a fresh temporary directory.
+fn temp_paths(dir: &tempfile::TempDir) -> Paths {
+    Paths {
+        config_dir: dir.path().to_owned(),
+        ..paths()
+    }
+}
+
+/// Loads the config file at `paths`, with the temporary dir shown as `<dir>`.
+fn file_load_error(dir: &tempfile::TempDir) -> String {
+    let env = env_of(&[]);
+    match LoadedConfig::load_with(&temp_paths(dir), &env) {
+        Ok(_) => panic!("expected an error"),
+        Err(error) => chain(&error).replace(&dir.path().display().to_string(), "<dir>"),
+    }
+}
+
+#[test]
+fn fifo_config_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = temp_paths(&dir).config_file();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &file,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    // No writer ever opens the FIFO: a blocking open would hang here.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let paths = temp_paths(&dir);
+    std::thread::spawn(move || {
+        let env = env_of(&[]);
+        let result = LoadedConfig::load_with(&paths, &env).map(|_| ());
+        let _ = sender.send(result);
+    });
+    let result = receiver
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("loading a FIFO config returns at once");
+    assert!(matches!(
+        result,
+        Err(ConfigError::NotRegularFile { kind: "a FIFO", .. })
+    ));
+    insta::assert_snapshot!(file_load_error(&dir));
+}
+
+#[test]
+fn symlink_to_dev_zero_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs_err::os::unix::fs::symlink("/dev/zero", temp_paths(&dir).config_file()).expect("symlink");
+    insta::assert_snapshot!(file_load_error(&dir));
+}
+
+#[test]
+fn oversize_config_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from("vmm = \"qemu\"\n");
+    let limit = usize::try_from(MAX_CONFIG_FILE_BYTES).expect("fits");
+    text.push_str(&"#".repeat(limit));
+    text.push('\n');
+    fs_err::write(temp_paths(&dir).config_file(), text).expect("write");
+    insta::assert_snapshot!(file_load_error(&dir));
+}
+
+#[test]
+fn config_file_at_the_limit_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from("vmm = \"qemu\"\n#");
+    let limit = usize::try_from(MAX_CONFIG_FILE_BYTES).expect("fits");
+    text.push_str(&"x".repeat(limit - text.len()));
+    fs_err::write(temp_paths(&dir).config_file(), text).expect("write");
+    let env = env_of(&[]);
+    let loaded = LoadedConfig::load_with(&temp_paths(&dir), &env).expect("loads");
+    assert_eq!(loaded.config.vmm, VmmChoice::Qemu);
+}
+
+#[test]
+fn symlink_to_regular_config_file_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dotfiles = dir.path().join("dotfiles");
+    fs_err::create_dir(&dotfiles).expect("mkdir");
+    let target = dotfiles.join("banger.toml");
+    fs_err::write(&target, "vmm = \"qemu\"\ndefault_image_name = \"alpine\"\n").expect("write");
+    fs_err::os::unix::fs::symlink(&target, temp_paths(&dir).config_file()).expect("symlink");
+    let env = env_of(&[]);
+    let loaded = LoadedConfig::load_with(&temp_paths(&dir), &env).expect("loads");
+    assert!(loaded.file_exists);
+    assert_eq!(loaded.config.vmm, VmmChoice::Qemu);
+    assert_eq!(loaded.config.default_image_name.as_str(), "alpine");
+}
+
+#[test]
+fn missing_config_file_is_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = env_of(&[]);
+    let loaded = LoadedConfig::load_with(&temp_paths(&dir), &env).expect("loads");
+    assert!(!loaded.file_exists);
+}

@@ -171,8 +171,7 @@ async fn resolve_image(
 ) -> Result<ImageRow, VmError> {
     let name = match requested {
         Some(name) => name.clone(),
-        // The config file is text: its name is parsed here.
-        None => ImageName::parse(&state.config().default_image_name)?,
+        None => state.config().default_image_name.clone(),
     };
     let (found, any) = {
         let store = state.store();

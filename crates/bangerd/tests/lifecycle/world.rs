@@ -122,7 +122,7 @@ impl World {
         config.cidr.network = Ipv4Addr::new(10, 213, 7, 0);
         config.cidr.prefix = 24;
         config.tap_pool_size = 0;
-        config.default_image_name = IMAGE.into();
+        config.default_image_name = banger_api::ImageName::parse(IMAGE).expect("valid image name");
         // Restarted daemons serve `.vm` DNS as bangerd does; any free port.
         config.dns_listen_addr = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         fs_err::create_dir_all(root.join("home")).expect("home dir");
