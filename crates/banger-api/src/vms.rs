@@ -217,10 +217,11 @@ pub struct VmCreateRequest {
     /// Virtual CPUs (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vcpus: Option<u8>,
-    /// Memory in MiB (default 2048, minimum 256).
+    /// Memory in MiB (default 2048, minimum 256, at most the host's memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<u32>,
-    /// Work disk size in bytes (default 8 GiB; at least the work seed's size).
+    /// Work disk size in bytes (default 8 GiB; at least the work seed's
+    /// size, at most the daemon's `max_disk_size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_bytes: Option<u64>,
     /// Create only; do not start.
@@ -238,10 +239,11 @@ pub struct VmSetRequest {
     /// New vCPU count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vcpus: Option<u8>,
-    /// New memory size in MiB.
+    /// New memory size in MiB (256 to the host's memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<u32>,
-    /// New work disk size in bytes (only grows).
+    /// New work disk size in bytes (only grows; at most the daemon's
+    /// `max_disk_size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_bytes: Option<u64>,
     /// Turn NAT on or off (allowed while the VM runs).

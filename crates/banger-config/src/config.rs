@@ -233,6 +233,8 @@ pub struct Config {
     pub dns_listen_addr: SocketAddr,
     /// Host ports (on the bridge address) guests may reach besides DNS.
     pub allowed_host_ports: Vec<u16>,
+    /// Largest work disk a VM may have, in bytes (`vm create`, `vm set`).
+    pub max_disk_size: u64,
 }
 
 mod humantime_duration {
@@ -368,6 +370,12 @@ const KEYS: &[KeySpec] = &[
         expected: "a list of ports from 1 to 65535 guests may reach on the host's bridge address, such as [8080] (comma-separated in the environment)",
         default: Some(""),
     },
+    KeySpec {
+        name: "max_disk_size",
+        env: "BANGER_MAX_DISK_SIZE",
+        expected: "a size of at least 1G: a byte count or a number with unit K, M, G or T (powers of 1024), such as \"1T\" or \"500G\"",
+        default: Some("1T"),
+    },
 ];
 
 /// The names of all keys, in documentation order.
@@ -477,6 +485,68 @@ fn parse_path(raw: &Raw<'_>, home: Option<&Path>) -> Result<PathBuf, Mismatch> {
     }
 }
 
+/// Smallest accepted `max_disk_size`: the default work disk must fit.
+const MIN_MAX_DISK_SIZE: u64 = 1 << 30;
+
+/// Units of sizes, largest first, as written and shown.
+const SIZE_UNITS: [(&str, u64); 4] = [
+    ("T", 1 << 40),
+    ("G", 1 << 30),
+    ("M", 1 << 20),
+    ("K", 1 << 10),
+];
+
+/// A size: a TOML integer (bytes) or text such as `1T`, `500G`, `512MiB`
+/// or a plain byte count; at least [`MIN_MAX_DISK_SIZE`].
+fn parse_disk_size(raw: &Raw<'_>) -> Result<u64, Mismatch> {
+    let bytes = match raw {
+        Raw::Toml(toml::Value::Integer(value)) => {
+            u64::try_from(*value).map_err(|_| raw.mismatch())?
+        }
+        _ => {
+            let text = raw.text()?.trim();
+            let split = text
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(text.len());
+            let (digits, unit) = text.split_at(split);
+            let number: u64 = digits.parse().map_err(|_| raw.mismatch())?;
+            let unit = unit.trim().to_ascii_uppercase();
+            let unit = unit
+                .strip_suffix("IB")
+                .or_else(|| unit.strip_suffix('B'))
+                .unwrap_or(&unit);
+            let multiplier = if unit.is_empty() {
+                1
+            } else {
+                SIZE_UNITS
+                    .iter()
+                    .find(|(name, _)| *name == unit)
+                    .map(|(_, multiplier)| *multiplier)
+                    .ok_or_else(|| raw.mismatch())?
+            };
+            number
+                .checked_mul(multiplier)
+                .ok_or_else(|| raw.mismatch())?
+        }
+    };
+    if bytes < MIN_MAX_DISK_SIZE {
+        return Err(raw.mismatch());
+    }
+    Ok(bytes)
+}
+
+/// `bytes` in the largest unit that divides it exactly (`1T`, `1536M`), or
+/// as a plain byte count.
+pub fn format_size(bytes: u64) -> String {
+    SIZE_UNITS
+        .iter()
+        .find(|(_, multiplier)| bytes != 0 && bytes % multiplier == 0)
+        .map_or_else(
+            || bytes.to_string(),
+            |(name, multiplier)| format!("{}{name}", bytes / multiplier),
+        )
+}
+
 fn is_interface_name(text: &str) -> bool {
     (1..=15).contains(&text.len())
         && text
@@ -576,6 +646,7 @@ impl Config {
                 ports.dedup();
                 self.allowed_host_ports = ports;
             }
+            "max_disk_size" => self.max_disk_size = parse_disk_size(raw)?,
             _ => return Err(raw.mismatch()),
         }
         Ok(())
@@ -620,6 +691,7 @@ impl Config {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
+            "max_disk_size" => format_size(self.max_disk_size),
             _ => return None,
         };
         Some(text)
@@ -695,6 +767,7 @@ impl LoadedConfig {
             default_dns: Vec::new(),
             dns_listen_addr: SocketAddr::from(([127, 0, 0, 1], 42069)),
             allowed_host_ports: Vec::new(),
+            max_disk_size: 0,
         };
         let mut sources = BTreeMap::new();
         for key in KEYS {

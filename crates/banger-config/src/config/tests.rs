@@ -108,6 +108,48 @@ fn allowed_host_ports_parse_from_file_and_env() {
 }
 
 #[test]
+fn max_disk_size_accepts_units_and_byte_counts() {
+    let env = env_of(&[]);
+    let defaults = LoadedConfig::from_parts(&paths(), None, &env).expect("loads");
+    assert_eq!(defaults.config.max_disk_size, 1 << 40);
+    for (file, bytes, shown) in [
+        ("max_disk_size = \"500G\"\n", 500 << 30, "500G"),
+        ("max_disk_size = \"2TiB\"\n", 2 << 40, "2T"),
+        ("max_disk_size = 1073741824\n", 1 << 30, "1G"),
+        ("max_disk_size = \"1536 MB\"\n", 1536 << 20, "1536M"),
+    ] {
+        let loaded = LoadedConfig::from_parts(&paths(), Some(file), &env).expect(file);
+        assert_eq!(loaded.config.max_disk_size, bytes, "{file}");
+        assert_eq!(
+            loaded.config.value_text("max_disk_size").as_deref(),
+            Some(shown),
+            "{file}"
+        );
+    }
+    let env = env_of(&[("BANGER_MAX_DISK_SIZE", "3T")]);
+    let loaded = LoadedConfig::from_parts(&paths(), None, &env).expect("loads");
+    assert_eq!(loaded.config.max_disk_size, 3 << 40);
+}
+
+#[test]
+fn bad_max_disk_size_errors() {
+    for file in [
+        "max_disk_size = \"100M\"\n",
+        "max_disk_size = \"lots\"\n",
+        "max_disk_size = \"4P\"\n",
+        "max_disk_size = -1\n",
+        "max_disk_size = \"99999999999T\"\n",
+    ] {
+        let error = load_error(file, &[]);
+        assert!(
+            error.contains("key `max_disk_size`") && error.contains("at least 1G"),
+            "{file}: {error}"
+        );
+    }
+    insta::assert_snapshot!(load_error("max_disk_size = \"100M\"\n", &[]));
+}
+
+#[test]
 fn unknown_key_error() {
     insta::assert_snapshot!(load_error("vm = \"qemu\"\n", &[]));
 }

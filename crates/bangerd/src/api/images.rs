@@ -1,7 +1,7 @@
 //! The `/v1/images` resource: list, show, register, build, promote, delete.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 
 use axum::response::Response;
 use banger_api::images::{ImageBuildRequest, ImageDeleted, ImageInfo, ImageRegisterRequest};
@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 
 use super::path::NamePath;
 use super::stream::stream_blocking;
-use super::{ApiFailure, ApiJson, blocking};
+use super::{ApiFailure, ApiJson, ApiQuery, blocking};
 use crate::images::{self, ImageError};
 use crate::state::AppState;
 
@@ -47,6 +47,7 @@ pub async fn show(
 
 /// Options of image deletion.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
     /// Delete even while VMs use the image (they will no longer start).
@@ -63,7 +64,7 @@ pub struct DeleteQuery {
 pub async fn delete(
     State(state): State<AppState>,
     NamePath(name): NamePath<ImageName>,
-    Query(query): Query<DeleteQuery>,
+    ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> Result<Json<ImageDeleted>, ApiFailure> {
     blocking(state, move |state| {
         images::delete(state, &name, query.force)

@@ -4,7 +4,8 @@
 //! OpenAPI document are produced by the same code and cannot drift; the
 //! checked-in `docs/api/openapi.json` is compared against [`openapi`] by a
 //! test. Every failure, including malformed and oversized bodies, unknown
-//! routes and wrong methods, is answered with a JSON [`ApiError`].
+//! or mistyped query parameters, paths that are not UTF-8, unknown routes
+//! and wrong methods, is answered with a JSON [`ApiError`].
 
 mod daemon;
 mod images;
@@ -12,6 +13,7 @@ mod json;
 mod kernels;
 mod path;
 pub mod peer;
+mod query;
 mod sessions;
 mod stream;
 mod vms;
@@ -25,6 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use json::ApiJson;
+pub use query::ApiQuery;
 
 pub use crate::error::error_chain;
 use crate::state::AppState;

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use banger_agent_client::proto::SessionSignal;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::path::{NamePath, SessionPath};
-use super::{ApiFailure, ApiJson};
+use super::{ApiFailure, ApiJson, ApiQuery};
 use crate::sessions::{self, SessionError};
 use crate::state::AppState;
 
@@ -104,6 +104,7 @@ pub async fn kill(
 
 /// Which log and whether to follow it.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogsQuery {
     /// `stdout` (default) or `stderr`.
@@ -123,7 +124,7 @@ pub struct LogsQuery {
 pub async fn logs(
     State(state): State<AppState>,
     SessionPath { vm, session }: SessionPath,
-    Query(query): Query<LogsQuery>,
+    ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<Response, ApiFailure> {
     let connection = sessions::logs(&state, &vm, &session, query.stream, query.follow).await?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(connection));

@@ -427,6 +427,153 @@ async fn names_in_bodies_are_part_of_the_typed_request() {
     }
 }
 
+fn message_of(error: &serde_json::Value) -> &str {
+    error["message"].as_str().unwrap_or_default()
+}
+
+fn json_body(value: &serde_json::Value) -> Body {
+    Body::from(value.to_string())
+}
+
+#[tokio::test]
+async fn create_with_memory_over_host_ram_is_a_400_naming_the_limit() {
+    let harness = harness();
+    let host_mib = crate::vms::host_memory_mib().expect("host memory");
+    let (status, error) = send(
+        &harness,
+        request(
+            "POST",
+            banger_api::paths::VMS,
+            Some(OWNER),
+            json_body(&serde_json::json!({"memory_mib": u32::MAX, "no_start": true})),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["code"], "bad_request", "{error}");
+    let message = message_of(&error);
+    assert!(message.contains(&u32::MAX.to_string()), "{message}");
+    assert!(message.contains(&format!("{host_mib} MiB")), "{message}");
+}
+
+#[tokio::test]
+async fn create_with_disk_over_max_disk_size_is_a_400_naming_the_limit() {
+    let harness = harness();
+    let (status, error) = send(
+        &harness,
+        request(
+            "POST",
+            banger_api::paths::VMS,
+            Some(OWNER),
+            json_body(&serde_json::json!({"disk_bytes": 4000_u64 << 40, "no_start": true})),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["code"], "bad_request", "{error}");
+    let message = message_of(&error);
+    assert!(message.contains("4000T"), "{message}");
+    assert!(
+        message.contains(&(1_u64 << 40).to_string()) && message.contains("max_disk_size"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn vm_set_over_bounds_is_a_400_naming_the_limit() {
+    let harness = harness();
+    let host_mib = crate::vms::host_memory_mib().expect("host memory");
+    for (body, limit) in [
+        (
+            serde_json::json!({"memory_mib": u32::MAX}),
+            format!("{host_mib} MiB"),
+        ),
+        (
+            serde_json::json!({"disk_bytes": 4000_u64 << 40}),
+            (1_u64 << 40).to_string(),
+        ),
+        (serde_json::json!({"vcpus": 0}), "1 to".to_owned()),
+    ] {
+        let (status, error) = send(
+            &harness,
+            request(
+                "PATCH",
+                &banger_api::paths::vm("ghost"),
+                Some(OWNER),
+                json_body(&body),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
+        assert_eq!(error["code"], "bad_request", "{body}: {error}");
+        assert!(message_of(&error).contains(&limit), "{body}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_query_parameter_is_a_400_json_bad_request() {
+    let harness = harness();
+    for (method, uri, parameter) in [
+        ("DELETE", "/v1/vms/x?forse=true", "forse"),
+        ("DELETE", "/v1/images/x?forse=true", "forse"),
+        ("GET", "/v1/vms/x/console?ofset=3", "ofset"),
+        ("GET", "/v1/vms/x/sessions/web/logs?folow=true", "folow"),
+    ] {
+        let (status, error) =
+            send(&harness, request(method, uri, Some(OWNER), Body::empty())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {error}");
+        assert_eq!(error["code"], "bad_request", "{method} {uri}: {error}");
+        assert!(message_of(&error).contains(parameter), "{uri}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn mistyped_query_value_is_a_400_json_bad_request() {
+    let harness = harness();
+    for (method, uri) in [
+        ("DELETE", "/v1/vms/x?force=maybe"),
+        ("GET", "/v1/vms/x/console?offset=-1"),
+        ("GET", "/v1/vms/x/sessions/web/logs?stream=both"),
+    ] {
+        let (status, error) =
+            send(&harness, request(method, uri, Some(OWNER), Body::empty())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {error}");
+        assert_eq!(error["code"], "bad_request", "{method} {uri}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_path_name_is_a_400_json_bad_request() {
+    let harness = harness();
+    for (method, uri) in [
+        ("GET", "/v1/vms/%FF"),
+        ("DELETE", "/v1/vms/%FF"),
+        ("GET", "/v1/vms/%FF/stats/history"),
+        ("GET", "/v1/images/a%FFb"),
+        ("GET", "/v1/vms/ghost/sessions/%FF"),
+    ] {
+        let (status, error) =
+            send(&harness, request(method, uri, Some(OWNER), Body::empty())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {error}");
+        assert_eq!(error["code"], "bad_request", "{method} {uri}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn stats_of_an_unknown_vm_is_a_404_json() {
+    let harness = harness();
+    for path in [
+        format!("{}/history", banger_api::paths::vm_stats("ghost")),
+        banger_api::paths::vm_stats("ghost"),
+    ] {
+        let (status, error) =
+            send(&harness, request("GET", &path, Some(OWNER), Body::empty())).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {error}");
+        assert_eq!(error["code"], "not_found", "{path}: {error}");
+        assert!(message_of(&error).contains("ghost"), "{path}: {error}");
+    }
+}
+
 /// The checked-in document must equal the generated one. Regenerate with
 /// `cargo run -p bangerd -- openapi > docs/api/openapi.json`.
 #[test]

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use banger_api::operation::OperationEvent;
@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 
 use super::path::NamePath;
 use super::stream::stream_async;
-use super::{ApiFailure, ApiJson, blocking};
+use super::{ApiFailure, ApiJson, ApiQuery, blocking};
 use crate::state::AppState;
 use crate::vms::{self, VmError};
 
@@ -52,7 +52,7 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<VmCreateRequest>,
 ) -> Result<Response, ApiFailure> {
-    vms::check_resources(request.vcpus, request.memory_mib)?;
+    vms::check_resources(&state, vms::resource_request(&request))?;
     Ok(stream_async(move |progress| async move {
         vms::create(&state, &request, &progress)
             .await
@@ -124,7 +124,10 @@ pub async fn kill(
 /// Changes a stopped VM's vCPUs, memory or disk size.
 #[utoipa::path(patch, path = "/v1/vms/{name}", tag = "vms", request_body = VmSetRequest,
     params(("name" = VmName, Path, description = "VM name")),
-    responses((status = 200, description = "The changed VM", body = VmInfo), (status = 409, description = "Not stopped", body = ApiError)))]
+    responses((status = 200, description = "The changed VM", body = VmInfo),
+        (status = 400, description = "A value past its bound", body = ApiError),
+        (status = 404, description = "No such VM", body = ApiError),
+        (status = 409, description = "Not stopped", body = ApiError)))]
 pub async fn set(
     State(state): State<AppState>,
     NamePath(name): NamePath<VmName>,
@@ -138,6 +141,7 @@ pub async fn set(
 
 /// Options of VM deletion.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
     /// Stop a running VM first instead of refusing.
@@ -152,7 +156,7 @@ pub struct DeleteQuery {
 pub async fn delete(
     State(state): State<AppState>,
     NamePath(name): NamePath<VmName>,
-    Query(query): Query<DeleteQuery>,
+    ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> Result<Json<VmDeleted>, ApiFailure> {
     vms::delete(&state, &name, query.force)
         .await
@@ -162,6 +166,7 @@ pub async fn delete(
 
 /// Where to read the console from.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleQuery {
     /// Byte offset to read from (default 0). If the log was rotated and the
@@ -182,7 +187,7 @@ const CONSOLE_CHUNK: u64 = 1 << 20;
 pub async fn console(
     State(state): State<AppState>,
     NamePath(name): NamePath<VmName>,
-    Query(query): Query<ConsoleQuery>,
+    ApiQuery(query): ApiQuery<ConsoleQuery>,
 ) -> Result<Response, ApiFailure> {
     let (bytes, next) = blocking(state, move |state| {
         let vm = vms::show(state, &name)?;
@@ -243,6 +248,7 @@ pub async fn ports(
 #[utoipa::path(get, path = "/v1/vms/{name}/stats", tag = "vms",
     params(("name" = VmName, Path, description = "VM name")),
     responses((status = 200, description = "Stats", body = banger_api::vms::VmStats),
+        (status = 404, description = "No such VM", body = ApiError),
         (status = 409, description = "Not running", body = ApiError)))]
 pub async fn stats(
     State(state): State<AppState>,
@@ -257,12 +263,18 @@ pub async fn stats(
 /// Recent stats samples kept by the daemon's poller, oldest first.
 #[utoipa::path(get, path = "/v1/vms/{name}/stats/history", tag = "vms",
     params(("name" = VmName, Path, description = "VM name")),
-    responses((status = 200, description = "Samples", body = Vec<banger_api::vms::VmStats>)))]
+    responses((status = 200, description = "Samples", body = Vec<banger_api::vms::VmStats>),
+        (status = 404, description = "No such VM", body = ApiError)))]
 pub async fn stats_history(
     State(state): State<AppState>,
     NamePath(name): NamePath<VmName>,
 ) -> Result<Json<Vec<banger_api::vms::VmStats>>, ApiFailure> {
-    Ok(Json(state.stats_history(&name)))
+    blocking(state, move |state| {
+        vms::row(&state.store(), &name)?;
+        Ok::<_, VmError>(state.stats_history(&name))
+    })
+    .await
+    .map(Json)
 }
 
 /// Whether the VM's guest agent answers.

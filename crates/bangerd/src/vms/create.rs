@@ -12,7 +12,7 @@ use banger_api::{ImageName, VmName};
 
 use super::{
     DEFAULT_DISK_BYTES, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS, OVERLAY_BYTES, VmError, check_resources,
-    host_alias, known_hosts, run_dir, vm_dir,
+    host_alias, known_hosts, resource_request, run_dir, vm_dir,
 };
 use crate::progress::ProgressSink;
 use crate::state::AppState;
@@ -24,7 +24,7 @@ pub async fn create(
     request: &VmCreateRequest,
     progress: &ProgressSink,
 ) -> Result<VmInfo, VmError> {
-    check_resources(request.vcpus, request.memory_mib)?;
+    check_resources(state, resource_request(request))?;
     let requested_name = request.name.clone();
     if !request.no_start {
         // Fail before making anything when this host cannot start VMs.

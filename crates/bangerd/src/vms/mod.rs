@@ -78,6 +78,37 @@ pub enum VmError {
         /// Requested.
         memory_mib: u32,
     },
+    /// More memory than the host has.
+    #[error(
+        "--memory {memory_mib} MiB is more than this host's memory ({host_mib} MiB); use at most {host_mib} MiB"
+    )]
+    MemoryTooLarge {
+        /// Requested.
+        memory_mib: u32,
+        /// The host's total memory (`MemTotal` of /proc/meminfo).
+        host_mib: u64,
+    },
+    /// The host's memory size cannot be read, so a memory request cannot
+    /// be checked against it.
+    #[error("cannot tell this host's memory size from {}: {problem}", path.display())]
+    HostMemoryUnknown {
+        /// The file read (`/proc/meminfo`).
+        path: PathBuf,
+        /// What went wrong.
+        problem: HostMemoryProblem,
+    },
+    /// A work disk larger than the configured maximum.
+    #[error(
+        "--disk-size {disk_bytes} bytes ({}) is more than the largest work disk allowed, {max_bytes} bytes ({}); raise `max_disk_size` in config.toml to allow more",
+        banger_config::config::format_size(*.disk_bytes),
+        banger_config::config::format_size(*.max_bytes)
+    )]
+    DiskTooLarge {
+        /// Requested size.
+        disk_bytes: u64,
+        /// The configured maximum (`max_disk_size`).
+        max_bytes: u64,
+    },
     /// The work disk would be smaller than the image's work seed.
     #[error(
         "--disk-size {disk_bytes} bytes is smaller than image {image}'s work seed ({seed_bytes} bytes); the work disk only grows"
@@ -256,11 +287,15 @@ impl VmError {
             Self::Name(_)
             | Self::VcpusOutOfRange { .. }
             | Self::MemoryTooSmall { .. }
+            | Self::MemoryTooLarge { .. }
+            | Self::DiskTooLarge { .. }
             | Self::DiskSmallerThanSeed { .. }
             | Self::DiskShrink { .. }
             | Self::DiskUnaligned { .. }
             | Self::KernelUnbootable { .. } => ErrorCode::BadRequest,
-            Self::AddressPoolExhausted(_) | Self::HostUnavailable { .. } => ErrorCode::Unavailable,
+            Self::AddressPoolExhausted(_)
+            | Self::HostUnavailable { .. }
+            | Self::HostMemoryUnknown { .. } => ErrorCode::Unavailable,
             Self::SshTimeout { .. } => ErrorCode::SshTimeout,
             Self::Image(error) => error.code(),
             // Not `unavailable`: nothing about the host is missing, and a retry
@@ -395,25 +430,125 @@ pub fn recorded_vmm(vm: &VmRow) -> Result<Option<&RunningVm>, VmError> {
     }
 }
 
-/// Validates requested resources; shared by create and set.
-pub fn check_resources(vcpus: Option<u8>, memory_mib: Option<u32>) -> Result<(), VmError> {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    if let Some(vcpus) = vcpus {
-        if vcpus == 0 || usize::from(vcpus) > cores.max(32) {
-            return Err(VmError::VcpusOutOfRange {
-                vcpus,
-                max: cores.max(32),
-            });
+/// Why `/proc/meminfo` gave no memory size.
+#[derive(Debug, thiserror::Error)]
+pub enum HostMemoryProblem {
+    /// The file cannot be read.
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+    /// No parsable `MemTotal: <n> kB` line.
+    #[error("no `MemTotal: <n> kB` line")]
+    NoMemTotal,
+}
+
+/// Where the host's memory size is read from.
+const MEMINFO: &str = "/proc/meminfo";
+
+/// The host's total memory in MiB, read from `/proc/meminfo` once (a
+/// failed read is tried again next time).
+pub fn host_memory_mib() -> Result<u64, VmError> {
+    static HOST_MEMORY_MIB: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    if let Some(mib) = HOST_MEMORY_MIB.get() {
+        return Ok(*mib);
+    }
+    let unknown = |problem| VmError::HostMemoryUnknown {
+        path: PathBuf::from(MEMINFO),
+        problem,
+    };
+    let text =
+        fs_err::read_to_string(MEMINFO).map_err(|error| unknown(HostMemoryProblem::Read(error)))?;
+    let kib = parse_mem_total(&text).ok_or_else(|| unknown(HostMemoryProblem::NoMemTotal))?;
+    Ok(*HOST_MEMORY_MIB.get_or_init(|| kib / 1024))
+}
+
+/// `MemTotal` in KiB from the text of `/proc/meminfo`.
+fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?;
+    let mut fields = line.split_whitespace();
+    let kib = fields.next()?.parse().ok()?;
+    (fields.next() == Some("kB")).then_some(kib)
+}
+
+/// The resources a `vm create` or `vm set` asks for; `None` keeps the
+/// default (create) or the current value (set).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResourceRequest {
+    /// vCPUs.
+    pub vcpus: Option<u8>,
+    /// Memory in MiB.
+    pub memory_mib: Option<u32>,
+    /// Work disk size in bytes.
+    pub disk_bytes: Option<u64>,
+}
+
+/// Most vCPUs a VM may have on a host with `cores` cores.
+fn max_vcpus(cores: usize) -> usize {
+    cores.max(32)
+}
+
+/// Checks requested resources against their bounds, before anything is
+/// made: 1 to [`max_vcpus`] vCPUs, [`MIN_MEMORY_MIB`] to the host's memory
+/// (`host_memory_mib` is asked only when memory is requested) and a disk of
+/// at most `max_disk_bytes`. Every value past a bound is a `bad_request`
+/// naming the value and the limit.
+pub fn check_bounds(
+    request: ResourceRequest,
+    cores: usize,
+    max_disk_bytes: u64,
+    host_memory_mib: impl FnOnce() -> Result<u64, VmError>,
+) -> Result<(), VmError> {
+    if let Some(vcpus) = request.vcpus {
+        let max = max_vcpus(cores);
+        if vcpus == 0 || usize::from(vcpus) > max {
+            return Err(VmError::VcpusOutOfRange { vcpus, max });
         }
     }
-    if let Some(memory) = memory_mib {
+    if let Some(memory) = request.memory_mib {
         if memory < MIN_MEMORY_MIB {
             return Err(VmError::MemoryTooSmall { memory_mib: memory });
         }
+        let host_mib = host_memory_mib()?;
+        if u64::from(memory) > host_mib {
+            return Err(VmError::MemoryTooLarge {
+                memory_mib: memory,
+                host_mib,
+            });
+        }
+    }
+    if let Some(disk_bytes) = request.disk_bytes {
+        if disk_bytes > max_disk_bytes {
+            return Err(VmError::DiskTooLarge {
+                disk_bytes,
+                max_bytes: max_disk_bytes,
+            });
+        }
     }
     Ok(())
+}
+
+/// The resources a create request asks for.
+pub fn resource_request(request: &banger_api::vms::VmCreateRequest) -> ResourceRequest {
+    ResourceRequest {
+        vcpus: request.vcpus,
+        memory_mib: request.memory_mib,
+        disk_bytes: request.disk_bytes,
+    }
+}
+
+/// Validates requested resources against this host and the config
+/// (`max_disk_size`); shared by create and set.
+pub fn check_resources(state: &AppState, request: ResourceRequest) -> Result<(), VmError> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    check_bounds(
+        request,
+        cores,
+        state.config().max_disk_size,
+        host_memory_mib,
+    )
 }
 
 /// Changes a VM: vCPUs, memory and work disk size (grow only) of a stopped
@@ -423,7 +558,14 @@ pub async fn set(
     name: &VmName,
     request: &VmSetRequest,
 ) -> Result<VmInfo, VmError> {
-    check_resources(request.vcpus, request.memory_mib)?;
+    check_resources(
+        state,
+        ResourceRequest {
+            vcpus: request.vcpus,
+            memory_mib: request.memory_mib,
+            disk_bytes: request.disk_bytes,
+        },
+    )?;
     let lock = state.vm_lock(name);
     let _guard = lock.lock().await;
     let mut vm = row(&state.store(), name)?;
@@ -490,3 +632,6 @@ pub async fn restart(
 }
 
 pub use crate::state::VmLock;
+
+#[cfg(test)]
+mod tests;
