@@ -60,10 +60,6 @@ pub enum VmError {
         /// The name.
         name: VmName,
     },
-    /// The configured `default_image_name` breaks the name rule (names in
-    /// requests arrive parsed).
-    #[error("invalid name")]
-    Name(#[from] banger_api::NameError),
     /// The vCPU count is outside what this host allows.
     #[error("--vcpu {vcpus} is out of range; use 1 to {max}")]
     VcpusOutOfRange {
@@ -284,8 +280,7 @@ impl VmError {
             | Self::ImageGone { .. }
             | Self::OrphanDirectory { .. }
             | Self::CorruptHandle { .. } => ErrorCode::Conflict,
-            Self::Name(_)
-            | Self::VcpusOutOfRange { .. }
+            Self::VcpusOutOfRange { .. }
             | Self::MemoryTooSmall { .. }
             | Self::MemoryTooLarge { .. }
             | Self::DiskTooLarge { .. }
