@@ -101,6 +101,9 @@ pub fn prepare_boot_artifacts(
         kernel.package.as_bytes(),
     ]);
     let initramfs_path = dir.join(format!("initramfs-{key:016x}.img"));
+    // The package's own tree: links out of it (`build`, `source` to header
+    // directories) are dropped before anything reads or packs it.
+    modules_disk::remove_escaping_symlinks(&kernel.modules_dir)?;
     if !initramfs_path.exists() {
         initramfs::build_initramfs(
             busybox,

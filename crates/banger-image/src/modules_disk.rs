@@ -27,6 +27,16 @@ pub enum ModulesDiskError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// The tree holds a symlink whose target is outside the tree.
+    #[error(
+        "{link}: symlink to {target} points outside the modules tree; banger never packs such links into a guest disk"
+    )]
+    EscapingSymlink {
+        /// The symlink.
+        link: PathBuf,
+        /// What it points to.
+        target: PathBuf,
+    },
     /// `mkfs.ext4` could not run or failed.
     #[error("mkfs.ext4 for {path} failed: {detail}")]
     Mkfs {
@@ -119,10 +129,83 @@ pub fn tree_size(dir: &Path) -> Result<u64, ModulesDiskError> {
     Ok(total)
 }
 
+/// Whether the symlink `link`, somewhere under `root`, points outside
+/// `root`: an absolute target, a `..` that climbs above `root`, or a target
+/// that really resolves (through other links) outside it. A dangling or
+/// looping link counts as outside: it cannot be shown to stay inside.
+pub fn symlink_escapes(root: &Path, link: &Path) -> Result<bool, ModulesDiskError> {
+    use std::path::Component;
+    let target = fs_err::read_link(link).map_err(io_err(link))?;
+    let Some(parent) = link
+        .parent()
+        .and_then(|parent| parent.strip_prefix(root).ok())
+    else {
+        return Ok(true);
+    };
+    // Lexically, from the link's directory.
+    let mut depth = 0usize;
+    for component in parent.components().chain(target.components()) {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(up) => depth = up,
+                None => return Ok(true),
+            },
+            Component::RootDir | Component::Prefix(_) => return Ok(true),
+        }
+    }
+    // Really, through whatever links the path crosses.
+    let (Ok(root), Ok(resolved)) = (fs_err::canonicalize(root), fs_err::canonicalize(link)) else {
+        return Ok(true);
+    };
+    Ok(!resolved.starts_with(&root))
+}
+
+/// Every symlink under `root` that [`symlink_escapes`] it, with its target.
+pub fn escaping_symlinks(root: &Path) -> Result<Vec<(PathBuf, PathBuf)>, ModulesDiskError> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(io_err(&path))?;
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_symlink() && symlink_escapes(root, &path)? {
+                let target = fs_err::read_link(&path).map_err(io_err(&path))?;
+                found.push((path, target));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Removes every symlink under `root` that points outside it (for trees
+/// banger extracted itself, such as a kernel package's `build` and `source`
+/// links to header directories). Returns the removed links.
+pub fn remove_escaping_symlinks(root: &Path) -> Result<Vec<PathBuf>, ModulesDiskError> {
+    let mut removed = Vec::new();
+    for (link, _) in escaping_symlinks(root)? {
+        fs_err::remove_file(&link).map_err(io_err(&link))?;
+        removed.push(link);
+    }
+    Ok(removed)
+}
+
 /// Packs `modules_dir` (`.../lib/modules/<version>`) into the read-only ext4
 /// image `image` labelled `banger-modules`, sized to the tree plus headroom for
 /// ext4 metadata. Returns the image size in bytes.
+///
+/// A symlink in the tree that points outside it is refused
+/// ([`ModulesDiskError::EscapingSymlink`]): nothing outside a kernel's
+/// modules tree reaches a guest through it.
 pub fn build_modules_disk(modules_dir: &Path, image: &Path) -> Result<u64, ModulesDiskError> {
+    if let Some((link, target)) = escaping_symlinks(modules_dir)?.into_iter().next() {
+        return Err(ModulesDiskError::EscapingSymlink { link, target });
+    }
     let data = tree_size(modules_dir)?;
     // 25% + 16 MiB covers inode tables, bitmaps and group descriptors for a
     // tree of ~1000-5000 small files; round to whole MiB.
@@ -173,6 +256,63 @@ mod tests {
         let stats = debugfs(&image, "stats");
         assert!(stats.contains("banger-modules"), "{stats}");
         assert!(!stats.contains("has_journal"), "{stats}");
+    }
+
+    #[test]
+    fn symlinks_leaving_the_tree_are_found_and_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("secret");
+        fs_err::write(&outside, "host secret").unwrap();
+        let tree = dir.path().join("lib/modules/9.9.9");
+        fs_err::create_dir_all(tree.join("kernel/fs")).unwrap();
+        fs_err::write(tree.join("kernel/fs/x.ko"), b"module").unwrap();
+        let link = |target: &str, at: &str| {
+            fs_err::os::unix::fs::symlink(target, tree.join(at)).unwrap();
+        };
+        // Inside: kept.
+        link("x.ko", "kernel/fs/same.ko");
+        link("../fs/x.ko", "kernel/fs/up-and-back.ko");
+        link("kernel", "kernel-dir");
+        // Outside: absolute, climbing out, dangling, and through a link.
+        link("/etc/passwd", "kernel/fs/abs.ko");
+        link("../../../../../secret", "kernel/fs/climb.ko");
+        link("missing.ko", "kernel/fs/dangling.ko");
+        link(".", "here");
+        link("here/../../../../secret", "sneaky.ko");
+        link("here/..", "through-here");
+        let found: Vec<PathBuf> = escaping_symlinks(&tree)
+            .unwrap()
+            .into_iter()
+            .map(|(link, _)| link.strip_prefix(&tree).unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "kernel/fs/abs.ko",
+                "kernel/fs/climb.ko",
+                "kernel/fs/dangling.ko",
+                "sneaky.ko",
+                "through-here"
+            ]
+            .map(PathBuf::from)
+        );
+        let image = dir.path().join("modules.ext4");
+        let error = build_modules_disk(&tree, &image).unwrap_err();
+        assert!(
+            matches!(error, ModulesDiskError::EscapingSymlink { .. }),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("points outside the modules tree")
+        );
+        assert!(!image.exists());
+        let removed = remove_escaping_symlinks(&tree).unwrap();
+        assert_eq!(removed.len(), 5);
+        assert!(escaping_symlinks(&tree).unwrap().is_empty());
+        assert!(tree.join("kernel/fs/same.ko").exists());
+        assert_eq!(fs_err::read_to_string(&outside).unwrap(), "host secret");
     }
 
     #[test]

@@ -22,6 +22,8 @@
     reason = "a harness-less test binary reports its results on stdout"
 )]
 
+#[path = "lifecycle/boot_files.rs"]
+mod boot_files;
 #[path = "lifecycle/forced.rs"]
 mod forced;
 #[path = "lifecycle/harness.rs"]
@@ -106,6 +108,14 @@ fn main() -> ExitCode {
         (
             "delete_removes_only_the_directory_named_after_the_vm",
             orphans::delete_removes_only_the_directory_named_after_the_vm,
+        ),
+        (
+            "create_with_a_fifo_for_rootfs_fails_at_once_and_leaves_nothing",
+            boot_files::create_with_a_fifo_for_rootfs_fails_at_once_and_leaves_nothing,
+        ),
+        (
+            "create_with_a_symlinked_rootfs_is_refused",
+            boot_files::create_with_a_symlinked_rootfs_is_refused,
         ),
     ])
 }

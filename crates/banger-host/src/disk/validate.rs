@@ -149,6 +149,20 @@ pub fn validate_ext4_image(path: &Path) -> Result<Ext4Info, ValidateError> {
         }
         Err(error) => return Err(io("open")(error)),
     };
+    validate_ext4_file(path, &file)
+}
+
+/// The checks of [`validate_ext4_image`] on a file already open (`path`
+/// names it in errors): `fstat` says a regular file, and its content is a
+/// raw ext4 image that fits in it. Nothing here can block on a FIFO.
+pub fn validate_ext4_file(path: &Path, file: &File) -> Result<Ext4Info, ValidateError> {
+    let io = |op: &'static str| {
+        move |source: io::Error| ValidateError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    };
     let metadata = file.metadata().map_err(io("stat"))?;
     let file_type = metadata.file_type();
     if !file_type.is_file() {
@@ -177,14 +191,11 @@ pub fn validate_ext4_image(path: &Path) -> Result<Ext4Info, ValidateError> {
         });
     }
     let mut head = Vec::with_capacity(2048);
-    (&file)
-        .take(2048)
-        .read_to_end(&mut head)
-        .map_err(io("read"))?;
+    file.take(2048).read_to_end(&mut head).map_err(io("read"))?;
     if head.starts_with(&QCOW_MAGIC) {
         return Err(ValidateError::Qcow {
             path: path.to_owned(),
-            backing_file: qcow_backing_file(&file, &head),
+            backing_file: qcow_backing_file(file, &head),
         });
     }
     if !(MIN_IMAGE_BYTES..=MAX_IMAGE_BYTES).contains(&size) || head.len() < 2048 {

@@ -372,7 +372,15 @@ fn assemble(
 
 /// Copies a directory tree: files (hard-linked when possible, the cache and
 /// state usually share a filesystem), directories and symlinks as symlinks.
+/// A symlink whose target is outside `from` (absolute, `..` climbing out, or
+/// resolving out through other links; `build` and `source` usually are) is
+/// dropped with a warning: nothing outside the tree is read into the
+/// initramfs or packed into the modules disk.
 fn copy_tree(from: &Path, to: &Path) -> Result<(), InstallError> {
+    copy_tree_within(from, from, to)
+}
+
+fn copy_tree_within(root: &Path, from: &Path, to: &Path) -> Result<(), InstallError> {
     fs_err::create_dir_all(to).map_err(io("create", to))?;
     for entry in fs_err::read_dir(from).map_err(io("read", from))? {
         let entry = entry.map_err(io("read", from))?;
@@ -380,9 +388,15 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), InstallError> {
         let target = to.join(entry.file_name());
         let kind = entry.file_type().map_err(io("read", &source))?;
         if kind.is_dir() {
-            copy_tree(&source, &target)?;
+            copy_tree_within(root, &source, &target)?;
         } else if kind.is_symlink() {
             let link = fs_err::read_link(&source).map_err(io("read", &source))?;
+            if banger_image::modules_disk::symlink_escapes(root, &source)
+                .map_err(InstallError::ModulesDisk)?
+            {
+                tracing::warn!(link = %source.display(), target = %link.display(), "dropping a symlink that points outside the modules tree");
+                continue;
+            }
             fs_err::os::unix::fs::symlink(link, &target).map_err(io("create", &target))?;
         } else if kind.is_file() && fs_err::hard_link(&source, &target).is_err() {
             fs_err::copy(&source, &target).map_err(io("copy", &target))?;
@@ -431,5 +445,32 @@ mod tests {
         );
         bytes[0x20e..0x210].copy_from_slice(&0xffffu16.to_le_bytes());
         assert_eq!(bzimage_version(&bytes), None);
+    }
+
+    #[test]
+    fn copy_tree_drops_symlinks_that_leave_the_modules_tree() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        fs_err::write(temp.path().join("secret"), "host secret").expect("secret");
+        let from = temp.path().join("modules/9.9.9");
+        fs_err::create_dir_all(from.join("kernel")).expect("tree");
+        fs_err::write(from.join("kernel/x.ko"), "module").expect("module");
+        let link = |target: &str, at: &str| {
+            fs_err::os::unix::fs::symlink(target, from.join(at)).expect("symlink");
+        };
+        link("/usr/src/linux-headers-9.9.9", "build");
+        link("../../../secret", "kernel/leak.ko");
+        link("x.ko", "kernel/alias.ko");
+        let to = temp.path().join("copy");
+        copy_tree(&from, &to).expect("copy");
+        assert!(fs_err::symlink_metadata(to.join("build")).is_err());
+        assert!(fs_err::symlink_metadata(to.join("kernel/leak.ko")).is_err());
+        assert_eq!(
+            fs_err::read_link(to.join("kernel/alias.ko")).expect("kept link"),
+            Path::new("x.ko")
+        );
+        assert_eq!(
+            fs_err::read_to_string(to.join("kernel/x.ko")).expect("module"),
+            "module"
+        );
     }
 }

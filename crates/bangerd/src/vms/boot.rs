@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use banger_api::VmName;
 use banger_api::vms::{VmBackend, VmInfo, VmState};
+use banger_host::disk::BootFileKind;
 use banger_image::guest_config::{GuestConfig, NetworkConfig, SshHostKey};
 use banger_vmm::{BackendKind, DiskSpec, ExitInfo, NetSpec, RunningVm, VmSpec};
 
@@ -340,11 +341,46 @@ fn boot_files(state: &AppState, vm: &VmRow, backend: BackendKind) -> Result<Boot
         kernel: kernel.name.to_string(),
         backend: backend_name(backend),
     })?;
-    Ok(BootFiles {
+    let boot = BootFiles {
         kernel: kernel_file,
         initramfs: image.initrd.clone().unwrap_or(kernel.initramfs.clone()),
         rootfs: image.rootfs.clone(),
         modules_disk: kernel.modules_disk.clone(),
+    };
+    // Checked again at every start: the files may have changed since they
+    // were registered, and nothing may read them (the initrd writer, the
+    // VMM) before they are known to be plain files of the right kind.
+    check_boot_file(&image.name, "kernel", &boot.kernel, BootFileKind::Kernel)?;
+    check_boot_file(
+        &image.name,
+        "initrd",
+        &boot.initramfs,
+        BootFileKind::NonEmpty,
+    )?;
+    check_boot_file(&image.name, "rootfs", &boot.rootfs, BootFileKind::Ext4)?;
+    if let Some(modules_disk) = &boot.modules_disk {
+        check_boot_file(
+            &image.name,
+            "modules disk",
+            modules_disk,
+            BootFileKind::Ext4,
+        )?;
+    }
+    Ok(boot)
+}
+
+/// [`banger_host::disk::check_boot_file`] as a [`VmError::BootFileInvalid`]
+/// naming the image and the file's role.
+pub(super) fn check_boot_file(
+    image: &banger_api::ImageName,
+    role: &'static str,
+    path: &Path,
+    kind: BootFileKind,
+) -> Result<(), VmError> {
+    banger_host::disk::check_boot_file(path, kind).map_err(|source| VmError::BootFileInvalid {
+        image: image.clone(),
+        role,
+        source,
     })
 }
 

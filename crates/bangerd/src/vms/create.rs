@@ -9,6 +9,7 @@ use std::path::Path;
 use banger_api::images::ImageBuildRequest;
 use banger_api::vms::{VmCreateRequest, VmInfo, VmState};
 use banger_api::{ImageName, VmName};
+use banger_host::disk::BootFileKind;
 
 use super::{
     DEFAULT_DISK_BYTES, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS, OVERLAY_BYTES, VmError, check_resources,
@@ -42,6 +43,13 @@ pub async fn create(
             .map_err(|source| VmError::HostUnavailable { name, source })?;
     }
     let image = resolve_image(state, request.image.as_ref(), progress).await?;
+    // Before anything is made or read: a rootfs or seed swapped for a FIFO,
+    // link or device since register is refused at once (the seed clone
+    // below would otherwise hang on a FIFO).
+    super::boot::check_boot_file(&image.name, "rootfs", &image.rootfs, BootFileKind::Ext4)?;
+    if let Some(seed) = &image.work_seed {
+        super::boot::check_boot_file(&image.name, "work seed", seed, BootFileKind::Ext4)?;
+    }
     let seed_bytes = image.work_seed.as_deref().map_or(0, |seed| {
         fs_err::metadata(seed).map(|m| m.len()).unwrap_or(0)
     });
@@ -253,6 +261,9 @@ fn prepare_files(
     let work = row.dir.join("work.ext4");
     match &image.work_seed {
         Some(seed) => {
+            // Again just before it is read: the window since create's first
+            // check stays a few milliseconds.
+            super::boot::check_boot_file(&image.name, "work seed", seed, BootFileKind::Ext4)?;
             banger_host::disk::seed_cache::clone_work_seed_cached(
                 &paths.cache_dir.join("grown-seeds"),
                 seed,

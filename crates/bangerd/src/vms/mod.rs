@@ -165,6 +165,21 @@ pub enum VmError {
         /// The image it was made from.
         image: ImageName,
     },
+    /// A file the VM boots from (rootfs, work seed, kernel, initrd, modules
+    /// disk) is no longer what was registered: a symlink, FIFO, device,
+    /// missing, or not in its format. Checked at every create and start.
+    #[error(
+        "the {role} of image {image} is not the file that was registered (restore it, or register the image again)"
+    )]
+    BootFileInvalid {
+        /// The image the VM uses.
+        image: ImageName,
+        /// `rootfs`, `work seed`, `kernel`, `initrd`, `modules disk`.
+        role: &'static str,
+        /// What is wrong with which file.
+        #[source]
+        source: banger_host::disk::BootFileError,
+    },
     /// The kernel has no file the chosen backend can boot.
     #[error("kernel {kernel} has no image the {backend} backend can boot")]
     KernelUnbootable {
@@ -279,6 +294,9 @@ impl VmError {
             | Self::WrongState { .. }
             | Self::ImageGone { .. }
             | Self::OrphanDirectory { .. }
+            // Not bad_request: the request is fine, the registered image
+            // it names is damaged on disk (state conflicts with the record).
+            | Self::BootFileInvalid { .. }
             | Self::CorruptHandle { .. } => ErrorCode::Conflict,
             Self::VcpusOutOfRange { .. }
             | Self::MemoryTooSmall { .. }

@@ -216,7 +216,9 @@ impl World {
         fs_err::create_dir_all(&dir).expect("artifacts dir");
         let vmlinux = dir.join("vmlinux");
         let initramfs = dir.join("initramfs.img");
-        fs_err::write(&vmlinux, b"not a kernel: the fake VMM never boots it\n").expect("vmlinux");
+        // ELF magic only: every start checks it is a kernel; the fake VMM
+        // never boots it.
+        fs_err::write(&vmlinux, b"\x7fELF: the fake VMM never boots it\n").expect("vmlinux");
         fs_err::write(&initramfs, b"not an initramfs either\n").expect("initramfs");
         let rootfs = dir.join("rootfs.ext4");
         let options = banger_image::modules_disk::Ext4Options {
