@@ -10,6 +10,8 @@
 
 mod build;
 mod promote;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +22,7 @@ use banger_host::disk::validate::{ValidateError, validate_ext4_image};
 use crate::kernels::{self, KernelError};
 use crate::progress::ProgressSink;
 use crate::state::AppState;
-use crate::store::{ImageRow, Store, StoreError};
+use crate::store::{ImageRow, KernelRow, Store, StoreError};
 
 pub use build::build;
 pub use promote::promote;
@@ -99,6 +101,31 @@ pub enum ImageError {
         /// Comma-separated VM names.
         vms: String,
     },
+    /// Re-registering an image that VMs use would change the base
+    /// filesystem (or kernel) under them.
+    #[error(
+        "image {name} is used by VM(s) {vms}; re-registering it would change the files under them. Register the new files under another name (`banger image register --name NEW ...`), or delete those VMs first"
+    )]
+    ReRegisterInUse {
+        /// The image.
+        name: ImageName,
+        /// Comma-separated VM names.
+        vms: String,
+    },
+    /// The kernel an image owns (imported with `image register --kernel`)
+    /// is also used by other images, so it can be neither deleted nor
+    /// replaced with the image.
+    #[error(
+        "image {name} owns kernel {kernel} (imported with `--kernel`), which image(s) {images} also use; delete those images or re-register them with another kernel (`--kernel-ref`) first"
+    )]
+    OwnKernelShared {
+        /// The image.
+        name: ImageName,
+        /// Its kernel.
+        kernel: KernelName,
+        /// Comma-separated names of the other images using it.
+        images: String,
+    },
     /// A filesystem operation failed.
     #[error("cannot {action} {path}")]
     Io {
@@ -147,9 +174,11 @@ impl ImageError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::NotFound { .. } => ErrorCode::NotFound,
-            Self::InUse { .. } | Self::ManagedExists { .. } | Self::Exists { .. } => {
-                ErrorCode::Conflict
-            }
+            Self::InUse { .. }
+            | Self::ReRegisterInUse { .. }
+            | Self::OwnKernelShared { .. }
+            | Self::ManagedExists { .. }
+            | Self::Exists { .. } => ErrorCode::Conflict,
             Self::Invalid { .. }
             | Self::Name(_)
             | Self::RelativePath { .. }
@@ -272,6 +301,9 @@ pub fn register(
             name: name.to_string(),
         });
     }
+    if let Some(existing) = &existing {
+        refuse_if_vms_use(&state.store(), existing)?;
+    }
     let rootfs = absolute("rootfs", &request.rootfs)?;
     validate_ext4_image(&rootfs).map_err(|source| ImageError::Invalid {
         role: "rootfs",
@@ -311,6 +343,7 @@ pub fn register(
                 .map(|raw| absolute("modules", raw))
                 .transpose()?;
             let (kernel_name, label) = image_kernel(name);
+            refuse_if_own_kernel_shared(&state.store(), name, &kernel_name, &label)?;
             kernels::import(
                 state,
                 &kernel_name,
@@ -338,10 +371,96 @@ pub fn register(
         created_at: existing.as_ref().map_or(timestamp, |row| row.created_at),
         updated_at: timestamp,
     };
-    let mut store = state.store();
-    store.upsert_image(&row)?;
-    let saved = self::row(&store, name)?;
-    info(&store, &saved)
+    let (saved, dropped) = {
+        let mut store = state.store();
+        // Checked again under the same lock as the write: a VM created
+        // since the first check keeps its files too.
+        if let Some(existing) = &existing {
+            refuse_if_vms_use(&store, existing)?;
+        }
+        // The kernel this image owned and no longer uses goes with the
+        // change, unless another image still boots it.
+        let dropped = match &existing {
+            Some(existing) if existing.kernel_id != kernel_id => {
+                unused_own_kernel(&store, existing)?
+            }
+            _ => None,
+        };
+        store.upsert_image_dropping_kernel(&row, dropped.as_ref().map(|kernel| kernel.id))?;
+        (self::row(&store, name)?, dropped)
+    };
+    if let Some(kernel) = dropped {
+        remove_managed(&kernels::kernels_dir(&state.paths().state_dir), &kernel.dir)?;
+    }
+    info(&state.store(), &saved)
+}
+
+/// Refuses to change `image` while VMs use it.
+fn refuse_if_vms_use(store: &Store, image: &ImageRow) -> Result<(), ImageError> {
+    let vms = store.vms_using_image(image.id)?;
+    if vms.is_empty() {
+        return Ok(());
+    }
+    Err(ImageError::ReRegisterInUse {
+        name: image.name.clone(),
+        vms: join(vms.iter().map(VmName::as_str)),
+    })
+}
+
+/// Refuses to replace the kernel image `name` owns while other images boot
+/// it (the import would change their kernel too).
+fn refuse_if_own_kernel_shared(
+    store: &Store,
+    name: &ImageName,
+    kernel: &KernelName,
+    label: &str,
+) -> Result<(), ImageError> {
+    let Some(row) = store.kernel(kernel)?.filter(|row| row.source == label) else {
+        return Ok(());
+    };
+    let others = other_images(store, row.id, name)?;
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(ImageError::OwnKernelShared {
+        name: name.clone(),
+        kernel: kernel.clone(),
+        images: join(others.iter().map(ImageName::as_str)),
+    })
+}
+
+/// Images other than `name` that boot kernel row `kernel`.
+fn other_images(
+    store: &Store,
+    kernel: i64,
+    name: &ImageName,
+) -> Result<Vec<ImageName>, ImageError> {
+    Ok(store
+        .images_using_kernel(kernel)?
+        .into_iter()
+        .filter(|image| image != name)
+        .collect())
+}
+
+/// The kernel of `image` when it belongs to an image (imported with
+/// `image register --kernel`, source `image:*`) and no other image uses it:
+/// the one to delete when `image` stops using it.
+fn unused_own_kernel(store: &Store, image: &ImageRow) -> Result<Option<KernelRow>, ImageError> {
+    let Some(kernel) = store.kernel_by_id(image.kernel_id)? else {
+        return Ok(None);
+    };
+    if !kernel.source.starts_with("image:") {
+        return Ok(None);
+    }
+    if other_images(store, kernel.id, &image.name)?.is_empty() {
+        Ok(Some(kernel))
+    } else {
+        Ok(None)
+    }
+}
+
+fn join<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.collect::<Vec<_>>().join(", ")
 }
 
 fn installed_kernel_id(store: &Store, name: &KernelName) -> Result<i64, ImageError> {
@@ -364,8 +483,12 @@ fn default_kernel_id(store: &Store) -> Result<i64, ImageError> {
         })
 }
 
-/// Deletes an image. Managed images lose their files; unmanaged images'
-/// files are left alone. Refused while VMs use it, unless `force`.
+/// Deletes an image, all or nothing: every check comes before any change.
+/// Refused while VMs use it (unless `force`) and while other images boot
+/// the kernel it owns. The image row and the kernel it owns (if no other
+/// image uses it) go in one transaction; then managed files are removed
+/// (the image's directory, that kernel's directory). Unmanaged images'
+/// files are left alone.
 pub fn delete(state: &AppState, name: &ImageName, force: bool) -> Result<ImageDeleted, ImageError> {
     let _artifacts = state.artifacts_lock();
     let (image, row, kernel) = {
@@ -375,27 +498,48 @@ pub fn delete(state: &AppState, name: &ImageName, force: bool) -> Result<ImageDe
         if !image.used_by_vms.is_empty() && !force {
             return Err(ImageError::InUse {
                 name: name.to_string(),
-                vms: image
-                    .used_by_vms
-                    .iter()
-                    .map(VmName::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                vms: join(image.used_by_vms.iter().map(VmName::as_str)),
             });
         }
-        let kernel = store.kernel_by_id(row.kernel_id)?;
-        store.delete_image(row.id)?;
+        let kernel = store
+            .kernel_by_id(row.kernel_id)?
+            .ok_or_else(|| ImageError::KernelMissing { name: name.clone() })?;
+        let (own_name, own_label) = image_kernel(name);
+        let others = other_images(&store, kernel.id, name)?;
+        let kernel = if kernel.source == own_label && !others.is_empty() {
+            return Err(ImageError::OwnKernelShared {
+                name: name.clone(),
+                kernel: own_name,
+                images: join(others.iter().map(ImageName::as_str)),
+            });
+        } else if kernel.source.starts_with("image:") && others.is_empty() {
+            Some(kernel)
+        } else {
+            None
+        };
+        store.delete_image_and_kernel(row.id, kernel.as_ref().map(|kernel| kernel.id))?;
         (image, row, kernel)
     };
+    // The rows are gone; now the managed files. Both removals are tried.
+    let paths = state.paths();
     let mut removed_files = Vec::new();
+    let mut failure = None;
     if let Some(dir) = row.dir.as_ref().filter(|_| row.managed) {
-        remove_tree(dir)?;
-        removed_files.push(dir.display().to_string());
+        match remove_managed(&images_dir(&paths.state_dir), dir) {
+            Ok(true) => removed_files.push(dir.display().to_string()),
+            Ok(false) => {}
+            Err(error) => failure = Some(error),
+        }
     }
-    // A kernel imported by `image register --kernel` belongs to the image.
-    if let Some(kernel) = kernel.filter(|kernel| kernel.source == format!("image:{name}")) {
-        let deleted = kernels::delete_locked(state, &kernel.name)?;
-        removed_files.push(deleted.dir);
+    if let Some(kernel) = &kernel {
+        match remove_managed(&kernels::kernels_dir(&paths.state_dir), &kernel.dir) {
+            Ok(true) => removed_files.push(kernel.dir.display().to_string()),
+            Ok(false) => {}
+            Err(error) => failure = failure.or(Some(error)),
+        }
+    }
+    if let Some(error) = failure {
+        return Err(error);
     }
     if !image.used_by_vms.is_empty() {
         tracing::warn!(image = %name, vms = ?image.used_by_vms, "image force-deleted while VMs use it");
@@ -405,6 +549,23 @@ pub fn delete(state: &AppState, name: &ImageName, force: bool) -> Result<ImageDe
         image,
         removed_files,
     })
+}
+
+/// Removes `dir` if it lies inside `root` (banger's own store); anything
+/// else is not banger's to remove and is left alone. Returns whether it was
+/// removed (or already gone).
+fn remove_managed(root: &Path, dir: &Path) -> Result<bool, ImageError> {
+    let inside = dir.starts_with(root)
+        && dir != root
+        && !dir
+            .components()
+            .any(|component| component == std::path::Component::ParentDir);
+    if !inside {
+        tracing::warn!(dir = %dir.display(), root = %root.display(), "not removing a directory outside banger's store");
+        return Ok(false);
+    }
+    remove_tree(dir)?;
+    Ok(true)
 }
 
 fn remove_tree(dir: &Path) -> Result<(), ImageError> {

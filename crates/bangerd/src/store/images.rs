@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use banger_api::{ImageName, VmName};
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Store, StoreError};
 
@@ -60,32 +60,85 @@ fn text(path: &Option<PathBuf>) -> Option<String> {
     path.as_ref().map(|path| path.display().to_string())
 }
 
+/// Inserts or updates the image row of the same name; returns its id.
+fn upsert(connection: &Connection, image: &ImageRow) -> rusqlite::Result<i64> {
+    connection.query_row(
+        "INSERT INTO images (name, managed, dir, rootfs, work_seed, kernel_id, initrd, size_bytes, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (name) DO UPDATE SET managed = excluded.managed, dir = excluded.dir,
+           rootfs = excluded.rootfs, work_seed = excluded.work_seed, kernel_id = excluded.kernel_id,
+           initrd = excluded.initrd, size_bytes = excluded.size_bytes, updated_at = excluded.updated_at
+         RETURNING id",
+        params![
+            image.name.as_str(),
+            i64::from(image.managed),
+            text(&image.dir),
+            image.rootfs.display().to_string(),
+            text(&image.work_seed),
+            image.kernel_id,
+            text(&image.initrd),
+            i64::try_from(image.size_bytes).unwrap_or(i64::MAX),
+            image.created_at,
+            image.updated_at,
+        ],
+        |row| row.get(0),
+    )
+}
+
 impl Store {
     /// Inserts an image or updates the row of the same name; returns its id.
     pub fn upsert_image(&mut self, image: &ImageRow) -> Result<i64, StoreError> {
-        self.connection
-            .query_row(
-                "INSERT INTO images (name, managed, dir, rootfs, work_seed, kernel_id, initrd, size_bytes, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (name) DO UPDATE SET managed = excluded.managed, dir = excluded.dir,
-                   rootfs = excluded.rootfs, work_seed = excluded.work_seed, kernel_id = excluded.kernel_id,
-                   initrd = excluded.initrd, size_bytes = excluded.size_bytes, updated_at = excluded.updated_at
-                 RETURNING id",
-                params![
-                    image.name.as_str(),
-                    i64::from(image.managed),
-                    text(&image.dir),
-                    image.rootfs.display().to_string(),
-                    text(&image.work_seed),
-                    image.kernel_id,
-                    text(&image.initrd),
-                    i64::try_from(image.size_bytes).unwrap_or(i64::MAX),
-                    image.created_at,
-                    image.updated_at,
-                ],
-                |row| row.get(0),
-            )
-            .map_err(self.query_error("save image"))
+        upsert(&self.connection, image).map_err(self.query_error("save image"))
+    }
+
+    /// Saves `image` (as [`Store::upsert_image`]) and deletes kernel row
+    /// `unused_kernel` (one the image used before and no image uses now) in
+    /// one transaction: both happen or neither does. The kernels table
+    /// refuses the delete while any image still uses that kernel.
+    pub fn upsert_image_dropping_kernel(
+        &mut self,
+        image: &ImageRow,
+        unused_kernel: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        let transaction = self
+            .connection
+            .unchecked_transaction()
+            .map_err(self.query_error("save image"))?;
+        let id = upsert(&transaction, image).map_err(self.query_error("save image"))?;
+        if let Some(kernel) = unused_kernel {
+            transaction
+                .execute("DELETE FROM kernels WHERE id = ?1", [kernel])
+                .map_err(self.query_error("delete the kernel the image no longer uses"))?;
+        }
+        transaction
+            .commit()
+            .map_err(self.query_error("save image"))?;
+        Ok(id)
+    }
+
+    /// Deletes image row `id` and, if given, kernel row `kernel` (the one it
+    /// owned) in one transaction: both go or neither does. VMs using the
+    /// image keep their rows, without image.
+    pub fn delete_image_and_kernel(
+        &mut self,
+        id: i64,
+        kernel: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let transaction = self
+            .connection
+            .unchecked_transaction()
+            .map_err(self.query_error("delete image"))?;
+        transaction
+            .execute("DELETE FROM images WHERE id = ?1", [id])
+            .map_err(self.query_error("delete image"))?;
+        if let Some(kernel) = kernel {
+            transaction
+                .execute("DELETE FROM kernels WHERE id = ?1", [kernel])
+                .map_err(self.query_error("delete the image's kernel"))?;
+        }
+        transaction
+            .commit()
+            .map_err(self.query_error("delete image"))
     }
 
     /// The image called `name`.
