@@ -252,10 +252,14 @@ pub fn show(store: &Store, name: &ImageName) -> Result<ImageInfo, ImageError> {
     info(store, &row(store, name)?)
 }
 
+/// An absolute path from a request, with symlinks resolved: VMs open the
+/// registered files without following links (docs/boot-chain.md), so the
+/// file itself is recorded. A path that does not resolve is kept as given
+/// for the validation to name what is wrong with it.
 fn absolute(field: &'static str, raw: &str) -> Result<PathBuf, ImageError> {
     let path = PathBuf::from(raw);
     if path.is_absolute() {
-        Ok(path)
+        Ok(fs_err::canonicalize(&path).unwrap_or(path))
     } else {
         Err(ImageError::RelativePath {
             field,

@@ -332,3 +332,21 @@ fn managed_files_outside_the_store_are_never_removed() {
     assert!(!remove_managed(&root, &root).expect("refused"));
     assert!(outside.is_dir());
 }
+
+#[test]
+fn register_through_a_symlink_records_the_file_itself() {
+    let fixture = fixture();
+    fixture.kernel("plain", "import");
+    let real = fixture.rootfs("real-root.ext4");
+    let link = fixture.temp.path().join("user/current-root.ext4");
+    fs_err::os::unix::fs::symlink(&real, &link).expect("link the rootfs");
+    fixture
+        .register("linked", &link, "plain")
+        .expect("register through the link");
+    let image = fixture.image("linked").expect("registered");
+    assert_eq!(
+        image.rootfs,
+        fs_err::canonicalize(&real).expect("real path"),
+        "the file itself is recorded, so VMs can open it without following links"
+    );
+}
