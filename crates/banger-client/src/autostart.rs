@@ -5,9 +5,14 @@
 //! then spawn `bangerd` and wait for it to answer. Ten clients racing thus
 //! start exactly one daemon: the lock decides, not timing. The daemon's own
 //! instance lock is the second guarantee.
+//!
+//! The wait for that lock is bounded ([`SPAWN_LOCK_TIMEOUT`]): a client
+//! stuck while holding it (stopped with Ctrl-Z, hung on a slow disk) makes
+//! the others give up with [`StartError::SpawnLockTimeout`], naming the
+//! file and the pid its holder wrote into it, instead of waiting forever.
 
 use fs_err::os::unix::fs::OpenOptionsExt;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,6 +27,12 @@ use crate::{ClientError, DaemonClient};
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often readiness is polled while waiting.
 const READY_POLL: Duration = Duration::from_millis(10);
+/// How long a client waits for another client's `spawn.lock`: the holder
+/// waits at most [`READY_TIMEOUT`] for its daemon, so a longer wait means
+/// the holder is stuck.
+pub const SPAWN_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the spawn lock is tried while another client holds it.
+const SPAWN_LOCK_POLL: Duration = Duration::from_millis(50);
 
 /// Why the daemon could not be reached or started.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +48,18 @@ pub enum StartError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// Another process held the spawn lock for longer than we wait.
+    #[error(
+        "{path} is locked by pid {pid}, which has held it for over {waited:?} while starting the daemon; if that process is stuck, stop it (kill {pid}) and retry"
+    )]
+    SpawnLockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// The pid recorded in it by the holder, or "unknown".
+        pid: String,
+        /// How long we waited.
+        waited: Duration,
     },
     /// The daemon's stderr file could not be created.
     #[error("cannot create daemon output file {path}")]
@@ -93,12 +116,13 @@ pub async fn connect_or_start(
         Err(error) if error.is_not_running() => {}
         Err(error) => return Err(error.into()),
     }
+    paths.check_socket_path()?;
     paths.prepare_runtime_dir()?;
     paths.prepare_state_dir()?;
     let lock_path = paths.spawn_lock();
     let lock = {
         let lock_path = lock_path.clone();
-        tokio::task::spawn_blocking(move || take_spawn_lock(&lock_path))
+        tokio::task::spawn_blocking(move || take_spawn_lock(&lock_path, SPAWN_LOCK_TIMEOUT))
     }
     .await
     .map_err(|join| StartError::SpawnLock {
@@ -144,7 +168,10 @@ pub async fn connect_or_start(
     Ok(client)
 }
 
-fn take_spawn_lock(path: &Path) -> Result<fs_err::File, StartError> {
+/// Takes the exclusive lock on `path`, trying until `timeout` has passed,
+/// and records our pid in it for whoever waits next. On timeout the error
+/// names the file and the pid recorded by its holder.
+pub fn take_spawn_lock(path: &Path, timeout: Duration) -> Result<fs_err::File, StartError> {
     let lock_error = |source| StartError::SpawnLock {
         path: path.to_owned(),
         source,
@@ -157,9 +184,45 @@ fn take_spawn_lock(path: &Path) -> Result<fs_err::File, StartError> {
         .mode(0o600)
         .open(path)
         .map_err(lock_error)?;
-    rustix::fs::flock(&file, FlockOperation::LockExclusive)
-        .map_err(|errno| lock_error(errno.into()))?;
+    let started = Instant::now();
+    loop {
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::WOULDBLOCK) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(errno) => return Err(lock_error(errno.into())),
+        }
+        if started.elapsed() >= timeout {
+            return Err(StartError::SpawnLockTimeout {
+                path: path.to_owned(),
+                pid: recorded_pid(&file),
+                waited: timeout,
+            });
+        }
+        std::thread::sleep(SPAWN_LOCK_POLL.min(timeout));
+    }
+    record_pid(&file).map_err(lock_error)?;
     Ok(file)
+}
+
+/// Replaces the lock file's content with our pid.
+fn record_pid(mut file: &fs_err::File) -> std::io::Result<()> {
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    writeln!(file, "{}", std::process::id())?;
+    file.flush()
+}
+
+/// The pid a lock holder wrote into the file, or "unknown".
+fn recorded_pid(mut file: &fs_err::File) -> String {
+    let mut text = String::new();
+    if file.seek(SeekFrom::Start(0)).is_err() || file.take(64).read_to_string(&mut text).is_err() {
+        return "unknown".to_owned();
+    }
+    match text.trim().parse::<u32>() {
+        Ok(pid) => pid.to_string(),
+        Err(_) => "unknown".to_owned(),
+    }
 }
 
 /// Starts the daemon detached from our terminal's process group (so Ctrl-C
@@ -216,4 +279,45 @@ fn stderr_tail(path: &Path, start: u64) -> String {
         return format!("it printed nothing; see {}", path.display());
     }
     lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stuck_spawn_lock_holder_is_named_within_the_deadline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("spawn.lock");
+        // Another holder: a separate open file description holds the flock
+        // and has recorded its pid, as take_spawn_lock does.
+        let holder = take_spawn_lock(&path, Duration::from_secs(1)).expect("first lock");
+        fs_err::write(&path, "4242\n").expect("record a pid");
+        let deadline = Duration::from_millis(300);
+        let started = Instant::now();
+        let error = take_spawn_lock(&path, deadline).expect_err("lock is held");
+        let waited = started.elapsed();
+        assert!(waited >= deadline, "gave up early: {waited:?}");
+        assert!(
+            waited < deadline + Duration::from_secs(2),
+            "took {waited:?}"
+        );
+        let StartError::SpawnLockTimeout {
+            path: named, pid, ..
+        } = &error
+        else {
+            panic!("wrong error: {error}");
+        };
+        assert_eq!((named, pid.as_str()), (&path, "4242"));
+        let message = error.to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("pid 4242"), "{message}");
+        // Once the holder lets go, the lock is ours and records our pid.
+        drop(holder);
+        let _lock = take_spawn_lock(&path, deadline).expect("free lock");
+        assert_eq!(
+            fs_err::read_to_string(&path).expect("read").trim(),
+            std::process::id().to_string()
+        );
+    }
 }

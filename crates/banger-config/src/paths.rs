@@ -38,6 +38,21 @@ pub enum PathsError {
         #[source]
         source: std::io::Error,
     },
+    /// A Unix socket banger would create under the runtime dir does not fit
+    /// in `sockaddr_un.sun_path`.
+    #[error(
+        "socket path {path} is {len} bytes; Unix socket paths allow at most {limit}: set BANGER_RUNTIME_DIR (or XDG_RUNTIME_DIR) to a shorter directory{hint}"
+    )]
+    SocketPathTooLong {
+        /// The socket path.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+        /// [`MAX_SOCKET_PATH`].
+        limit: usize,
+        /// Extra advice (for a VM's socket: the longest name that fits).
+        hint: String,
+    },
     /// A private directory exists but is not owned by us or is reachable by others.
     #[error("directory {path} is {problem}; remove it or fix its ownership and mode (chmod 700)")]
     Insecure {
@@ -47,6 +62,15 @@ pub enum PathsError {
         problem: String,
     },
 }
+
+/// Longest Unix socket path: `sockaddr_un.sun_path` is 108 bytes including
+/// the terminating NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// The longest socket file name any VMM backend creates in a VM's runtime
+/// dir `<runtime dir>/vms/<name>/` (QEMU's vhost-user vsock socket; the
+/// others are `qmp.sock`, `vsock.sock`, `firecracker.sock`).
+pub const LONGEST_VM_SOCKET: &str = "vhost-vsock.sock";
 
 /// All directories and well-known files banger uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +216,40 @@ impl Paths {
         self.state_dir.join("banger.db")
     }
 
+    /// Checks that the daemon's API socket fits in a Unix socket address.
+    /// Both the daemon (before it binds) and the client (before it
+    /// connects or starts a daemon) call this, so an over-long runtime dir
+    /// is refused with the fix instead of an `ENAMETOOLONG` or a hang.
+    pub fn check_socket_path(&self) -> Result<(), PathsError> {
+        check_socket_len(self.socket(), String::new())
+    }
+
+    /// The longest VM name whose sockets (`<runtime dir>/vms/<name>/`
+    /// [`LONGEST_VM_SOCKET`]) fit in a Unix socket address; 0 when none do.
+    pub fn max_vm_name_for_sockets(&self) -> usize {
+        // <runtime>/vms/ + name + / + LONGEST_VM_SOCKET
+        let fixed = self.runtime_dir.join("vms").as_os_str().len() + 2 + LONGEST_VM_SOCKET.len();
+        MAX_SOCKET_PATH.saturating_sub(fixed)
+    }
+
+    /// Checks that every socket a VM named `name` gets (the longest is
+    /// `<runtime dir>/vms/<name>/`[`LONGEST_VM_SOCKET`]) fits in a Unix
+    /// socket address; the error names the longest name that would fit.
+    pub fn check_vm_socket_paths(&self, name: &str) -> Result<(), PathsError> {
+        let path = self
+            .runtime_dir
+            .join("vms")
+            .join(name)
+            .join(LONGEST_VM_SOCKET);
+        let max = self.max_vm_name_for_sockets();
+        let hint = if max == 0 {
+            String::new()
+        } else {
+            format!(", or use a VM name of at most {max} characters")
+        };
+        check_socket_len(path, hint)
+    }
+
     /// Creates the runtime dir with mode 0700 and checks it is private to us.
     /// The daemon calls this before binding its socket.
     pub fn prepare_runtime_dir(&self) -> Result<(), PathsError> {
@@ -202,6 +260,19 @@ impl Paths {
     pub fn prepare_state_dir(&self) -> Result<(), PathsError> {
         ensure_private_dir(&self.state_dir)
     }
+}
+
+fn check_socket_len(path: PathBuf, hint: String) -> Result<(), PathsError> {
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(PathsError::SocketPathTooLong {
+            path,
+            len,
+            limit: MAX_SOCKET_PATH,
+            hint,
+        });
+    }
+    Ok(())
 }
 
 /// `/run/user/<uid>` when it is a directory we own, else the temp dir with a
@@ -325,6 +396,78 @@ mod tests {
             paths.runtime_dir.display()
         );
         assert!(paths.runtime_dir.is_absolute());
+    }
+
+    #[test]
+    fn socket_paths_longer_than_sun_path_are_refused_with_the_fix() {
+        let short = lookup(&[("HOME", "/home/u"), ("BANGER_RUNTIME_DIR", "/run/b")]);
+        let paths = Paths::from_lookup(&short).expect("paths");
+        paths.check_socket_path().expect("short socket fits");
+        paths
+            .check_vm_socket_paths(&"v".repeat(63))
+            .expect("63-char VM name fits");
+
+        // The API socket: 107 bytes fit, 108 do not.
+        let fits = format!(
+            "/{}",
+            "r".repeat(MAX_SOCKET_PATH - "/bangerd.sock".len() - 1)
+        );
+        let paths = Paths::from_lookup(&lookup(&[
+            ("HOME", "/home/u"),
+            ("BANGER_RUNTIME_DIR", fits.as_str()),
+        ]))
+        .expect("paths");
+        assert_eq!(paths.socket().as_os_str().len(), MAX_SOCKET_PATH);
+        paths.check_socket_path().expect("107 bytes fit");
+        let long = format!("{fits}x");
+        let paths = Paths::from_lookup(&lookup(&[
+            ("HOME", "/home/u"),
+            ("BANGER_RUNTIME_DIR", long.as_str()),
+        ]))
+        .expect("paths");
+        let error = paths.check_socket_path().expect_err("108 bytes refused");
+        let PathsError::SocketPathTooLong {
+            path, len, limit, ..
+        } = &error
+        else {
+            panic!("wrong error: {error}");
+        };
+        assert_eq!((path, *len, *limit), (&paths.socket(), 108, 107));
+        let message = error.to_string();
+        assert!(message.contains(&long), "{message}");
+        assert!(message.contains("108 bytes"), "{message}");
+        assert!(message.contains("at most 107"), "{message}");
+        assert!(message.contains("BANGER_RUNTIME_DIR"), "{message}");
+
+        // A VM's sockets: a runtime dir that fits the API socket can still be
+        // too long for a long VM name; the error names the name that fits.
+        let env = lookup(&[
+            ("HOME", "/home/u"),
+            ("BANGER_RUNTIME_DIR", "/tmp/banger-100000/banger"),
+        ]);
+        let paths = Paths::from_lookup(&env).expect("paths");
+        paths.check_socket_path().expect("API socket fits");
+        let max = paths.max_vm_name_for_sockets();
+        assert_eq!(
+            max,
+            107 - "/tmp/banger-100000/banger/vms//vhost-vsock.sock".len()
+        );
+        paths
+            .check_vm_socket_paths(&"v".repeat(max))
+            .expect("the longest name that fits");
+        let error = paths
+            .check_vm_socket_paths(&"v".repeat(63))
+            .expect_err("63 chars refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("/tmp/banger-100000/banger/vms/vvv"),
+            "{message}"
+        );
+        assert!(message.contains("vhost-vsock.sock"), "{message}");
+        assert!(
+            message.contains(&format!("a VM name of at most {max} characters")),
+            "{message}"
+        );
     }
 
     #[test]

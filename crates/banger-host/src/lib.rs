@@ -7,7 +7,8 @@
 //! into a backend with a reason, and [`doctor`] assembles all of it into the
 //! pass/warn/fail report of `banger doctor`. [`ssh`] holds the SSH pieces:
 //! the user key, per-VM host keys, banger's known_hosts, the `ssh` command
-//! line and waiting for a guest's sshd.
+//! line and waiting for a guest's sshd. [`text`] escapes outside names
+//! (file names, guest strings) for one-line terminal display.
 
 pub mod disk;
 pub mod doctor;
@@ -17,5 +18,6 @@ pub mod kvm;
 pub mod net;
 pub mod privileged;
 pub mod ssh;
+pub mod text;
 pub mod tools;
 pub mod vmm_choice;

@@ -231,6 +231,17 @@ impl Plan {
         files
     }
 
+    /// [`Plan::files`] as lines for a terminal: each path through
+    /// [`banger_host::text::escape_for_terminal`], so a file name holding a
+    /// newline or an escape sequence shows as one escaped line and cannot
+    /// forge entries or drive the terminal.
+    pub fn listing(&self) -> Vec<String> {
+        self.files()
+            .iter()
+            .map(|file| banger_host::text::escape_for_terminal(&file.to_string_lossy()))
+            .collect()
+    }
+
     /// Whether the copy has a mise/asdf tool file at its top level
     /// (see [`TOOL_FILES`]).
     pub fn has_tool_files(&self) -> bool {

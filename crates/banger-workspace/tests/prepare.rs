@@ -172,6 +172,26 @@ fn dry_run_lists_exactly_what_is_sent() {
     assert!(!plain.contains(&PathBuf::from("new.txt")));
 }
 
+#[test]
+fn dry_run_listing_escapes_newlines_and_escape_sequences_in_file_names() {
+    let world = World::new();
+    let hostile = "a\nb\u{1b}[31m";
+    write(&world.repo.join(hostile), "hostile name\n");
+    git(&world.repo, &["add", "-A"]);
+    git(&world.repo, &["commit", "-q", "-m", "hostile name"]);
+    let plan = plan(&world.repo, &options()).expect("plan");
+    assert!(plan.files().contains(&PathBuf::from(hostile)));
+    let listing = plan.listing();
+    assert!(
+        listing.contains(&"a\\nb\\u{1b}[31m".to_owned()),
+        "{listing:?}"
+    );
+    for line in &listing {
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+    }
+    assert_eq!(listing.len(), plan.files().len());
+}
+
 fn options_with(f: impl FnOnce(&mut PrepareOptions)) -> PrepareOptions {
     let mut options = options();
     f(&mut options);

@@ -61,16 +61,6 @@ pub enum ListenError {
         /// The socket.
         socket: PathBuf,
     },
-    /// The socket path does not fit in `sockaddr_un`.
-    #[error(
-        "socket path {socket} is {len} bytes; Unix sockets allow at most 107: set BANGER_RUNTIME_DIR to a shorter directory"
-    )]
-    PathTooLong {
-        /// The socket.
-        socket: PathBuf,
-        /// Its length in bytes.
-        len: usize,
-    },
     /// Removing a stale socket or binding failed.
     #[error("cannot bind socket {socket}")]
     Bind {
@@ -280,11 +270,8 @@ impl BoundSocket {
     /// Binds `paths.socket()` with mode 0600, replacing a stale socket file.
     /// Requires the [`InstanceLock`] to be held.
     pub fn bind(paths: &Paths, _lock: &InstanceLock) -> Result<Self, ListenError> {
+        paths.check_socket_path()?;
         let socket = paths.socket();
-        let len = socket.as_os_str().len();
-        if len > 107 {
-            return Err(ListenError::PathTooLong { socket, len });
-        }
         let bind_error = |source| ListenError::Bind {
             socket: socket.clone(),
             source,

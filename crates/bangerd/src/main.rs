@@ -85,6 +85,9 @@ fn run() -> anyhow::Result<()> {
     // Everything the daemon creates (database, logs, keys) is owner-only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let paths = Paths::from_env()?;
+    // A runtime dir too long for the API socket is refused with the fix
+    // before anything is created.
+    paths.check_socket_path()?;
     let loaded = LoadedConfig::load(&paths)?;
     paths.prepare_state_dir()?;
     let lock = InstanceLock::acquire(&paths)?;
@@ -105,6 +108,14 @@ fn run() -> anyhow::Result<()> {
         database = %store.path().display(),
         "bangerd started"
     );
+    let max_vm_name = paths.max_vm_name_for_sockets();
+    if max_vm_name < banger_api::names::MAX_NAME_LEN {
+        tracing::warn!(
+            runtime_dir = %paths.runtime_dir.display(),
+            max_vm_name,
+            "the runtime dir is long: VM names over {max_vm_name} characters are refused (their sockets would not fit in a Unix socket address); set BANGER_RUNTIME_DIR to a shorter directory to allow longer names"
+        );
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

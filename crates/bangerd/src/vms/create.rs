@@ -27,6 +27,16 @@ pub async fn create(
 ) -> Result<VmInfo, VmError> {
     check_resources(state, resource_request(request))?;
     let requested_name = request.name.clone();
+    if let Some(name) = &requested_name {
+        // Its VMM sockets must fit in sun_path; refuse before making anything.
+        state
+            .paths()
+            .check_vm_socket_paths(name.as_str())
+            .map_err(|source| VmError::SocketPathTooLong {
+                name: name.clone(),
+                source,
+            })?;
+    }
     if !request.no_start {
         // Fail before making anything when this host cannot start VMs.
         let host = state.host();

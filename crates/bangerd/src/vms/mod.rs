@@ -105,6 +105,17 @@ pub enum VmError {
         /// The configured maximum (`max_disk_size`).
         max_bytes: u64,
     },
+    /// The VM's sockets under `<runtime dir>/vms/<name>/` would not fit in a
+    /// Unix socket address (the message names the path, its length, the
+    /// limit and the fix: a shorter runtime dir or name).
+    #[error("VM {name} cannot be created here: {source}")]
+    SocketPathTooLong {
+        /// The VM.
+        name: VmName,
+        /// The path, its length and the limit.
+        #[source]
+        source: banger_config::PathsError,
+    },
     /// The work disk would be smaller than the image's work seed.
     #[error(
         "--disk-size {disk_bytes} bytes is smaller than image {image}'s work seed ({seed_bytes} bytes); the work disk only grows"
@@ -302,6 +313,7 @@ impl VmError {
             | Self::MemoryTooSmall { .. }
             | Self::MemoryTooLarge { .. }
             | Self::DiskTooLarge { .. }
+            | Self::SocketPathTooLong { .. }
             | Self::DiskSmallerThanSeed { .. }
             | Self::DiskShrink { .. }
             | Self::DiskUnaligned { .. }

@@ -46,8 +46,9 @@ async fn prepare_command(paths: &Paths, args: WorkspacePrepareArgs) -> anyhow::R
                 .collect();
             output::json(&files)?;
         } else {
-            for file in &files {
-                output::line(&file.display().to_string())?;
+            // Escaped: a file name must not forge lines or drive the terminal.
+            for line in plan.listing() {
+                output::line(&line)?;
             }
         }
         eprintln!(
