@@ -232,6 +232,43 @@ pub struct VmCreateRequest {
     pub nat: bool,
 }
 
+/// Body of `POST /v1/vms/adopt`: re-register an orphaned VM directory
+/// (`<state dir>/vms/<name>` that no VM row owns) with its disks as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmAdoptRequest {
+    /// The directory: exactly `<state dir>/vms/<name>` for a valid VM name;
+    /// the VM gets that name.
+    pub dir: String,
+    /// Image to boot it with; `default_image_name` when absent (never built).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageName>,
+    /// Virtual CPUs (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u8>,
+    /// Memory in MiB (default 2048, minimum 256, at most the host's memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u32>,
+    /// Let the VM reach the outside world through NAT (default: bridge only).
+    #[serde(default)]
+    pub nat: bool,
+}
+
+/// A directory under `<state dir>/vms/` that no VM row owns, as
+/// `GET /v1/vms/orphans` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmOrphan {
+    /// The directory's name (a VM name when it can be adopted).
+    pub name: String,
+    /// The directory.
+    pub dir: String,
+    /// Total apparent size of the regular files directly in it, in bytes.
+    pub bytes: u64,
+    /// Whether `banger vm adopt` can take it: its name is a valid VM name.
+    pub adoptable: bool,
+}
+
 /// Body of `PATCH /v1/vms/{name}`: changes for a stopped VM.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

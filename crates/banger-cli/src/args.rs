@@ -73,6 +73,8 @@ pub enum VmCommand {
     Delete(VmDeleteArgs),
     /// Change a stopped VM's vCPUs, memory or disk size (the disk only grows).
     Set(VmSetArgs),
+    /// Re-register an orphaned VM directory (`<state dir>/vms/NAME` that no VM owns, as `banger doctor` lists them) as VM NAME, its disks as they are; the first start boots them.
+    Adopt(VmAdoptArgs),
     /// Delete every VM that is not running, after a confirmation.
     Prune(VmPruneArgs),
     /// Show a VM's serial console log.
@@ -215,6 +217,28 @@ pub struct VmDeleteArgs {
     /// VM names.
     #[arg(required = true)]
     pub names: Vec<VmName>,
+}
+
+/// Options of `banger vm adopt`.
+#[derive(Debug, Args)]
+pub struct VmAdoptArgs {
+    /// The orphaned directory: exactly `<state dir>/vms/NAME`; the VM is called NAME.
+    pub dir: std::path::PathBuf,
+    /// Image to boot it with (default: `default_image_name` from the config).
+    #[arg(long)]
+    pub image: Option<ImageName>,
+    /// Virtual CPUs.
+    #[arg(long)]
+    pub vcpu: Option<u8>,
+    /// Memory: MiB, or a size such as 4G.
+    #[arg(long, value_parser = parse_memory)]
+    pub memory: Option<u32>,
+    /// Let the VM reach the outside world through NAT (default: only the bridge).
+    #[arg(long)]
+    pub nat: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `banger vm set`.

@@ -2,8 +2,8 @@
 
 use banger_api::operation::Progress;
 use banger_api::vms::{
-    AgentStatus, VmCreateRequest, VmDeleted, VmInfo, VmKillRequest, VmPorts, VmSetRequest,
-    VmSignal, VmStats,
+    AgentStatus, VmAdoptRequest, VmCreateRequest, VmDeleted, VmInfo, VmKillRequest, VmOrphan,
+    VmPorts, VmSetRequest, VmSignal, VmStats,
 };
 use banger_api::{VmName, paths};
 use hyper::Method;
@@ -39,6 +39,17 @@ impl DaemonClient {
             on_progress,
         )
         .await
+    }
+
+    /// Re-registers an orphaned VM directory.
+    pub async fn adopt_vm(&self, request: &VmAdoptRequest) -> Result<VmInfo, ClientError> {
+        self.call(Method::POST, paths::VM_ADOPT, Some(request))
+            .await
+    }
+
+    /// Directories under `<state dir>/vms/` that no VM owns.
+    pub async fn vm_orphans(&self) -> Result<Vec<VmOrphan>, ClientError> {
+        self.call(Method::GET, paths::VM_ORPHANS, None::<&()>).await
     }
 
     /// Starts a VM and waits for SSH.

@@ -22,6 +22,8 @@
     reason = "a harness-less test binary reports its results on stdout"
 )]
 
+#[path = "lifecycle/adopt.rs"]
+mod adopt;
 #[path = "lifecycle/boot_files.rs"]
 mod boot_files;
 #[path = "lifecycle/forced.rs"]
@@ -108,6 +110,14 @@ fn main() -> ExitCode {
         (
             "delete_removes_only_the_directory_named_after_the_vm",
             orphans::delete_removes_only_the_directory_named_after_the_vm,
+        ),
+        (
+            "adopt_reregisters_an_orphan_that_starts_and_deletes",
+            adopt::adopt_reregisters_an_orphan_that_starts_and_deletes,
+        ),
+        (
+            "adopt_refuses_what_is_not_an_orphan_and_changes_nothing",
+            adopt::adopt_refuses_what_is_not_an_orphan_and_changes_nothing,
         ),
         (
             "create_with_a_fifo_for_rootfs_fails_at_once_and_leaves_nothing",

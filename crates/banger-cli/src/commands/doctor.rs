@@ -28,6 +28,7 @@ pub async fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     checks.extend(doctor::run(&paths, &config));
     checks.push(resolver_check(&config));
     checks.extend(agent_checks(&paths).await);
+    checks.extend(orphan_check(&paths).await);
     if args.json {
         output::json(&serde_json::json!({ "ok": !doctor::any_failed(&checks), "checks": checks }))?;
     } else {
@@ -97,6 +98,54 @@ async fn agent_checks(paths: &Paths) -> Vec<doctor::Check> {
         checks.push(check);
     }
     checks
+}
+
+/// Directories under `<state dir>/vms/` that no VM owns, as a running
+/// daemon lists them (doctor never starts one; without it there is no line,
+/// since only the daemon's database says which directories are owned).
+async fn orphan_check(paths: &Paths) -> Option<doctor::Check> {
+    let client = banger_client::DaemonClient::new(paths.socket());
+    let orphans = client.vm_orphans().await.ok()?;
+    if orphans.is_empty() {
+        return Some(doctor::Check {
+            name: "orphaned-vm-dirs",
+            status: Status::Pass,
+            detail: "every directory under the VMs directory belongs to a VM".to_owned(),
+            fix: None,
+        });
+    }
+    let listed: Vec<String> = orphans
+        .iter()
+        .map(|orphan| {
+            format!(
+                "{} ({})",
+                orphan.dir,
+                super::kernel::human_bytes(orphan.bytes)
+            )
+        })
+        .collect();
+    let fixes: Vec<String> = orphans
+        .iter()
+        .map(|orphan| {
+            if orphan.adoptable {
+                format!("`banger vm adopt {}`", orphan.dir)
+            } else {
+                format!("move {} away (not a valid VM name)", orphan.dir)
+            }
+        })
+        .collect();
+    Some(doctor::Check {
+        name: "orphaned-vm-dirs",
+        status: Status::Warn,
+        detail: format!(
+            "orphaned VM directories (no VM owns them; banger keeps them untouched): {}",
+            listed.join(", ")
+        ),
+        fix: Some(format!(
+            "re-register each with {}, or move it out of the VMs directory",
+            fixes.join(", ")
+        )),
+    })
 }
 
 /// Whether `<name>.vm` resolves for programs on the host.

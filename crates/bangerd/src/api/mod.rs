@@ -71,6 +71,8 @@ fn route_table() -> OpenApiRouter<AppState> {
         .routes(routes!(images::build))
         .routes(routes!(images::promote))
         .routes(routes!(vms::list, vms::create))
+        .routes(routes!(vms::adopt))
+        .routes(routes!(vms::orphans))
         .routes(routes!(vms::show, vms::set, vms::delete))
         .routes(routes!(vms::start))
         .routes(routes!(vms::stop))

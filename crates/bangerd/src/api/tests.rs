@@ -589,3 +589,67 @@ fn openapi_document_matches_the_checked_in_file() {
         "docs/api/openapi.json is out of date; run `cargo run -p bangerd -- openapi > docs/api/openapi.json`"
     );
 }
+
+#[tokio::test]
+async fn orphans_lists_vm_directories_no_vm_owns() {
+    let harness = harness();
+    let vms_dir = harness._temp.path().join("state/vms");
+    let (status, body) = send(
+        &harness,
+        request("GET", "/v1/vms/orphans", Some(OWNER), Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, serde_json::json!([]), "no VMs directory: no orphans");
+    fs_err::create_dir_all(vms_dir.join("lost-vm")).expect("orphan dir");
+    fs_err::write(vms_dir.join("lost-vm/work.ext4"), b"12345").expect("disk");
+    fs_err::create_dir_all(vms_dir.join("Not_A_Name")).expect("odd dir");
+    fs_err::write(vms_dir.join("stray-file"), b"x").expect("file");
+    let (status, body) = send(
+        &harness,
+        request("GET", "/v1/vms/orphans", Some(OWNER), Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!([
+            {
+                "name": "Not_A_Name",
+                "dir": vms_dir.join("Not_A_Name").display().to_string(),
+                "bytes": 0,
+                "adoptable": false,
+            },
+            {
+                "name": "lost-vm",
+                "dir": vms_dir.join("lost-vm").display().to_string(),
+                "bytes": 5,
+                "adoptable": true,
+            },
+        ])
+    );
+    let (status, body) = send(
+        &harness,
+        request(
+            "POST",
+            "/v1/vms/adopt",
+            Some(OWNER),
+            json_body(&serde_json::json!({"dir": "/etc", "surprise": 1})),
+        ),
+    )
+    .await;
+    assert!(status.is_client_error(), "{status}: {body}");
+    assert_eq!(body["code"], "bad_request", "{body}");
+    let (status, body) = send(
+        &harness,
+        request(
+            "POST",
+            "/v1/vms/adopt",
+            Some(OWNER),
+            json_body(&serde_json::json!({"dir": "/etc/passwd"})),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(message_of(&body).contains("not a VM directory"), "{body}");
+}

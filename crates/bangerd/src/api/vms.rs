@@ -1,5 +1,6 @@
 //! The `/v1/vms` resource: list, show, create, start, stop, restart, kill,
-//! set, delete and the serial console.
+//! set, delete, the serial console, and orphaned VM directories (list,
+//! adopt).
 
 use axum::Json;
 use axum::body::Body;
@@ -7,7 +8,9 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use banger_api::operation::OperationEvent;
-use banger_api::vms::{VmCreateRequest, VmDeleted, VmInfo, VmKillRequest, VmSetRequest};
+use banger_api::vms::{
+    VmAdoptRequest, VmCreateRequest, VmDeleted, VmInfo, VmKillRequest, VmOrphan, VmSetRequest,
+};
 use banger_api::{ApiError, VmName};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -58,6 +61,30 @@ pub async fn create(
             .await
             .map_err(ApiFailure::from)
     }))
+}
+
+/// Re-registers an orphaned VM directory (`<state dir>/vms/<name>` that no
+/// VM owns) as VM `<name>` in state `created`, its disks as they are.
+#[utoipa::path(post, path = "/v1/vms/adopt", tag = "vms", request_body = VmAdoptRequest,
+    responses((status = 200, description = "The adopted VM", body = VmInfo),
+        (status = 400, description = "Not a VM directory of banger, or a file in it is unusable", body = ApiError),
+        (status = 404, description = "No such directory or image", body = ApiError),
+        (status = 409, description = "A VM already owns the directory", body = ApiError)))]
+pub async fn adopt(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<VmAdoptRequest>,
+) -> Result<Json<VmInfo>, ApiFailure> {
+    vms::adopt(&state, &request)
+        .await
+        .map(Json)
+        .map_err(ApiFailure::from)
+}
+
+/// Lists directories under `<state dir>/vms/` that no VM owns.
+#[utoipa::path(get, path = "/v1/vms/orphans", tag = "vms",
+    responses((status = 200, description = "Orphaned VM directories", body = Vec<VmOrphan>)))]
+pub async fn orphans(State(state): State<AppState>) -> Result<Json<Vec<VmOrphan>>, ApiFailure> {
+    blocking(state, vms::orphans).await.map(Json)
 }
 
 /// Starts a VM and waits for SSH, streaming progress.

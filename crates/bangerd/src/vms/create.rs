@@ -99,13 +99,7 @@ pub async fn create(
             }
             None => generate_free_name(&store, &paths.state_dir)?,
         };
-        let existing = store.vms()?;
-        let used_ips: BTreeSet<Ipv4Addr> = existing.iter().map(|vm| vm.ip).collect();
-        let ip =
-            banger_host::net::addressing::allocate_ip(&config.cidr, config.bridge_ip, used_ips)
-                .map_err(VmError::AddressPoolExhausted)?;
-        let used_cids: BTreeSet<u32> = existing.iter().map(|vm| vm.vsock_cid).collect();
-        let vsock_cid = (3..).find(|cid| !used_cids.contains(cid)).unwrap_or(3);
+        let (ip, vsock_cid) = allocate_address(&store, config)?;
         let now = crate::store::unix_now();
         let mut row = VmRow {
             id: 0,
@@ -178,6 +172,21 @@ pub async fn create(
         }
         result => result,
     }
+}
+
+/// A guest address and vsock CID no VM row holds; the caller holds the
+/// store lock until the row that takes them is inserted.
+pub(super) fn allocate_address(
+    store: &crate::store::Store,
+    config: &banger_config::Config,
+) -> Result<(Ipv4Addr, u32), VmError> {
+    let existing = store.vms()?;
+    let used_ips: BTreeSet<Ipv4Addr> = existing.iter().map(|vm| vm.ip).collect();
+    let ip = banger_host::net::addressing::allocate_ip(&config.cidr, config.bridge_ip, used_ips)
+        .map_err(VmError::AddressPoolExhausted)?;
+    let used_cids: BTreeSet<u32> = existing.iter().map(|vm| vm.vsock_cid).collect();
+    let vsock_cid = (3..).find(|cid| !used_cids.contains(cid)).unwrap_or(3);
+    Ok((ip, vsock_cid))
 }
 
 /// The image to use: the requested one, else `default_image_name`; when no

@@ -1,5 +1,6 @@
-//! VM lifecycle: create, start, stop, kill, restart, set, delete, and the
-//! recovery of running VMs after a daemon restart.
+//! VM lifecycle: create, start, stop, kill, restart, set, delete, adopt
+//! (of an orphaned VM directory), and the recovery of running VMs after a
+//! daemon restart.
 //!
 //! Each VM is a row in the store plus `<state dir>/vms/<name>/` (overlay
 //! disk, work disk, host key, console log) and, while running, a TAP and
@@ -8,6 +9,7 @@
 //! operation on one VM holds that VM's lock, so two operations on the same
 //! VM never interleave while different VMs proceed in parallel.
 
+mod adopt;
 pub mod agent;
 mod boot;
 mod create;
@@ -26,6 +28,7 @@ use crate::state::AppState;
 use crate::store::{Store, StoreError, VmRow, VmmHandle};
 use banger_vmm::RunningVm;
 
+pub use adopt::{adopt, orphans};
 pub use boot::start;
 pub use create::create;
 pub use delete::delete;
@@ -149,7 +152,8 @@ pub enum VmError {
     /// A directory for the VM exists but no VM row owns it (say, the
     /// database was moved away): it holds someone's disks, so it is kept.
     #[error(
-        "VM directory {} exists but no VM in banger's database owns it; it is kept untouched: move it away (or pick another name) to create VM {name}",
+        "VM directory {} exists but no VM in banger's database owns it; it is kept untouched: re-register it with `banger vm adopt {}`, or move it away (or pick another name) to create VM {name}",
+        dir.display(),
         dir.display()
     )]
     OrphanDirectory {
@@ -157,6 +161,57 @@ pub enum VmError {
         name: VmName,
         /// The directory.
         dir: PathBuf,
+    },
+    /// `vm adopt` was given a path that is not `<state dir>/vms/<name>` for
+    /// a valid VM name; arbitrary paths are never adopted.
+    #[error(
+        "{} is not a VM directory of banger: only `{}/<name>` (a valid VM name) can be adopted; move the directory there first",
+        dir.display(),
+        vms_dir.display()
+    )]
+    AdoptOutsideState {
+        /// The path given.
+        dir: PathBuf,
+        /// `<state dir>/vms`.
+        vms_dir: PathBuf,
+    },
+    /// `vm adopt` was given a directory that does not exist (or is not a
+    /// directory: a symlink is refused too).
+    #[error("{} is not a directory ({kind}); nothing to adopt", dir.display())]
+    AdoptNoDirectory {
+        /// The path given.
+        dir: PathBuf,
+        /// What is there: `missing`, `symbolic link`, `regular file`, ...
+        kind: &'static str,
+    },
+    /// `vm adopt` was given a directory a VM row already owns.
+    #[error("VM {name} already owns {}; nothing to adopt (see `banger vm show {name}`)", dir.display())]
+    AdoptNotOrphan {
+        /// The VM.
+        name: VmName,
+        /// Its directory.
+        dir: PathBuf,
+    },
+    /// A file `vm adopt` needs in the directory is missing or not a regular
+    /// file of the right kind; nothing was changed.
+    #[error("cannot adopt {}: its {file} is not usable", dir.display())]
+    AdoptFileInvalid {
+        /// The directory.
+        dir: PathBuf,
+        /// `work disk`, `overlay disk`, `SSH host key`, `SSH host public key`.
+        file: &'static str,
+        /// What is wrong with which file.
+        #[source]
+        source: banger_host::disk::BootFileError,
+    },
+    /// The directory of VM directories cannot be listed.
+    #[error("cannot list {}", dir.display())]
+    ListOrphans {
+        /// `<state dir>/vms`.
+        dir: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
     },
     /// The requested image does not exist.
     #[error(
@@ -300,8 +355,11 @@ impl VmError {
     /// The API error code: what a client may branch on.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NotFound { .. } | Self::ImageNotFound { .. } => ErrorCode::NotFound,
+            Self::NotFound { .. } | Self::ImageNotFound { .. } | Self::AdoptNoDirectory { .. } => {
+                ErrorCode::NotFound
+            }
             Self::NameTaken { .. }
+            | Self::AdoptNotOrphan { .. }
             | Self::WrongState { .. }
             | Self::ImageGone { .. }
             | Self::OrphanDirectory { .. }
@@ -317,7 +375,9 @@ impl VmError {
             | Self::DiskSmallerThanSeed { .. }
             | Self::DiskShrink { .. }
             | Self::DiskUnaligned { .. }
-            | Self::KernelUnbootable { .. } => ErrorCode::BadRequest,
+            | Self::KernelUnbootable { .. }
+            | Self::AdoptOutsideState { .. }
+            | Self::AdoptFileInvalid { .. } => ErrorCode::BadRequest,
             Self::AddressPoolExhausted(_)
             | Self::HostUnavailable { .. }
             | Self::HostMemoryUnknown { .. } => ErrorCode::Unavailable,
@@ -326,9 +386,11 @@ impl VmError {
             // Not `unavailable`: nothing about the host is missing, and a retry
             // meets the same crash; like a VMM that fails to start, it is a
             // failure of the work, and the message carries the guest's words.
-            Self::Step { .. } | Self::Task { .. } | Self::Store(_) | Self::VmmExited { .. } => {
-                ErrorCode::Internal
-            }
+            Self::Step { .. }
+            | Self::Task { .. }
+            | Self::Store(_)
+            | Self::VmmExited { .. }
+            | Self::ListOrphans { .. } => ErrorCode::Internal,
         }
     }
 }

@@ -1,15 +1,16 @@
-//! `vm create|show|start|stop|restart|kill|delete|set|prune`.
+//! `vm create|show|start|stop|restart|kill|delete|set|adopt|prune`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use banger_api::VmName;
-use banger_api::vms::{VmCreateRequest, VmSetRequest, VmState};
+use banger_api::vms::{VmAdoptRequest, VmCreateRequest, VmSetRequest, VmState};
 use banger_config::Paths;
 
 use super::{details, for_each};
 use crate::args::{
-    VmCreateArgs, VmDeleteArgs, VmKillArgs, VmPruneArgs, VmResources, VmSetArgs, VmShowArgs,
+    VmAdoptArgs, VmCreateArgs, VmDeleteArgs, VmKillArgs, VmPruneArgs, VmResources, VmSetArgs,
+    VmShowArgs,
 };
 use crate::output;
 use crate::progress::Reporter;
@@ -47,6 +48,39 @@ pub async fn create(paths: &Paths, args: VmCreateArgs) -> anyhow::Result<ExitCod
         eprintln!(
             "VM {} is {} at {} (`banger vm ssh {}`)",
             vm.name, vm.state, vm.ip, vm.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `banger vm adopt DIR`: the directory is made absolute (against the
+/// current directory, without following links); the daemon checks it is
+/// exactly `<state dir>/vms/NAME`.
+pub async fn adopt(paths: &Paths, args: VmAdoptArgs) -> anyhow::Result<ExitCode> {
+    let dir = std::path::absolute(&args.dir)?;
+    let request = VmAdoptRequest {
+        dir: dir.to_string_lossy().into_owned(),
+        image: args.image,
+        vcpus: args.vcpu,
+        memory_mib: args.memory,
+        nat: args.nat,
+    };
+    let vm = super::super::connect(paths)
+        .await?
+        .adopt_vm(&request)
+        .await?;
+    if args.json {
+        output::json(&vm)?;
+    } else {
+        output::line(vm.name.as_str())?;
+        eprintln!(
+            "adopted {} as VM {} ({}, {} on {}); `banger vm start {}` boots its disks",
+            output::sanitize(&vm.dir),
+            vm.name,
+            vm.state,
+            vm.ip,
+            super::image(&vm),
+            vm.name
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -235,4 +269,29 @@ pub async fn prune(paths: &Paths, args: VmPruneArgs) -> anyhow::Result<ExitCode>
         Ok(format!("deleted {name}"))
     })
     .await
+}
+
+#[cfg(test)]
+mod adopt_tests {
+    use clap::Parser;
+
+    use crate::args::{Cli, Command, VmCommand};
+
+    #[test]
+    fn vm_adopt_parses_its_options_and_help() {
+        let cli = Cli::try_parse_from([
+            "banger", "vm", "adopt", "/s/vms/x", "--image", "img", "--vcpu", "2", "--memory", "1G",
+        ])
+        .expect("parse");
+        let Command::Vm(VmCommand::Adopt(args)) = cli.command else {
+            panic!("not vm adopt");
+        };
+        assert_eq!(args.dir, std::path::PathBuf::from("/s/vms/x"));
+        assert_eq!(args.vcpu, Some(2));
+        assert_eq!(args.memory, Some(1024));
+        let help =
+            Cli::try_parse_from(["banger", "vm", "adopt", "--help"]).expect_err("help exits early");
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(help.to_string().contains("orphaned VM directory"), "{help}");
+    }
 }

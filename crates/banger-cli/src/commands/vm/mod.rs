@@ -42,6 +42,7 @@ pub async fn run(command: VmCommand) -> anyhow::Result<ExitCode> {
         VmCommand::Kill(args) => lifecycle::kill(&paths, args).await,
         VmCommand::Delete(args) => lifecycle::delete(&paths, args).await,
         VmCommand::Set(args) => lifecycle::set(&paths, args).await,
+        VmCommand::Adopt(args) => lifecycle::adopt(&paths, args).await,
         VmCommand::Prune(args) => lifecycle::prune(&paths, args).await,
         VmCommand::Logs(args) => logs::logs(&paths, args).await,
         VmCommand::Ssh(args) => ssh::ssh(&paths, args).await,
