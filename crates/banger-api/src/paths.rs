@@ -41,10 +41,11 @@ pub fn image_promote(name: &str) -> String {
 /// `GET`: VMs; `POST` (NDJSON progress): create one.
 pub const VMS: &str = "/v1/vms";
 
-/// `POST`: re-register an orphaned VM directory.
-pub const VM_ADOPT: &str = "/v1/vms/adopt";
+/// `POST`: re-register an orphaned VM directory. Orphans live outside
+/// `/v1/vms/` so that no fixed segment there can shadow a VM's name.
+pub const VM_ADOPT: &str = "/v1/orphans/adopt";
 /// `GET`: directories under `<state dir>/vms/` that no VM owns.
-pub const VM_ORPHANS: &str = "/v1/vms/orphans";
+pub const VM_ORPHANS: &str = "/v1/orphans";
 
 /// `GET`/`PATCH`/`DELETE`: one VM.
 pub fn vm(name: &str) -> String {

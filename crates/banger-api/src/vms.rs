@@ -232,7 +232,7 @@ pub struct VmCreateRequest {
     pub nat: bool,
 }
 
-/// Body of `POST /v1/vms/adopt`: re-register an orphaned VM directory
+/// Body of `POST /v1/orphans/adopt`: re-register an orphaned VM directory
 /// (`<state dir>/vms/<name>` that no VM row owns) with its disks as they are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -255,7 +255,7 @@ pub struct VmAdoptRequest {
 }
 
 /// A directory under `<state dir>/vms/` that no VM row owns, as
-/// `GET /v1/vms/orphans` lists it.
+/// `GET /v1/orphans` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmOrphan {

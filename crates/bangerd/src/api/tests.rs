@@ -574,6 +574,23 @@ async fn stats_of_an_unknown_vm_is_a_404_json() {
     }
 }
 
+#[tokio::test]
+async fn no_fixed_route_shadows_a_vm_name() {
+    // Every valid VM name, "adopt" and "orphans" included, reaches the VM's
+    // own routes: an unknown one is that VM's 404, not another route.
+    let harness = harness();
+    for name in ["adopt", "orphans", "catalog"] {
+        let path = banger_api::paths::vm(name);
+        let (status, error) =
+            send(&harness, request("GET", &path, Some(OWNER), Body::empty())).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {error}");
+        assert!(
+            message_of(&error).contains(&format!("VM {name} does not exist")),
+            "{path}: {error}"
+        );
+    }
+}
+
 /// The checked-in document must equal the generated one. Regenerate with
 /// `cargo run -p bangerd -- openapi > docs/api/openapi.json`.
 #[test]
@@ -596,7 +613,7 @@ async fn orphans_lists_vm_directories_no_vm_owns() {
     let vms_dir = harness._temp.path().join("state/vms");
     let (status, body) = send(
         &harness,
-        request("GET", "/v1/vms/orphans", Some(OWNER), Body::empty()),
+        request("GET", "/v1/orphans", Some(OWNER), Body::empty()),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -607,7 +624,7 @@ async fn orphans_lists_vm_directories_no_vm_owns() {
     fs_err::write(vms_dir.join("stray-file"), b"x").expect("file");
     let (status, body) = send(
         &harness,
-        request("GET", "/v1/vms/orphans", Some(OWNER), Body::empty()),
+        request("GET", "/v1/orphans", Some(OWNER), Body::empty()),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -632,7 +649,7 @@ async fn orphans_lists_vm_directories_no_vm_owns() {
         &harness,
         request(
             "POST",
-            "/v1/vms/adopt",
+            "/v1/orphans/adopt",
             Some(OWNER),
             json_body(&serde_json::json!({"dir": "/etc", "surprise": 1})),
         ),
@@ -644,7 +661,7 @@ async fn orphans_lists_vm_directories_no_vm_owns() {
         &harness,
         request(
             "POST",
-            "/v1/vms/adopt",
+            "/v1/orphans/adopt",
             Some(OWNER),
             json_body(&serde_json::json!({"dir": "/etc/passwd"})),
         ),

@@ -65,7 +65,7 @@ pub async fn create(
 
 /// Re-registers an orphaned VM directory (`<state dir>/vms/<name>` that no
 /// VM owns) as VM `<name>` in state `created`, its disks as they are.
-#[utoipa::path(post, path = "/v1/vms/adopt", tag = "vms", request_body = VmAdoptRequest,
+#[utoipa::path(post, path = "/v1/orphans/adopt", tag = "vms", request_body = VmAdoptRequest,
     responses((status = 200, description = "The adopted VM", body = VmInfo),
         (status = 400, description = "Not a VM directory of banger, or a file in it is unusable", body = ApiError),
         (status = 404, description = "No such directory or image", body = ApiError),
@@ -81,7 +81,7 @@ pub async fn adopt(
 }
 
 /// Lists directories under `<state dir>/vms/` that no VM owns.
-#[utoipa::path(get, path = "/v1/vms/orphans", tag = "vms",
+#[utoipa::path(get, path = "/v1/orphans", tag = "vms",
     responses((status = 200, description = "Orphaned VM directories", body = Vec<VmOrphan>)))]
 pub async fn orphans(State(state): State<AppState>) -> Result<Json<Vec<VmOrphan>>, ApiFailure> {
     blocking(state, vms::orphans).await.map(Json)
