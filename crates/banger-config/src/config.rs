@@ -62,12 +62,12 @@ pub enum ConfigError {
     /// The path (after following symlinks) is not a regular file: a FIFO,
     /// a device, a directory or a socket.
     #[error(
-        "config file {path} is {kind}, not a regular file; make it a regular file (a symlink to one is fine) or remove it"
+        "config file {path} is a {kind}, not a regular file; make it a regular file (a symlink to one is fine) or remove it"
     )]
     NotRegularFile {
         /// The file.
         path: PathBuf,
-        /// What it is, such as "a FIFO" or "a character device".
+        /// What it is, such as "FIFO" or "character device".
         kind: &'static str,
     },
     /// The file is larger than [`MAX_CONFIG_FILE_BYTES`].
@@ -876,7 +876,6 @@ pub fn read_config_file(path: &Path) -> Result<Option<String>, ConfigError> {
     use std::io::Read as _;
 
     use fs_err::os::unix::fs::OpenOptionsExt as _;
-    use std::os::unix::fs::FileTypeExt as _;
 
     let read_error = |source| ConfigError::Read {
         path: path.to_owned(),
@@ -897,19 +896,7 @@ pub fn read_config_file(path: &Path) -> Result<Option<String>, ConfigError> {
     let metadata = file.metadata().map_err(read_error)?;
     let file_type = metadata.file_type();
     if !file_type.is_file() {
-        let kind = if file_type.is_fifo() {
-            "a FIFO"
-        } else if file_type.is_char_device() {
-            "a character device"
-        } else if file_type.is_block_device() {
-            "a block device"
-        } else if file_type.is_dir() {
-            "a directory"
-        } else if file_type.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
+        let kind = crate::paths::file_kind(&file_type);
         return Err(ConfigError::NotRegularFile {
             path: path.to_owned(),
             kind,

@@ -288,6 +288,29 @@ fn fallback_runtime_base() -> PathBuf {
     std::env::temp_dir().join(format!("banger-{uid}"))
 }
 
+/// What a file that is not a regular file is, for messages ("FIFO",
+/// "directory", ...); every place that refuses such a file names it alike.
+pub fn file_kind(file_type: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_file() {
+        "regular file"
+    } else if file_type.is_dir() {
+        "directory"
+    } else if file_type.is_symlink() {
+        "symbolic link"
+    } else if file_type.is_fifo() {
+        "FIFO"
+    } else if file_type.is_char_device() {
+        "character device"
+    } else if file_type.is_block_device() {
+        "block device"
+    } else if file_type.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    }
+}
+
 /// Creates `path` (and parents) with mode 0700, or verifies an existing one
 /// is a real directory owned by us and closed to others. Parents that
 /// already exist are left alone; new ones are created 0700 too.

@@ -223,3 +223,32 @@ impl AppState {
         self.inner.shutdown.send_replace(true);
     }
 }
+
+#[cfg(test)]
+impl AppState {
+    /// A daemon state for unit tests: its directories under `root`, the
+    /// default configuration, an in-memory store and a host that cannot run
+    /// VMs; with the receiving end of its shutdown signal.
+    pub(crate) fn for_tests(root: &std::path::Path) -> (Self, watch::Receiver<bool>) {
+        let paths = Paths {
+            config_dir: root.join("config"),
+            state_dir: root.join("state"),
+            cache_dir: root.join("cache"),
+            runtime_dir: root.join("run"),
+            home_dir: None,
+        };
+        let env = |name: &str| (name == "HOME").then(|| "/home/test".to_owned());
+        let config = banger_config::LoadedConfig::from_parts(&paths, None, &env)
+            .expect("default configuration")
+            .config;
+        let (sender, shutdown) = watch::channel(false);
+        let state = Self::new(
+            paths,
+            config,
+            Store::open_in_memory().expect("in-memory store"),
+            Host::unavailable("unit tests"),
+            sender,
+        );
+        (state, shutdown)
+    }
+}

@@ -300,7 +300,7 @@ fn fifo_config_file_is_refused_at_once() {
         .expect("loading a FIFO config returns at once");
     assert!(matches!(
         result,
-        Err(ConfigError::NotRegularFile { kind: "a FIFO", .. })
+        Err(ConfigError::NotRegularFile { kind: "FIFO", .. })
     ));
     insta::assert_snapshot!(file_load_error(&dir));
 }

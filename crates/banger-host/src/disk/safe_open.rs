@@ -11,7 +11,6 @@
 //! check done on that descriptor (ext4 superblock, kernel header).
 
 use std::io::{self, Read};
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use fs_err::os::unix::fs::OpenOptionsExt;
@@ -112,19 +111,7 @@ pub fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), BootFileEr
     })?;
     let file_type = metadata.file_type();
     if !file_type.is_file() {
-        let kind = if file_type.is_dir() {
-            "directory"
-        } else if file_type.is_char_device() {
-            "character device"
-        } else if file_type.is_block_device() {
-            "block device"
-        } else if file_type.is_fifo() {
-            "FIFO"
-        } else if file_type.is_socket() {
-            "socket"
-        } else {
-            "special file"
-        };
+        let kind = banger_config::paths::file_kind(&file_type);
         return Err(BootFileError::NotRegular {
             path: path.to_owned(),
             kind,

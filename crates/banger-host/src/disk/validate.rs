@@ -10,7 +10,6 @@
 use fs_err::os::unix::fs::OpenOptionsExt;
 use fs_err::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 /// Smallest plausible image: the superblock ends at 2048 bytes.
@@ -166,19 +165,7 @@ pub fn validate_ext4_file(path: &Path, file: &File) -> Result<Ext4Info, Validate
     let metadata = file.metadata().map_err(io("stat"))?;
     let file_type = metadata.file_type();
     if !file_type.is_file() {
-        let kind = if file_type.is_dir() {
-            "directory"
-        } else if file_type.is_char_device() {
-            "character device"
-        } else if file_type.is_block_device() {
-            "block device"
-        } else if file_type.is_fifo() {
-            "FIFO"
-        } else if file_type.is_socket() {
-            "socket"
-        } else {
-            "special file"
-        };
+        let kind = banger_config::paths::file_kind(&file_type);
         return Err(ValidateError::NotRegular {
             path: path.to_owned(),
             kind,

@@ -4,14 +4,12 @@ use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use banger_api::daemon::{DaemonStatus, IntegrityReport};
-use banger_config::{LoadedConfig, Paths};
 use http_body_util::BodyExt;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::*;
 use crate::api::peer::PeerCredentials;
-use crate::store::Store;
 
 const OWNER: u32 = 4242;
 
@@ -23,25 +21,7 @@ struct Harness {
 
 fn harness() -> Harness {
     let temp = tempfile::tempdir().expect("tempdir");
-    let paths = Paths {
-        config_dir: temp.path().join("config"),
-        state_dir: temp.path().join("state"),
-        cache_dir: temp.path().join("cache"),
-        runtime_dir: temp.path().join("run"),
-        home_dir: None,
-    };
-    let env = |name: &str| (name == "HOME").then(|| "/home/test".to_owned());
-    let config = LoadedConfig::from_parts(&paths, None, &env)
-        .expect("config")
-        .config;
-    let (sender, shutdown) = watch::channel(false);
-    let state = AppState::new(
-        paths,
-        config,
-        Store::open_in_memory().expect("store"),
-        crate::host::Host::unavailable("route tests"),
-        sender,
-    );
+    let (state, shutdown) = AppState::for_tests(temp.path());
     Harness {
         router: router(state, OwnerUid(OWNER)),
         shutdown,

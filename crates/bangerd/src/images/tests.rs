@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 
 use banger_api::vms::VmState;
 use banger_api::{ErrorCode, ImageName, KernelName, VmName};
-use banger_config::{LoadedConfig, Paths};
-use tokio::sync::watch;
 
 use super::*;
 use crate::store::{KernelRow, VmRow, VmmHandle};
@@ -21,25 +19,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let temp = tempfile::tempdir().expect("tempdir");
-    let paths = Paths {
-        config_dir: temp.path().join("config"),
-        state_dir: temp.path().join("state"),
-        cache_dir: temp.path().join("cache"),
-        runtime_dir: temp.path().join("run"),
-        home_dir: None,
-    };
-    let env = |name: &str| (name == "HOME").then(|| "/home/test".to_owned());
-    let config = LoadedConfig::from_parts(&paths, None, &env)
-        .expect("config")
-        .config;
-    let (sender, _) = watch::channel(false);
-    let state = AppState::new(
-        paths,
-        config,
-        Store::open_in_memory().expect("store"),
-        crate::host::Host::unavailable("image tests"),
-        sender,
-    );
+    let (state, _) = AppState::for_tests(temp.path());
     Fixture { state, temp }
 }
 

@@ -219,32 +219,12 @@ async fn record_missing_handle(state: &AppState, name: &banger_api::VmName) {
 mod tests {
     use banger_api::vms::VmState;
     use banger_api::{ImageName, VmName};
-    use banger_config::{LoadedConfig, Paths};
 
     use super::*;
-    use crate::host::Host;
-    use crate::store::{Store, VmRow, VmmHandle};
+    use crate::store::{VmRow, VmmHandle};
 
     fn state_with_store(temp: &std::path::Path) -> AppState {
-        let paths = Paths {
-            config_dir: temp.join("config"),
-            state_dir: temp.join("state"),
-            cache_dir: temp.join("cache"),
-            runtime_dir: temp.join("run"),
-            home_dir: None,
-        };
-        let env = |name: &str| (name == "HOME").then(|| "/home/test".to_owned());
-        let config = LoadedConfig::from_parts(&paths, None, &env)
-            .expect("config")
-            .config;
-        let (sender, _) = tokio::sync::watch::channel(false);
-        AppState::new(
-            paths,
-            config,
-            Store::open_in_memory().expect("store"),
-            Host::unavailable("monitor tests"),
-            sender,
-        )
+        AppState::for_tests(temp).0
     }
 
     fn running_vm_with_corrupt_record(state: &AppState) -> VmName {
