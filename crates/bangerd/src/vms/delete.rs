@@ -24,7 +24,12 @@ pub async fn delete(state: &AppState, name: &VmName, force: bool) -> Result<VmDe
             if let Ok(guard) = lock.try_lock() {
                 break guard;
             }
-            kill_vmm_unlocked(state, name)?;
+            match kill_vmm_unlocked(state, name) {
+                // The interrupted create may already have removed its row
+                // while still holding the lock: wait for the lock all the same.
+                Ok(_) | Err(VmError::NotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
             tokio::select! {
                 guard = lock.lock() => break guard,
                 () = tokio::time::sleep(FORCE_RETRY) => {}
