@@ -14,16 +14,12 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use banger_api::VmName;
-use banger_api::vms::{VmAdoptRequest, VmInfo, VmOrphan, VmState};
+use banger_api::vms::{VmAdoptRequest, VmInfo, VmOrphan};
 use banger_host::disk::{BootFileError, BootFileKind};
 
-use super::create::allocate_address;
-use super::{
-    DEFAULT_MEMORY_MIB, DEFAULT_VCPUS, ResourceRequest, VmError, check_resources, host_alias,
-    known_hosts, vm_dir,
-};
+use super::create::created_row;
+use super::{ResourceRequest, VmError, check_resources, host_alias, known_hosts, vm_dir};
 use crate::state::AppState;
-use crate::store::{VmRow, VmmHandle};
 
 /// Longest host public key line read (an ed25519 line is about 100 bytes).
 const MAX_PUBLIC_KEY_BYTES: u64 = 4096;
@@ -141,29 +137,19 @@ fn adopt_locked(
                 dir,
             });
         }
-        let (ip, vsock_cid) = allocate_address(&store, state.config())?;
-        let now = crate::store::unix_now();
-        let mut row = VmRow {
-            id: 0,
-            dir: dir.clone(),
-            name: name.clone(),
-            state: VmState::Created,
-            image_id: Some(image.id),
-            image_name: image.name.clone(),
-            vcpus: request.vcpus.unwrap_or(DEFAULT_VCPUS),
-            memory_mib: request.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
-            disk_bytes: work_meta.len(),
-            ip,
-            mac: banger_host::net::addressing::mac_for_ip(ip).to_string(),
-            vsock_cid,
-            tap: None,
-            backend: None,
-            vmm: VmmHandle::None,
-            last_error: None,
-            nat: request.nat,
-            created_at: now,
-            updated_at: now,
-        };
+        let mut row = created_row(
+            &store,
+            state.config(),
+            name.clone(),
+            dir.clone(),
+            &image,
+            ResourceRequest {
+                vcpus: request.vcpus,
+                memory_mib: request.memory_mib,
+                disk_bytes: Some(work_meta.len()),
+            },
+            request.nat,
+        )?;
         row.id = store.insert_vm(&row)?;
         row
     };

@@ -12,8 +12,8 @@ use banger_api::{ImageName, VmName};
 use banger_host::disk::BootFileKind;
 
 use super::{
-    DEFAULT_DISK_BYTES, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS, OVERLAY_BYTES, VmError, check_resources,
-    host_alias, known_hosts, resource_request, run_dir, vm_dir,
+    DEFAULT_DISK_BYTES, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS, OVERLAY_BYTES, ResourceRequest, VmError,
+    check_resources, host_alias, known_hosts, resource_request, run_dir, vm_dir,
 };
 use crate::progress::ProgressSink;
 use crate::state::AppState;
@@ -99,29 +99,20 @@ pub async fn create(
             }
             None => generate_free_name(&store, &paths.state_dir)?,
         };
-        let (ip, vsock_cid) = allocate_address(&store, config)?;
-        let now = crate::store::unix_now();
-        let mut row = VmRow {
-            id: 0,
-            dir: vm_dir(&paths.state_dir, &name),
+        let dir = vm_dir(&paths.state_dir, &name);
+        let mut row = created_row(
+            &store,
+            config,
             name,
-            state: VmState::Created,
-            image_id: Some(image.id),
-            image_name: image.name.clone(),
-            vcpus: request.vcpus.unwrap_or(DEFAULT_VCPUS),
-            memory_mib: request.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
-            disk_bytes,
-            ip,
-            mac: banger_host::net::addressing::mac_for_ip(ip).to_string(),
-            vsock_cid,
-            tap: None,
-            backend: None,
-            vmm: VmmHandle::None,
-            last_error: None,
-            nat: request.nat,
-            created_at: now,
-            updated_at: now,
-        };
+            dir,
+            &image,
+            ResourceRequest {
+                vcpus: request.vcpus,
+                memory_mib: request.memory_mib,
+                disk_bytes: Some(disk_bytes),
+            },
+            request.nat,
+        )?;
         row.id = store.insert_vm(&row)?;
         if let Err(error) = state.dns().records.set(row.name.as_str(), row.ip) {
             tracing::warn!(vm = %row.name, %error, "cannot add DNS record");
@@ -174,19 +165,46 @@ pub async fn create(
     }
 }
 
-/// A guest address and vsock CID no VM row holds; the caller holds the
-/// store lock until the row that takes them is inserted.
-pub(super) fn allocate_address(
+/// The row of a new VM in state `created`, with the lowest free address and
+/// vsock CID; shared by create and adopt. `resources.disk_bytes` is the
+/// work disk's size (0 when absent).
+pub(super) fn created_row(
     store: &crate::store::Store,
     config: &banger_config::Config,
-) -> Result<(Ipv4Addr, u32), VmError> {
+    name: VmName,
+    dir: std::path::PathBuf,
+    image: &ImageRow,
+    resources: ResourceRequest,
+    nat: bool,
+) -> Result<VmRow, VmError> {
     let existing = store.vms()?;
     let used_ips: BTreeSet<Ipv4Addr> = existing.iter().map(|vm| vm.ip).collect();
     let ip = banger_host::net::addressing::allocate_ip(&config.cidr, config.bridge_ip, used_ips)
         .map_err(VmError::AddressPoolExhausted)?;
     let used_cids: BTreeSet<u32> = existing.iter().map(|vm| vm.vsock_cid).collect();
     let vsock_cid = (3..).find(|cid| !used_cids.contains(cid)).unwrap_or(3);
-    Ok((ip, vsock_cid))
+    let now = crate::store::unix_now();
+    Ok(VmRow {
+        id: 0,
+        dir,
+        name,
+        state: VmState::Created,
+        image_id: Some(image.id),
+        image_name: image.name.clone(),
+        vcpus: resources.vcpus.unwrap_or(DEFAULT_VCPUS),
+        memory_mib: resources.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
+        disk_bytes: resources.disk_bytes.unwrap_or(0),
+        ip,
+        mac: banger_host::net::addressing::mac_for_ip(ip).to_string(),
+        vsock_cid,
+        tap: None,
+        backend: None,
+        vmm: VmmHandle::None,
+        last_error: None,
+        nat,
+        created_at: now,
+        updated_at: now,
+    })
 }
 
 /// The image to use: the requested one, else `default_image_name`; when no
