@@ -187,6 +187,53 @@ impl Ipv4Cidr {
     }
 }
 
+/// Why a CIDR string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not an IPv4 network like 172.30.0.0/24 (prefix 8..=30, host bits zero)")]
+pub struct CidrParseError {
+    /// The refused text.
+    pub text: String,
+}
+
+impl std::str::FromStr for Ipv4Cidr {
+    type Err = CidrParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let refuse = || CidrParseError {
+            text: text.to_owned(),
+        };
+        let (address, prefix) = text.trim().split_once('/').ok_or_else(refuse)?;
+        let network: Ipv4Addr = address.parse().map_err(|_| refuse())?;
+        let prefix: u8 = prefix.parse().map_err(|_| refuse())?;
+        if !(8..=30).contains(&prefix) {
+            return Err(refuse());
+        }
+        let mask = u32::MAX << (32 - u32::from(prefix));
+        if u32::from(network) & !mask != 0 {
+            return Err(refuse());
+        }
+        Ok(Self { network, prefix })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Ipv4Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Ipv4Cidr {
+    /// Whether every address of `inner` lies inside this network.
+    pub fn contains_network(&self, inner: &Ipv4Cidr) -> bool {
+        if inner.prefix < self.prefix {
+            return false;
+        }
+        let mask = u32::MAX << (32 - u32::from(self.prefix));
+        u32::from(inner.network) & mask == u32::from(self.network)
+    }
+}
+
 impl fmt::Display for Ipv4Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.network, self.prefix)
@@ -555,18 +602,7 @@ fn is_interface_name(text: &str) -> bool {
 }
 
 fn parse_cidr(raw: &Raw<'_>) -> Result<Ipv4Cidr, Mismatch> {
-    let text = raw.text()?.trim();
-    let (address, prefix) = text.split_once('/').ok_or_else(|| raw.mismatch())?;
-    let network: Ipv4Addr = address.parse().map_err(|_| raw.mismatch())?;
-    let prefix: u8 = prefix.parse().map_err(|_| raw.mismatch())?;
-    if !(8..=30).contains(&prefix) {
-        return Err(raw.mismatch());
-    }
-    let mask = u32::MAX << (32 - u32::from(prefix));
-    if u32::from(network) & !mask != 0 {
-        return Err(raw.mismatch());
-    }
-    Ok(Ipv4Cidr { network, prefix })
+    raw.text()?.parse().map_err(|_| raw.mismatch())
 }
 
 impl Config {

@@ -6,7 +6,9 @@
 //! The CLI and the daemon both use this crate so they always agree on paths.
 
 pub mod config;
+pub mod install;
 pub mod paths;
 
-pub use config::{Config, ConfigError, LoadedConfig, LogLevel, Source, VmmChoice};
+pub use config::{Config, ConfigError, Ipv4Cidr, LoadedConfig, LogLevel, Source, VmmChoice};
+pub use install::{InstallMetadata, InstallMetadataError};
 pub use paths::{Paths, PathsError};
