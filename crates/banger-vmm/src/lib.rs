@@ -23,7 +23,7 @@ pub mod vsock;
 
 pub use console::{CopierCommand, copier_main, run_console_copier};
 pub use firecracker::FirecrackerVmm;
-pub use process::{ExitInfo, ProcessIdentity, Signal};
+pub use process::{ExitInfo, ExitWatch, ProcessIdentity, Signal};
 pub use qemu::QemuVmm;
 pub use running::{Adoption, BackendKind, RunningVm, StopOutcome, VmmError};
 pub use spec::{Accel, DiskSpec, NetSpec, VmSpec};

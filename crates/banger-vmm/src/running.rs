@@ -16,7 +16,9 @@ use thiserror::Error;
 
 use crate::console::ConsoleError;
 use crate::firecracker::api::ApiError;
-use crate::process::{ExitInfo, ProcessError, ProcessIdentity, Signal, exit_status, wait_exit};
+use crate::process::{
+    ExitInfo, ExitWatch, ProcessError, ProcessIdentity, Signal, exit_status, wait_exit,
+};
 use crate::qemu::qmp::QmpError;
 use crate::spec::SpecError;
 
@@ -265,6 +267,14 @@ impl RunningVm {
     /// Waits up to `timeout` for the VMM to exit (e.g. guest powered off).
     pub async fn wait(&self, timeout: Duration) -> Option<ExitInfo> {
         wait_exit(&self.vmm, timeout).await
+    }
+
+    /// Pins the VMM (by pidfd; see [`ExitWatch`]) for waiting on its exit
+    /// with no timeout: `watch.exited().await` resolves the moment it exits,
+    /// with the real status when this process started it. A VMM whose pid
+    /// now belongs to another process counts as exited.
+    pub fn watch_exit(&self) -> ExitWatch {
+        ExitWatch::new(&self.vmm)
     }
 
     /// Sends `signal` to the VMM if it is still the recorded process.
