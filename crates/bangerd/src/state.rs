@@ -48,6 +48,22 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
+/// A handle on the daemon's state that does not keep it alive: background
+/// tasks that outlive a request (VMM exit watchers) hold this, so a daemon
+/// that is gone (dropped, as tests do to simulate a restart) is not acted
+/// for by its leftover tasks.
+#[derive(Clone)]
+pub struct WeakAppState {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakAppState {
+    /// The state, while the daemon that owns it still exists.
+    pub fn upgrade(&self) -> Option<AppState> {
+        self.inner.upgrade().map(|inner| AppState { inner })
+    }
+}
+
 struct Inner {
     paths: Paths,
     config: Config,
@@ -85,6 +101,13 @@ impl AppState {
                 started: Instant::now(),
                 shutdown,
             }),
+        }
+    }
+
+    /// A handle that does not keep the state alive (see [`WeakAppState`]).
+    pub fn downgrade(&self) -> WeakAppState {
+        WeakAppState {
+            inner: Arc::downgrade(&self.inner),
         }
     }
 

@@ -130,6 +130,11 @@ pub async fn start_locked(
         return fail(state, &mut vm, error).await;
     }
     tracing::info!(vm = %name, pid = running.vmm.pid, backend = ?running.backend, "VMM started");
+    // From now on its exit is noticed, whatever this call does next (it may
+    // end with the VM left running, e.g. when SSH does not answer). While
+    // this call holds the lock the watcher records nothing: the wait below
+    // sees the exit too and records it itself.
+    super::monitor::watch(state, name, &running);
 
     progress.stage(
         "ssh",
@@ -174,13 +179,11 @@ const CONSOLE_TAIL_LINES: usize = 20;
 /// How much of the end of each console file is read for them.
 const CONSOLE_TAIL_BYTES: u64 = 16 << 10;
 
-/// Resolves once the VMM has exited (reaping it: it is our child), with how.
+/// Resolves once the VMM has exited (awaiting its pidfd, not polling), with
+/// how: it is our child, so the status is real even when the watcher reaped
+/// it first.
 async fn vmm_exit(running: &RunningVm) -> ExitInfo {
-    loop {
-        if let Some(exit) = running.wait(Duration::from_secs(3600)).await {
-            return exit;
-        }
-    }
+    running.watch_exit().exited().await
 }
 
 /// Records a start whose VMM exited before SSH answered: helpers stopped,

@@ -1,24 +1,43 @@
 //! Keeping the records true: adoption of running VMs when the daemon starts,
-//! and a watcher that notices VMMs that exit on their own.
+//! and a watcher per running VM that notices its VMM's exit.
 //!
 //! Adoption trusts a recorded VMM only if its pid, start time and executable
 //! all match (so a reused pid is never mistaken for our VM). Files and TAPs
 //! banger owns but no VM claims are removed; a VM's own disks are never
 //! removed by reconciliation.
+//!
+//! A VMM's exit is noticed by waiting, not polling: [`watch`] pins the VMM
+//! with a pidfd (see [`banger_vmm::ExitWatch`]) as soon as it is recorded
+//! (by a start, right after the spawn, or by recovery when it adopts a
+//! running VM) and a task awaits the exit, which the kernel reports at once;
+//! the VMM is reaped then. The task takes the VM's lock and re-reads its row:
+//! only if the VM is still `running` on that same VMM (pid + start time +
+//! executable) is it recorded `stopped` with the exit status. Whatever ended
+//! the VMM on purpose (stop, kill, delete, restart, a start that failed)
+//! changed the row under the lock before letting go of it, so then the
+//! watcher records nothing; a start still waiting for SSH holds the lock and
+//! records the exit itself. Reaping is shared safely: the first waiter reaps,
+//! every waiter learns the same status.
+//!
+//! [`monitor_loop`] is only a backstop, every [`SWEEP`]: it puts a running VM
+//! without a usable VMM record in `error`, and records a VMM exit a watcher
+//! missed (none should: a missed one is logged as a warning). The promise
+//! that an exit is noticed within 2 seconds rests on the watchers, not on it.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use banger_api::VmName;
 use banger_api::vms::VmState;
 use banger_host::net::names::TapName;
-use banger_vmm::Adoption;
+use banger_vmm::{Adoption, ExitInfo, ProcessIdentity, RunningVm};
 
 use super::stop::finish_stopped;
-use super::{describe_exit, run_dir, set_state};
+use super::{describe_exit, set_state};
 use crate::state::AppState;
 
-/// How often the watcher looks at running VMs.
-const POLL: Duration = Duration::from_secs(1);
+/// How often the backstop sweep looks at running VMs (see the module doc).
+const SWEEP: Duration = Duration::from_secs(30);
 
 /// Adopts or retires every VM that was running when the daemon last
 /// stopped, then removes unclaimed TAPs and runtime directories, and fills
@@ -54,11 +73,15 @@ pub async fn recover(state: &AppState) {
                 if let Some(tap) = vm.tap.as_deref().and_then(TapName::parse) {
                     claimed.insert(tap);
                 }
-                if vm.state == VmState::Running {
+                let running = if vm.state == VmState::Running {
                     Ok(())
                 } else {
                     set_state(state, &mut vm, VmState::Running, None)
+                };
+                if let (Ok(()), Some(vmm)) = (&running, vm.vmm.recorded()) {
+                    watch(state, &vm.name, vmm);
                 }
+                running
             }
             Ok(Adoption::Gone) => {
                 tracing::info!(vm = %vm.name, "VM stopped while the daemon was away");
@@ -144,9 +167,72 @@ fn remove_unclaimed_run_dirs(state: &AppState) {
     }
 }
 
-/// Watches running VMs forever; a VM whose VMM exited is recorded as stopped.
+/// Starts the watcher of `running`, the VMM just recorded for VM `name`:
+/// pinned now, awaited in a task, recorded (see the module doc) when it
+/// exits. The task holds the daemon's state weakly: a daemon that is gone
+/// records nothing.
+pub(super) fn watch(state: &AppState, name: &VmName, running: &RunningVm) {
+    let mut exit = running.watch_exit();
+    let daemon = state.downgrade();
+    let name = name.clone();
+    let vmm = running.vmm.clone();
+    tokio::spawn(async move {
+        let exit = exit.exited().await;
+        tracing::debug!(vm = %name, pid = vmm.pid, exit = %describe_exit(Some(exit)), "VMM exit noticed");
+        let Some(state) = daemon.upgrade() else {
+            return;
+        };
+        // Deleted or given a new VMM meanwhile: nothing to record, and the
+        // lock (forgotten with a deleted VM) is not taken again.
+        if !records(&state, &name, &vmm) {
+            return;
+        }
+        let lock = state.vm_lock(&name);
+        let _guard = lock.lock().await;
+        record_exit_locked(&state, &name, &vmm, exit).await;
+    });
+}
+
+/// Whether VM `name` is running on VMM `vmm` according to its row.
+fn records(state: &AppState, name: &VmName, vmm: &ProcessIdentity) -> bool {
+    let Ok(Some(vm)) = state.store().vm(name) else {
+        return false;
+    };
+    vm.state == VmState::Running && vm.vmm.recorded().is_some_and(|running| running.vmm == *vmm)
+}
+
+/// Records VM `name` stopped because its VMM `vmm` exited, if its row still
+/// says it runs on that VMM. For callers holding the VM's lock.
+async fn record_exit_locked(
+    state: &AppState,
+    name: &VmName,
+    vmm: &ProcessIdentity,
+    exit: ExitInfo,
+) {
+    if !records(state, name, vmm) {
+        return;
+    }
+    let Ok(Some(mut vm)) = state.store().vm(name) else {
+        return;
+    };
+    let exit = describe_exit(Some(exit));
+    tracing::info!(vm = %name, pid = vmm.pid, exit = %exit, "VMM exited");
+    // Also removes the runtime dir (sockets, the initrd with the host key).
+    if let Err(error) = finish_stopped(
+        state,
+        &mut vm,
+        Some(format!("the VMM exited on its own ({exit})")),
+    )
+    .await
+    {
+        tracing::error!(vm = %name, error = %crate::error::error_chain(&error), "cannot record the stop");
+    }
+}
+
+/// The backstop sweep, forever (see the module doc): running VMs without a
+/// usable VMM record go to `error`; exits no watcher recorded are recorded.
 pub async fn monitor_loop(state: AppState) {
-    let mut interval = tokio::time::interval(POLL);
+    let mut interval = tokio::time::interval(SWEEP);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
@@ -160,33 +246,16 @@ pub async fn monitor_loop(state: AppState) {
                 continue;
             };
             // An operation in progress on this VM owns its state; look again
-            // later. Checked first: the status below reaps the VMM, and a
-            // start waiting for SSH must get its exit status, not "unknown".
+            // later.
             let lock = state.vm_lock(&vm.name);
             let Ok(_guard) = lock.try_lock() else {
                 continue;
             };
-            if running.vmm.is_alive_and_same() && running.status().is_none() {
-                continue;
-            }
-            let Ok(Some(mut current)) = state.store().vm(&vm.name) else {
+            let Some(exit) = running.status() else {
                 continue;
             };
-            if current.state != VmState::Running {
-                continue;
-            }
-            let exit = describe_exit(running.status());
-            tracing::info!(vm = %vm.name, exit = %exit, "VMM exited");
-            let _ = fs_err::remove_dir_all(run_dir(&state.paths().runtime_dir, &vm.name));
-            if let Err(error) = finish_stopped(
-                &state,
-                &mut current,
-                Some(format!("the VMM exited on its own ({exit})")),
-            )
-            .await
-            {
-                tracing::error!(vm = %vm.name, error = %crate::error::error_chain(&error), "cannot record the stop");
-            }
+            tracing::warn!(vm = %vm.name, pid = running.vmm.pid, "VMM exit found by the sweep, not by its watcher");
+            record_exit_locked(&state, &vm.name, &running.vmm, exit).await;
         }
     }
 }
