@@ -3,13 +3,12 @@
 //! [`VmRecords`] is the live name -> address table the daemon keeps up to
 //! date; [`DnsServer`] answers from it, authoritatively, on UDP and TCP of
 //! the addresses it is given (by default `127.0.0.1:42069`, plus the bridge
-//! address for guests once the bridge exists). [`resolved`] points
-//! systemd-resolved at the server for the `.vm` domain, or explains how to
-//! integrate by hand where resolved does not run. See `docs/dns.md`.
+//! address for guests once the bridge exists). Pointing systemd-resolved at
+//! the server for the `.vm` domain needs root, so it lives with the other
+//! privileged operations in `banger_host::net::resolved`. See `docs/dns.md`.
 
 mod answer;
 pub mod records;
-pub mod resolved;
 mod server;
 
 pub use answer::{RECORD_TTL, ZONE};

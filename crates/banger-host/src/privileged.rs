@@ -4,9 +4,10 @@
 //! the store) runs as the owner. The daemon holds an
 //! `Arc<dyn PrivilegedOps>` and never calls netlink or ioctls itself. There
 //! are two implementations: [`InProcessOps`] here, used when the daemon
-//! itself is root (CI, tests inside a private network namespace), and a
-//! client of the `bangerd-root` service (later) that forwards the same typed
-//! calls over a socket and lets that service do the argument checks again.
+//! itself is root (CI, tests inside a private network namespace), and
+//! [`crate::root_helper::RootHelperOps`], a client of the `bangerd-root`
+//! service that forwards the same typed calls over a socket and lets that
+//! service do the argument checks again (docs/privileges.md).
 //!
 //! Arguments are typed so invalid requests cannot be expressed: TAPs are
 //! [`TapName`]s (only `bgtap<N>`, made by banger), the bridge is a
@@ -20,9 +21,14 @@
 //! tables as a whole (see [`crate::net::firewall`]); its argument is built
 //! only from banger's names, addresses and port numbers and is validated
 //! again by the implementation.
+//!
+//! Routing the `.vm` domain through systemd-resolved
+//! ([`PrivilegedOps::route_vm_domain`]) is here too: changing a link's DNS
+//! settings needs root (or polkit's permission, which the owner need not
+//! have).
 
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
 
@@ -31,7 +37,9 @@ use rtnetlink::packet_route::link::InfoKind;
 use crate::net::firewall::{self, FirewallError, FirewallState, nft};
 use crate::net::link::{LinkError, Netlink};
 use crate::net::names::{BridgeName, NameError, TapName};
+use crate::net::resolved::{self, Integration, ResolvedError};
 use crate::net::tun::{self, TunError};
+use crate::root_helper::RootHelperError;
 
 /// The future every [`PrivilegedOps`] method returns (boxed so the trait
 /// stays usable as `dyn PrivilegedOps`).
@@ -102,6 +110,34 @@ pub enum PrivilegedError {
     /// A firewall state was refused or applying it failed.
     #[error(transparent)]
     Firewall(#[from] FirewallError),
+    /// Configuring systemd-resolved failed.
+    #[error(transparent)]
+    Resolved(#[from] ResolvedError),
+    /// A blocking task (running `resolvectl`) panicked or was cancelled.
+    #[error("the task running {operation} did not finish")]
+    Task {
+        /// What the task did.
+        operation: &'static str,
+    },
+    /// Talking to `bangerd-root` failed, or it refused or failed the request.
+    #[error(transparent)]
+    RootHelper(#[from] RootHelperError),
+}
+
+/// What [`PrivilegedOps::route_vm_domain`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum VmDomainRouting {
+    /// systemd-resolved now sends `.vm` questions to the server.
+    Routed {
+        /// Non-fatal problems (an old resolved, a loopback server).
+        warnings: Vec<String>,
+    },
+    /// systemd-resolved does not run here; nothing was changed.
+    NoResolved {
+        /// Why (for the log; `banger doctor` explains the manual setup).
+        reason: String,
+    },
 }
 
 /// Everything banger does as root. See the module documentation.
@@ -156,6 +192,16 @@ pub trait PrivilegedOps: Send + Sync {
     /// Deletes banger's nftables tables; missing is fine. Leaves IPv4
     /// forwarding as it is (see [`firewall::enable_ipv4_forwarding`]).
     fn remove_firewall(&self) -> OpFuture<'_, ()>;
+
+    /// Where systemd-resolved runs, routes the `~vm` domain of the whole
+    /// host to `server` through the bridge link (`resolvectl dns`, `domain
+    /// ~vm`, `default-route false`; see [`resolved::Resolvectl::configure_link`]).
+    /// Without resolved, changes nothing and says why.
+    fn route_vm_domain<'a>(
+        &'a self,
+        bridge: &'a BridgeName,
+        server: SocketAddr,
+    ) -> OpFuture<'a, VmDomainRouting>;
 }
 
 /// [`PrivilegedOps`] done directly by this (root) process over rtnetlink
@@ -339,6 +385,29 @@ impl InProcessOps {
         Ok(())
     }
 
+    async fn route_vm_domain_impl(
+        &self,
+        bridge: &BridgeName,
+        server: SocketAddr,
+    ) -> Result<VmDomainRouting, PrivilegedError> {
+        let link = bridge.as_str().to_owned();
+        // resolvectl is a synchronous child process; keep it off the
+        // runtime's worker threads.
+        tokio::task::spawn_blocking(move || match resolved::detect() {
+            Integration::Manual { reason } => Ok(VmDomainRouting::NoResolved { reason }),
+            Integration::Resolved { resolvectl, .. } => {
+                let config = resolved::Resolvectl::at(resolvectl).configure_link(&link, server)?;
+                Ok(VmDomainRouting::Routed {
+                    warnings: config.warnings,
+                })
+            }
+        })
+        .await
+        .map_err(|_| PrivilegedError::Task {
+            operation: "resolvectl",
+        })?
+    }
+
     async fn list_banger_taps_impl(&self) -> Result<Vec<TapName>, PrivilegedError> {
         let mut taps: Vec<TapName> = self
             .netlink
@@ -390,6 +459,14 @@ impl PrivilegedOps for InProcessOps {
 
     fn remove_firewall(&self) -> OpFuture<'_, ()> {
         Box::pin(self.remove_firewall_impl())
+    }
+
+    fn route_vm_domain<'a>(
+        &'a self,
+        bridge: &'a BridgeName,
+        server: SocketAddr,
+    ) -> OpFuture<'a, VmDomainRouting> {
+        Box::pin(self.route_vm_domain_impl(bridge, server))
     }
 }
 

@@ -3,8 +3,8 @@
 //!
 //! [`FakeNetwork`] keeps what the kernel would: bridges with their
 //! addresses, TAPs with their owner and bridge, the firewall state applied
-//! last (`None` after [`PrivilegedOps::remove_firewall`]) and the IPv4
-//! forwarding switch. It enforces the same rules as the in-process
+//! last (`None` after [`PrivilegedOps::remove_firewall`]), the IPv4
+//! forwarding switch and where `~vm` was routed (as if systemd-resolved ran). It enforces the same rules as the in-process
 //! implementation where a caller could get them wrong (a TAP needs its
 //! bridge, TAP names are unique, a firewall state must validate, the prefix
 //! is 8..=30, a bridge name held by a TAP is refused), records every call in
@@ -15,7 +15,7 @@
 //! a daemon restart: the host's devices outlive the daemon.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -23,7 +23,7 @@ use banger_host::net::firewall::{FirewallError, FirewallState};
 use banger_host::net::link::LinkError;
 use banger_host::net::names::{BridgeName, TapName};
 use banger_host::net::tun::TunError;
-use banger_host::privileged::{OpFuture, PrivilegedError, PrivilegedOps};
+use banger_host::privileged::{OpFuture, PrivilegedError, PrivilegedOps, VmDomainRouting};
 
 /// The kinds of [`PrivilegedOps`] calls, one per trait method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,6 +42,8 @@ pub enum CallKind {
     ApplyFirewall,
     /// [`PrivilegedOps::remove_firewall`].
     RemoveFirewall,
+    /// [`PrivilegedOps::route_vm_domain`].
+    RouteVmDomain,
 }
 
 /// One call as the fake received it, with its arguments.
@@ -84,6 +86,13 @@ pub enum Call {
     },
     /// `remove_firewall()`.
     RemoveFirewall,
+    /// `route_vm_domain(bridge, server)`.
+    RouteVmDomain {
+        /// The bridge link.
+        bridge: BridgeName,
+        /// banger's DNS server.
+        server: SocketAddr,
+    },
 }
 
 impl Call {
@@ -97,6 +106,7 @@ impl Call {
             Self::ListBangerTaps => CallKind::ListBangerTaps,
             Self::ApplyFirewall { .. } => CallKind::ApplyFirewall,
             Self::RemoveFirewall => CallKind::RemoveFirewall,
+            Self::RouteVmDomain { .. } => CallKind::RouteVmDomain,
         }
     }
 }
@@ -123,6 +133,7 @@ struct State {
     taps: BTreeMap<TapName, FakeTap>,
     firewall: Option<FirewallState>,
     ip_forward: bool,
+    vm_domain: Option<(BridgeName, SocketAddr)>,
     calls: Vec<Call>,
     fail_next: BTreeSet<CallKind>,
 }
@@ -186,6 +197,11 @@ impl FakeNetwork {
     /// guest). Like the real switch, it stays on once set.
     pub fn ip_forward(&self) -> bool {
         self.state().ip_forward
+    }
+
+    /// Where `~vm` was routed last: the bridge link and the DNS server.
+    pub fn vm_domain_route(&self) -> Option<(BridgeName, SocketAddr)> {
+        self.state().vm_domain.clone()
     }
 
     /// Records `call`; when a failure of its kind was requested, consumes
@@ -343,6 +359,31 @@ impl FakeNetwork {
         Ok(())
     }
 
+    fn route_vm_domain_now(
+        &self,
+        bridge: &BridgeName,
+        server: SocketAddr,
+    ) -> Result<VmDomainRouting, PrivilegedError> {
+        if self.record(Call::RouteVmDomain {
+            bridge: bridge.clone(),
+            server,
+        }) {
+            return Err(PrivilegedError::Task {
+                operation: "resolvectl (injected by FakeNetwork)",
+            });
+        }
+        let mut state = self.state();
+        if !state.bridges.contains_key(bridge.as_str()) {
+            return Err(PrivilegedError::NoBridge {
+                name: bridge.to_string(),
+            });
+        }
+        state.vm_domain = Some((bridge.clone(), server));
+        Ok(VmDomainRouting::Routed {
+            warnings: Vec::new(),
+        })
+    }
+
     fn remove_firewall_now(&self) -> Result<(), PrivilegedError> {
         if self.record(Call::RemoveFirewall) {
             return Err(nft_failure("remove"));
@@ -389,6 +430,14 @@ impl PrivilegedOps for FakeNetwork {
 
     fn remove_firewall(&self) -> OpFuture<'_, ()> {
         Box::pin(async move { self.remove_firewall_now() })
+    }
+
+    fn route_vm_domain<'a>(
+        &'a self,
+        bridge: &'a BridgeName,
+        server: SocketAddr,
+    ) -> OpFuture<'a, VmDomainRouting> {
+        Box::pin(async move { self.route_vm_domain_now(bridge, server) })
     }
 }
 
@@ -472,6 +521,11 @@ mod tests {
             );
             net.remove_firewall().await.expect("remove_firewall");
             assert_eq!(net.firewall(), None);
+            let dns: SocketAddr = "10.9.0.1:53".parse().expect("addr");
+            net.route_vm_domain(&bridge(), dns)
+                .await
+                .expect("route_vm_domain");
+            assert_eq!(net.vm_domain_route(), Some((bridge(), dns)));
             net.delete_tap(&tap).await.expect("delete_tap");
             net.delete_tap(&tap).await.expect("missing TAP is fine");
             net.delete_bridge(&bridge()).await.expect("delete_bridge");
@@ -479,7 +533,7 @@ mod tests {
         assert!(net.taps().is_empty());
         assert!(net.bridges().is_empty());
         assert_eq!(net.count(CallKind::CreateTap), 3);
-        assert_eq!(net.calls().len(), 13);
+        assert_eq!(net.calls().len(), 14);
     }
 
     #[test]
@@ -498,6 +552,7 @@ mod tests {
                 CallKind::ListBangerTaps,
                 CallKind::ApplyFirewall,
                 CallKind::RemoveFirewall,
+                CallKind::RouteVmDomain,
             ] {
                 net.fail_next(kind);
                 let result = match kind {
@@ -511,6 +566,10 @@ mod tests {
                     CallKind::ListBangerTaps => net.list_banger_taps().await.map(drop),
                     CallKind::ApplyFirewall => net.apply_firewall(&firewall(Vec::new())).await,
                     CallKind::RemoveFirewall => net.remove_firewall().await,
+                    CallKind::RouteVmDomain => net
+                        .route_vm_domain(&bridge(), "10.9.0.1:53".parse().expect("addr"))
+                        .await
+                        .map(drop),
                 };
                 assert!(result.is_err(), "{kind:?} should fail once");
             }

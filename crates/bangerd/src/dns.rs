@@ -6,6 +6,7 @@
 use std::net::{SocketAddr, SocketAddrV4};
 
 use banger_dns::DnsServer;
+use banger_host::privileged::VmDomainRouting;
 
 use crate::state::AppState;
 
@@ -39,7 +40,8 @@ pub async fn start(state: &AppState) {
 }
 
 /// Once the bridge exists: also listen on `bridge_ip:53` (the guests'
-/// resolver) and, with systemd-resolved, route `~vm` to it. Idempotent.
+/// resolver) and, with systemd-resolved, route `~vm` to it (through
+/// `PrivilegedOps::route_vm_domain`). Idempotent.
 pub async fn bridge_ready(state: &AppState) {
     let dns = state.dns();
     dns.bridge_ready
@@ -52,11 +54,20 @@ pub async fn bridge_ready(state: &AppState) {
                     Err(error) => tracing::warn!(%addr, error = %crate::error::error_chain(&error), "cannot serve DNS on the bridge"),
                 }
             }
-            if let banger_dns::resolved::Integration::Resolved { .. } = banger_dns::resolved::detect() {
-                match banger_dns::resolved::Resolvectl::find().map(|resolvectl| resolvectl.configure_link(&config.bridge_name, addr)) {
-                    Some(Ok(link)) => tracing::info!(link = %config.bridge_name, warnings = ?link.warnings, "systemd-resolved routes ~vm to banger"),
-                    Some(Err(error)) => tracing::warn!(error = %crate::error::error_chain(&error), "cannot configure systemd-resolved"),
-                    None => {}
+            // Through the privileged ops: changing a link's DNS needs root,
+            // so a daemon that is not root asks bangerd-root.
+            let Some(network) = state.host().network_if_ready() else {
+                return;
+            };
+            match network.ops.route_vm_domain(&network.bridge, addr).await {
+                Ok(VmDomainRouting::Routed { warnings }) => {
+                    tracing::info!(link = %network.bridge, ?warnings, "systemd-resolved routes ~vm to banger")
+                }
+                Ok(VmDomainRouting::NoResolved { reason }) => {
+                    tracing::debug!(%reason, "systemd-resolved is not in use; .vm is not routed host-wide")
+                }
+                Err(error) => {
+                    tracing::warn!(error = %crate::error::error_chain(&error), "cannot configure systemd-resolved")
                 }
             }
         })

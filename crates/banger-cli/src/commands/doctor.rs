@@ -150,8 +150,8 @@ async fn orphan_check(paths: &Paths) -> Option<doctor::Check> {
 
 /// Whether `<name>.vm` resolves for programs on the host.
 fn resolver_check(config: &banger_config::Config) -> doctor::Check {
-    match banger_dns::resolved::detect() {
-        banger_dns::resolved::Integration::Resolved { .. } => doctor::Check {
+    match banger_host::net::resolved::detect() {
+        banger_host::net::resolved::Integration::Resolved { .. } => doctor::Check {
             name: "dns-resolver",
             status: Status::Pass,
             detail: format!(
@@ -160,7 +160,7 @@ fn resolver_check(config: &banger_config::Config) -> doctor::Check {
             ),
             fix: None,
         },
-        banger_dns::resolved::Integration::Manual { reason } => doctor::Check {
+        banger_host::net::resolved::Integration::Manual { reason } => doctor::Check {
             name: "dns-resolver",
             status: Status::Warn,
             detail: format!(

@@ -6,13 +6,15 @@
 //! the IP. This module holds the pure parts ([`addressing`], [`names`]) and the
 //! pool ([`pool`]); everything that needs root goes through
 //! [`crate::privileged::PrivilegedOps`], whose in-process implementation uses
-//! [`link`] (rtnetlink) and [`tun`] (the `/dev/net/tun` ioctls).
+//! [`link`] (rtnetlink) and [`tun`] (the `/dev/net/tun` ioctls), and
+//! [`resolved`] (routing `~vm` through systemd-resolved).
 
 pub mod addressing;
 pub mod firewall;
 pub mod link;
 pub mod names;
 pub mod pool;
+pub mod resolved;
 pub mod tun;
 
 pub use addressing::{AddressingError, MacAddr, allocate_ip, mac_for_ip};

@@ -141,6 +141,21 @@ impl fmt::Display for BridgeName {
     }
 }
 
+/// Written as the plain name; read back through [`BridgeName::new`], so a
+/// name that arrives over the wire (`bangerd-root`) is checked again.
+impl serde::Serialize for BridgeName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BridgeName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::new(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Whether `text` is a plain interface name banger is willing to pass to the
 /// kernel (same rule as `banger-config`'s `bridge_name`).
 pub fn is_interface_name(text: &str) -> bool {
@@ -195,6 +210,19 @@ mod tests {
         let back: TapName = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, TapName::new(7));
         assert!(serde_json::from_str::<TapName>("\"eth0\"").is_err());
+    }
+
+    #[test]
+    fn bridge_names_are_checked_again_when_read() {
+        let json = serde_json::to_string(&BridgeName::new("br0").expect("name")).expect("json");
+        assert_eq!(json, "\"br0\"");
+        assert_eq!(
+            serde_json::from_str::<BridgeName>(&json).expect("read"),
+            BridgeName::new("br0").expect("name")
+        );
+        for bad in ["\"br/0\"", "\"..\"", "\"\"", "\"a234567890123456\""] {
+            assert!(serde_json::from_str::<BridgeName>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

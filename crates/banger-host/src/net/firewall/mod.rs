@@ -20,9 +20,13 @@
 //! and a [`BridgeName`] (banger's own names, checked character sets), the
 //! rest are `Ipv4Addr`s, a CIDR and port numbers, and the batch is
 //! serialised as JSON (no nft syntax is ever assembled from text).
+//!
+//! A [`FirewallState`] also travels to `bangerd-root` as JSON; reading it
+//! back validates it again (`wire`).
 
 pub mod nft;
 pub mod rules;
+mod wire;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;

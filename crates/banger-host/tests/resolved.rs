@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use banger_dns::resolved::{self, Integration, Resolvectl, ResolvedError};
+use banger_host::net::resolved::{self, Integration, Resolvectl, ResolvedError};
 
 /// Writing an executable while another thread forks can make exec fail
 /// with ETXTBSY (the fork inherits the write fd); tests take turns.
