@@ -34,6 +34,8 @@ mod harness;
 mod orphans;
 #[path = "lifecycle/vmm_exit.rs"]
 mod vmm_exit;
+#[path = "lifecycle/vmm_watch.rs"]
+mod vmm_watch;
 #[path = "lifecycle/world.rs"]
 mod world;
 
@@ -90,6 +92,18 @@ fn main() -> ExitCode {
         (
             "start_vmm_dies_during_ssh_wait_marks_error",
             vmm_exit::start_vmm_dies_during_ssh_wait_marks_error,
+        ),
+        (
+            "a_killed_vmm_is_noticed_reaped_and_recorded_within_2s",
+            vmm_watch::a_killed_vmm_is_noticed_reaped_and_recorded_within_2s,
+        ),
+        (
+            "an_adopted_vmm_that_is_killed_is_noticed_within_2s",
+            vmm_watch::an_adopted_vmm_that_is_killed_is_noticed_within_2s,
+        ),
+        (
+            "a_stop_on_purpose_is_not_recorded_by_the_watcher",
+            vmm_watch::a_stop_on_purpose_is_not_recorded_by_the_watcher,
         ),
         (
             "forced_delete_ends_a_create_stuck_waiting_for_ssh",
