@@ -69,6 +69,7 @@ struct Inner {
     config: Config,
     store: Mutex<Store>,
     artifacts: Mutex<()>,
+    images: tokio::sync::Mutex<()>,
     host: Host,
     vm_locks: Mutex<HashMap<VmName, VmLock>>,
     stats: Mutex<HashMap<VmName, std::collections::VecDeque<VmStats>>>,
@@ -93,6 +94,7 @@ impl AppState {
                 config,
                 store: Mutex::new(store),
                 artifacts: Mutex::new(()),
+                images: tokio::sync::Mutex::new(()),
                 host,
                 vm_locks: Mutex::new(HashMap::new()),
                 stats: Mutex::new(HashMap::new()),
@@ -170,6 +172,17 @@ impl AppState {
             .artifacts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Serialises changes to image rows (register, re-register) against VM
+    /// creates recording which image they use: a create either sees the
+    /// image before the change (and the change is then refused, since a VM
+    /// uses it) or after it, never files changed between its check and its
+    /// row. Register holds it from its first check to its last write
+    /// (`blocking_lock`, it runs on a blocking thread); create only while it
+    /// writes the VM's row.
+    pub fn images_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.images
     }
 
     /// Host resources (network, KVM verdict, programs).

@@ -30,6 +30,8 @@ mod boot_files;
 mod forced;
 #[path = "lifecycle/harness.rs"]
 mod harness;
+#[path = "lifecycle/image_change.rs"]
+mod image_change;
 #[path = "lifecycle/orphans.rs"]
 mod orphans;
 #[path = "lifecycle/vmm_exit.rs"]
@@ -136,6 +138,10 @@ fn main() -> ExitCode {
         (
             "create_with_a_fifo_for_rootfs_fails_at_once_and_leaves_nothing",
             boot_files::create_with_a_fifo_for_rootfs_fails_at_once_and_leaves_nothing,
+        ),
+        (
+            "create_refuses_an_image_changed_since_it_was_checked",
+            image_change::create_refuses_an_image_changed_since_it_was_checked,
         ),
         (
             "create_with_a_symlinked_rootfs_is_refused",

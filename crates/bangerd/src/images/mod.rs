@@ -299,6 +299,9 @@ pub fn register(
     progress: &ProgressSink,
 ) -> Result<ImageInfo, ImageError> {
     let name = &request.name;
+    // From the first check to the last write: no VM starts using this
+    // image meanwhile (its kernel files may be replaced below).
+    let _images = state.images_lock().blocking_lock();
     let existing = state.store().image(name)?;
     if existing.as_ref().is_some_and(|row| row.managed) {
         return Err(ImageError::ManagedExists {

@@ -82,8 +82,16 @@ pub async fn create(
 
     let config = state.config();
     let paths = state.paths();
+    // A register of this image waits for the row, or the row for it; the
+    // image must still be the one checked above.
+    let images = state.images_lock().lock().await;
     let row = {
         let mut store = state.store();
+        if store.image(&image.name)?.as_ref() != Some(&image) {
+            return Err(VmError::ImageChanged {
+                image: image.name.clone(),
+            });
+        }
         let name = match requested_name {
             Some(name) => {
                 if store.vm_name_taken(&name)? {
@@ -119,6 +127,7 @@ pub async fn create(
         }
         row
     };
+    drop(images);
     let name = row.name.clone();
     let lock = state.vm_lock(&name);
     let _guard = lock.lock().await;

@@ -57,6 +57,12 @@ pub enum VmError {
         /// The name.
         name: VmName,
     },
+    /// The image was re-registered while the VM was being created.
+    #[error("image {image} changed while the VM was being created; nothing was made, try again")]
+    ImageChanged {
+        /// The image.
+        image: ImageName,
+    },
     /// The name is taken.
     #[error("a VM named {name} already exists; pick another name or delete it first")]
     NameTaken {
@@ -359,6 +365,7 @@ impl VmError {
                 ErrorCode::NotFound
             }
             Self::NameTaken { .. }
+            | Self::ImageChanged { .. }
             | Self::AdoptNotOrphan { .. }
             | Self::WrongState { .. }
             | Self::ImageGone { .. }
