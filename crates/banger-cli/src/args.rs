@@ -5,11 +5,13 @@ use banger_api::{ImageName, KernelName, VmName};
 use clap::{Args, Parser, Subcommand};
 
 mod session;
+mod system;
 mod workspace;
 
 pub use session::{
     LogStreamArg, SessionCommand, SessionLogsArgs, SessionRef, SessionStartArgs, StdinModeArg,
 };
+pub use system::SystemCommand;
 pub use workspace::{
     VmAcpArgs, WorkspaceCommand, WorkspaceMode, WorkspacePrepareArgs, WorkspacePullArgs,
 };
@@ -48,6 +50,9 @@ pub enum Command {
     /// Create, run and manage VMs.
     #[command(subcommand)]
     Vm(VmCommand),
+    /// Install banger system-wide for a user (root helper and daemon as services), and inspect or remove that install.
+    #[command(subcommand)]
+    System(SystemCommand),
 }
 
 /// `banger vm ...`

@@ -6,6 +6,7 @@ mod daemon;
 mod doctor;
 mod image;
 mod kernel;
+mod system;
 mod vm;
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Kernel(command) => kernel::run(command).await,
         Command::Image(command) => image::run(command).await,
         Command::Vm(command) => vm::run(command).await,
+        Command::System(command) => system::run(command),
     }
 }
 
