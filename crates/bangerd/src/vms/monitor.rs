@@ -350,7 +350,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_watcher_puts_a_running_vm_without_a_usable_record_in_error() {
+    async fn the_sweep_puts_a_running_vm_without_a_usable_record_in_error() {
         let temp = tempfile::tempdir().expect("tempdir");
         let state = state_with_store(temp.path());
         let name = running_vm_with_corrupt_record(&state);
