@@ -7,6 +7,8 @@
 //! install. Needs root, systemd-nspawn (systemd-container), mmdebstrap and
 //! the built workspace (`banger`, `bangerd`, `bangerd-root`).
 
+#![allow(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

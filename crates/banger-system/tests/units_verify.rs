@@ -4,6 +4,8 @@
 //! The units are rendered with a temporary prefix holding stand-in
 //! executables, since verify checks that `ExecStart=` is executable.
 
+#![allow(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
