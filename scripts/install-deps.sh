@@ -11,6 +11,8 @@ packages=(
   openssh-server
   # openssl: banger-agent-client's TLS probe test runs `openssl s_server`.
   openssl
+  # systemd-nspawn: banger-system's install test boots systemd in a container.
+  systemd-container
 )
 
 sudo_cmd=()

@@ -11,6 +11,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+/// How much later than a process's computed start a file must have changed
+/// to count as replaced after the start.
+const START_SLACK: Duration = Duration::from_secs(2);
+
 /// Whether a running process runs the installed binary, and how we know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,7 +74,9 @@ pub fn binary_match(pid: u32, installed: &Path) -> BinaryMatch {
             installed_meta.ctime().max(0).unsigned_abs(),
             u32::try_from(installed_meta.ctime_nsec()).unwrap_or(0),
         );
-    if changed > started {
+    // Start times are coarse (boot time has whole seconds, ticks are 10 ms):
+    // a binary installed just before its process started must not look newer.
+    if changed > started + START_SLACK {
         BinaryMatch::ChangedSinceStart
     } else {
         BinaryMatch::NotChangedSinceStart

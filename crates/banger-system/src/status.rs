@@ -89,16 +89,23 @@ pub struct SocketStatus {
 }
 
 impl SystemStatus {
-    /// Whether everything is installed, running and current.
+    /// Whether everything is installed, running and current. Without
+    /// systemd, a stopped `bangerd` is fine: banger starts it on first use.
     pub fn healthy(&self) -> bool {
+        let required = |name: &str| self.mode != Some("detached") || name != "bangerd";
         self.installed
+            && self.metadata_error.is_none()
             && self.services.iter().all(|service| {
-                service.running
-                    && service
-                        .matches_installed
-                        .is_none_or(BinaryMatch::is_current)
+                !required(service.name)
+                    || (service.running
+                        && service
+                            .matches_installed
+                            .is_none_or(BinaryMatch::is_current))
             })
-            && self.sockets.iter().all(|socket| socket.present)
+            && self
+                .sockets
+                .iter()
+                .all(|socket| !required(socket.name) || socket.present)
     }
 }
 
