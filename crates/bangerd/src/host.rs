@@ -2,8 +2,18 @@
 //! bridge and TAP pool (through `PrivilegedOps`), the KVM verdict, and the
 //! external programs (VMM, vsock helper, guest agent).
 //!
+//! Where the privileged operations come from (docs/privileges.md): a root
+//! daemon does them itself ([`InProcessOps`]); any other daemon asks
+//! `bangerd-root` ([`RootHelperOps`]) on the socket the install metadata
+//! names (`BANGER_INSTALL_METADATA`, `BANGER_ROOT_SOCKET` override both for
+//! tests), after checking the helper serves this uid; without an install
+//! there is no network, and starting a VM says to run
+//! `sudo banger system install`.
+//!
 //! Missing pieces do not stop the daemon: images and kernels work without
-//! them, and starting a VM fails with the recorded reason and its fix.
+//! them, and starting a VM fails with the reason and its fix. A network
+//! that could not be set up is tried again at the next VM start (the helper
+//! may have been started or restarted meanwhile).
 
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -17,6 +27,7 @@ use banger_host::kvm::KvmVerdict;
 use banger_host::net::names::BridgeName;
 use banger_host::net::pool::TapPool;
 use banger_host::privileged::{InProcessOps, PrivilegedError, PrivilegedOps};
+use banger_host::root_helper::{self, HelperLocation, LocateError, RootHelperError, RootHelperOps};
 use banger_host::ssh::wait::SshWaitError;
 use banger_host::tools::find_program;
 use banger_host::vmm_choice::{self, Backend};
@@ -46,15 +57,31 @@ pub enum HostError {
         #[source]
         source: Arc<banger_host::net::names::NameError>,
     },
-    /// Netlink could not be opened (not root).
-    #[error(
-        "cannot open netlink; VM networking needs root (run bangerd as root until the root helper lands)"
-    )]
+    /// Netlink could not be opened (the daemon is root, so this is rare).
+    #[error("cannot open netlink for VM networking")]
     Netlink(#[source] Arc<PrivilegedError>),
-    /// The bridge could not be set up.
+    /// The daemon is not root and there is no usable root helper.
     #[error(
-        "cannot set up bridge {bridge}; VM networking needs root (run bangerd as root until the root helper lands)"
+        "bangerd runs as uid {uid}, not root, and cannot use the root helper for VM networking"
     )]
+    NoRootHelper {
+        /// The daemon's uid.
+        uid: u32,
+        /// Why (names `sudo banger system install`).
+        #[source]
+        source: Arc<LocateError>,
+    },
+    /// The root helper does not answer, or serves another uid.
+    #[error("bangerd runs as uid {uid}, not root, and the root helper is not usable")]
+    RootHelper {
+        /// The daemon's uid.
+        uid: u32,
+        /// Why (names the socket and the fix).
+        #[source]
+        source: Arc<RootHelperError>,
+    },
+    /// The bridge could not be set up.
+    #[error("cannot set up bridge {bridge}")]
     Bridge {
         /// The bridge.
         bridge: String,
@@ -114,6 +141,9 @@ impl SshWaiter for ProbeSsh {
 /// Where the privileged network operations come from.
 #[derive(Clone)]
 pub enum NetworkSource {
+    /// Root: [`NetworkSource::InProcess`]; otherwise the root helper of the
+    /// system install (see the module documentation).
+    Auto,
     /// In this process, through netlink and nftables (the daemon is root).
     InProcess,
     /// A given implementation (tests: an in-memory fake).
@@ -139,7 +169,8 @@ pub struct HostParts {
 
 /// The bridge, its addressing and the TAP pool.
 pub struct Network {
-    /// Privileged operations (in-process while the daemon runs as root).
+    /// Privileged operations (in-process when the daemon is root, else
+    /// `bangerd-root`).
     pub ops: Arc<dyn PrivilegedOps>,
     /// Spare TAPs.
     pub pool: TapPool,
@@ -150,8 +181,11 @@ pub struct Network {
 /// Host resources, shared by all VM operations.
 pub struct Host {
     /// The network, set up on first use (so a daemon that never starts a VM
-    /// never touches the host's network), or why it is unavailable.
-    network: tokio::sync::OnceCell<Result<Network, HostError>>,
+    /// never touches the host's network); a failed setup is not kept, so
+    /// the next use tries again.
+    network: tokio::sync::OnceCell<Network>,
+    /// Why this host has no network at all (tests of unrelated routes).
+    unavailable: Option<&'static str>,
     /// Bridge settings for the lazy network setup.
     config: Option<Config>,
     /// Where privileged operations go.
@@ -174,7 +208,8 @@ impl Host {
     /// A host without networking or VMs (tests of unrelated routes).
     pub fn unavailable(reason: &'static str) -> Self {
         Self {
-            network: tokio::sync::OnceCell::new_with(Some(Err(HostError::Unavailable { reason }))),
+            network: tokio::sync::OnceCell::new(),
+            unavailable: Some(reason),
             config: None,
             network_source: NetworkSource::InProcess,
             vmm_override: None,
@@ -210,7 +245,7 @@ impl Host {
         Self::with_parts(
             config,
             HostParts {
-                network: NetworkSource::InProcess,
+                network: NetworkSource::Auto,
                 vmm: None,
                 ssh: Arc::new(ProbeSsh),
                 ssh_timeout: SSH_WAIT,
@@ -224,6 +259,7 @@ impl Host {
     pub fn with_parts(config: &Config, parts: HostParts) -> Self {
         Self {
             network: tokio::sync::OnceCell::new(),
+            unavailable: None,
             config: Some(config.clone()),
             network_source: parts.network,
             vmm_override: parts.vmm,
@@ -238,9 +274,11 @@ impl Host {
     /// The network (bridge and TAP pool), set up on the first call; or
     /// why it cannot be, with the fix.
     pub async fn network(&self) -> Result<&Network, HostError> {
-        let network = self
-            .network
-            .get_or_init(|| async {
+        if let Some(reason) = self.unavailable {
+            return Err(HostError::Unavailable { reason });
+        }
+        self.network
+            .get_or_try_init(|| async {
                 let Some(config) = &self.config else {
                     return Err(HostError::Unavailable { reason: "no configuration" });
                 };
@@ -250,13 +288,12 @@ impl Host {
                 }
                 network
             })
-            .await;
-        network.as_ref().map_err(Clone::clone)
+            .await
     }
 
     /// The network if it was already set up (never sets it up).
     pub fn network_if_ready(&self) -> Option<&Network> {
-        self.network.get().and_then(|network| network.as_ref().ok())
+        self.network.get()
     }
 
     /// Waits until `ip` answers SSH, up to [`Host::ssh_timeout`].
@@ -326,7 +363,8 @@ async fn setup_network(
         source: Arc::new(source),
     })?;
     let ops: Arc<dyn PrivilegedOps> = match source {
-        NetworkSource::InProcess => {
+        NetworkSource::Auto if !rustix::process::geteuid().is_root() => root_helper_ops().await?,
+        NetworkSource::Auto | NetworkSource::InProcess => {
             Arc::new(InProcessOps::new().map_err(|error| HostError::Netlink(Arc::new(error)))?)
         }
         NetworkSource::Ops(ops) => ops.clone(),
@@ -344,6 +382,36 @@ async fn setup_network(
         config.tap_pool_size as usize,
     );
     Ok(Network { ops, pool, bridge })
+}
+
+/// The system install's `bangerd-root`, checked to serve this uid.
+async fn root_helper_ops() -> Result<Arc<dyn PrivilegedOps>, HostError> {
+    // SO_PEERCRED reports the effective uid, so that is what the helper sees.
+    root_helper_ops_from(root_helper::locate(), rustix::process::geteuid().as_raw()).await
+}
+
+/// [`root_helper_ops`] for a given location (or why there is none) and uid.
+async fn root_helper_ops_from(
+    location: Result<HelperLocation, LocateError>,
+    uid: u32,
+) -> Result<Arc<dyn PrivilegedOps>, HostError> {
+    let location = location.map_err(|source| HostError::NoRootHelper {
+        uid,
+        source: Arc::new(source),
+    })?;
+    let (ops, hello) = RootHelperOps::connect(&location.socket, uid)
+        .await
+        .map_err(|source| HostError::RootHelper {
+            uid,
+            source: Arc::new(source),
+        })?;
+    tracing::info!(
+        socket = %location.socket.display(),
+        version = %hello.version,
+        pid = hello.pid,
+        "VM networking through bangerd-root"
+    );
+    Ok(Arc::new(ops))
 }
 
 /// This daemon's executable. After an upgrade replaced the file, Linux
@@ -372,19 +440,108 @@ fn find_vhost_vsock() -> Option<PathBuf> {
     })
 }
 
-/// The static agent: `BANGER_AGENT_BIN`, else next to bangerd, else in
-/// `../lib/banger/` relative to it (where `scripts/setup.sh` installs it).
+/// The static agent: `BANGER_AGENT_BIN`, else next to bangerd, else in the
+/// system install's `lib_dir`, else in `../lib/banger/` relative to bangerd
+/// (where `scripts/setup.sh` installs it).
 fn find_agent() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("BANGER_AGENT_BIN").filter(|value| !value.is_empty()) {
         let path = PathBuf::from(path);
         return path.is_file().then_some(path);
     }
+    let installed = root_helper::locate()
+        .ok()
+        .and_then(|location| location.metadata)
+        .map(|metadata| metadata.lib_dir.join("banger-vsock-agent"));
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
-    [
-        dir.join("banger-vsock-agent"),
-        dir.join("../lib/banger/banger-vsock-agent"),
-    ]
-    .into_iter()
-    .find(|candidate| candidate.is_file())
+    std::iter::once(dir.join("banger-vsock-agent"))
+        .chain(installed)
+        .chain(std::iter::once(
+            dir.join("../lib/banger/banger-vsock-agent"),
+        ))
+        .find(|candidate| candidate.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use banger_host::root_helper::proto::{HelloReply, Reply, Request, Response};
+    use banger_host::root_helper::{locate_with, proto};
+
+    /// A helper that answers every hello as serving `owner`.
+    fn fake_helper(socket: &Path, owner: u32) {
+        let listener = tokio::net::UnixListener::bind(socket).expect("bind");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let body = proto::read_frame(&mut stream)
+                    .await
+                    .expect("read")
+                    .expect("frame");
+                let request: Request = serde_json::from_slice(&body).expect("request");
+                assert_eq!(request, Request::Hello);
+                let hello = HelloReply {
+                    version: "0.1.0".into(),
+                    pid: 1,
+                    owner_uid: owner,
+                    bridge: BridgeName::new("banger0").expect("bridge"),
+                    allowed_cidrs: vec!["172.30.0.0/24".parse().expect("cidr")],
+                };
+                proto::write_frame(&mut stream, &Response::Ok(Reply::Hello(hello)))
+                    .await
+                    .expect("write");
+            }
+        });
+    }
+
+    fn chain(error: &HostError) -> String {
+        crate::error::error_chain(error)
+    }
+
+    #[tokio::test]
+    async fn without_an_install_the_error_says_to_install() {
+        let dir = tempfile::tempdir().expect("dir");
+        let missing = dir.path().join("install.toml");
+        let Err(error) = root_helper_ops_from(locate_with(&missing, None), 1000).await else {
+            panic!("no install must be an error");
+        };
+        assert!(matches!(error, HostError::NoRootHelper { uid: 1000, .. }));
+        assert!(
+            chain(&error).contains("sudo banger system install"),
+            "{}",
+            chain(&error)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_helper_must_serve_this_uid() {
+        let dir = tempfile::tempdir().expect("dir");
+        let missing = dir.path().join("install.toml");
+        let socket = dir.path().join("root.sock");
+        fake_helper(&socket, 1000);
+        let location = || locate_with(&missing, Some(socket.clone()));
+        root_helper_ops_from(location(), 1000)
+            .await
+            .expect("the helper serves uid 1000");
+        let Err(error) = root_helper_ops_from(location(), 1001).await else {
+            panic!("another uid must be refused");
+        };
+        let text = chain(&error);
+        assert!(
+            text.contains("uid 1000") && text.contains("uid 1001"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dead_helper_names_its_socket_and_the_fix() {
+        let dir = tempfile::tempdir().expect("dir");
+        let socket = dir.path().join("root.sock");
+        let location = locate_with(&dir.path().join("install.toml"), Some(socket.clone()));
+        let Err(error) = root_helper_ops_from(location, 1000).await else {
+            panic!("nothing listens");
+        };
+        let text = chain(&error);
+        assert!(text.contains(&socket.display().to_string()), "{text}");
+        assert!(text.contains("sudo banger system restart"), "{text}");
+    }
 }

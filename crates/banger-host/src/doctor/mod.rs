@@ -4,6 +4,7 @@
 //! always carries a one-line fix. The CLI prints them (or JSON) and exits
 //! non-zero when anything failed.
 
+mod root_helper;
 mod system;
 
 use std::path::Path;
@@ -86,7 +87,13 @@ pub fn run(paths: &Paths, config: &Config) -> Vec<Check> {
     checks.push(system::tun_check());
     checks.push(system::nftables_check());
     checks.push(system::ip_forward_check());
-    checks.push(system::bridge_permission_check());
+    // Root (CAP_NET_ADMIN) does the network plumbing itself; anyone else
+    // needs the system install's root helper.
+    checks.push(if system::has_net_admin() {
+        system::bridge_permission_check()
+    } else {
+        root_helper::check()
+    });
     checks.push(system::disk_space_check(&paths.state_dir));
     checks.extend(system::xdg_dir_checks(paths));
     checks

@@ -48,7 +48,7 @@ pub(super) fn nftables_check() -> Check {
 }
 
 /// Whether the effective capability set holds `CAP_NET_ADMIN`.
-fn has_net_admin() -> bool {
+pub(super) fn has_net_admin() -> bool {
     fs_err::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -103,7 +103,7 @@ pub(super) fn bridge_permission_check() -> Check {
         Check::warn(
             "bridge-permissions",
             "no CAP_NET_ADMIN: creating the bridge and TAP devices needs root",
-            "run bangerd as root for now (sudo), until the bangerd-root helper lands",
+            "sudo banger system install (the root helper does it for the owner)",
         )
     }
 }

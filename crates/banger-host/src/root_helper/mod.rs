@@ -84,3 +84,59 @@ pub fn locate_with(
         Err(error) => Err(LocateError::Metadata(error)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_metadata_only_an_override_finds_a_helper() {
+        let dir = tempfile::tempdir().expect("dir");
+        let missing = dir.path().join("install.toml");
+        assert!(matches!(
+            locate_with(&missing, None),
+            Err(LocateError::NotInstalled { .. })
+        ));
+        let socket = dir.path().join("root.sock");
+        assert_eq!(
+            locate_with(&missing, Some(socket.clone())).expect("override"),
+            HelperLocation {
+                metadata: None,
+                socket
+            }
+        );
+    }
+
+    #[test]
+    fn metadata_names_the_socket_unless_overridden() {
+        if !rustix::process::geteuid().is_root() {
+            // The metadata must be root-owned; only root can write such a file.
+            banger_testkit::skip_or_fail("needs root to write root-owned install metadata");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("install.toml");
+        let text = "version = \"0.1.0\"\nowner_uid = 1000\nowner_gid = 1000\nowner_name = \"dev\"\n\
+            owner_home = \"/home/dev\"\nbin_dir = \"/usr/local/bin\"\nlib_dir = \"/usr/local/lib/banger\"\n\
+            root_socket = \"/run/banger/root.sock\"\nbridge_name = \"banger0\"\n\
+            allowed_cidrs = [\"172.30.0.0/24\"]\nsystemd = true\n";
+        fs_err::write(&path, text).expect("write");
+        let location = locate_with(&path, None).expect("installed");
+        assert_eq!(location.socket, PathBuf::from("/run/banger/root.sock"));
+        assert!(location.metadata.is_some());
+        let other = dir.path().join("other.sock");
+        assert_eq!(
+            locate_with(&path, Some(other.clone()))
+                .expect("override")
+                .socket,
+            other
+        );
+        // A file others may write is never trusted.
+        use std::os::unix::fs::PermissionsExt as _;
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        assert!(matches!(
+            locate_with(&path, None),
+            Err(LocateError::Metadata(_))
+        ));
+    }
+}
