@@ -12,10 +12,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use banger_testkit::netns::NetNs;
 use common::vm_suite::Suite;
 
 impl Suite {
@@ -62,80 +61,6 @@ impl Suite {
         kept
     }
 
-    /// A second namespace standing in for the internet: 198.51.100.2 with an
-    /// HTTP server on port 8000, linked to the test namespace by a veth
-    /// (198.51.100.1 on our side).
-    fn fake_internet(&self) -> FakeInternet {
-        let namespace = NetNs::new("inet");
-        let ours = self.netns.name().to_owned();
-        let theirs = namespace.name().to_owned();
-        let run = |args: &[&str]| {
-            let status = Command::new("ip").args(args).status().expect("ip runs");
-            assert!(status.success(), "ip {args:?}");
-        };
-        run(&[
-            "-n", &ours, "link", "add", "bgt-up", "type", "veth", "peer", "name", "bgt-net",
-            "netns", &theirs,
-        ]);
-        run(&[
-            "-n",
-            &ours,
-            "addr",
-            "add",
-            "198.51.100.1/24",
-            "dev",
-            "bgt-up",
-        ]);
-        run(&["-n", &ours, "link", "set", "bgt-up", "up"]);
-        run(&[
-            "-n",
-            &theirs,
-            "addr",
-            "add",
-            "198.51.100.2/24",
-            "dev",
-            "bgt-net",
-        ]);
-        run(&["-n", &theirs, "link", "set", "bgt-net", "up"]);
-        let server = namespace
-            .wrap(Command::new("python3").args([
-                "-m",
-                "http.server",
-                "8000",
-                "--bind",
-                "198.51.100.2",
-            ]))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 http.server");
-        // Wait until the server listens: a loaded machine starts Python slowly.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let probe = namespace
-                .wrap(Command::new("python3").args([
-                    "-c",
-                    "import socket; socket.create_connection(('198.51.100.2', 8000), 1)",
-                ]))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("python3 runs");
-            if probe.success() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the fake internet server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        FakeInternet {
-            _namespace: namespace,
-            server,
-        }
-    }
-
     fn database_count(&self, sql: &str) -> String {
         let output = Command::new("sqlite3")
             .arg(self.env.paths().database())
@@ -143,19 +68,6 @@ impl Suite {
             .output()
             .expect("sqlite3 runs");
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    }
-}
-
-/// The fake internet host; dropping it stops the server and removes the namespace.
-struct FakeInternet {
-    _namespace: NetNs,
-    server: std::process::Child,
-}
-
-impl Drop for FakeInternet {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
     }
 }
 
@@ -413,6 +325,11 @@ fn vm_lifecycle_end_to_end() {
     );
     suite.ok(&["vm", "start", "beta"]);
     assert_eq!(suite.ssh("beta", "cat /root/kept"), "kept\n");
+
+    // Everything the daemon wrote (images, kernels, VM disks and keys,
+    // database, logs, sockets) is owner-only, but for the documented
+    // exceptions.
+    suite.assert_owner_only(rustix::process::geteuid().as_raw());
 
     // Delete leaves nothing: no TAP, no files, no row, no known_hosts entry.
     let taps: Vec<String> = ["alpha", "beta"]

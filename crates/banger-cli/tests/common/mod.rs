@@ -2,4 +2,5 @@
 //! unused-item warnings are expected here.
 #![allow(dead_code)]
 
+pub mod user;
 pub mod vm_suite;

@@ -8,10 +8,17 @@ use std::time::{Duration, Instant};
 use banger_testkit::TestEnv;
 use banger_testkit::netns::NetNs;
 
+use super::user::TestUser;
+
 /// One VM suite.
 pub struct Suite {
     pub env: TestEnv,
     pub netns: NetNs,
+    /// Further environment for every banger command.
+    pub vars: Vec<(String, std::ffi::OsString)>,
+    /// Who runs banger: root, or this user. Dropped last, after the
+    /// environment's daemons and the namespace's processes are gone.
+    pub user: Option<TestUser>,
 }
 
 impl Suite {
@@ -23,12 +30,48 @@ impl Suite {
         Self {
             env: TestEnv::new().with_shared_cache(),
             netns: NetNs::new(tag),
+            vars: Vec::new(),
+            user: None,
+        }
+    }
+
+    /// A suite whose banger commands (and so its daemon) run as `user`,
+    /// with `vars` set; the environment's dirs (and its own cache) belong
+    /// to the user.
+    pub fn as_user(tag: &str, user: TestUser, vars: Vec<(String, std::ffi::OsString)>) -> Self {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "the VM suite needs root (users, namespaces)"
+        );
+        let env = TestEnv::new();
+        for dir in [
+            &env.paths().config_dir,
+            &env.paths().state_dir,
+            &env.paths().cache_dir,
+            &env.paths().runtime_dir,
+        ] {
+            fs_err::create_dir_all(dir).expect("create a banger dir");
+        }
+        fs_err::create_dir_all(env.root().join("home")).expect("create HOME");
+        user.chown_tree(env.root());
+        Self {
+            env,
+            netns: NetNs::new(tag),
+            vars,
+            user: Some(user),
         }
     }
 
     pub fn banger(&self, args: &[&str]) -> Command {
         let mut command = self.env.banger();
         command.args(args);
+        for (key, value) in &self.vars {
+            command.env(key, value);
+        }
+        let command = match &self.user {
+            Some(user) => user.wrap(&command),
+            None => command,
+        };
         let mut wrapped = self.netns.wrap(&command);
         wrapped.stdin(Stdio::null());
         wrapped
@@ -137,5 +180,156 @@ impl Suite {
                 .success()
         );
         (vm, stderr)
+    }
+
+    /// Walks the environment's config, state and runtime dirs (never
+    /// following links) and fails on anything not owned by `owner` or
+    /// readable, writable or searchable by group or others, except the two
+    /// documented exceptions (docs/daemon.md, "File permissions"): public
+    /// keys (`*.pub`) and `known_hosts`, which may be 0644.
+    pub fn assert_owner_only(&self, owner: u32) {
+        use std::os::unix::fs::MetadataExt;
+        let paths = self.env.paths();
+        let mut problems = Vec::new();
+        let mut pending = vec![
+            paths.config_dir.clone(),
+            paths.state_dir.clone(),
+            paths.runtime_dir.clone(),
+        ];
+        let mut seen = 0usize;
+        while let Some(path) = pending.pop() {
+            let Ok(metadata) = fs_err::symlink_metadata(&path) else {
+                continue;
+            };
+            seen += 1;
+            let mode = metadata.mode() & 0o7777;
+            let name = path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let exception = metadata.is_file() && (name.ends_with(".pub") || name == "known_hosts");
+            let allowed_extra = if exception { 0o044 } else { 0 };
+            if mode & 0o077 & !allowed_extra != 0 {
+                problems.push(format!("{} has mode {mode:o}", path.display()));
+            }
+            if metadata.uid() != owner {
+                problems.push(format!(
+                    "{} is owned by uid {}, not {owner}",
+                    path.display(),
+                    metadata.uid()
+                ));
+            }
+            if metadata.is_dir() {
+                for entry in fs_err::read_dir(&path)
+                    .expect("read a banger dir")
+                    .flatten()
+                {
+                    pending.push(entry.path());
+                }
+            }
+        }
+        assert!(seen > 10, "the walk found banger's files ({seen} entries)");
+        assert!(
+            problems.is_empty(),
+            "files that are not owner-only:\n{}",
+            problems.join("\n")
+        );
+    }
+
+    /// The TAP devices in the namespace (`bgtap*`).
+    pub fn taps(&self) -> Vec<String> {
+        self.in_netns("ip", &["-br", "link"])
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .map(|name| name.split('@').next().unwrap_or(name).to_owned())
+            .filter(|name| name.starts_with("bgtap"))
+            .collect()
+    }
+
+    /// A second namespace standing in for the internet: 198.51.100.2 with an
+    /// HTTP server on port 8000, linked to the test namespace by a veth
+    /// (198.51.100.1 on our side).
+    pub fn fake_internet(&self) -> FakeInternet {
+        let namespace = NetNs::new("inet");
+        let ours = self.netns.name().to_owned();
+        let theirs = namespace.name().to_owned();
+        let run = |args: &[&str]| {
+            let status = Command::new("ip").args(args).status().expect("ip runs");
+            assert!(status.success(), "ip {args:?}");
+        };
+        run(&[
+            "-n", &ours, "link", "add", "bgt-up", "type", "veth", "peer", "name", "bgt-net",
+            "netns", &theirs,
+        ]);
+        run(&[
+            "-n",
+            &ours,
+            "addr",
+            "add",
+            "198.51.100.1/24",
+            "dev",
+            "bgt-up",
+        ]);
+        run(&["-n", &ours, "link", "set", "bgt-up", "up"]);
+        run(&[
+            "-n",
+            &theirs,
+            "addr",
+            "add",
+            "198.51.100.2/24",
+            "dev",
+            "bgt-net",
+        ]);
+        run(&["-n", &theirs, "link", "set", "bgt-net", "up"]);
+        let server = namespace
+            .wrap(Command::new("python3").args([
+                "-m",
+                "http.server",
+                "8000",
+                "--bind",
+                "198.51.100.2",
+            ]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 http.server");
+        // Wait until the server listens: a loaded machine starts Python slowly.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let probe = namespace
+                .wrap(Command::new("python3").args([
+                    "-c",
+                    "import socket; socket.create_connection(('198.51.100.2', 8000), 1)",
+                ]))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("python3 runs");
+            if probe.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the fake internet server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        FakeInternet {
+            _namespace: namespace,
+            server,
+        }
+    }
+}
+
+/// The fake internet host; dropping it stops the server and removes the namespace.
+pub struct FakeInternet {
+    _namespace: NetNs,
+    server: std::process::Child,
+}
+
+impl Drop for FakeInternet {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
     }
 }

@@ -54,6 +54,16 @@ pub fn promote(
             return Err(error);
         }
     };
+    // Files from the build cache or the registered originals keep their
+    // modes; the published image is owner-only.
+    if let Err(error) = banger_host::disk::restrict_tree(&partial) {
+        let _ = fs_err::remove_dir_all(&partial);
+        return Err(ImageError::Io {
+            action: "make owner-only",
+            path: error.path,
+            source: error.source,
+        });
+    }
     let final_dir = root.join(name.as_str());
     remove_tree(&final_dir)?;
     if let Err(error) = fs_err::rename(&partial, &final_dir) {

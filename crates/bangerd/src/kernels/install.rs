@@ -266,6 +266,16 @@ pub fn install_files(
     let built = assemble(
         &partial, &kind, kernel, modules, &version, &busybox, progress,
     );
+    // Copied and hard-linked files keep the package's modes (0644).
+    let built = built.and_then(|sizes| {
+        banger_host::disk::restrict_tree(&partial)
+            .map(|()| sizes)
+            .map_err(|error| InstallError::Io {
+                action: "make owner-only",
+                path: error.path,
+                source: error.source,
+            })
+    });
     let sizes = match built {
         Ok(sizes) => sizes,
         Err(error) => {
