@@ -30,6 +30,58 @@ pub struct ImageInfo {
     pub updated_at: i64,
     /// VMs created from it.
     pub used_by_vms: Vec<VmName>,
+    /// Where a pulled image came from and its container config (`image pull`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciOrigin>,
+}
+
+/// What an image pulled with `image pull` was made from: its source, digests
+/// and the container config a runtime would start it with (recorded, not
+/// applied: banger boots the image's init).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OciOrigin {
+    /// The reference as given (`docker.io/library/alpine:3.20`, `oci:/dir:tag`, `docker-archive:/file.tar`).
+    pub source: String,
+    /// Digest of the manifest pulled (registries and OCI layouts; none for docker archives).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_digest: Option<String>,
+    /// Digest of the image config (the image ID).
+    pub config_digest: String,
+    /// `NAME=value` environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Entrypoint argv.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// Default arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// User (name or uid, optionally `:group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// Body of `POST /v1/images/pull`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePullRequest {
+    /// Name of the new image.
+    pub name: ImageName,
+    /// `[REGISTRY/]REPOSITORY[:TAG][@sha256:...]`, `docker-archive:/abs/path.tar` or `oci:/abs/dir[:TAG]`.
+    pub reference: String,
+    /// Kernel to boot (default: the catalog default, pulled if needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_ref: Option<KernelName>,
+    /// Largest layer in bytes, compressed and uncompressed (default 4 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_layer_bytes: Option<u64>,
+    /// Largest total of the image's files in bytes (default 16 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_image_bytes: Option<u64>,
 }
 
 /// Body of `POST /v1/images/register`.

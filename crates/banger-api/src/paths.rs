@@ -28,6 +28,8 @@ pub const IMAGES: &str = "/v1/images";
 pub const IMAGE_REGISTER: &str = "/v1/images/register";
 /// `POST` (NDJSON progress): build a Debian image.
 pub const IMAGE_BUILD: &str = "/v1/images/build";
+/// `POST` (NDJSON progress): pull an OCI image into the managed store.
+pub const IMAGE_PULL: &str = "/v1/images/pull";
 
 /// `GET`/`DELETE`: one image.
 pub fn image(name: &str) -> String {

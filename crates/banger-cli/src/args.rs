@@ -314,6 +314,8 @@ pub fn parse_memory(text: &str) -> Result<u32, SizeParseError> {
 pub enum ImageCommand {
     /// Build a Debian image from Debian packages (managed by banger).
     Build(ImageBuildArgs),
+    /// Pull an OCI image from a registry, a `docker save` archive or an OCI layout (managed by banger).
+    Pull(ImagePullArgs),
     /// Register your own image files (unmanaged: banger never modifies or deletes them).
     Register(ImageRegisterArgs),
     /// List images.
@@ -344,6 +346,29 @@ pub struct ImageBuildArgs {
     /// Installed kernel to boot (default: the catalog default, pulled if needed).
     #[arg(long)]
     pub kernel_ref: Option<KernelName>,
+}
+
+/// Options of `banger image pull`.
+#[derive(Debug, Args)]
+pub struct ImagePullArgs {
+    /// `[REGISTRY/]REPOSITORY[:TAG][@sha256:DIGEST]` (Docker Hub by default),
+    /// `docker-archive:PATH` (a `docker save` tarball) or `oci:DIR[:TAG]` (an OCI layout).
+    pub reference: String,
+    /// Name of the new image.
+    #[arg(long)]
+    pub name: ImageName,
+    /// Installed kernel to boot (default: the catalog default, pulled if needed).
+    #[arg(long)]
+    pub kernel_ref: Option<KernelName>,
+    /// Largest layer, compressed or not, e.g. 8G (default 4G).
+    #[arg(long, value_parser = parse_size)]
+    pub max_layer_size: Option<u64>,
+    /// Largest total of the image's files, e.g. 32G (default 16G).
+    #[arg(long, value_parser = parse_size)]
+    pub max_image_size: Option<u64>,
+    /// Print the image as JSON when done.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `banger image register`.

@@ -161,6 +161,11 @@ pub enum Operation {
         /// The image.
         name: ImageName,
     },
+    /// `image pull`.
+    PullImage {
+        /// The image.
+        name: ImageName,
+    },
     /// `image register`.
     RegisterImage {
         /// The image.
@@ -199,6 +204,7 @@ impl Operation {
             | Self::RestartVm { name } => format!("`banger vm show {name}`"),
             Self::CreateVm { name: None } => "`banger vm show`".to_owned(),
             Self::BuildImage { name }
+            | Self::PullImage { name }
             | Self::RegisterImage { name }
             | Self::PromoteImage { name } => format!("`banger image show {name}`"),
             Self::PullKernel { name } | Self::ImportKernel { name } => {
@@ -217,6 +223,7 @@ impl fmt::Display for Operation {
             Self::StartVm { name } => write!(f, "starting VM {name}"),
             Self::RestartVm { name } => write!(f, "restarting VM {name}"),
             Self::BuildImage { name } => write!(f, "building image {name}"),
+            Self::PullImage { name } => write!(f, "pulling image {name}"),
             Self::RegisterImage { name } => write!(f, "registering image {name}"),
             Self::PromoteImage { name } => write!(f, "promoting image {name}"),
             Self::PullKernel { name } => write!(f, "pulling kernel {name}"),

@@ -1,6 +1,8 @@
 //! Client calls of the `/v1/images` resource.
 
-use banger_api::images::{ImageBuildRequest, ImageDeleted, ImageInfo, ImageRegisterRequest};
+use banger_api::images::{
+    ImageBuildRequest, ImageDeleted, ImageInfo, ImagePullRequest, ImageRegisterRequest,
+};
 use banger_api::operation::Progress;
 use banger_api::{ImageName, paths};
 use hyper::Method;
@@ -60,6 +62,25 @@ impl DaemonClient {
             operation,
             Method::POST,
             paths::IMAGE_BUILD,
+            Some(request),
+            on_progress,
+        )
+        .await
+    }
+
+    /// Pulls an OCI image into the managed store.
+    pub async fn pull_image(
+        &self,
+        request: &ImagePullRequest,
+        on_progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<ImageInfo, ClientError> {
+        let operation = Operation::PullImage {
+            name: request.name.clone(),
+        };
+        self.stream(
+            operation,
+            Method::POST,
+            paths::IMAGE_PULL,
             Some(request),
             on_progress,
         )

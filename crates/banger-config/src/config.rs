@@ -282,6 +282,9 @@ pub struct Config {
     pub allowed_host_ports: Vec<u16>,
     /// Largest work disk a VM may have, in bytes (`vm create`, `vm set`).
     pub max_disk_size: u64,
+    /// Registries (`host` or `host:port`) `image pull` may reach over plain
+    /// HTTP; loopback registries always may.
+    pub insecure_registries: Vec<String>,
 }
 
 mod humantime_duration {
@@ -422,6 +425,12 @@ const KEYS: &[KeySpec] = &[
         env: "BANGER_MAX_DISK_SIZE",
         expected: "a size of at least 1G: a byte count or a number with unit K, M, G or T (powers of 1024), such as \"1T\" or \"500G\"",
         default: Some("1T"),
+    },
+    KeySpec {
+        name: "insecure_registries",
+        env: "BANGER_INSECURE_REGISTRIES",
+        expected: "a list of registry hosts, each `host` or `host:port` (letters, digits, '.', '-', IPv6 in brackets), such as [\"registry.lan:5000\"] (comma-separated in the environment)",
+        default: Some(""),
     },
 ];
 
@@ -601,6 +610,40 @@ fn is_interface_name(text: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
 }
 
+/// A registry as `image pull` references name it: `host` or `host:port`,
+/// the host a DNS name, an IPv4 address or an IPv6 address in brackets.
+fn is_registry_host(text: &str) -> bool {
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port))
+            if !host.ends_with(':') && (host.starts_with('[') == host.ends_with(']')) =>
+        {
+            (host, Some(port))
+        }
+        _ => (text, None),
+    };
+    let port_ok = port.is_none_or(|port| port.parse::<u16>().is_ok_and(|port| port != 0));
+    let host_ok = match host
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host.len() <= 253
+                && host.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                })
+        }
+    };
+    port_ok && host_ok
+}
+
 fn parse_cidr(raw: &Raw<'_>) -> Result<Ipv4Cidr, Mismatch> {
     raw.text()?.parse().map_err(|_| raw.mismatch())
 }
@@ -683,6 +726,15 @@ impl Config {
                 self.allowed_host_ports = ports;
             }
             "max_disk_size" => self.max_disk_size = parse_disk_size(raw)?,
+            "insecure_registries" => {
+                let mut hosts = raw.list()?;
+                if !hosts.iter().all(|host| is_registry_host(host)) {
+                    return Err(raw.mismatch());
+                }
+                hosts.sort();
+                hosts.dedup();
+                self.insecure_registries = hosts;
+            }
             _ => return Err(raw.mismatch()),
         }
         Ok(())
@@ -728,6 +780,8 @@ impl Config {
                 .collect::<Vec<_>>()
                 .join(","),
             "max_disk_size" => format_size(self.max_disk_size),
+            "insecure_registries" if self.insecure_registries.is_empty() => "none".to_owned(),
+            "insecure_registries" => self.insecure_registries.join(","),
             _ => return None,
         };
         Some(text)
@@ -804,6 +858,7 @@ impl LoadedConfig {
             dns_listen_addr: SocketAddr::from(([127, 0, 0, 1], 42069)),
             allowed_host_ports: Vec::new(),
             max_disk_size: 0,
+            insecure_registries: Vec::new(),
         };
         let mut sources = BTreeMap::new();
         for key in KEYS {

@@ -1,4 +1,6 @@
-//! `banger image build|register|list|show|delete|promote`.
+//! `banger image build|pull|register|list|show|delete|promote`.
+
+mod pull;
 
 use std::process::ExitCode;
 
@@ -37,6 +39,10 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
                 image.name,
                 human_bytes(image.size_bytes)
             );
+        }
+        ImageCommand::Pull(args) => {
+            let client = super::connect(&paths).await?;
+            pull::run(&client, args).await?;
         }
         ImageCommand::Register(args) => {
             let request = ImageRegisterRequest {
@@ -125,7 +131,7 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
 
 fn details(image: &ImageInfo) -> Vec<Vec<String>> {
     let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
-    vec![
+    let mut rows = vec![
         vec!["name".into(), image.name.to_string()],
         vec![
             "managed".into(),
@@ -144,5 +150,26 @@ fn details(image: &ImageInfo) -> Vec<Vec<String>> {
                 output::join(&image.used_by_vms, ", ")
             },
         ],
-    ]
+    ];
+    if let Some(oci) = &image.oci {
+        let list = |items: &Option<Vec<String>>| {
+            items
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |items| format!("{items:?}"))
+        };
+        rows.extend([
+            vec!["source".into(), oci.source.clone()],
+            vec!["manifest".into(), optional(&oci.manifest_digest)],
+            vec!["config".into(), oci.config_digest.clone()],
+            vec!["entrypoint".into(), list(&oci.entrypoint)],
+            vec!["cmd".into(), list(&oci.cmd)],
+            vec!["workdir".into(), optional(&oci.working_dir)],
+            vec!["user".into(), optional(&oci.user)],
+        ]);
+        for (index, variable) in oci.env.iter().enumerate() {
+            let label = if index == 0 { "env" } else { "" };
+            rows.push(vec![label.into(), variable.clone()]);
+        }
+    }
+    rows
 }

@@ -357,3 +357,35 @@ fn missing_config_file_is_defaults() {
     let loaded = LoadedConfig::load_with(&temp_paths(&dir), &env).expect("loads");
     assert!(!loaded.file_exists);
 }
+
+#[test]
+fn insecure_registries_are_hosts_with_optional_ports() {
+    let env = env_of(&[]);
+    let file = "insecure_registries = [\"registry.lan:5000\", \"10.0.0.7\", \"[fd00::1]:5000\", \"registry.lan:5000\"]\n";
+    let loaded = LoadedConfig::from_parts(&paths(), Some(file), &env).expect("loads");
+    assert_eq!(
+        loaded.config.insecure_registries,
+        ["10.0.0.7", "[fd00::1]:5000", "registry.lan:5000"]
+    );
+    let defaults = LoadedConfig::from_parts(&paths(), None, &env).expect("loads");
+    assert!(defaults.config.insecure_registries.is_empty());
+    for bad in [
+        "[\"http://registry.lan\"]",
+        "[\"registry.lan/path\"]",
+        "[\"host:0\"]",
+        "[\"host:99999\"]",
+        "[\"-bad.lan\"]",
+        "[\"\"]",
+        "\"registry.lan\"",
+    ] {
+        let file = format!("insecure_registries = {bad}\n");
+        let error = LoadedConfig::from_parts(&paths(), Some(&file), &env).unwrap_err();
+        assert!(
+            error.to_string().contains("insecure_registries"),
+            "{bad}: {error}"
+        );
+    }
+    let env = env_of(&[("BANGER_INSECURE_REGISTRIES", "a.lan:5000, b.lan")]);
+    let loaded = LoadedConfig::from_parts(&paths(), None, &env).expect("loads");
+    assert_eq!(loaded.config.insecure_registries, ["a.lan:5000", "b.lan"]);
+}

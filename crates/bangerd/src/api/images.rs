@@ -1,10 +1,12 @@
-//! The `/v1/images` resource: list, show, register, build, promote, delete.
+//! The `/v1/images` resource: list, show, register, build, pull, promote, delete.
 
 use axum::Json;
 use axum::extract::State;
 
 use axum::response::Response;
-use banger_api::images::{ImageBuildRequest, ImageDeleted, ImageInfo, ImageRegisterRequest};
+use banger_api::images::{
+    ImageBuildRequest, ImageDeleted, ImageInfo, ImagePullRequest, ImageRegisterRequest,
+};
 use banger_api::operation::OperationEvent;
 use banger_api::{ApiError, ImageName};
 use serde::Deserialize;
@@ -97,6 +99,20 @@ pub async fn build(
 ) -> Result<Response, ApiFailure> {
     Ok(stream_blocking(move |progress| {
         images::build(&state, &request, progress).map_err(ApiFailure::from)
+    }))
+}
+
+/// Pulls an OCI image (registry, `docker-archive:`, `oci:`) into the
+/// managed store, streaming progress (bytes per layer).
+#[utoipa::path(post, path = "/v1/images/pull", tag = "images", request_body = ImagePullRequest,
+    responses((status = 200, description = "NDJSON progress stream ending in the image",
+        content_type = "application/x-ndjson", body = OperationEvent<ImageInfo>)))]
+pub async fn pull(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<ImagePullRequest>,
+) -> Result<Response, ApiFailure> {
+    Ok(stream_blocking(move |progress| {
+        images::pull(&state, &request, progress).map_err(ApiFailure::from)
     }))
 }
 

@@ -69,6 +69,7 @@ fn route_table() -> OpenApiRouter<AppState> {
         .routes(routes!(images::show, images::delete))
         .routes(routes!(images::register))
         .routes(routes!(images::build))
+        .routes(routes!(images::pull))
         .routes(routes!(images::promote))
         .routes(routes!(vms::list, vms::create))
         .routes(routes!(vms::adopt))

@@ -141,6 +141,7 @@ pub fn build(
         initrd: None,
         created_at: timestamp,
         updated_at: timestamp,
+        oci: None,
     };
     if let Err(error) = store.upsert_image(&row) {
         let _ = fs_err::remove_dir_all(&final_dir);

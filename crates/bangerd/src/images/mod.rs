@@ -10,6 +10,7 @@
 
 mod build;
 mod promote;
+mod pull;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +27,7 @@ use crate::store::{ImageRow, KernelRow, Store, StoreError};
 
 pub use build::build;
 pub use promote::promote;
+pub use pull::pull;
 
 /// Failures of image operations; each names the image or file involved.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +160,18 @@ pub enum ImageError {
         #[source]
         source: Box<banger_image::image_build::ImageBuildError>,
     },
+    /// The pull reference is not valid.
+    #[error("invalid image reference")]
+    Reference(#[from] banger_oci::reference::ReferenceError),
+    /// Pulling the image failed.
+    #[error("pulling image {name} failed")]
+    Pull {
+        /// The image.
+        name: String,
+        /// The cause.
+        #[source]
+        source: Box<banger_oci::ImportError>,
+    },
     /// A copy did not match its source when promoting.
     #[error("the copy of {source_path} differs from the original; the promotion was undone")]
     VerifyFailed {
@@ -185,7 +199,17 @@ impl ImageError {
             | Self::InitrdNotAFile { .. }
             | Self::ModulesWithoutKernel
             | Self::KernelAndKernelRef
-            | Self::DefaultKernelMissing { .. } => ErrorCode::BadRequest,
+            | Self::DefaultKernelMissing { .. }
+            | Self::Reference(_) => ErrorCode::BadRequest,
+            Self::Pull { source, .. } => match **source {
+                banger_oci::ImportError::Ext4(_)
+                | banger_oci::ImportError::Io { .. }
+                | banger_oci::ImportError::Cache(_) => ErrorCode::Internal,
+                banger_oci::ImportError::Registry(banger_oci::registry::RegistryError::Http {
+                    ..
+                }) => ErrorCode::Unavailable,
+                _ => ErrorCode::BadRequest,
+            },
             Self::Kernel(kernel) => kernel.code(),
             Self::Io { .. }
             | Self::KernelMissing { .. }
@@ -232,6 +256,7 @@ pub fn info(store: &Store, row: &ImageRow) -> Result<ImageInfo, ImageError> {
         created_at: row.created_at,
         updated_at: row.updated_at,
         used_by_vms: store.vms_using_image(row.id)?,
+        oci: row.oci.clone(),
     })
 }
 
@@ -377,6 +402,7 @@ pub fn register(
         initrd,
         created_at: existing.as_ref().map_or(timestamp, |row| row.created_at),
         updated_at: timestamp,
+        oci: None,
     };
     let (saved, dropped) = {
         let mut store = state.store();

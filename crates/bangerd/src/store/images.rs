@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use banger_api::images::OciOrigin;
 use banger_api::{ImageName, VmName};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -32,9 +33,11 @@ pub struct ImageRow {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+    /// Pulled images: their source and container config.
+    pub oci: Option<OciOrigin>,
 }
 
-const COLUMNS: &str = "id, name, managed, dir, rootfs, work_seed, kernel_id, initrd, size_bytes, created_at, updated_at";
+const COLUMNS: &str = "id, name, managed, dir, rootfs, work_seed, kernel_id, initrd, size_bytes, created_at, updated_at, oci";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<ImageRow> {
     let name: String = row.get(1)?;
@@ -53,6 +56,17 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<ImageRow> {
         size_bytes: u64::try_from(row.get::<_, i64>(8)?).unwrap_or(0),
         created_at: row.get(9)?,
         updated_at: row.get(10)?,
+        oci: row
+            .get::<_, Option<String>>(11)?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|error| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    11,
+                    rusqlite::types::Type::Text,
+                    Box::new(error),
+                )
+            })?,
     })
 }
 
@@ -63,11 +77,12 @@ fn text(path: &Option<PathBuf>) -> Option<String> {
 /// Inserts or updates the image row of the same name; returns its id.
 fn upsert(connection: &Connection, image: &ImageRow) -> rusqlite::Result<i64> {
     connection.query_row(
-        "INSERT INTO images (name, managed, dir, rootfs, work_seed, kernel_id, initrd, size_bytes, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        "INSERT INTO images (name, managed, dir, rootfs, work_seed, kernel_id, initrd, size_bytes, created_at, updated_at, oci)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (name) DO UPDATE SET managed = excluded.managed, dir = excluded.dir,
            rootfs = excluded.rootfs, work_seed = excluded.work_seed, kernel_id = excluded.kernel_id,
-           initrd = excluded.initrd, size_bytes = excluded.size_bytes, updated_at = excluded.updated_at
+           initrd = excluded.initrd, size_bytes = excluded.size_bytes, updated_at = excluded.updated_at,
+           oci = excluded.oci
          RETURNING id",
         params![
             image.name.as_str(),
@@ -80,6 +95,10 @@ fn upsert(connection: &Connection, image: &ImageRow) -> rusqlite::Result<i64> {
             i64::try_from(image.size_bytes).unwrap_or(i64::MAX),
             image.created_at,
             image.updated_at,
+            image
+                .oci
+                .as_ref()
+                .and_then(|oci| serde_json::to_string(oci).ok()),
         ],
         |row| row.get(0),
     )

@@ -94,6 +94,10 @@ const MIGRATIONS: &[&str] = &[
         updated_at  INTEGER NOT NULL,
         UNIQUE (vm_id, name)
     ) STRICT;",
+    // 6: where an image pulled from an OCI source came from and its
+    // container config (JSON of banger_api::images::OciOrigin); NULL for
+    // built and registered images.
+    "ALTER TABLE images ADD COLUMN oci TEXT;",
 ];
 
 /// The schema version this build writes.
