@@ -225,6 +225,66 @@ fn bad_vm_requests_are_refused_and_leave_nothing_behind() {
         .collect();
     assert_eq!(dirs, ["idle"], "failed creates leave no files");
 
+    // The database is lost (moved away, as the newer-schema error advises):
+    // the VM's directory is an orphan now. A create of that name refuses to
+    // touch it and names the fix; `vm adopt` brings the VM back with its
+    // disks.
+    ok(&["daemon", "stop"]);
+    let database = env.paths().database();
+    let file_name = database
+        .file_name()
+        .expect("db name")
+        .to_string_lossy()
+        .into_owned();
+    for suffix in ["", "-wal", "-shm"] {
+        let from = database.with_file_name(format!("{file_name}{suffix}"));
+        if from.exists() {
+            fs_err::rename(&from, env.root().join(format!("lost{suffix}"))).expect("move the db");
+        }
+    }
+    ok(&["kernel", "pull", "debian-cloud-amd64"]);
+    ok(&[
+        "image",
+        "register",
+        "--name",
+        "tiny",
+        "--rootfs",
+        rootfs.to_str().expect("utf-8"),
+        "--work-seed",
+        seed.to_str().expect("utf-8"),
+    ]);
+    fails(
+        &[
+            "vm",
+            "create",
+            "--name",
+            "idle",
+            "--image",
+            "tiny",
+            "--no-start",
+        ],
+        "banger vm adopt",
+    );
+    assert!(
+        idle_dir.join("work.ext4").exists(),
+        "the refused create kept the orphan's disk"
+    );
+    ok(&[
+        "vm",
+        "adopt",
+        idle_dir.to_str().expect("utf-8"),
+        "--image",
+        "tiny",
+    ]);
+    let adopted: serde_json::Value =
+        serde_json::from_str(&ok(&["vm", "show", "idle", "--json"])).expect("JSON");
+    assert_eq!(adopted["state"], "created");
+    assert_eq!(adopted["disk_bytes"], 256 << 20, "disk size from work.ext4");
+    fails(
+        &["vm", "adopt", idle_dir.to_str().expect("utf-8")],
+        "already owns",
+    );
+
     ok(&["vm", "delete", "idle"]);
     // The image cannot go while... nothing uses it now, so it can.
     ok(&["image", "delete", "tiny"]);
