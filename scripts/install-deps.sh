@@ -13,6 +13,9 @@ packages=(
   openssl
   # systemd-nspawn: banger-system's install test boots systemd in a container.
   systemd-container
+  # image pull tests: a registry on loopback, htpasswd for its basic auth,
+  # skopeo to push test images into it.
+  docker-registry apache2-utils skopeo
 )
 
 sudo_cmd=()
