@@ -33,6 +33,34 @@ pub struct ImageInfo {
     /// Where a pulled image came from and its container config (`image pull`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oci: Option<OciOrigin>,
+    /// The pinned tools a provisioned image was built with (`image build`
+    /// without `--minimal`); none for bare, registered or pulled images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provision: Option<ImageProvision>,
+}
+
+/// What provisioning put into an image (its `provision.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageProvision {
+    /// The docker engine and compose were added (`--docker`).
+    pub docker: bool,
+    /// The pinned tools, in manifest order.
+    pub tools: Vec<ProvisionedTool>,
+    /// `name=version` of the Debian packages provisioning asked for, as installed.
+    pub debian: Vec<String>,
+}
+
+/// One pinned tool of a provisioned image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionedTool {
+    /// Tool name (`opencode`, `claude`, `pi`, `mise`, ...).
+    pub name: String,
+    /// The pinned version.
+    pub version: String,
+    /// Commands it puts in `/usr/local/bin`.
+    pub commands: Vec<String>,
 }
 
 /// What an image pulled with `image pull` was made from: its source, digests
@@ -124,9 +152,20 @@ pub struct ImageBuildRequest {
     /// Size of rootfs.ext4 in bytes (default: fitted to the content).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
-    /// Kernel to boot (default: the catalog default, pulled if needed).
+    /// Kernel to boot (default: the catalog default; a kernel of the
+    /// kernel catalog is pulled if needed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_ref: Option<KernelName>,
+    /// Build the bare image, without the pinned tools (`--minimal`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub minimal: bool,
+    /// Add the docker engine and compose (`--docker`; not with `minimal`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub docker: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl ImageBuildRequest {
@@ -138,6 +177,8 @@ impl ImageBuildRequest {
             packages_file: None,
             size_bytes: None,
             kernel_ref: None,
+            minimal: false,
+            docker: false,
         }
     }
 }

@@ -318,8 +318,8 @@ pub enum ImageCommand {
     Pull(ImagePullArgs),
     /// Register your own image files (unmanaged: banger never modifies or deletes them).
     Register(ImageRegisterArgs),
-    /// List images.
-    List(JsonFlag),
+    /// List images; with --available, the image catalog's recipes.
+    List(ImageListArgs),
     /// Show an image.
     Show(ImageShowArgs),
     /// Delete an image (a managed image's files go with it).
@@ -328,15 +328,35 @@ pub enum ImageCommand {
     Promote(ImageNameArg),
 }
 
+/// Options of `banger image list`.
+#[derive(Debug, Args)]
+pub struct ImageListArgs {
+    /// List the image catalog's recipes (`image build --from-catalog NAME`) instead of installed images.
+    #[arg(long)]
+    pub available: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Options of `banger image build`.
 #[derive(Debug, Args)]
 pub struct ImageBuildArgs {
-    /// Name of the new image.
+    /// Name of the new image (default with --from-catalog: the entry's name).
+    #[arg(long, required_unless_present = "from_catalog")]
+    pub name: Option<ImageName>,
+    /// Build the image catalog's recipe NAME (see `banger image list --available`).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["suite", "minimal", "docker"])]
+    pub from_catalog: Option<String>,
+    /// Debian suite (codename) [default: bookworm].
     #[arg(long)]
-    pub name: ImageName,
-    /// Debian suite (codename).
-    #[arg(long, default_value = "bookworm")]
-    pub suite: String,
+    pub suite: Option<String>,
+    /// The bare image: no pinned agent tools (opencode, Claude Code, pi, mise, Node.js, tmux persistence).
+    #[arg(long)]
+    pub minimal: bool,
+    /// Add the docker engine and compose (Debian packages), enabled.
+    #[arg(long, conflicts_with = "minimal")]
+    pub docker: bool,
     /// File with extra packages, one per line (`#` comments allowed).
     #[arg(long)]
     pub packages: Option<std::path::PathBuf>,

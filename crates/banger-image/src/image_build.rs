@@ -126,6 +126,13 @@ pub enum ImageBuildError {
         /// The build log.
         log: PathBuf,
     },
+    /// Provisioning (the pinned tools) failed before anything was installed.
+    #[error("provisioning the image failed")]
+    Provision {
+        /// The cause.
+        #[source]
+        source: crate::provision::ProvisionError,
+    },
     /// `mkfs.ext4` (or the helper removing the tree) failed.
     #[error("{tool} for {path} failed: {detail}")]
     Tool {
@@ -190,6 +197,8 @@ pub struct ImageBuildSpec {
     pub mirror: Option<String>,
     /// None detects from the effective uid ([`BuildMode::detect`]).
     pub mode: Option<BuildMode>,
+    /// The pinned tools ([`crate::provision`]); None builds the bare image.
+    pub provision: Option<crate::provision::ProvisionSpec>,
 }
 
 impl Default for ImageBuildSpec {
@@ -201,6 +210,7 @@ impl Default for ImageBuildSpec {
             work_seed_size_bytes: DEFAULT_WORK_SEED_SIZE,
             mirror: None,
             mode: None,
+            provision: None,
         }
     }
 }
@@ -228,6 +238,8 @@ pub struct BuiltImage {
     pub mode: BuildMode,
     /// Wall time of the whole build.
     pub elapsed: Duration,
+    /// What provisioning installed (None for a bare image).
+    pub provision: Option<crate::provision::ProvisionRecord>,
 }
 
 /// True for a Debian policy package name: `[a-z0-9][a-z0-9+.-]+`. Anything

@@ -20,6 +20,7 @@
 //! - [`cpio`]: the newc archive writer used by both archive builders.
 //! - [`download`]: checksum-verified, atomic downloads for `url` catalog entries.
 //! - [`image_build`]: build banger's default Debian image with mmdebstrap.
+//! - [`provision`]: the pinned agent tools a provisioned image carries.
 
 // Tests may unwrap: a panic with the value is the clearest failure report.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -36,6 +37,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod modules;
 pub mod modules_disk;
+pub mod provision;
 pub mod vmlinux;
 
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! `banger image build|pull|register|list|show|delete|promote`.
 
+mod catalog;
 mod pull;
 
 use std::process::ExitCode;
@@ -20,12 +21,26 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
     let paths = Paths::from_env()?;
     match command {
         ImageCommand::Build(args) => {
-            let request = ImageBuildRequest {
-                name: args.name,
-                suite: Some(args.suite),
-                packages_file: args.packages.as_deref().map(path_text).transpose()?,
-                size_bytes: args.size,
-                kernel_ref: args.kernel_ref,
+            let packages_file = args.packages.as_deref().map(path_text).transpose()?;
+            let request = match &args.from_catalog {
+                Some(entry) => catalog::build_request(
+                    entry,
+                    args.name,
+                    packages_file,
+                    args.size,
+                    args.kernel_ref,
+                )?,
+                None => ImageBuildRequest {
+                    suite: args.suite,
+                    packages_file,
+                    size_bytes: args.size,
+                    kernel_ref: args.kernel_ref,
+                    minimal: args.minimal,
+                    docker: args.docker,
+                    ..ImageBuildRequest::new(args.name.ok_or_else(|| {
+                        anyhow::anyhow!("--name is required without --from-catalog")
+                    })?)
+                },
             };
             let client = super::connect(&paths).await?;
             let mut reporter = Reporter::new();
@@ -65,6 +80,9 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
                 "image {} is registered (unmanaged; its files stay where they are)",
                 image.name
             );
+        }
+        ImageCommand::List(flags) if flags.available => {
+            catalog::list_available(flags.json)?;
         }
         ImageCommand::List(flags) => {
             let images = super::connect(&paths).await?.images().await?;
@@ -151,6 +169,9 @@ fn details(image: &ImageInfo) -> Vec<Vec<String>> {
             },
         ],
     ];
+    if let Some(provision) = &image.provision {
+        rows.extend(catalog::provision_rows(provision));
+    }
     if let Some(oci) = &image.oci {
         let list = |items: &Option<Vec<String>>| {
             items

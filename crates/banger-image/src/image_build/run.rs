@@ -15,6 +15,9 @@ use super::{
     ImageBuildError, ImageBuildSpec, ROOTFS_LABEL, WORK_LABEL, io_err, resolve_packages,
     rootfs_size, secs, shell_quote, validate_mirror, validate_suite,
 };
+use crate::provision::{
+    DEFAULT_REGISTRY, PROVISION_SCRIPT, Plan, ProvisionRecord, ProvisionSpec, fetch, stage,
+};
 
 const ROOTFS: &str = "rootfs.ext4";
 const WORK_SEED: &str = "work-seed.ext4";
@@ -321,6 +324,89 @@ fn note(log: &Path, text: &str) {
     }
 }
 
+/// Provisioning made ready before mmdebstrap runs: the verified payload and
+/// the hook script in the staging directory.
+struct Prepared {
+    payload: PathBuf,
+    hook: PathBuf,
+    record: ProvisionRecord,
+}
+
+impl Prepared {
+    /// The two customize hooks: unpack the payload, then run the script.
+    fn hooks(&self) -> Vec<OsString> {
+        let mut tar_in = OsString::from("--customize-hook=tar-in ");
+        tar_in.push(shell_quote(self.payload.as_os_str()));
+        tar_in.push(" /");
+        let mut script = OsString::from("--customize-hook=");
+        script.push(&self.hook);
+        vec![tar_in, script]
+    }
+
+    /// The record, with the versions Debian actually installed.
+    fn finish(mut self, installed: &[String]) -> ProvisionRecord {
+        self.record.installed_debian = installed
+            .iter()
+            .filter(|entry| {
+                let name = entry.split('=').next().unwrap_or("");
+                self.record.debian_packages.iter().any(|p| p == name)
+            })
+            .cloned()
+            .collect();
+        self.record
+    }
+}
+
+/// Plans, fetches (verified, cached under `<cache_dir>/npm`) and stages the
+/// pinned tools, and adds their Debian packages to `packages`. Fails before
+/// anything is installed, so a failure leaves only the staging directory
+/// (removed by the caller).
+fn prepare_provision(
+    provision: &ProvisionSpec,
+    packages: &mut Vec<String>,
+    staging: &Path,
+    cache_dir: &Path,
+    progress: &mut dyn FnMut(&str, &str),
+) -> Result<Prepared, ImageBuildError> {
+    let wrap = |source| ImageBuildError::Provision { source };
+    let plan = Plan::load(provision.docker).map_err(wrap)?;
+    for package in &plan.debian {
+        if !packages.contains(package) {
+            packages.push(package.clone());
+        }
+    }
+    let registry = provision.registry.as_deref().unwrap_or(DEFAULT_REGISTRY);
+    progress(
+        "fetching tools",
+        &format!(
+            "{} pinned tools from {registry} (cached in {})",
+            plan.tools.len(),
+            cache_dir.join("npm").display()
+        ),
+    );
+    let tarballs = fetch(&plan, registry, &cache_dir.join("npm"), &mut |message| {
+        progress("fetching tools", message)
+    })
+    .map_err(wrap)?;
+    let record = plan.record();
+    let payload = staging.join("provision.tar");
+    stage(&plan, &tarballs, &record, &payload, &mut |message| {
+        progress("staging tools", message)
+    })
+    .map_err(wrap)?;
+    let hook = staging.join("provision.sh");
+    fs_err::write(&hook, PROVISION_SCRIPT).map_err(io_err(&hook))?;
+    for (path, mode) in [(&hook, 0o755), (&payload, 0o644)] {
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(io_err(path))?;
+    }
+    Ok(Prepared {
+        payload,
+        hook,
+        record,
+    })
+}
+
 pub(super) fn build(
     spec: &ImageBuildSpec,
     out_dir: &Path,
@@ -332,7 +418,7 @@ pub(super) fn build(
     validate_suite(&spec.suite)?;
     let mirror = spec.mirror.as_deref().unwrap_or(DEFAULT_MIRROR);
     validate_mirror(mirror)?;
-    let packages = resolve_packages(spec)?;
+    let mut packages = resolve_packages(spec)?;
     let mode = spec.mode.unwrap_or_else(BuildMode::detect);
     let helper = mode == BuildMode::Unshare && BuildMode::detect() != BuildMode::Root;
 
@@ -392,7 +478,17 @@ pub(super) fn build(
             spec.suite
         ),
     );
-    let args = mmdebstrap_args(
+    let provisioned = match &spec.provision {
+        Some(provision) => Some(prepare_provision(
+            provision,
+            &mut packages,
+            &staging.dir,
+            cache_dir,
+            progress,
+        )?),
+        None => None,
+    };
+    let mut args = mmdebstrap_args(
         mode,
         &spec.suite,
         mirror,
@@ -402,6 +498,12 @@ pub(super) fn build(
         &cache_new,
         &hook,
     );
+    if let Some(prepared) = &provisioned {
+        // After banger's customisation: the payload, then the hook that
+        // needs it in place. Both before "--" (options only).
+        let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+        args.splice(at..at, prepared.hooks());
+    }
     run_mmdebstrap(&args, log, progress)?;
     note(log, &format!("mmdebstrap finished after {}", secs(start)));
 
@@ -411,6 +513,7 @@ pub(super) fn build(
     fs_err::rename(&cache_new, &cache).map_err(io_err(&cache_new))?;
     staging.cache_new = None;
     let installed = installed_packages(&tree)?;
+    let provision = provisioned.map(|prepared| prepared.finish(&installed));
 
     // /root -> work seed; then /root is emptied to be the work disk's mount point.
     let (seed_bytes, _) = tree_usage(&root_dir, helper)?;
@@ -498,5 +601,6 @@ pub(super) fn build(
         suite: spec.suite.clone(),
         mode,
         elapsed: start.elapsed(),
+        provision,
     })
 }

@@ -1,10 +1,15 @@
-//! `image build`: a Debian image from Debian packages, as a managed image.
+//! `image build`: a Debian image from Debian packages, as a managed image,
+//! provisioned with the pinned agent tools (banger_image::provision) unless
+//! the request asks for the bare (`minimal`) image. The provisioning record
+//! goes next to the image's files as `provision.json`, read back by
+//! `image show`.
 
 use std::path::PathBuf;
 
-use banger_api::images::{ImageBuildRequest, ImageInfo};
+use banger_api::images::{ImageBuildRequest, ImageInfo, ImageProvision, ProvisionedTool};
 use banger_api::{ImageName, KernelName};
 use banger_image::image_build::{ImageBuildSpec, build_debian_image};
+use banger_image::provision::{ProvisionSpec, read_record, write_record};
 
 use super::{ImageError, absolute, images_dir, info, io, remove_tree};
 use crate::kernels;
@@ -37,9 +42,18 @@ pub fn build(
             KernelName::parse(&catalog.default)?
         }
     };
+    if request.minimal && request.docker {
+        return Err(ImageError::MinimalWithDocker);
+    }
     let existing_kernel = state.store().kernel(&kernel_name)?;
     if existing_kernel.is_none() {
-        if request.kernel_ref.is_some() {
+        // A named kernel is pulled only when the kernel catalog has it
+        // (image catalog entries name theirs); anything else must be
+        // installed first.
+        let in_catalog = kernels::catalog()?
+            .kernels
+            .contains_key(kernel_name.as_str());
+        if request.kernel_ref.is_some() && !in_catalog {
             return Err(kernels::KernelError::NotInstalled {
                 name: kernel_name.to_string(),
             }
@@ -58,6 +72,13 @@ pub fn build(
             .map(|raw| absolute("packages file", raw))
             .transpose()?,
         rootfs_size_bytes: request.size_bytes,
+        provision: (!request.minimal).then(|| ProvisionSpec {
+            docker: request.docker,
+            // Tests point builds at a local registry.
+            registry: std::env::var("BANGER_NPM_REGISTRY")
+                .ok()
+                .filter(|value| !value.is_empty()),
+        }),
         ..ImageBuildSpec::default()
     };
 
@@ -74,11 +95,19 @@ pub fn build(
     }
     progress.stage(
         "build",
-        format!(
-            "building Debian {} image {name}; this usually takes 2 to 5 minutes (log: {})",
-            spec.suite,
-            log.display()
-        ),
+        if spec.provision.is_some() {
+            format!(
+                "building Debian {} image {name} with the pinned agent tools; this usually takes 4 to 10 minutes, less with a warm cache (log: {})",
+                spec.suite,
+                log.display()
+            )
+        } else {
+            format!(
+                "building Debian {} image {name}; this usually takes 2 to 5 minutes (log: {})",
+                spec.suite,
+                log.display()
+            )
+        },
     );
     let built = build_debian_image(
         &spec,
@@ -98,6 +127,18 @@ pub fn build(
             });
         }
     };
+    if let Some(record) = &built.provision
+        && let Err(error) = write_record(&partial, record)
+    {
+        let _ = fs_err::remove_dir_all(&partial);
+        return Err(ImageError::Build {
+            name: name.to_string(),
+            log,
+            source: Box::new(banger_image::image_build::ImageBuildError::Provision {
+                source: error,
+            }),
+        });
+    }
     // Files from the build cache or the registered originals keep their
     // modes; the published image is owner-only.
     if let Err(error) = banger_host::disk::restrict_tree(&partial) {
@@ -153,4 +194,30 @@ pub fn build(
     );
     let saved = super::row(&store, &name)?;
     info(&store, &saved)
+}
+
+/// The provisioning record of a managed image (`<dir>/provision.json`), for
+/// `image show`; None for bare, registered or pulled images. A damaged
+/// record is logged and shown as none rather than failing every listing.
+pub(super) fn provision_info(row: &ImageRow) -> Option<ImageProvision> {
+    let dir = row.dir.as_ref().filter(|_| row.managed)?;
+    match read_record(dir) {
+        Ok(record) => record.map(|record| ImageProvision {
+            docker: record.docker,
+            tools: record
+                .tools
+                .into_iter()
+                .map(|tool| ProvisionedTool {
+                    name: tool.name,
+                    version: tool.version,
+                    commands: tool.commands,
+                })
+                .collect(),
+            debian: record.installed_debian,
+        }),
+        Err(error) => {
+            tracing::warn!(image = %row.name, error = %crate::error::error_chain(&error), "unreadable provisioning record");
+            None
+        }
+    }
 }

@@ -65,6 +65,9 @@ pub enum ImageError {
         /// The initrd.
         path: PathBuf,
     },
+    /// `--minimal` and `--docker` together.
+    #[error("--docker adds to the provisioned image; it cannot be combined with --minimal")]
+    MinimalWithDocker,
     /// `--modules` without `--kernel`.
     #[error("--modules needs --kernel (it is the modules tree of that kernel)")]
     ModulesWithoutKernel,
@@ -198,6 +201,7 @@ impl ImageError {
             | Self::RelativePath { .. }
             | Self::InitrdNotAFile { .. }
             | Self::ModulesWithoutKernel
+            | Self::MinimalWithDocker
             | Self::KernelAndKernelRef
             | Self::DefaultKernelMissing { .. }
             | Self::Reference(_) => ErrorCode::BadRequest,
@@ -257,6 +261,7 @@ pub fn info(store: &Store, row: &ImageRow) -> Result<ImageInfo, ImageError> {
         updated_at: row.updated_at,
         used_by_vms: store.vms_using_image(row.id)?,
         oci: row.oci.clone(),
+        provision: build::provision_info(row),
     })
 }
 
