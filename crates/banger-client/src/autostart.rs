@@ -99,6 +99,16 @@ pub enum StartError {
         /// Its log file.
         log: PathBuf,
     },
+    /// banger is installed as a system service for this user, and the
+    /// service is not running: a development daemon started here would
+    /// hold the state and keep the service from starting.
+    #[error(
+        "bangerd is installed as a service (bangerd.service, see {metadata}) and is not running; start it with `sudo banger system restart` (or `sudo systemctl start bangerd`)"
+    )]
+    ServiceNotRunning {
+        /// The install metadata that says so.
+        metadata: PathBuf,
+    },
     /// A daemon exists but talking to it failed.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -116,6 +126,7 @@ pub async fn connect_or_start(
         Err(error) if error.is_not_running() => {}
         Err(error) => return Err(error.into()),
     }
+    refuse_if_service_installed()?;
     paths.check_socket_path()?;
     paths.prepare_runtime_dir()?;
     paths.prepare_state_dir()?;
@@ -166,6 +177,25 @@ pub async fn connect_or_start(
     }
     drop(lock);
     Ok(client)
+}
+
+/// A system install with systemd units for this user runs bangerd as a
+/// service; starting another one here would take its state lock.
+fn refuse_if_service_installed() -> Result<(), StartError> {
+    let path = banger_config::install::metadata_path();
+    if service_installed_for(&path, 0, rustix::process::getuid().as_raw()) {
+        return Err(StartError::ServiceNotRunning { metadata: path });
+    }
+    Ok(())
+}
+
+/// Whether the metadata at `path` (trusted if `trusted_uid` owns it)
+/// installs bangerd as a systemd service for `uid`. No install, someone
+/// else's, one without units, or metadata the helper would refuse too:
+/// not a service, so clients start a daemon as before.
+fn service_installed_for(path: &Path, trusted_uid: u32, uid: u32) -> bool {
+    banger_config::InstallMetadata::load(path, trusted_uid)
+        .is_ok_and(|metadata| metadata.systemd && metadata.owner_uid == uid)
 }
 
 /// Takes the exclusive lock on `path`, trying until `timeout` has passed,
@@ -284,6 +314,48 @@ fn stderr_tail(path: &Path, start: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_installed_service_is_not_shadowed_by_a_development_daemon() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let me = rustix::process::geteuid().as_raw();
+        let write = |systemd: bool, owner_uid: u32| {
+            let metadata = banger_config::InstallMetadata {
+                version: "0.1.0".into(),
+                owner_uid,
+                owner_gid: owner_uid,
+                owner_name: "dev".into(),
+                owner_home: "/home/dev".into(),
+                bin_dir: "/usr/local/bin".into(),
+                lib_dir: "/usr/local/lib/banger".into(),
+                root_socket: "/run/banger/root.sock".into(),
+                bridge_name: "banger0".into(),
+                allowed_cidrs: vec!["172.29.0.0/24".parse().expect("cidr")],
+                systemd,
+            };
+            let path = dir.path().join("install.toml");
+            fs_err::write(&path, metadata.to_toml().expect("toml")).expect("write");
+            fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            path
+        };
+        let path = write(true, 1000);
+        assert!(
+            service_installed_for(&path, me, 1000),
+            "the owner's service"
+        );
+        assert!(!service_installed_for(&path, me, 1001), "someone else's");
+        assert!(
+            !service_installed_for(&path, me + 1, 1000),
+            "an untrusted file"
+        );
+        let path = write(false, 1000);
+        assert!(
+            !service_installed_for(&path, me, 1000),
+            "an install without units"
+        );
+        assert!(!service_installed_for(&dir.path().join("none"), me, 1000));
+    }
 
     #[test]
     fn a_stuck_spawn_lock_holder_is_named_within_the_deadline() {

@@ -189,7 +189,7 @@ impl Ipv4Cidr {
 
 /// Why a CIDR string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{text:?} is not an IPv4 network like 172.30.0.0/24 (prefix 8..=30, host bits zero)")]
+#[error("{text:?} is not an IPv4 network like 172.29.0.0/24 (prefix 8..=30, host bits zero)")]
 pub struct CidrParseError {
     /// The refused text.
     pub text: String,

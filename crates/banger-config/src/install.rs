@@ -17,6 +17,17 @@ use crate::config::Ipv4Cidr;
 /// Where the install metadata lives.
 pub const INSTALL_METADATA_PATH: &str = "/etc/banger/install.toml";
 
+/// Overrides [`INSTALL_METADATA_PATH`] (tests, and installs elsewhere).
+pub const INSTALL_METADATA_ENV: &str = "BANGER_INSTALL_METADATA";
+
+/// Where the install metadata is looked for: `$BANGER_INSTALL_METADATA`,
+/// else [`INSTALL_METADATA_PATH`].
+pub fn metadata_path() -> PathBuf {
+    std::env::var_os(INSTALL_METADATA_ENV)
+        .filter(|value| !value.is_empty())
+        .map_or_else(|| PathBuf::from(INSTALL_METADATA_PATH), PathBuf::from)
+}
+
 /// The root helper's socket.
 pub const ROOT_SOCKET_PATH: &str = "/run/banger/root.sock";
 

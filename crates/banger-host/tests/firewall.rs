@@ -38,6 +38,9 @@ const UPLINK_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const NET_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const METADATA_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 const DNS_PORT: u16 = 5353;
+/// Where a daemon that is not root serves the guests' DNS (port 53 is
+/// redirected here).
+const REDIRECT_PORT: u16 = 42069;
 const ALLOWED_PORT: u16 = 2223;
 const CLOSED_PORT: u16 = 2222;
 const WEB_PORT: u16 = 8080;
@@ -255,6 +258,7 @@ fn state(nat: bool) -> FirewallState {
         },
         dns_ports: vec![DNS_PORT],
         allowed_host_ports: vec![ALLOWED_PORT],
+        dns_redirect: None,
         guests: vec![
             GuestRule {
                 tap: TapName::parse("bgtap7").expect("tap"),
@@ -382,6 +386,26 @@ fn nat_egress_and_isolation() {
         !connects(g, UPLINK_IP, DNS_PORT),
         "DNS on another host address"
     );
+
+    // A daemon that is not root listens on an unprivileged port; port 53 of
+    // the bridge address, and only that, is redirected there.
+    let redirected = listen(h, Ipv4Addr::UNSPECIFIED, REDIRECT_PORT);
+    assert!(!connects(g, BRIDGE_IP, 53), "nothing serves port 53 yet");
+    let mut with_redirect = state(false);
+    with_redirect.dns_redirect = Some(REDIRECT_PORT);
+    apply(h, Some(with_redirect)).expect("apply with a DNS redirect");
+    assert!(round_trip(g, BRIDGE_IP, 53), "port 53 is not redirected");
+    assert_eq!(
+        redirected.recv_timeout(TIMEOUT),
+        Ok(GUEST_IP),
+        "the redirected connection comes from the guest"
+    );
+    assert!(
+        !connects(g, UPLINK_IP, 53),
+        "the redirect is only for the bridge address"
+    );
+    apply(h, Some(state(false))).expect("apply without the redirect");
+    assert!(!connects(g, BRIDGE_IP, 53), "the redirect is gone");
     set_forwarding(h, false);
 
     // NAT on for GUEST: it reaches NET, masqueraded; GUEST2 still does not.

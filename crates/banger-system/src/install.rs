@@ -32,6 +32,8 @@ pub struct InstallOptions {
     pub source_dir: PathBuf,
     /// The static guest agent to install, if found.
     pub agent: Option<PathBuf>,
+    /// `vhost-device-vsock` to install, if found.
+    pub vhost_vsock: Option<PathBuf>,
     /// Install and enable, but start nothing.
     pub no_start: bool,
     /// Install systemd units (systemd is PID 1) or run the helper detached.
@@ -144,6 +146,11 @@ pub fn install(
     if options.agent.is_none() {
         progress(
             "no static guest agent found (build it with scripts/build-agent.sh and pass --agent): VMs will boot without it",
+        );
+    }
+    if options.vhost_vsock.is_none() {
+        progress(
+            "vhost-device-vsock not found (cargo install --locked vhost-device-vsock, then pass --vhost-vsock): QEMU VMs will not start",
         );
     }
     let metadata = build_metadata(&owner, &layout, options.systemd)?;
@@ -281,7 +288,33 @@ fn sources(options: &InstallOptions) -> Result<Vec<(Binary, PathBuf)>, InstallEr
         }
         sources.push((Binary::Agent, agent.clone()));
     }
+    if let Some(vhost_vsock) = &options.vhost_vsock {
+        if !vhost_vsock.is_file() {
+            return Err(InstallError::MissingSource {
+                path: vhost_vsock.clone(),
+            });
+        }
+        sources.push((Binary::VhostVsock, vhost_vsock.clone()));
+    }
     Ok(sources)
+}
+
+/// Where `vhost-device-vsock` is found when `--vhost-vsock` is not given:
+/// on `PATH`, else in the `~/.cargo/bin` of each home in `homes` (the
+/// sudo user's, then the caller's), where `cargo install` puts it.
+pub fn find_vhost_vsock(homes: &[PathBuf]) -> Option<PathBuf> {
+    let name = Binary::VhostVsock.file_name();
+    let on_path = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain(homes.iter().map(|home| home.join(".cargo/bin").join(name)))
+        .find(|path| path.is_file())
 }
 
 /// Where the guest agent is found when `--agent` is not given: next to the

@@ -33,15 +33,20 @@ pub enum Binary {
     BangerdRoot,
     /// The static guest agent copied into every image.
     Agent,
+    /// The vhost-user vsock backend QEMU VMs need; the owner's daemon runs
+    /// it, so it must be where the owner can execute it (a root-owned
+    /// copy, not root's `~/.cargo/bin`).
+    VhostVsock,
 }
 
 impl Binary {
     /// Every installed file.
-    pub const ALL: [Binary; 4] = [
+    pub const ALL: [Binary; 5] = [
         Binary::Banger,
         Binary::Bangerd,
         Binary::BangerdRoot,
         Binary::Agent,
+        Binary::VhostVsock,
     ];
 
     /// The file's name.
@@ -51,6 +56,7 @@ impl Binary {
             Binary::Bangerd => "bangerd",
             Binary::BangerdRoot => "bangerd-root",
             Binary::Agent => "banger-vsock-agent",
+            Binary::VhostVsock => "vhost-device-vsock",
         }
     }
 }
@@ -100,7 +106,7 @@ impl Layout {
     /// Where `binary` is installed.
     pub fn binary(&self, binary: Binary) -> PathBuf {
         match binary {
-            Binary::Agent => self.lib_dir.join(binary.file_name()),
+            Binary::Agent | Binary::VhostVsock => self.lib_dir.join(binary.file_name()),
             _ => self.bin_dir.join(binary.file_name()),
         }
     }

@@ -467,6 +467,7 @@ mod tests {
             },
             dns_ports: vec![53],
             allowed_host_ports: Vec::new(),
+            dns_redirect: None,
             guests,
         }
     }

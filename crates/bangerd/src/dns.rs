@@ -1,5 +1,6 @@
 //! The daemon's `.vm` DNS: one record per VM, served on `dns_listen_addr`
-//! from daemon start and on the bridge address (port 53) for guests once the
+//! from daemon start and on the bridge address (port 53, or a redirect to an
+//! unprivileged port when the daemon is not root) for guests once the
 //! bridge exists; on hosts with systemd-resolved, the bridge link is told to
 //! route `~vm` there so every program on the host resolves `<name>.vm`.
 
@@ -39,15 +40,26 @@ pub async fn start(state: &AppState) {
     }
 }
 
+/// The guests' resolver is `bridge_ip:53`. A daemon that is not root cannot
+/// listen on port 53, so it listens on `bridge_ip` at the port of
+/// `dns_listen_addr` instead, and the firewall redirects port 53 there:
+/// this is that port, or `None` when the daemon listens on 53 itself.
+pub fn guest_dns_redirect(config: &banger_config::Config) -> Option<u16> {
+    let port = config.dns_listen_addr.port();
+    (!rustix::process::geteuid().is_root() && port != 53).then_some(port)
+}
+
 /// Once the bridge exists: also listen on `bridge_ip:53` (the guests'
-/// resolver) and, with systemd-resolved, route `~vm` to it (through
+/// resolver; see [`guest_dns_redirect`] for a daemon that is not root) and,
+/// with systemd-resolved, route `~vm` to it (through
 /// `PrivilegedOps::route_vm_domain`). Idempotent.
 pub async fn bridge_ready(state: &AppState) {
     let dns = state.dns();
     dns.bridge_ready
         .get_or_init(|| async {
             let config = state.config();
-            let addr = SocketAddr::V4(SocketAddrV4::new(config.bridge_ip, 53));
+            let port = guest_dns_redirect(config).unwrap_or(53);
+            let addr = SocketAddr::V4(SocketAddrV4::new(config.bridge_ip, port));
             if let Some(server) = dns.server.lock().await.as_mut() {
                 match server.add_listener(addr).await {
                     Ok(_) => tracing::info!(%addr, "serving .vm DNS to guests"),

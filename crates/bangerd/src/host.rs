@@ -433,11 +433,19 @@ fn daemon_exe() -> Result<PathBuf, HostError> {
 }
 
 /// `vhost-device-vsock` on PATH or in `~/.cargo/bin`, where `cargo install` puts it.
+/// `vhost-device-vsock`: on `PATH`, else in the system install's `lib_dir`
+/// (where `banger system install` copies it, since the owner's daemon
+/// cannot run root's `~/.cargo/bin` copy), else in `~/.cargo/bin`.
 fn find_vhost_vsock() -> Option<PathBuf> {
-    find_program(Path::new("vhost-device-vsock")).or_else(|| {
-        let home = std::env::var_os("HOME")?;
-        find_program(&Path::new(&home).join(".cargo/bin/vhost-device-vsock"))
-    })
+    find_program(Path::new("vhost-device-vsock"))
+        .or_else(|| {
+            let metadata = root_helper::locate().ok()?.metadata?;
+            find_program(&metadata.lib_dir.join("vhost-device-vsock"))
+        })
+        .or_else(|| {
+            let home = std::env::var_os("HOME")?;
+            find_program(&Path::new(&home).join(".cargo/bin/vhost-device-vsock"))
+        })
 }
 
 /// The static agent: `BANGER_AGENT_BIN`, else next to bangerd, else in the

@@ -30,6 +30,9 @@ pub struct SystemInstallArgs {
     /// The static guest agent to install (default: found next to banger or in the cargo target dir).
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
+    /// vhost-device-vsock to install into PREFIX/lib/banger (default: found on PATH or in ~/.cargo/bin of the sudo user or root).
+    #[arg(long, value_name = "PATH")]
+    pub vhost_vsock: Option<PathBuf>,
     /// Install and enable, but do not start or restart anything.
     #[arg(long)]
     pub no_start: bool,

@@ -23,12 +23,24 @@ pub fn run(command: SystemCommand) -> anyhow::Result<ExitCode> {
             let agent = args
                 .agent
                 .or_else(|| banger_system::install::find_agent(&source_dir));
+            let sudo_user = std::env::var("SUDO_USER").ok();
+            let homes: Vec<PathBuf> = sudo_user
+                .as_deref()
+                .and_then(|user| banger_system::owner::Owner::lookup(user).ok())
+                .map(|owner| owner.home)
+                .into_iter()
+                .chain(std::env::var_os("HOME").map(PathBuf::from))
+                .collect();
+            let vhost_vsock = args
+                .vhost_vsock
+                .or_else(|| banger_system::install::find_vhost_vsock(&homes));
             let options = InstallOptions {
                 owner: args.owner,
-                sudo_user: std::env::var("SUDO_USER").ok(),
+                sudo_user,
                 prefix: args.prefix,
                 source_dir,
                 agent,
+                vhost_vsock,
                 no_start: args.no_start,
                 systemd: banger_system::systemd_is_pid1(),
             };

@@ -2,6 +2,7 @@
 //! environment (with the shared download/build cache) and a network
 //! namespace every command runs in.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,9 @@ impl Suite {
             &env.paths().runtime_dir,
         ] {
             fs_err::create_dir_all(dir).expect("create a banger dir");
+            // As a fresh user's would be: private.
+            fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .expect("make a banger dir private");
         }
         fs_err::create_dir_all(env.root().join("home")).expect("create HOME");
         user.chown_tree(env.root());

@@ -12,14 +12,14 @@ pub mod proto;
 
 use std::path::{Path, PathBuf};
 
-use banger_config::install::{INSTALL_METADATA_PATH, InstallMetadata, InstallMetadataError};
+use banger_config::install::{InstallMetadata, InstallMetadataError};
 
 pub use client::{RootHelperError, RootHelperOps, hello_blocking};
 pub use proto::{ErrorCode, HelloReply, MAX_FRAME, Reply, Request, Response};
 
 /// Overrides the install metadata's path (tests; default
 /// `/etc/banger/install.toml`). The file must still be root-owned.
-pub const METADATA_ENV: &str = "BANGER_INSTALL_METADATA";
+pub use banger_config::install::INSTALL_METADATA_ENV as METADATA_ENV;
 
 /// Overrides the helper's socket (tests); with it, the daemon uses the
 /// helper even when no install metadata exists.
@@ -55,9 +55,7 @@ pub enum LocateError {
 /// `/etc/banger/install.toml`, root-owned) and picks the socket
 /// (`BANGER_ROOT_SOCKET`, else the metadata's `root_socket`).
 pub fn locate() -> Result<HelperLocation, LocateError> {
-    let metadata_path = std::env::var_os(METADATA_ENV)
-        .filter(|value| !value.is_empty())
-        .map_or_else(|| PathBuf::from(INSTALL_METADATA_PATH), PathBuf::from);
+    let metadata_path = banger_config::install::metadata_path();
     let socket_override = std::env::var_os(SOCKET_ENV)
         .filter(|value| !value.is_empty())
         .map(PathBuf::from);

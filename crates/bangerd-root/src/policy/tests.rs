@@ -26,6 +26,7 @@ fn firewall(cidr: &str, bridge_ip: Ipv4Addr) -> FirewallState {
         cidr: cidr.parse().expect("cidr"),
         dns_ports: vec![53],
         allowed_host_ports: Vec::new(),
+        dns_redirect: None,
         guests: vec![GuestRule {
             tap: TapName::new(0),
             ip: Ipv4Addr::from(u32::from(bridge_ip) + 1),

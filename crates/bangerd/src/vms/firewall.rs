@@ -63,6 +63,7 @@ pub async fn apply(state: &AppState) -> Result<(), FirewallApplyError> {
         cidr: config.cidr,
         dns_ports: GUEST_DNS_PORTS.to_vec(),
         allowed_host_ports: config.allowed_host_ports.clone(),
+        dns_redirect: crate::dns::guest_dns_redirect(config),
         guests,
     };
     network.ops.apply_firewall(&desired).await?;

@@ -76,6 +76,12 @@ pub struct FirewallState {
     /// Further ports on `bridge_ip` guests may reach (UDP and TCP); every
     /// other host service is dropped.
     pub allowed_host_ports: Vec<u16>,
+    /// Where guests' DNS queries to `bridge_ip:53` really go: this port on
+    /// `bridge_ip` (a redirect, UDP and TCP). A daemon that is not root
+    /// cannot listen on port 53, so it listens here and the redirect keeps
+    /// the guests' resolver at the usual port. `None`: the DNS server
+    /// listens on 53 itself.
+    pub dns_redirect: Option<u16>,
     /// The running VMs.
     pub guests: Vec<GuestRule>,
 }
@@ -115,6 +121,7 @@ impl FirewallState {
             .dns_ports
             .iter()
             .chain(&self.allowed_host_ports)
+            .chain(&self.dns_redirect)
             .find(|port| **port == 0)
         {
             return Err(FirewallError::BadPort { port: *port });

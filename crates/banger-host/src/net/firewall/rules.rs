@@ -21,6 +21,11 @@
 //! and allowed ports on the bridge address (UDP and TCP) are accepted;
 //! everything else from the guests is dropped.
 //!
+//! `inet banger`, chain `prerouting` (only with a DNS redirect): for
+//! `iifname B`, `ip daddr <bridge address>`, UDP and TCP port 53 are
+//! redirected to the daemon's unprivileged DNS port on the same address,
+//! which the input chain then accepts.
+//!
 //! `inet banger`, chain `forward` (routed through the host):
 //! - from B to `169.254.0.0/16`: drop (metadata services);
 //! - B to B: accept (guest to guest when `br_netfilter` routes bridged
@@ -171,6 +176,23 @@ fn inet_table(state: &FirewallState) -> Vec<Value> {
 
     let mut out = Vec::new();
 
+    if let Some(port) = state.dns_redirect {
+        // -100: dstnat, before the routing decision and the input filter.
+        out.push(base_chain(FAMILY, "prerouting", "nat", "prerouting", -100));
+        for protocol in ["udp", "tcp"] {
+            out.push(rule(
+                FAMILY,
+                "prerouting",
+                vec![
+                    from_bridge(),
+                    to_host(),
+                    matches("==", payload(protocol, "dport"), json!(53)),
+                    json!({ "redirect": { "port": port } }),
+                ],
+            ));
+        }
+    }
+
     out.push(base_chain(FAMILY, "input", "filter", "input", 0));
     let input = |expr| rule(FAMILY, "input", expr);
     out.push(input(vec![from_bridge(), established(), verdict("accept")]));
@@ -187,6 +209,7 @@ fn inet_table(state: &FirewallState) -> Vec<Value> {
     ]));
     let mut open_ports: Vec<u16> = state.dns_ports.clone();
     open_ports.extend(&state.allowed_host_ports);
+    open_ports.extend(state.dns_redirect);
     if !open_ports.is_empty() {
         for protocol in ["udp", "tcp"] {
             out.push(input(vec![

@@ -13,6 +13,7 @@ fn state() -> FirewallState {
         },
         dns_ports: vec![53, 42069],
         allowed_host_ports: vec![],
+        dns_redirect: None,
         guests: vec![
             GuestRule {
                 tap: TapName::new(0),
@@ -146,4 +147,23 @@ fn only_nat_guests_are_masqueraded() {
     assert!(all.contains(&"bgtap0".to_owned()));
     assert!(all.contains(&"172.29.0.2".to_owned()));
     assert!(all.contains(&"169.254.0.0".to_owned()));
+}
+
+#[test]
+fn a_dns_redirect_sends_port_53_to_the_daemon_port_and_opens_it() {
+    let text = |state: &FirewallState| rules::ruleset(state).to_string();
+    let without = text(&state());
+    assert!(!without.contains("redirect"), "{without}");
+    assert!(!without.contains("\"prerouting\",\"type\":\"nat\""));
+    let mut redirected = state();
+    redirected.dns_redirect = Some(42_070);
+    let with = text(&redirected);
+    assert!(with.contains("{\"redirect\":{\"port\":42070}}"), "{with}");
+    // The input chain accepts the port the redirect leads to.
+    assert!(with.contains("42070]"), "{with}");
+    redirected.dns_redirect = Some(0);
+    assert!(matches!(
+        redirected.validate(),
+        Err(FirewallError::BadPort { port: 0 })
+    ));
 }

@@ -23,6 +23,8 @@ struct StateWire {
     cidr: String,
     dns_ports: Vec<u16>,
     allowed_host_ports: Vec<u16>,
+    #[serde(default)]
+    dns_redirect: Option<u16>,
     guests: Vec<GuestWire>,
 }
 
@@ -43,6 +45,7 @@ impl Serialize for FirewallState {
             cidr: self.cidr.to_string(),
             dns_ports: self.dns_ports.clone(),
             allowed_host_ports: self.allowed_host_ports.clone(),
+            dns_redirect: self.dns_redirect,
             guests: self
                 .guests
                 .iter()
@@ -67,6 +70,7 @@ impl<'de> Deserialize<'de> for FirewallState {
             cidr,
             dns_ports: wire.dns_ports,
             allowed_host_ports: wire.allowed_host_ports,
+            dns_redirect: wire.dns_redirect,
             guests: wire
                 .guests
                 .into_iter()
@@ -93,6 +97,7 @@ mod tests {
             cidr: "172.30.0.0/24".parse().expect("cidr"),
             dns_ports: vec![53],
             allowed_host_ports: vec![42069],
+            dns_redirect: None,
             guests: vec![GuestRule {
                 tap: TapName::new(3),
                 ip: Ipv4Addr::new(172, 30, 0, 7),

@@ -15,6 +15,7 @@ fn firewall() -> FirewallState {
         cidr: "172.30.0.0/24".parse().expect("cidr"),
         dns_ports: vec![53],
         allowed_host_ports: Vec::new(),
+        dns_redirect: None,
         guests: vec![GuestRule {
             tap: TapName::new(1),
             ip: Ipv4Addr::new(172, 30, 0, 2),
