@@ -4,15 +4,21 @@
 //! image's init, it listens on vsock port [`AGENT_PORT`] and answers one
 //! request per connection (see `banger-agent-proto`). It is built as a
 //! static binary (`scripts/build-agent.sh`) so it runs on glibc and musl
-//! distributions alike, and uses only std threads: no runtime to start, tiny
-//! memory use.
+//! distributions alike, and uses only std threads for the agent itself.
+//!
+//! `--ssh` also serves SSH on port 22 (images without sshd, see
+//! `banger_agent::sshd`, on a small tokio runtime of its own); `--init` makes
+//! it banger's minimal PID 1 for images without an init
+//! (`banger_agent::init`), which runs the agent as its child.
 
+use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use banger_agent::{Agent, DEFAULT_SESSION_ROOT, SessionManager};
+use banger_agent::{Agent, DEFAULT_SESSION_ROOT, SessionManager, init, sshd};
 use banger_agent_proto::{AGENT_PORT, PROTOCOL_VERSION};
 use vsock::{VMADDR_CID_ANY, VsockAddr, VsockListener};
 
@@ -21,12 +27,35 @@ use vsock::{VMADDR_CID_ANY, VsockAddr, VsockListener};
 /// connections count too, but at most `server::MAX_LONG_LIVED` of them.
 const MAX_CONNECTIONS: usize = 32;
 
+/// Where `--ssh` listens unless `--ssh-address` says otherwise.
+const SSH_ADDRESS: &str = "0.0.0.0:22";
+
 fn main() -> ExitCode {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.iter().any(|arg| arg == "--init") {
+        // The child agent gets the same arguments without the init ones.
+        let child: Vec<OsString> = all
+            .iter()
+            .filter(|arg| *arg != "--init" && *arg != "--no-agent")
+            .map(OsString::from)
+            .collect();
+        let no_agent = all.iter().any(|arg| arg == "--no-agent");
+        return init::run((!no_agent).then_some(child));
+    }
     let mut port = AGENT_PORT;
     let mut session_root = PathBuf::from(DEFAULT_SESSION_ROOT);
-    let mut args = std::env::args().skip(1);
+    let mut ssh: Option<SocketAddr> = None;
+    let mut args = all.into_iter();
     while let Some(arg) = args.next() {
+        if arg == "--ssh" {
+            ssh = ssh.or(SSH_ADDRESS.parse().ok());
+            continue;
+        }
         match (arg.as_str(), args.next()) {
+            ("--ssh-address", Some(value)) => match value.parse() {
+                Ok(value) => ssh = Some(value),
+                Err(_) => return usage(&format!("--ssh-address needs IP:PORT, got {value:?}")),
+            },
             ("--port", Some(value)) => match value.parse() {
                 Ok(value) => port = value,
                 Err(_) => return usage(&format!("--port needs a number, got {value:?}")),
@@ -41,6 +70,9 @@ fn main() -> ExitCode {
             }
             _ => return usage(&format!("unknown argument {arg:?}")),
         }
+    }
+    if let Some(address) = ssh {
+        start_ssh(address);
     }
     let listener = match VsockListener::bind(&VsockAddr::new(VMADDR_CID_ANY, port)) {
         Ok(listener) => listener,
@@ -78,9 +110,45 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Serves SSH on `address` from a thread with its own runtime; a failure is
+/// reported on the console and leaves the agent running.
+fn start_ssh(address: SocketAddr) {
+    let spawned = std::thread::Builder::new()
+        .name("sshd".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("banger-vsock-agent: ssh: cannot start a runtime: {error}");
+                    return;
+                }
+            };
+            let served = runtime.block_on(sshd::serve(
+                address,
+                std::path::Path::new(sshd::HOST_KEY_DIR),
+                PathBuf::from(sshd::AUTHORIZED_KEYS),
+            ));
+            if let Err(error) = served {
+                let mut message = error.to_string();
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    message.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                eprintln!("banger-vsock-agent: ssh: {message}");
+            }
+        });
+    if let Err(error) = spawned {
+        eprintln!("banger-vsock-agent: ssh: cannot start its thread: {error}");
+    }
+}
+
 fn usage(problem: &str) -> ExitCode {
     eprintln!(
-        "banger-vsock-agent: {problem}\nusage: banger-vsock-agent [--port PORT] [--session-root DIR] [--version]"
+        "banger-vsock-agent: {problem}\nusage: banger-vsock-agent [--port PORT] [--session-root DIR] [--ssh] [--ssh-address IP:PORT] [--init [--no-agent]] [--version]"
     );
     ExitCode::from(2)
 }
