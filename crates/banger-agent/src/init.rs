@@ -110,7 +110,12 @@ async fn supervise(agent_args: Option<Vec<OsString>>) -> ExitCode {
             Err(error) => eprintln!("banger-init: cannot handle signal {kind:?}: {error}"),
         }
     }
-    watch_power_button(events.clone());
+    {
+        let events = events.clone();
+        watch_power_button(move || {
+            let _ = events.send(Some(RebootCommand::PowerOff));
+        });
+    }
     let mut agent = agent_args.as_deref().and_then(spawn_agent);
     let mut respawn_at: Option<Instant> = None;
     loop {
@@ -144,10 +149,10 @@ async fn supervise(agent_args: Option<Vec<OsString>>) -> ExitCode {
 
 /// Reads every `/dev/input/event*` device (the ACPI power button is one of
 /// them once the `button` and `evdev` modules are loaded by the initramfs)
-/// and asks for a power-off on a `KEY_POWER` press.
-fn watch_power_button(events: mpsc::UnboundedSender<Option<RebootCommand>>) {
+/// and calls `on_press` on every `KEY_POWER` press.
+pub fn watch_power_button(on_press: impl Fn() + Clone + Send + 'static) {
     let Ok(entries) = fs_err::read_dir("/dev/input") else {
-        eprintln!("banger-init: no /dev/input: the power button (vm stop) is not handled");
+        eprintln!("banger-vsock-agent: no /dev/input: the power button (vm stop) is not handled");
         return;
     };
     for entry in entries.flatten() {
@@ -159,7 +164,7 @@ fn watch_power_button(events: mpsc::UnboundedSender<Option<RebootCommand>>) {
         if !is_event {
             continue;
         }
-        let events = events.clone();
+        let on_press = on_press.clone();
         let spawned = std::thread::Builder::new()
             .name("power-button".into())
             .spawn(move || {
@@ -173,18 +178,31 @@ fn watch_power_button(events: mpsc::UnboundedSender<Option<RebootCommand>>) {
                     let code = u16::from_ne_bytes([event[18], event[19]]);
                     let value = i32::from_ne_bytes([event[20], event[21], event[22], event[23]]);
                     if kind == EV_KEY && code == KEY_POWER && value == 1 {
-                        eprintln!("banger-init: power button pressed");
-                        let _ = events.send(Some(RebootCommand::PowerOff));
+                        eprintln!("banger-vsock-agent: power button pressed");
+                        on_press();
                     }
                 }
             });
         if let Err(error) = spawned {
             eprintln!(
-                "banger-init: cannot watch {}: {error}",
+                "banger-vsock-agent: cannot watch {}: {error}",
                 entry.path().display()
             );
         }
     }
+}
+
+/// For an image's own init that ignores the power button (busybox init,
+/// OpenRC on it): a press becomes SIGUSR2 to PID 1, busybox init's
+/// "power off" (the initramfs asks for this unless PID 1 is systemd).
+pub fn forward_power_button_to_init() {
+    watch_power_button(|| {
+        if let Some(init) = Pid::from_raw(1) {
+            if let Err(error) = rustix::process::kill_process(init, Signal::USR2) {
+                eprintln!("banger-vsock-agent: cannot signal init: {error}");
+            }
+        }
+    });
 }
 
 /// Pids of every process but ourselves (kernel threads included: signals

@@ -9,7 +9,9 @@
 //! `--ssh` also serves SSH on port 22 (images without sshd, see
 //! `banger_agent::sshd`, on a small tokio runtime of its own); `--init` makes
 //! it banger's minimal PID 1 for images without an init
-//! (`banger_agent::init`), which runs the agent as its child.
+//! (`banger_agent::init`), which runs the agent as its child;
+//! `--power-button` turns ACPI power button presses into SIGUSR2 to PID 1
+//! (for busybox init, which does not watch the button).
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -49,6 +51,10 @@ fn main() -> ExitCode {
     while let Some(arg) = args.next() {
         if arg == "--ssh" {
             ssh = ssh.or(SSH_ADDRESS.parse().ok());
+            continue;
+        }
+        if arg == "--power-button" {
+            init::forward_power_button_to_init();
             continue;
         }
         match (arg.as_str(), args.next()) {
@@ -148,7 +154,7 @@ fn start_ssh(address: SocketAddr) {
 
 fn usage(problem: &str) -> ExitCode {
     eprintln!(
-        "banger-vsock-agent: {problem}\nusage: banger-vsock-agent [--port PORT] [--session-root DIR] [--ssh] [--ssh-address IP:PORT] [--init [--no-agent]] [--version]"
+        "banger-vsock-agent: {problem}\nusage: banger-vsock-agent [--port PORT] [--session-root DIR] [--ssh] [--ssh-address IP:PORT] [--power-button] [--init [--no-agent]] [--version]"
     );
     ExitCode::from(2)
 }

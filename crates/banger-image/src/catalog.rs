@@ -310,6 +310,18 @@ arch = "x86_64"
     }
 
     #[test]
+    fn builtin_catalog_has_a_6_12_kernel_from_backports() {
+        let cat = builtin_catalog().unwrap();
+        let entry = cat.get("generic-6-12").unwrap();
+        assert_eq!(
+            entry.source,
+            KernelSource::Apt {
+                package: "linux-image-cloud-amd64/bookworm-backports".into()
+            }
+        );
+    }
+
+    #[test]
     fn parses_both_source_kinds() {
         let cat = parse_catalog(SAMPLE, "test").unwrap();
         assert_eq!(cat.kernels.len(), 2);

@@ -44,6 +44,12 @@ pub const BOOT_MODULES: &[&str] = &[
     "virtio_rng",
 ];
 
+/// Modules loaded too when the kernel has them (a kernel built without them
+/// still boots): `button` and `evdev` deliver the ACPI power button (QEMU's
+/// `system_powerdown`, i.e. `vm stop`) as an input event to any image's
+/// init or to banger's, not only to systemd's logind after udev loaded them.
+pub const OPTIONAL_BOOT_MODULES: &[&str] = &["button", "evdev"];
+
 /// busybox applets `/init` calls, installed as symlinks in `/bin`.
 pub const BUSYBOX_APPLETS: &[&str] = &[
     "cat",
@@ -153,7 +159,17 @@ pub fn write_initramfs<W: Write>(
     } else {
         ModuleIndex::load(modules_dir)?
     };
-    let order = index.resolve(modules)?;
+    // The optional modules only come with a requested list (an empty one
+    // means a kernel with everything built in).
+    let mut wanted: Vec<&str> = modules.to_vec();
+    if !modules.is_empty() {
+        wanted.extend(
+            OPTIONAL_BOOT_MODULES
+                .iter()
+                .filter(|name| index.get(name).is_some() && !modules.contains(name)),
+        );
+    }
+    let order = index.resolve(&wanted)?;
     let cpio_err = |source| InitramfsError::Cpio {
         path: modules_dir.to_owned(),
         source,

@@ -10,6 +10,12 @@
 //! step, so a crash never leaves a half-unpacked kernel that looks complete.
 //! A package already in the cache is reused without touching apt's network.
 //!
+//! A package written `NAME/SUITE` (e.g. `linux-image-cloud-amd64/bookworm-backports`)
+//! comes from that suite of Debian's mirror even if the host's apt sources do
+//! not list it: apt runs with a private configuration under
+//! `<cache>/apt/<suite>/` (its own sources.list, lists and cache, the host's
+//! Debian archive keyring), so the host's apt setup is never changed.
+//!
 //! The unpacked tree gets a `modules.dep` (see [`crate::modules::ensure_modules_dep`])
 //! because the package ships without one.
 
@@ -82,11 +88,34 @@ pub struct Kernel {
     pub modules_dir: PathBuf,
 }
 
+/// Mirror used for `NAME/SUITE` packages.
+pub const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
+/// Keyring that signs Debian's archive (Debian package `debian-archive-keyring`).
+pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// Splits `NAME/SUITE` into the package name and the suite.
+pub fn split_suite(package: &str) -> (&str, Option<&str>) {
+    match package.split_once('/') {
+        Some((name, suite)) => (name, Some(suite)),
+        None => (package, None),
+    }
+}
+
 /// Checks that `name` is a plain Debian package name (policy §5.6.1: lowercase
-/// alphanumerics and `+ - .`, starting alphanumeric), so it can be passed to
-/// apt without being taken for an option or pattern.
-pub fn validate_package_name(name: &str) -> Result<(), KernelError> {
-    let ok = name.len() >= 2
+/// alphanumerics and `+ - .`, starting alphanumeric), optionally followed by
+/// `/SUITE` (lowercase letters, digits and `-`), so it can be passed to apt
+/// without being taken for an option or pattern.
+pub fn validate_package_name(package: &str) -> Result<(), KernelError> {
+    let (name, suite) = split_suite(package);
+    let suite_ok = suite.is_none_or(|suite| {
+        !suite.is_empty()
+            && suite.starts_with(|c: char| c.is_ascii_lowercase())
+            && suite
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    });
+    let ok = suite_ok
+        && name.len() >= 2
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name
             .chars()
@@ -94,8 +123,52 @@ pub fn validate_package_name(name: &str) -> Result<(), KernelError> {
     if ok {
         Ok(())
     } else {
-        Err(KernelError::InvalidPackage(name.to_owned()))
+        Err(KernelError::InvalidPackage(package.to_owned()))
     }
+}
+
+/// apt's options for a private configuration that sees one suite of
+/// [`DEBIAN_MIRROR`] (empty for the host's own sources). Its lists are
+/// fetched (`apt-get update`) when made.
+fn apt_options(cache_dir: &Path, suite: Option<&str>) -> Result<Vec<String>, KernelError> {
+    let Some(suite) = suite else {
+        return Ok(Vec::new());
+    };
+    let dir = cache_dir.join("apt").join(suite);
+    for sub in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
+        let path = dir.join(sub);
+        fs_err::create_dir_all(&path).map_err(io_err(&path))?;
+    }
+    let sources = dir.join("sources.list");
+    fs_err::write(
+        &sources,
+        format!("deb [signed-by={DEBIAN_KEYRING}] {DEBIAN_MIRROR} {suite} main\n"),
+    )
+    .map_err(io_err(&sources))?;
+    let options: Vec<String> = [
+        format!("Dir::Etc::SourceList={}", sources.display()),
+        format!(
+            "Dir::Etc::SourceParts={}",
+            dir.join("sources.list.d").display()
+        ),
+        format!("Dir::State::Lists={}", dir.join("lists").display()),
+        format!("Dir::Cache={}", dir.join("cache").display()),
+        // Our own lists need no lock on the host's, and apt's sandbox user
+        // could not write into the owner's cache.
+        "Debug::NoLocking=1".to_owned(),
+        "APT::Sandbox::User=root".to_owned(),
+    ]
+    .into_iter()
+    .flat_map(|option| ["-o".to_owned(), option])
+    .collect();
+    run(
+        "apt-get",
+        suite,
+        Command::new("apt-get")
+            .args(&options)
+            .args(["update", "-q"]),
+    )?;
+    Ok(options)
 }
 
 fn run(tool: &'static str, package: &str, cmd: &mut Command) -> Result<String, KernelError> {
@@ -136,20 +209,29 @@ pub fn parse_apt_depends(output: &str) -> Option<String> {
 /// kernel package it currently depends on (a concrete name is returned as is).
 /// Uses the local apt lists only.
 pub fn resolve_package(package: &str) -> Result<String, KernelError> {
+    resolve_with(package, &[])
+}
+
+fn resolve_with(package: &str, options: &[String]) -> Result<String, KernelError> {
     validate_package_name(package)?;
+    let (name, _) = split_suite(package);
     let out = run(
         "apt-cache",
         package,
-        Command::new("apt-cache").args(["depends", "--important", "--", package]),
+        Command::new("apt-cache")
+            .args(options)
+            .args(["depends", "--important", "--", name]),
     )?;
-    Ok(parse_apt_depends(&out).unwrap_or_else(|| package.to_owned()))
+    Ok(parse_apt_depends(&out).unwrap_or_else(|| name.to_owned()))
 }
 
 /// Returns the kernel for `package` (a metapackage or a concrete package),
 /// downloading and unpacking it under `<cache_dir>/kernels/` unless it is
 /// already there.
 pub fn fetch_debian_kernel(cache_dir: &Path, package: &str) -> Result<Kernel, KernelError> {
-    let concrete = resolve_package(package)?;
+    validate_package_name(package)?;
+    let options = apt_options(cache_dir, split_suite(package).1)?;
+    let concrete = resolve_with(package, &options)?;
     let kernels = cache_dir.join("kernels");
     let dest = kernels.join(&concrete);
     if dest.is_dir() {
@@ -169,6 +251,7 @@ pub fn fetch_debian_kernel(cache_dir: &Path, package: &str) -> Result<Kernel, Ke
             "apt-get",
             &concrete,
             Command::new("apt-get")
+                .args(&options)
                 .args(["download", "-q", "--", &concrete])
                 .current_dir(&download),
         )?;
@@ -268,7 +351,20 @@ mod tests {
     #[test]
     fn package_names_are_validated() {
         validate_package_name("linux-image-6.1.0-56-cloud-amd64").unwrap();
-        for bad in ["-o", "Linux", "a b", "x;rm", "", "linux*"] {
+        validate_package_name("linux-image-cloud-amd64/bookworm-backports").unwrap();
+        for bad in [
+            "-o",
+            "Linux",
+            "a b",
+            "x;rm",
+            "",
+            "linux*",
+            "linux-image/",
+            "linux-image/-o",
+            "linux-image/a/b",
+            "linux-image/Bookworm",
+            "/bookworm",
+        ] {
             assert!(validate_package_name(bad).is_err(), "{bad}");
         }
     }
