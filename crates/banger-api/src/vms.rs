@@ -24,6 +24,10 @@ pub enum VmState {
     Stopped,
     /// A step failed; `last_error` says which. Can be started or deleted.
     Error,
+    /// Parked: guest memory and device state are in a file in the VM's
+    /// directory and no VMM runs; `vm resume` (or `vm start`) brings it back
+    /// where it was, `vm stop` discards the memory.
+    Paused,
 }
 
 impl VmState {
@@ -36,6 +40,7 @@ impl VmState {
             Self::Stopping => "stopping",
             Self::Stopped => "stopped",
             Self::Error => "error",
+            Self::Paused => "paused",
         }
     }
 
@@ -48,18 +53,20 @@ impl VmState {
             "stopping" => Self::Stopping,
             "stopped" => Self::Stopped,
             "error" => Self::Error,
+            "paused" => Self::Paused,
             _ => return None,
         })
     }
 
     /// Every state, for tables and exhaustive tests.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Created,
         Self::Starting,
         Self::Running,
         Self::Stopping,
         Self::Stopped,
         Self::Error,
+        Self::Paused,
     ];
 
     /// Whether a VM may go from `from` to `to`: the VM state machine, in
@@ -73,16 +80,33 @@ impl VmState {
     /// exits on its own takes a starting or running VM straight to
     /// `stopped`; and a restarted daemon may find a VM that was starting,
     /// stopping or in error still running (adopted) or gone (stopped).
+    ///
+    /// Pausing: a running VM whose memory was saved and whose VMM exited is
+    /// `paused`; a resume goes through `starting` like a boot (and may fail
+    /// into `error`, keeping the memory file), and a stop of a paused VM
+    /// discards the memory (`stopped`).
     pub fn valid_transition(from: Self, to: Self) -> bool {
-        use VmState::{Created, Error, Running, Starting, Stopped, Stopping};
+        use VmState::{Created, Error, Paused, Running, Starting, Stopped, Stopping};
         matches!(
             (from, to),
-            (Created | Stopped | Error, Starting)
+            (Created | Stopped | Error | Paused, Starting)
                 | (Starting, Running | Stopping | Stopped | Error)
-                | (Running, Stopping | Stopped | Error)
+                | (Running, Stopping | Stopped | Error | Paused)
                 | (Stopping, Stopped | Running | Error)
                 | (Error, Running | Stopped)
+                | (Paused, Stopped)
         )
+    }
+
+    /// Whether `vm resume` (and `vm start`, which resumes) may run from this
+    /// state: the VM's memory is saved and no VMM runs.
+    pub fn can_resume(self) -> bool {
+        matches!(self, Self::Paused)
+    }
+
+    /// Whether `vm pause` may run from this state.
+    pub fn can_pause(self) -> bool {
+        matches!(self, Self::Running)
     }
 
     /// Whether `vm start` may run from this state.
@@ -515,16 +539,17 @@ mod tests {
 
     #[test]
     fn transition_table_covers_every_pair() {
-        use VmState::{Created, Error, Running, Starting, Stopped, Stopping};
+        use VmState::{Created, Error, Paused, Running, Starting, Stopped, Stopping};
         // Rows: from; columns: to, in the order of `VmState::ALL`
-        // (created, starting, running, stopping, stopped, error).
-        let table: [(VmState, [bool; 6]); 6] = [
-            (Created, [false, true, false, false, false, false]),
-            (Starting, [false, false, true, true, true, true]),
-            (Running, [false, false, false, true, true, true]),
-            (Stopping, [false, false, true, false, true, true]),
-            (Stopped, [false, true, false, false, false, false]),
-            (Error, [false, true, true, false, true, false]),
+        // (created, starting, running, stopping, stopped, error, paused).
+        let table: [(VmState, [bool; 7]); 7] = [
+            (Created, [false, true, false, false, false, false, false]),
+            (Starting, [false, false, true, true, true, true, false]),
+            (Running, [false, false, false, true, true, true, true]),
+            (Stopping, [false, false, true, false, true, true, false]),
+            (Stopped, [false, true, false, false, false, false, false]),
+            (Error, [false, true, true, false, true, false, false]),
+            (Paused, [false, true, false, false, true, false, false]),
         ];
         for (from, row) in table {
             for (to, expected) in VmState::ALL.into_iter().zip(row) {
@@ -549,6 +574,19 @@ mod tests {
         // Every state `vm start` accepts can actually start.
         for state in VmState::ALL.into_iter().filter(|state| state.can_start()) {
             assert!(VmState::valid_transition(state, Starting), "{state}");
+        }
+        // Only a running VM is paused, and a paused one resumes (through
+        // starting) or is stopped.
+        for state in VmState::ALL {
+            assert_eq!(
+                VmState::valid_transition(state, Paused),
+                state.can_pause(),
+                "{state}"
+            );
+        }
+        for state in VmState::ALL.into_iter().filter(|state| state.can_resume()) {
+            assert!(VmState::valid_transition(state, Starting), "{state}");
+            assert!(VmState::valid_transition(state, Stopped), "{state}");
         }
         // Every state `vm stop` acts on can reach stopped, directly or via stopping.
         for state in VmState::ALL.into_iter().filter(|state| state.can_stop()) {

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: bookkeeping and the VM table's core. Later steps add columns.
     "CREATE TABLE meta (
         key   TEXT PRIMARY KEY,
@@ -98,6 +98,58 @@ const MIGRATIONS: &[&str] = &[
     // container config (JSON of banger_api::images::OciOrigin); NULL for
     // built and registered images.
     "ALTER TABLE images ADD COLUMN oci TEXT;",
+    // 7: the `paused` state (memory saved to a file, no VMM). SQLite cannot
+    // change a CHECK constraint, so `vms` is rebuilt. `sessions` references
+    // it with ON DELETE CASCADE, so its rows wait in a temporary table while
+    // no table references `vms` (dropping it then deletes no session), and
+    // `sessions` is made again once the new `vms` has its name.
+    "CREATE TABLE vms_new (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        state       TEXT NOT NULL CHECK (state IN ('created', 'starting', 'running', 'stopping', 'stopped', 'error', 'paused')),
+        image_id    INTEGER REFERENCES images (id) ON DELETE SET NULL,
+        image_name  TEXT NOT NULL,
+        vcpus       INTEGER NOT NULL,
+        memory_mib  INTEGER NOT NULL,
+        disk_bytes  INTEGER NOT NULL,
+        ip          TEXT NOT NULL UNIQUE,
+        mac         TEXT NOT NULL,
+        vsock_cid   INTEGER NOT NULL UNIQUE,
+        tap         TEXT UNIQUE,
+        dir         TEXT NOT NULL,
+        backend     TEXT,
+        runtime     TEXT,
+        last_error  TEXT,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        nat INTEGER NOT NULL DEFAULT 0 CHECK (nat IN (0, 1))
+    ) STRICT;
+    INSERT INTO vms_new (id, name, state, image_id, image_name, vcpus, memory_mib, disk_bytes,
+        ip, mac, vsock_cid, tap, dir, backend, runtime, last_error, created_at, updated_at, nat)
+        SELECT id, name, state, image_id, image_name, vcpus, memory_mib, disk_bytes,
+        ip, mac, vsock_cid, tap, dir, backend, runtime, last_error, created_at, updated_at, nat
+        FROM vms;
+    CREATE TEMP TABLE sessions_keep AS SELECT * FROM sessions;
+    DROP TABLE sessions;
+    DROP TABLE vms;
+    ALTER TABLE vms_new RENAME TO vms;
+    CREATE TABLE sessions (
+        id          INTEGER PRIMARY KEY,
+        vm_id       INTEGER NOT NULL REFERENCES vms (id) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        command     TEXT NOT NULL,
+        cwd         TEXT NOT NULL,
+        stdin_mode  TEXT NOT NULL CHECK (stdin_mode IN ('detached', 'pipe')),
+        state       TEXT NOT NULL CHECK (state IN ('running', 'exited', 'lost')),
+        pid         INTEGER,
+        exit_code   INTEGER,
+        signal      INTEGER,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        UNIQUE (vm_id, name)
+    ) STRICT;
+    INSERT INTO sessions SELECT * FROM sessions_keep;
+    DROP TABLE sessions_keep;",
 ];
 
 /// The schema version this build writes.

@@ -542,3 +542,69 @@ fn the_vmm_handle_is_parsed_once_and_a_corrupt_one_is_kept_and_reported() {
     insert_vm_row(&store, "beta", 2);
     assert_eq!(store.vms().expect("list").len(), 2);
 }
+
+#[test]
+fn migration_7_allows_paused_and_keeps_vms_and_their_sessions() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let path = temp.path().join("banger.db");
+    let mut connection = Connection::open(&path).expect("raw open");
+    connection
+        .pragma_update(None, "foreign_keys", true)
+        .expect("foreign keys");
+    // Up to version 6, by the released steps.
+    for (index, sql) in migrations::MIGRATIONS.iter().take(6).enumerate() {
+        let transaction = connection.transaction().expect("transaction");
+        transaction.execute_batch(sql).expect("step");
+        transaction
+            .pragma_update(None, "user_version", u32::try_from(index + 1).expect("small"))
+            .expect("version");
+        transaction.commit().expect("commit");
+    }
+    connection
+        .execute(
+            "INSERT INTO vms (name, state, image_name, vcpus, memory_mib, disk_bytes, ip, mac, vsock_cid, dir, created_at, updated_at, nat)
+             VALUES ('old', 'running', 'img', 1, 512, 0, '10.0.0.2', '02:00:00:00:00:00', 3, '/nonexistent', 0, 0, 1)",
+            [],
+        )
+        .expect("vm");
+    connection
+        .execute(
+            "INSERT INTO sessions (vm_id, name, command, cwd, stdin_mode, state, created_at, updated_at)
+             VALUES (1, 's', '[]', '/', 'detached', 'running', 0, 0)",
+            [],
+        )
+        .expect("session");
+    assert!(
+        connection
+            .execute("UPDATE vms SET state = 'paused'", [])
+            .is_err(),
+        "version 6 refuses paused"
+    );
+    drop(connection);
+    let store = Store::open(&path, temp.path()).expect("open migrates");
+    assert_eq!(store.schema_version().expect("version"), LATEST_VERSION);
+    store
+        .connection
+        .execute("UPDATE vms SET state = 'paused'", [])
+        .expect("paused allowed");
+    let (sessions, nat): (i64, i64) = store
+        .connection
+        .query_row(
+            "SELECT (SELECT count(*) FROM sessions), nat FROM vms",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("query");
+    assert_eq!((sessions, nat), (1, 1));
+    // The sessions' foreign key now points at the new table: deleting the
+    // VM deletes its sessions.
+    store
+        .connection
+        .execute("DELETE FROM vms", [])
+        .expect("delete");
+    let sessions: i64 = store
+        .connection
+        .query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))
+        .expect("count");
+    assert_eq!(sessions, 0);
+}

@@ -52,7 +52,8 @@ pub async fn recover(state: &AppState) {
     };
     let mut claimed = BTreeSet::new();
     for mut vm in vms {
-        if vm.state.is_at_rest() && vm.vmm.is_none() {
+        // A paused VM has no VMM by design: its memory file waits for a resume.
+        if (vm.state.is_at_rest() || vm.state == VmState::Paused) && vm.vmm.is_none() {
             continue;
         }
         let adoption = match super::recorded_vmm(&vm) {
