@@ -21,6 +21,8 @@ pub mod running;
 pub mod spec;
 pub mod vsock;
 
+use std::path::Path;
+
 pub use console::{CopierCommand, copier_main, run_console_copier};
 pub use firecracker::FirecrackerVmm;
 pub use process::{ExitInfo, ExitWatch, ProcessIdentity, Signal};
@@ -56,6 +58,18 @@ impl Vmm {
         match self {
             Self::Qemu(qemu) => qemu.start(spec).await,
             Self::Firecracker(firecracker) => firecracker.start(spec).await,
+        }
+    }
+
+    /// Resumes a VM that [`RunningVm::pause`] saved into `memory_dir`, with
+    /// the backend that saved it; `spec` is the VM's spec as for
+    /// [`Self::start`] (its TAP may be another). Returns once the guest runs
+    /// again; its vsock connections are gone (reconnect). The directory is
+    /// only read: remove it once the VM is known to run.
+    pub async fn resume(&self, spec: &VmSpec, memory_dir: &Path) -> Result<RunningVm, VmmError> {
+        match self {
+            Self::Qemu(qemu) => qemu.resume(spec, memory_dir).await,
+            Self::Firecracker(firecracker) => firecracker.resume(spec, memory_dir).await,
         }
     }
 }

@@ -19,11 +19,14 @@ use crate::firecracker::api::ApiError;
 use crate::process::{
     ExitInfo, ExitWatch, ProcessError, ProcessIdentity, Signal, exit_status, wait_exit,
 };
+use crate::qemu::migrate::MigrateError;
 use crate::qemu::qmp::QmpError;
 use crate::spec::SpecError;
 
 /// How long the console copier gets to drain the pipe after the VMM exits.
 const COPIER_DRAIN: Duration = Duration::from_secs(2);
+/// How long a VMM gets to exit by itself once its state is saved.
+const PAUSE_EXIT: Duration = Duration::from_secs(10);
 
 /// Which VMM runs a VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +145,14 @@ pub enum VmmError {
         vm: String,
         /// Underlying error.
         source: QmpError,
+    },
+    /// Saving or loading a QEMU VM's state failed.
+    #[error("VM {vm}")]
+    Migrate {
+        /// VM name.
+        vm: String,
+        /// Underlying error.
+        source: MigrateError,
     },
     /// A Firecracker API call failed.
     #[error("VM {vm}")]
@@ -345,6 +356,44 @@ impl RunningVm {
         };
         self.cleanup().await?;
         Ok(outcome)
+    }
+
+    /// Pauses the VM into `memory_dir` (an existing, empty, private
+    /// directory): guest memory and device state are written there (QEMU:
+    /// [`crate::qemu::migrate::STATE_FILE`] by migration; Firecracker:
+    /// [`crate::firecracker::pause::MEMORY_FILE`] and `STATE_FILE` by
+    /// snapshot), then the VMM ends and helpers are stopped, so the VM's CPU
+    /// and memory go back to the host. Resume with [`crate::Vmm::resume`].
+    /// On failure the VM keeps running; files written meanwhile are the
+    /// caller's to remove.
+    pub async fn pause(&self, memory_dir: &Path) -> Result<(), VmmError> {
+        match self.backend {
+            BackendKind::Qemu => crate::qemu::migrate::save(
+                &self.control_socket,
+                &memory_dir.join(crate::qemu::migrate::STATE_FILE),
+            )
+            .await
+            .map_err(|source| VmmError::Migrate {
+                vm: self.name.clone(),
+                source,
+            })?,
+            BackendKind::Firecracker => {
+                crate::firecracker::pause::save(&self.control_socket, memory_dir)
+                    .await
+                    .map_err(|source| VmmError::Firecracker {
+                        vm: self.name.clone(),
+                        source: Box::new(source),
+                    })?
+            }
+        }
+        // QEMU quits by itself; Firecracker has no quit, and its state is
+        // on disk: it is ended.
+        if wait_exit(&self.vmm, PAUSE_EXIT).await.is_none() {
+            crate::process::kill_and_wait(&self.vmm)
+                .await
+                .map_err(|e| self.process_error(e))?;
+        }
+        self.cleanup().await
     }
 
     /// After the VMM is gone: kill helpers, let the copier drain (kill it if

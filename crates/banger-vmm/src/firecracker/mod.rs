@@ -8,6 +8,7 @@
 //! `SendCtrlAltDel` (see [`crate::RunningVm::stop`]).
 
 pub mod api;
+pub mod pause;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -140,6 +141,25 @@ impl FirecrackerVmm {
     /// `InstanceStart`. Returns once the instance started; does not wait for
     /// the guest to boot. On failure the process is killed.
     pub async fn start(&self, spec: &VmSpec) -> Result<RunningVm, VmmError> {
+        let paths = FirecrackerPaths::in_run_dir(&spec.run_dir);
+        self.launch(spec, configuration(spec, &paths)).await
+    }
+
+    /// Resumes a VM paused by [`RunningVm::pause`] into `memory_dir`: a
+    /// fresh Firecracker loads the snapshot with the spec's TAP and vsock
+    /// socket and resumes the vCPUs. On failure the process is killed; the
+    /// directory is only read.
+    pub async fn resume(&self, spec: &VmSpec, memory_dir: &Path) -> Result<RunningVm, VmmError> {
+        let paths = FirecrackerPaths::in_run_dir(&spec.run_dir);
+        self.launch(spec, pause::load_operations(spec, &paths, memory_dir))
+            .await
+    }
+
+    async fn launch(
+        &self,
+        spec: &VmSpec,
+        operations: Vec<ApiOperation>,
+    ) -> Result<RunningVm, VmmError> {
         spec.validate()?;
         let paths = FirecrackerPaths::in_run_dir(&spec.run_dir);
         prepare_run_dir(spec, &[&paths.api_sock, &paths.vsock_uds])?;
@@ -179,7 +199,7 @@ impl FirecrackerVmm {
             return Err(abort(error).await);
         }
         wait_until_listening(&console.vmm, &paths.api_sock, SOCKET_TIMEOUT).await;
-        for operation in configuration(spec, &paths) {
+        for operation in operations {
             if let Err(source) = api::call(&paths.api_sock, &operation).await {
                 return Err(abort(VmmError::Firecracker {
                     vm: spec.name.clone(),

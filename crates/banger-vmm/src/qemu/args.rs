@@ -54,9 +54,38 @@ fn joined(prefix: &str, path: &Path, suffix: &str) -> OsString {
     value
 }
 
+/// QMP id of the vsock device, unplugged before a pause and plugged back
+/// after a resume (see [`crate::qemu::migrate`]).
+pub const VSOCK_DEVICE_ID: &str = "vsock0";
+/// The PCIe root port the vsock device sits on: q35's root bus takes no
+/// hotplug, a root port does.
+pub const VSOCK_PORT_ID: &str = "vsockport";
+/// The vhost-user chardev of the vsock device.
+pub const VSOCK_CHARDEV_ID: &str = "vsk";
+
 /// `qemu-system-x86_64` arguments (the program itself excluded). The serial
 /// console goes to stdout, which the caller connects to the console copier.
 pub fn qemu_args(spec: &VmSpec, paths: &QemuPaths) -> Vec<OsString> {
+    build(spec, paths, None)
+}
+
+/// The arguments of a QEMU that loads the state saved in `state_file` (a
+/// resume): the same devices but the vsock device, which is plugged in once
+/// the state is loaded, started paused (`-S`) with `-incoming` reading the
+/// file.
+pub fn qemu_args_incoming(spec: &VmSpec, paths: &QemuPaths, state_file: &Path) -> Vec<OsString> {
+    build(spec, paths, Some(state_file))
+}
+
+/// The `exec:` migration URI that writes (`>`) or reads the state file.
+/// QEMU 7.2 (Debian 12) has no `file:` URI; the path is single-quoted for
+/// `/bin/sh` (callers refuse paths holding a quote).
+pub fn exec_uri(write: bool, state_file: &Path) -> String {
+    let redirect = if write { "> " } else { "" };
+    format!("exec:cat {redirect}'{}'", state_file.display())
+}
+
+fn build(spec: &VmSpec, paths: &QemuPaths, incoming: Option<&Path>) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     let mem = format!(
@@ -68,11 +97,6 @@ pub fn qemu_args(spec: &VmSpec, paths: &QemuPaths) -> Vec<OsString> {
     push(&["-accel", spec.accel.as_qemu_arg()]);
     if spec.accel == crate::spec::Accel::Kvm {
         push(&["-cpu", "host"]);
-    } else {
-        // TCG's default model (qemu64) lacks SSE4.2/POPCNT, which the
-        // provisioned image's opencode and Claude Code binaries need even in
-        // their baseline builds; `max` is everything TCG emulates.
-        push(&["-cpu", "max"]);
     }
     // vhost-user needs guest memory QEMU can share with the helper: memfd
     // with share=on.
@@ -119,9 +143,32 @@ pub fn qemu_args(spec: &VmSpec, paths: &QemuPaths) -> Vec<OsString> {
     args.push("-device".into());
     args.push("virtio-rng-pci".into());
     args.push("-chardev".into());
-    args.push(joined("socket,id=vsk,path=", &paths.vhost_user, ""));
+    args.push(joined(
+        &format!("socket,id={VSOCK_CHARDEV_ID},path="),
+        &paths.vhost_user,
+        "",
+    ));
+    // QEMU refuses to migrate vhost-user-vsock (its state lives in the
+    // helper): the device sits on a root port of its own so it can be
+    // unplugged before a pause and plugged back after the resume.
     args.push("-device".into());
-    args.push("vhost-user-vsock-pci,chardev=vsk".into());
+    args.push(format!("pcie-root-port,id={VSOCK_PORT_ID},chassis=1").into());
+    match incoming {
+        None => {
+            args.push("-device".into());
+            args.push(
+                format!(
+                    "vhost-user-vsock-pci,chardev={VSOCK_CHARDEV_ID},id={VSOCK_DEVICE_ID},bus={VSOCK_PORT_ID}"
+                )
+                .into(),
+            );
+        }
+        Some(state_file) => {
+            args.push("-S".into());
+            args.push("-incoming".into());
+            args.push(exec_uri(false, state_file).into());
+        }
+    }
     args.push("-qmp".into());
     args.push(joined("unix:", &paths.qmp, ",server=on,wait=off"));
     args
@@ -145,6 +192,37 @@ mod tests {
         let paths = QemuPaths::in_run_dir(&spec.run_dir);
         insta::assert_snapshot!(render(&qemu_args(&spec, &paths)));
         insta::assert_snapshot!("vhost_vsock", render(&vhost_vsock_args(&spec, &paths)));
+    }
+
+    #[test]
+    fn a_resume_loads_the_state_file_without_the_vsock_device() {
+        let spec = crate::spec::tests::sample_spec(Path::new("/vm"));
+        let paths = QemuPaths::in_run_dir(&spec.run_dir);
+        let boot = render(&qemu_args(&spec, &paths));
+        let resume = render(&qemu_args_incoming(
+            &spec,
+            &paths,
+            Path::new("/state/memory/qemu.state"),
+        ));
+        assert!(boot.contains("vhost-user-vsock-pci,chardev=vsk,id=vsock0,bus=vsockport"));
+        assert!(!boot.contains("-incoming"));
+        assert!(!resume.contains("vhost-user-vsock-pci"), "{resume}");
+        assert!(
+            resume.ends_with(
+                "-S\n-incoming\nexec:cat '/state/memory/qemu.state'\n-qmp\nunix:/vm/run/qmp.sock,server=on,wait=off"
+            ),
+            "{resume}"
+        );
+        // Everything else is the same, in the same order.
+        let devices = |text: &str| {
+            text.lines()
+                .filter(|line| !line.starts_with("vhost-user-vsock-pci"))
+                .filter(|line| line.contains('=') && !line.starts_with("exec:"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(devices(&boot), devices(&resume));
+        assert_eq!(exec_uri(true, Path::new("/a/b")), "exec:cat > '/a/b'");
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! `system_powerdown` (see [`crate::RunningVm::stop`]).
 
 pub mod args;
+pub mod migrate;
 pub mod qmp;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use crate::running::{
     BackendKind, RunningVm, VmmError, kill_all, prepare_run_dir, wait_for_socket,
 };
 use crate::spec::VmSpec;
-use args::{QemuPaths, qemu_args, vhost_vsock_args};
+use args::{QemuPaths, qemu_args, qemu_args_incoming, vhost_vsock_args};
 
 /// How long QEMU and the vsock helper get to create their sockets.
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(15);
@@ -39,6 +40,39 @@ impl QemuVmm {
     /// Starts the VM and returns once QEMU runs (QMP is up). It does not wait
     /// for the guest to boot. On failure, everything started is killed.
     pub async fn start(&self, spec: &VmSpec) -> Result<RunningVm, VmmError> {
+        self.launch(spec, None).await
+    }
+
+    /// Resumes a VM paused by [`RunningVm::pause`] into `memory_dir`: the
+    /// same devices as `spec` (it must be the spec the VM was started with,
+    /// but for the TAP), the state loaded from the directory, a fresh vsock
+    /// helper and device, then the guest continues. On failure everything
+    /// started is killed; the directory is only read.
+    pub async fn resume(&self, spec: &VmSpec, memory_dir: &Path) -> Result<RunningVm, VmmError> {
+        let running = self
+            .launch(spec, Some(&memory_dir.join(migrate::STATE_FILE)))
+            .await?;
+        if let Err(source) = migrate::load(&running.control_socket).await {
+            let exited = running.status();
+            kill_all(&running.processes().collect::<Vec<_>>()).await;
+            let _ = running.cleanup().await;
+            if let Some(exit) = exited {
+                return Err(VmmError::EarlyExit {
+                    vm: spec.name.clone(),
+                    program: running.vmm.exe.clone(),
+                    exit,
+                    output: crate::running::tail(&spec.console_log, 4096),
+                });
+            }
+            return Err(VmmError::Migrate {
+                vm: spec.name.clone(),
+                source,
+            });
+        }
+        Ok(running)
+    }
+
+    async fn launch(&self, spec: &VmSpec, incoming: Option<&Path>) -> Result<RunningVm, VmmError> {
         spec.validate()?;
         let paths = QemuPaths::in_run_dir(&spec.run_dir);
         prepare_run_dir(spec, &[&paths.qmp, &paths.vhost_user, &paths.vsock_uds])?;
@@ -78,7 +112,10 @@ impl QemuVmm {
         }
 
         let mut qemu = Command::new(&self.qemu_bin);
-        qemu.args(qemu_args(spec, &paths));
+        match incoming {
+            None => qemu.args(qemu_args(spec, &paths)),
+            Some(state_file) => qemu.args(qemu_args_incoming(spec, &paths, state_file)),
+        };
         let console = match spawn_with_console(
             qemu,
             &self.copier,

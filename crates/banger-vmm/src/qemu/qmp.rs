@@ -1,4 +1,6 @@
-//! A minimal QMP client: just enough to ask the guest to power down.
+//! A minimal QMP client: enough to ask the guest to power down, and (for
+//! pause and resume, see [`crate::qemu::migrate`]) to run commands with
+//! arguments, read their results and wait for events.
 //!
 //! QMP is line-delimited JSON on the per-VM Unix socket: QEMU greets, the
 //! client must send `qmp_capabilities`, then commands; asynchronous events
@@ -47,10 +49,13 @@ pub enum QmpError {
     },
 }
 
-struct Qmp {
+/// One QMP connection after the capabilities handshake.
+pub(crate) struct Qmp {
     socket: PathBuf,
     reader: BufReader<tokio::io::ReadHalf<UnixStream>>,
     writer: tokio::io::WriteHalf<UnixStream>,
+    /// Events read while waiting for a command's return, oldest first.
+    events: Vec<serde_json::Value>,
 }
 
 impl Qmp {
@@ -79,24 +84,34 @@ impl Qmp {
 
     /// Sends `command` and waits for its `return`, skipping events.
     async fn execute(&mut self, command: &str) -> Result<(), QmpError> {
-        let request = format!("{{\"execute\":\"{command}\"}}\n");
+        self.call(command, None).await.map(drop)
+    }
+
+    /// Sends `command` with `arguments` and returns its `return` value;
+    /// events that arrive meanwhile are kept for [`Self::wait_event`].
+    pub(crate) async fn call(
+        &mut self,
+        command: &str,
+        arguments: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, QmpError> {
+        let mut request = serde_json::json!({ "execute": command });
+        if let Some(arguments) = arguments {
+            request["arguments"] = arguments;
+        }
+        let mut request = request.to_string();
+        request.push('\n');
         self.writer
             .write_all(request.as_bytes())
             .await
             .map_err(|e| self.io(e))?;
         loop {
-            let line = self.read_line().await?;
-            let value: serde_json::Value =
-                serde_json::from_str(&line).map_err(|_| QmpError::Protocol {
-                    socket: self.socket.clone(),
-                    command: command.into(),
-                    reply: line.clone(),
-                })?;
+            let (line, mut value) = self.read_value(command).await?;
             if value.get("event").is_some() {
+                self.events.push(value);
                 continue;
             }
-            if value.get("return").is_some() {
-                return Ok(());
+            if let Some(result) = value.get_mut("return") {
+                return Ok(result.take());
             }
             return Err(QmpError::Protocol {
                 socket: self.socket.clone(),
@@ -105,9 +120,48 @@ impl Qmp {
             });
         }
     }
+
+    async fn read_value(&mut self, command: &str) -> Result<(String, serde_json::Value), QmpError> {
+        let line = self.read_line().await?;
+        let value = serde_json::from_str(&line).map_err(|_| QmpError::Protocol {
+            socket: self.socket.clone(),
+            command: command.into(),
+            reply: line.clone(),
+        })?;
+        Ok((line, value))
+    }
+
+    /// Waits (without a deadline of its own: wrap it in one) for an event
+    /// named `event` whose `data` satisfies `matches`, also among the events
+    /// that arrived before.
+    pub(crate) async fn wait_event(
+        &mut self,
+        event: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value, QmpError> {
+        let is_it = |value: &serde_json::Value| {
+            value.get("event").and_then(|name| name.as_str()) == Some(event)
+                && matches(value.get("data").unwrap_or(&serde_json::Value::Null))
+        };
+        if let Some(index) = self.events.iter().position(is_it) {
+            return Ok(self.events.remove(index));
+        }
+        loop {
+            let (_, value) = self.read_value(event).await?;
+            if is_it(&value) {
+                return Ok(value);
+            }
+        }
+    }
+
+    /// The socket this connection talks to (for errors).
+    pub(crate) fn socket(&self) -> &Path {
+        &self.socket
+    }
 }
 
-async fn exchange(socket: &Path, command: &str) -> Result<(), QmpError> {
+/// Connects to QMP at `socket` and completes the capabilities handshake.
+pub(crate) async fn connect(socket: &Path) -> Result<Qmp, QmpError> {
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|source| QmpError::Io {
@@ -119,6 +173,7 @@ async fn exchange(socket: &Path, command: &str) -> Result<(), QmpError> {
         socket: socket.to_path_buf(),
         reader: BufReader::new(read),
         writer,
+        events: Vec::new(),
     };
     let greeting = qmp.read_line().await?;
     if !greeting.contains("\"QMP\"") {
@@ -129,7 +184,11 @@ async fn exchange(socket: &Path, command: &str) -> Result<(), QmpError> {
         });
     }
     qmp.execute("qmp_capabilities").await?;
-    qmp.execute(command).await
+    Ok(qmp)
+}
+
+async fn exchange(socket: &Path, command: &str) -> Result<(), QmpError> {
+    connect(socket).await?.execute(command).await
 }
 
 /// Sends `system_powerdown` (an ACPI power button press) over QMP.

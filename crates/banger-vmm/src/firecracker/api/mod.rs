@@ -15,6 +15,7 @@ pub mod logger;
 pub mod machine_config;
 pub mod metrics;
 pub mod network_interfaces;
+pub mod snapshot;
 pub mod vsock;
 
 use std::path::{Path, PathBuf};
@@ -34,12 +35,15 @@ use logger::LoggerConfig;
 use machine_config::MachineConfig;
 use metrics::MetricsConfig;
 use network_interfaces::NetworkInterfaceConfig;
+use snapshot::{SnapshotCreateParams, SnapshotLoadParams, VmConfig};
 use vsock::VsockConfig;
 
 /// Largest response body read (errors and instance info are tiny).
 const MAX_RESPONSE: usize = 64 * 1024;
 /// Deadline for one API call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline for writing or loading a snapshot (guest memory at disk speed).
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// One Firecracker API operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +72,12 @@ pub enum ApiOperation {
     SendCtrlAltDel,
     /// `PUT /actions` with `FlushMetrics`.
     FlushMetrics,
+    /// `PATCH /vm`: pause or resume the vCPUs.
+    PatchVm(VmConfig),
+    /// `PUT /snapshot/create`.
+    CreateSnapshot(SnapshotCreateParams),
+    /// `PUT /snapshot/load`.
+    LoadSnapshot(SnapshotLoadParams),
 }
 
 /// A failed API call.
@@ -108,8 +118,10 @@ pub enum ApiError {
         fault_message: String,
     },
     /// No answer in time.
-    #[error("Firecracker API {socket}: {method} {path}: no answer within {CALL_TIMEOUT:?}")]
+    #[error("Firecracker API {socket}: {method} {path}: no answer within {timeout:?}")]
     Timeout {
+        /// How long it was given.
+        timeout: Duration,
         /// The API socket.
         socket: PathBuf,
         /// HTTP method.
@@ -124,6 +136,7 @@ impl ApiOperation {
     pub fn method(&self) -> Method {
         match self {
             Self::DescribeInstance => Method::GET,
+            Self::PatchVm(_) => Method::PATCH,
             _ => Method::PUT,
         }
     }
@@ -141,6 +154,17 @@ impl ApiOperation {
             Self::SetVsockDevice(_) => "/vsock".into(),
             Self::PutEntropyDevice(_) => "/entropy".into(),
             Self::StartMicroVm | Self::SendCtrlAltDel | Self::FlushMetrics => "/actions".into(),
+            Self::PatchVm(_) => "/vm".into(),
+            Self::CreateSnapshot(_) => "/snapshot/create".into(),
+            Self::LoadSnapshot(_) => "/snapshot/load".into(),
+        }
+    }
+
+    /// How long the call may take.
+    pub fn timeout(&self) -> Duration {
+        match self {
+            Self::CreateSnapshot(_) | Self::LoadSnapshot(_) => SNAPSHOT_TIMEOUT,
+            _ => CALL_TIMEOUT,
         }
     }
 
@@ -160,6 +184,9 @@ impl ApiOperation {
             Self::StartMicroVm => action(ActionType::InstanceStart),
             Self::SendCtrlAltDel => action(ActionType::SendCtrlAltDel),
             Self::FlushMetrics => action(ActionType::FlushMetrics),
+            Self::PatchVm(c) => serde_json::to_value(c),
+            Self::CreateSnapshot(c) => serde_json::to_value(c),
+            Self::LoadSnapshot(c) => serde_json::to_value(c),
         };
         // These types serialise infallibly (plain structs, string paths);
         // Null would be rejected by the server rather than silently sent.
@@ -172,9 +199,11 @@ impl ApiOperation {
 pub async fn call(socket: &Path, operation: &ApiOperation) -> Result<Bytes, ApiError> {
     let method = operation.method();
     let path = operation.path();
-    match tokio::time::timeout(CALL_TIMEOUT, send(socket, operation, &method, &path)).await {
+    let timeout = operation.timeout();
+    match tokio::time::timeout(timeout, send(socket, operation, &method, &path)).await {
         Ok(result) => result,
         Err(_) => Err(ApiError::Timeout {
+            timeout,
             socket: socket.to_path_buf(),
             method,
             path,
