@@ -8,6 +8,7 @@
 
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod images;
 pub mod kernels;
 pub mod names;

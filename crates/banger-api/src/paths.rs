@@ -9,6 +9,8 @@ pub const DAEMON_STOP: &str = "/v1/daemon/stop";
 pub const DAEMON_CHECK: &str = "/v1/daemon/check";
 /// `GET`: the OpenAPI document of this API.
 pub const OPENAPI: &str = "/v1/openapi.json";
+/// `GET`: the live event stream (NDJSON of `events::DaemonEvent`).
+pub const EVENTS: &str = "/v1/events";
 /// `GET`: installed kernels.
 pub const KERNELS: &str = "/v1/kernels";
 /// `GET`: the kernel catalog.

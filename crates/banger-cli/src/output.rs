@@ -18,6 +18,12 @@ pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes `value` as one line of compact JSON to stdout (NDJSON streams).
+pub fn json_line<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    line(&serde_json::to_string(value)?)?;
+    Ok(())
+}
+
 /// Joins names (or anything displayable) with `separator`.
 pub fn join<T: std::fmt::Display>(items: &[T], separator: &str) -> String {
     items

@@ -120,6 +120,18 @@ fn bad_vm_requests_are_refused_and_leave_nothing_behind() {
     );
     fails(&["vm", "ssh", "nope"], "VM nope does not exist");
 
+    // A watcher of the daemon's events sees what follows.
+    let mut watch_command = env.banger();
+    watch_command.args(["daemon", "events"]);
+    let watcher = netns
+        .wrap(&watch_command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("banger daemon events");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
     // A VM created without starting: a taken name is refused.
     ok(&[
         "vm",
@@ -171,6 +183,26 @@ fn bad_vm_requests_are_refused_and_leave_nothing_behind() {
             .expect("work disk")
             .len(),
         256 << 20
+    );
+
+    // Stopping the daemon ends the event stream: the watcher saw the VM
+    // recorded, as NDJSON, and exits cleanly.
+    ok(&["daemon", "stop"]);
+    let watched = watcher.wait_with_output().expect("the watcher ends");
+    assert!(
+        watched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&watched.stderr)
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&watched.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON event per line"))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|event| event["event"] == serde_json::json!({"type": "vm_created", "vm": "idle"})),
+        "{events:?}"
     );
 
     // Missing VMM binary, and Firecracker forced where KVM cannot run guests:

@@ -7,6 +7,7 @@
 
 pub mod autostart;
 mod client;
+mod events;
 mod images;
 mod kernels;
 mod sessions;
@@ -14,4 +15,5 @@ mod vms;
 
 pub use autostart::{StartError, connect_or_start};
 pub use client::{ByteStream, ClientError, DaemonClient, Operation, UpgradedConnection};
+pub use events::EventStream;
 pub use sessions::SessionAction;

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod dns;
 pub mod error;
+pub mod events;
 pub mod host;
 pub mod images;
 pub mod kernels;

@@ -4,12 +4,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use banger_api::VmName;
+use banger_api::events::EventKind;
 use banger_api::vms::VmStats;
 use std::time::Instant;
 
 use banger_config::{Config, Paths};
 use tokio::sync::watch;
 
+use crate::events::EventBus;
 use crate::host::Host;
 use crate::store::Store;
 
@@ -75,6 +77,7 @@ struct Inner {
     stats: Mutex<HashMap<VmName, std::collections::VecDeque<VmStats>>>,
     firewall: tokio::sync::Mutex<()>,
     dns: Dns,
+    events: EventBus,
     started: Instant,
     shutdown: watch::Sender<bool>,
 }
@@ -84,10 +87,12 @@ impl AppState {
     pub fn new(
         paths: Paths,
         config: Config,
-        store: Store,
+        mut store: Store,
         host: Host,
         shutdown: watch::Sender<bool>,
     ) -> Self {
+        let events = EventBus::default();
+        store.publish_events(events.clone());
         Self {
             inner: Arc::new(Inner {
                 paths,
@@ -100,6 +105,7 @@ impl AppState {
                 stats: Mutex::new(HashMap::new()),
                 firewall: tokio::sync::Mutex::new(()),
                 dns: Dns::default(),
+                events,
                 started: Instant::now(),
                 shutdown,
             }),
@@ -221,7 +227,17 @@ impl AppState {
         if history.len() >= STATS_HISTORY {
             history.pop_front();
         }
-        history.push_back(sample);
+        history.push_back(sample.clone());
+        drop(stats);
+        self.inner.events.publish(EventKind::Stats {
+            vm: name.clone(),
+            stats: sample,
+        });
+    }
+
+    /// The event bus (`GET /v1/events`).
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
     }
 
     /// Recent stats samples of a VM, oldest first.
@@ -252,6 +268,12 @@ impl AppState {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         stats.remove(name);
+    }
+
+    /// Flips to `true` when the daemon is asked to stop (long-lived
+    /// responses such as the event stream end then).
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
     }
 
     /// Asks the server to shut down gracefully.

@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["dns"],
     &["state"],
     &["host", "store", "listener", "logging", "progress"],
+    &["events"],
     &["error"],
 ];
 

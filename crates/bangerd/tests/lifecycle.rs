@@ -26,6 +26,8 @@
 mod adopt;
 #[path = "lifecycle/boot_files.rs"]
 mod boot_files;
+#[path = "lifecycle/events.rs"]
+mod events;
 #[path = "lifecycle/forced.rs"]
 mod forced;
 #[path = "lifecycle/harness.rs"]
@@ -54,6 +56,10 @@ use world::{Fakes, World, chain, create, show, vm_name};
 fn main() -> ExitCode {
     harness::main(&[
         ("create_starts_a_running_vm", create_starts_a_running_vm),
+        (
+            "events_follow_a_vm_from_create_to_delete",
+            events::events_follow_a_vm_from_create_to_delete,
+        ),
         ("stop_then_start_again", stop_then_start_again),
         ("kill_with_term_and_with_kill", kill_with_term_and_with_kill),
         ("restart_replaces_the_vmm", restart_replaces_the_vmm),

@@ -1,4 +1,4 @@
-//! `banger daemon status|start|stop|socket|check`.
+//! `banger daemon status|start|stop|socket|check|events`.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -56,6 +56,18 @@ pub async fn run(command: DaemonCommand) -> anyhow::Result<ExitCode> {
             }
         }
         DaemonCommand::Stop => stop(&paths).await?,
+        DaemonCommand::Events => {
+            let client = super::connect(&paths).await?;
+            let mut events = client.events().await?;
+            while let Some(event) = events.next_event().await? {
+                output::json_line(&event)?;
+                if let banger_api::events::EventKind::Lagged { missed } = event.event {
+                    anyhow::bail!(
+                        "missed {missed} events by reading too slowly; the daemon ended the stream (run it again to follow from now)"
+                    );
+                }
+            }
+        }
         DaemonCommand::Check(flags) => {
             let client = super::connect(&paths).await?;
             let report = client.check().await?;

@@ -8,6 +8,7 @@
 //! and wrong methods, is answered with a JSON [`ApiError`].
 
 mod daemon;
+mod events;
 mod images;
 mod json;
 mod kernels;
@@ -60,6 +61,7 @@ fn route_table() -> OpenApiRouter<AppState> {
         .routes(routes!(daemon::status))
         .routes(routes!(daemon::stop))
         .routes(routes!(daemon::check))
+        .routes(routes!(events::stream))
         .routes(routes!(kernels::list))
         .routes(routes!(kernels::catalog))
         .routes(routes!(kernels::show, kernels::delete))

@@ -650,3 +650,71 @@ async fn orphans_lists_vm_directories_no_vm_owns() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(message_of(&body).contains("not a VM directory"), "{body}");
 }
+
+/// The next NDJSON event of an event stream body.
+async fn next_event(body: &mut Body) -> Option<banger_api::events::DaemonEvent> {
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+        .await
+        .expect("an event within 10 s")?
+        .expect("a body frame");
+    let data = frame.into_data().expect("a data frame");
+    Some(serde_json::from_slice(&data).expect("one JSON event per frame"))
+}
+
+#[tokio::test]
+async fn events_stream_changes_drop_a_client_that_falls_behind_and_end_at_shutdown() {
+    use banger_api::events::EventKind;
+    let temp = tempfile::tempdir().expect("tempdir");
+    let (state, _shutdown) = AppState::for_tests(temp.path());
+    let app = router(state.clone(), OwnerUid(OWNER));
+    let open = || async {
+        let response = app
+            .clone()
+            .oneshot(request("GET", "/v1/events", Some(OWNER), Body::empty()))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            banger_api::operation::NDJSON
+        );
+        response.into_body()
+    };
+    let created = |name: &str| EventKind::VmCreated {
+        vm: banger_api::VmName::parse(name).expect("name"),
+    };
+
+    let mut watching = open().await;
+    state.events().publish(created("first"));
+    let event = next_event(&mut watching).await.expect("an event");
+    assert_eq!(event.event, created("first"));
+    assert!(event.seq >= 1 && event.time_unix_ms > 0);
+
+    // A client that reads nothing while the daemon publishes far more than
+    // the bus keeps: publishing does not wait for it, and its stream ends
+    // with `lagged` once it reads again.
+    let mut slow = open().await;
+    let started = std::time::Instant::now();
+    for n in 0..crate::events::CAPACITY + 100 {
+        state.events().publish(created(&format!("n{n}")));
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "publishing waited for a slow client"
+    );
+    let mut last = None;
+    while let Some(event) = next_event(&mut slow).await {
+        last = Some(event);
+    }
+    assert!(
+        matches!(last.map(|event| event.event), Some(EventKind::Lagged { missed }) if missed > 0),
+        "the slow client's stream ends with lagged"
+    );
+
+    drop(watching);
+
+    // Shutdown ends a quiet stream, so none holds the daemon's stop up.
+    let mut quiet = open().await;
+    state.request_shutdown();
+    assert_eq!(next_event(&mut quiet).await, None, "the stream ended");
+}

@@ -157,6 +157,9 @@ pub enum StoreError {
 pub struct Store {
     connection: Connection,
     path: PathBuf,
+    /// Where VM record changes are announced (none in tools and tests that
+    /// open a store without a daemon).
+    events: Option<crate::events::EventBus>,
 }
 
 impl std::fmt::Debug for Store {
@@ -168,6 +171,19 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// Announces VM records created, changed state and deleted on `bus`
+    /// from now on.
+    pub fn publish_events(&mut self, bus: crate::events::EventBus) {
+        self.events = Some(bus);
+    }
+
+    /// Publishes `event` if a bus is attached.
+    fn publish(&self, event: banger_api::events::EventKind) {
+        if let Some(bus) = &self.events {
+            bus.publish(event);
+        }
+    }
+
     /// Opens (creating if needed) and migrates the database at `path`, which
     /// belongs to the state directory `state_dir`.
     ///
@@ -215,7 +231,11 @@ impl Store {
         connection
             .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_error)?;
-        let mut store = Self { connection, path };
+        let mut store = Self {
+            connection,
+            path,
+            events: None,
+        };
         migrations::migrate(&mut store.connection, &store.path)?;
         Ok(store)
     }

@@ -3,6 +3,7 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+use banger_api::events::EventKind;
 use banger_api::vms::{VmBackend, VmState};
 use banger_api::{ImageName, VmName};
 use banger_vmm::RunningVm;
@@ -231,6 +232,11 @@ impl Store {
                 |row| row.get(0),
             )
             .map_err(self.query_error("insert VM"))
+            .inspect(|_| {
+                self.publish(EventKind::VmCreated {
+                    vm: vm.name.clone(),
+                })
+            })
     }
 
     /// Writes every mutable field of `vm` but its state (by id) and bumps
@@ -276,6 +282,12 @@ impl Store {
             .commit()
             .map_err(self.query_error("change VM state"))?;
         vm.state = to;
+        self.publish(EventKind::VmState {
+            vm: vm.name.clone(),
+            from,
+            to,
+            reason: vm.last_error.clone(),
+        });
         Ok(())
     }
 
@@ -306,9 +318,18 @@ impl Store {
 
     /// Deletes VM row `id`.
     pub fn delete_vm(&mut self, id: i64) -> Result<(), StoreError> {
-        self.connection
-            .execute("DELETE FROM vms WHERE id = ?1", [id])
+        let name: Option<String> = self
+            .connection
+            .query_row(
+                "DELETE FROM vms WHERE id = ?1 RETURNING name",
+                [id],
+                |row| row.get(0),
+            )
+            .optional()
             .map_err(self.query_error("delete VM"))?;
+        if let Some(vm) = name.as_deref().and_then(|name| VmName::parse(name).ok()) {
+            self.publish(EventKind::VmDeleted { vm });
+        }
         Ok(())
     }
 }
