@@ -352,6 +352,7 @@ fn validate(request: &Request, response: Response) -> Result<Response, AgentErro
             }
             Ok(Response::ListeningPorts { sockets, truncated })
         }
+        (Request::SetClock { .. }, Response::Done) => Ok(Response::Done),
         (Request::Stats, Response::Stats(stats)) => {
             check_stats(&stats).map_err(invalid)?;
             Ok(Response::Stats(stats))
@@ -497,6 +498,26 @@ pub async fn listening_ports(uds: &Path, timeout: Duration) -> Result<GuestPorts
         }
         other => Err(AgentError::WrongVariant {
             request: Request::ListeningPorts.kind(),
+            got: variant_name(&other),
+        }),
+    }
+}
+
+/// Sets the guest's wall clock to the host's, now (after a resume). The
+/// exchange takes a few milliseconds, well within the second the clock must
+/// be right to.
+pub async fn set_clock(uds: &Path, timeout: Duration) -> Result<(), AgentError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let request = Request::SetClock {
+        unix_secs: now.as_secs(),
+        nanos: now.subsec_nanos(),
+    };
+    match call(uds, request.clone(), timeout).await? {
+        Response::Done => Ok(()),
+        other => Err(AgentError::WrongVariant {
+            request: request.kind(),
             got: variant_name(&other),
         }),
     }

@@ -34,12 +34,16 @@ pub use session::{
 };
 
 /// Version of this protocol. Bump it whenever a type here changes shape.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// `(protocol version, schema fingerprint)` for every version since the
 /// fingerprint was introduced; the last entry is the current schema. The
 /// fingerprint is [`schema::fingerprint`] of [`schema::examples`].
-pub const SCHEMA_HISTORY: &[(u32, u64)] = &[(2, 0x02f8_0988_e93d_f901), (3, 0x8622_e97e_842f_06a0)];
+pub const SCHEMA_HISTORY: &[(u32, u64)] = &[
+    (2, 0x02f8_0988_e93d_f901),
+    (3, 0x8622_e97e_842f_06a0),
+    (4, 0x428e_561e_7947_0b42),
+];
 
 /// The vsock port the agent listens on.
 pub const AGENT_PORT: u32 = 1024;
@@ -123,6 +127,15 @@ pub enum Request {
         /// The session.
         name: String,
     },
+    /// Set the guest's wall clock (`CLOCK_REALTIME`) to the host's time,
+    /// sent right after a resume (the guest did not see the paused time
+    /// pass): answered with [`Response::Done`].
+    SetClock {
+        /// Seconds since the Unix epoch.
+        unix_secs: u64,
+        /// Nanoseconds within that second (below 1e9).
+        nanos: u32,
+    },
 }
 
 impl Request {
@@ -139,6 +152,7 @@ impl Request {
             Self::SessionRemove { .. } => "session_remove",
             Self::SessionLogs { .. } => "session_logs",
             Self::SessionAttach { .. } => "session_attach",
+            Self::SetClock { .. } => "set_clock",
         }
     }
 }
@@ -188,7 +202,8 @@ pub enum Response {
         /// Why.
         reason: SessionRefusal,
     },
-    /// Answer to [`Request::SessionSignal`] and [`Request::SessionRemove`].
+    /// Answer to [`Request::SessionSignal`], [`Request::SessionRemove`] and
+    /// [`Request::SetClock`].
     Done,
     /// Answer to [`Request::SessionLogs`]; the raw log bytes follow.
     LogStream {
@@ -334,7 +349,7 @@ mod tests {
         let bytes = encode(&envelope).expect("encode");
         assert_eq!(
             bytes,
-            b"{\"version\":3,\"request\":{\"type\":\"health\"}}\n"
+            b"{\"version\":4,\"request\":{\"type\":\"health\"}}\n"
         );
         assert_eq!(decode::<Envelope>(&bytes).expect("decode"), envelope);
     }

@@ -18,6 +18,10 @@ pub fn requests() -> Vec<Envelope> {
     let name = || "web".to_owned();
     [
         Request::Health,
+        Request::SetClock {
+            unix_secs: 1_700_000_000,
+            nanos: 123_456_789,
+        },
         Request::ListeningPorts,
         Request::Stats,
         Request::SessionStart(SessionSpec {

@@ -4,6 +4,7 @@
 //! [`sshd`] is the SSH server for images without one, [`init`] the minimal
 //! PID 1 for images without an init.
 
+mod clock;
 mod devpts;
 pub mod init;
 mod ports;

@@ -181,6 +181,7 @@ impl Agent {
                 Ok(()) => Response::Done,
                 Err(reason) => refused(reason),
             },
+            Request::SetClock { unix_secs, nanos } => crate::clock::set(unix_secs, nanos),
             Request::SessionLogs { .. } | Request::SessionAttach { .. } => Response::Error {
                 message: "logs and attach are served on the connection, not by handle".into(),
             },
