@@ -69,16 +69,19 @@ fn bad_vm_requests_are_refused_and_leave_nothing_behind() {
     let seed = env.root().join("seed.ext4");
     mkfs(&rootfs, "64M");
     mkfs(&seed, "64M");
-    ok(&[
-        "image",
-        "register",
-        "--name",
-        "tiny",
-        "--rootfs",
-        rootfs.to_str().expect("utf-8"),
-        "--work-seed",
-        seed.to_str().expect("utf-8"),
-    ]);
+    let register_tiny = || {
+        ok(&[
+            "image",
+            "register",
+            "--name",
+            "tiny",
+            "--rootfs",
+            rootfs.to_str().expect("utf-8"),
+            "--work-seed",
+            seed.to_str().expect("utf-8"),
+        ])
+    };
+    register_tiny();
 
     fails(
         &["vm", "create", "--name", "../x", "--image", "tiny"],
@@ -275,16 +278,7 @@ fn bad_vm_requests_are_refused_and_leave_nothing_behind() {
         }
     }
     ok(&["kernel", "pull", "debian-cloud-amd64"]);
-    ok(&[
-        "image",
-        "register",
-        "--name",
-        "tiny",
-        "--rootfs",
-        rootfs.to_str().expect("utf-8"),
-        "--work-seed",
-        seed.to_str().expect("utf-8"),
-    ]);
+    register_tiny();
     fails(
         &[
             "vm",
