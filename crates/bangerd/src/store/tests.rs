@@ -556,7 +556,11 @@ fn migration_7_allows_paused_and_keeps_vms_and_their_sessions() {
         let transaction = connection.transaction().expect("transaction");
         transaction.execute_batch(sql).expect("step");
         transaction
-            .pragma_update(None, "user_version", u32::try_from(index + 1).expect("small"))
+            .pragma_update(
+                None,
+                "user_version",
+                u32::try_from(index + 1).expect("small"),
+            )
             .expect("version");
         transaction.commit().expect("commit");
     }
