@@ -220,6 +220,10 @@ pub struct VmInfo {
     pub last_error: Option<String>,
     /// Whether the VM reaches the outside world through NAT.
     pub nat: bool,
+    /// Bytes of saved guest memory and device state while the VM is paused
+    /// (in `<dir>/memory/`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_memory_bytes: Option<u64>,
     /// SSH details.
     pub ssh: SshInfo,
     /// Unix seconds.

@@ -68,8 +68,12 @@ pub enum VmCommand {
     Show(VmShowArgs),
     /// Start stopped VMs (returns when SSH answers).
     Start(VmRefs),
-    /// Stop VMs gracefully (killed after a timeout).
+    /// Stop VMs gracefully (killed after a timeout); a paused VM's saved memory is discarded.
     Stop(VmRefs),
+    /// Pause running VMs: memory and device state go to a file, the VMM exits.
+    Pause(VmRefs),
+    /// Resume paused VMs where they were (returns when SSH answers).
+    Resume(VmRefs),
     /// Restart VMs.
     Restart(VmRefs),
     /// Send a signal to VMs' VMM processes.

@@ -151,6 +151,11 @@ pub enum Operation {
         /// The VM.
         name: VmName,
     },
+    /// `vm resume`.
+    ResumeVm {
+        /// The VM.
+        name: VmName,
+    },
     /// `vm restart`.
     RestartVm {
         /// The VM.
@@ -201,6 +206,7 @@ impl Operation {
         match self {
             Self::CreateVm { name: Some(name) }
             | Self::StartVm { name }
+            | Self::ResumeVm { name }
             | Self::RestartVm { name } => format!("`banger vm show {name}`"),
             Self::CreateVm { name: None } => "`banger vm show`".to_owned(),
             Self::BuildImage { name }
@@ -221,6 +227,7 @@ impl fmt::Display for Operation {
             Self::CreateVm { name: Some(name) } => write!(f, "creating VM {name}"),
             Self::CreateVm { name: None } => f.write_str("creating a VM"),
             Self::StartVm { name } => write!(f, "starting VM {name}"),
+            Self::ResumeVm { name } => write!(f, "resuming VM {name}"),
             Self::RestartVm { name } => write!(f, "restarting VM {name}"),
             Self::BuildImage { name } => write!(f, "building image {name}"),
             Self::PullImage { name } => write!(f, "pulling image {name}"),

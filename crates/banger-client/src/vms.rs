@@ -84,6 +84,32 @@ impl DaemonClient {
         .await
     }
 
+    /// Pauses a running VM (its memory to a file, its VMM ended).
+    pub async fn pause_vm(&self, name: &VmName) -> Result<VmInfo, ClientError> {
+        self.call(
+            Method::POST,
+            &paths::vm_action(name.as_str(), "pause"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Resumes a paused VM and waits for SSH.
+    pub async fn resume_vm(
+        &self,
+        name: &VmName,
+        on_progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<VmInfo, ClientError> {
+        self.stream(
+            Operation::ResumeVm { name: name.clone() },
+            Method::POST,
+            &paths::vm_action(name.as_str(), "resume"),
+            None::<&()>,
+            on_progress,
+        )
+        .await
+    }
+
     /// Stops a VM.
     pub async fn stop_vm(&self, name: &VmName) -> Result<VmInfo, ClientError> {
         self.call(

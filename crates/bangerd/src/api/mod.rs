@@ -80,6 +80,8 @@ fn route_table() -> OpenApiRouter<AppState> {
         .routes(routes!(vms::start))
         .routes(routes!(vms::stop))
         .routes(routes!(vms::restart))
+        .routes(routes!(vms::pause))
+        .routes(routes!(vms::resume))
         .routes(routes!(vms::kill))
         .routes(routes!(vms::console))
         .routes(routes!(vms::ports))

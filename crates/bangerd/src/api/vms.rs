@@ -133,6 +133,41 @@ pub async fn stop(
         .map_err(ApiFailure::from)
 }
 
+/// Pauses a running VM: its memory goes to a file in its directory and its
+/// VMM ends.
+#[utoipa::path(post, path = "/v1/vms/{name}/pause", tag = "vms",
+    params(("name" = VmName, Path, description = "VM name")),
+    responses((status = 200, description = "The paused VM", body = VmInfo),
+        (status = 404, description = "No such VM", body = ApiError),
+        (status = 409, description = "Not running", body = ApiError),
+        (status = 503, description = "Not enough free space for its memory", body = ApiError)))]
+pub async fn pause(
+    State(state): State<AppState>,
+    NamePath(name): NamePath<VmName>,
+) -> Result<Json<VmInfo>, ApiFailure> {
+    vms::pause(&state, &name)
+        .await
+        .map(Json)
+        .map_err(ApiFailure::from)
+}
+
+/// Resumes a paused VM from its saved memory and waits for SSH, streaming
+/// progress.
+#[utoipa::path(post, path = "/v1/vms/{name}/resume", tag = "vms",
+    params(("name" = VmName, Path, description = "VM name")),
+    responses((status = 200, description = "NDJSON progress stream ending in the VM",
+        content_type = "application/x-ndjson", body = OperationEvent<VmInfo>)))]
+pub async fn resume(
+    State(state): State<AppState>,
+    NamePath(name): NamePath<VmName>,
+) -> Result<Response, ApiFailure> {
+    Ok(stream_async(move |progress| async move {
+        vms::resume(&state, &name, &progress)
+            .await
+            .map_err(ApiFailure::from)
+    }))
+}
+
 /// Sends a signal to a VM's VMM.
 #[utoipa::path(post, path = "/v1/vms/{name}/kill", tag = "vms", request_body = VmKillRequest,
     params(("name" = VmName, Path, description = "VM name")),

@@ -37,6 +37,9 @@ pub async fn start_locked(
     let mut vm = row(&state.store(), name)?;
     // A VMM that may still run must never get a twin on the same disks.
     super::recorded_vmm(&vm)?;
+    if vm.state == VmState::Paused {
+        return super::pause::resume_locked(state, name, progress).await;
+    }
     if !vm.state.can_start() {
         return Err(VmError::WrongState {
             name: name.clone(),
@@ -182,14 +185,14 @@ const CONSOLE_TAIL_BYTES: u64 = 16 << 10;
 /// Resolves once the VMM has exited (awaiting its pidfd, not polling), with
 /// how: it is our child, so the status is real even when the watcher reaped
 /// it first.
-async fn vmm_exit(running: &RunningVm) -> ExitInfo {
+pub(super) async fn vmm_exit(running: &RunningVm) -> ExitInfo {
     running.watch_exit().exited().await
 }
 
 /// Records a start whose VMM exited before SSH answered: helpers stopped,
 /// then (see [`fail`]) TAP released, runtime dir removed, firewall rebuilt,
 /// the VM in `error` with the exit status and the console's last lines.
-async fn vmm_exited(
+pub(super) async fn vmm_exited(
     state: &AppState,
     vm: &mut VmRow,
     running: &RunningVm,
@@ -277,7 +280,7 @@ fn no_follow_no_block() -> i32 {
     i32::try_from((OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY).bits()).unwrap_or(0)
 }
 
-fn backend_name(kind: BackendKind) -> VmBackend {
+pub(super) fn backend_name(kind: BackendKind) -> VmBackend {
     match kind {
         BackendKind::Qemu => VmBackend::Qemu,
         BackendKind::Firecracker => VmBackend::Firecracker,
@@ -285,7 +288,11 @@ fn backend_name(kind: BackendKind) -> VmBackend {
 }
 
 /// Records a failed start: releases the TAP, marks the VM as errored.
-async fn fail(state: &AppState, vm: &mut VmRow, error: VmError) -> Result<VmInfo, VmError> {
+pub(super) async fn fail(
+    state: &AppState,
+    vm: &mut VmRow,
+    error: VmError,
+) -> Result<VmInfo, VmError> {
     release_tap(state, vm).await;
     vm.vmm = VmmHandle::None;
     let message = crate::error::error_chain(&error);
@@ -316,14 +323,18 @@ pub async fn release_tap(state: &AppState, vm: &mut VmRow) {
 
 /// The files a VM boots from.
 #[derive(Debug, Clone)]
-struct BootFiles {
+pub(super) struct BootFiles {
     kernel: PathBuf,
     initramfs: PathBuf,
     rootfs: PathBuf,
     modules_disk: Option<PathBuf>,
 }
 
-fn boot_files(state: &AppState, vm: &VmRow, backend: BackendKind) -> Result<BootFiles, VmError> {
+pub(super) fn boot_files(
+    state: &AppState,
+    vm: &VmRow,
+    backend: BackendKind,
+) -> Result<BootFiles, VmError> {
     let store = state.store();
     let gone = || VmError::ImageGone {
         name: vm.name.clone(),
@@ -391,7 +402,7 @@ fn read_text(vm: &VmName, path: &std::path::Path) -> Result<String, VmError> {
     fs_err::read_to_string(path).map_err(|error| VmError::step(vm, "read its SSH host key", error))
 }
 
-fn build_spec(
+pub(super) fn build_spec(
     state: &AppState,
     vm: &VmRow,
     boot: BootFiles,

@@ -53,7 +53,9 @@ pub async fn delete(state: &AppState, name: &VmName, force: bool) -> Result<VmDe
         .vmm
         .recorded()
         .is_some_and(|running| running.vmm.is_alive_and_same());
-    if !vm.state.is_at_rest() || vmm_alive {
+    // A paused VM has no VMM: its saved memory goes with its directory.
+    let at_rest = vm.state.is_at_rest() || vm.state == banger_api::vms::VmState::Paused;
+    if !at_rest || vmm_alive {
         if !force {
             return Err(VmError::WrongState {
                 name: name.clone(),

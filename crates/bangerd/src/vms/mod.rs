@@ -16,6 +16,7 @@ mod create;
 mod delete;
 pub mod firewall;
 mod monitor;
+mod pause;
 mod stop;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub use boot::start;
 pub use create::create;
 pub use delete::delete;
 pub use monitor::{monitor_loop, recover};
+pub use pause::{memory_dir, pause, resume};
 pub use stop::{kill, stop};
 
 /// Default vCPUs of a new VM.
@@ -337,6 +339,45 @@ pub enum VmError {
         /// The last lines of the console log, control characters escaped.
         console_tail: String,
     },
+    /// Too little free space for a pause to save the guest's memory; the
+    /// VM keeps running.
+    #[error(
+        "VM {name} cannot be paused: its memory needs up to {needed} bytes in {} but only {available} are free; it keeps running",
+        dir.display()
+    )]
+    NoSpaceToPause {
+        /// The VM.
+        name: VmName,
+        /// Its directory.
+        dir: PathBuf,
+        /// Guest memory plus a margin.
+        needed: u64,
+        /// Free space there.
+        available: u64,
+    },
+    /// A paused VM's saved memory is gone.
+    #[error(
+        "VM {name} is paused but its saved memory {} is missing; `banger vm stop {name}` discards the pause, then `banger vm start {name}` boots it",
+        dir.display()
+    )]
+    MemoryMissing {
+        /// The VM.
+        name: VmName,
+        /// The memory directory.
+        dir: PathBuf,
+    },
+    /// The VM was paused under another backend than the daemon uses now.
+    #[error(
+        "VM {name} was paused under {paused_by} and cannot be resumed by {now}; set vmm = {paused_by} (or BANGER_VMM) to resume it, or `banger vm stop {name}` to discard the pause"
+    )]
+    BackendChanged {
+        /// The VM.
+        name: VmName,
+        /// The backend that saved it.
+        paused_by: String,
+        /// The backend in use now.
+        now: String,
+    },
     /// An image operation failed (e.g. building the default image).
     #[error(transparent)]
     Image(#[from] crate::images::ImageError),
@@ -373,6 +414,8 @@ impl VmError {
             // Not bad_request: the request is fine, the registered image
             // it names is damaged on disk (state conflicts with the record).
             | Self::BootFileInvalid { .. }
+            | Self::MemoryMissing { .. }
+            | Self::BackendChanged { .. }
             | Self::CorruptHandle { .. } => ErrorCode::Conflict,
             Self::VcpusOutOfRange { .. }
             | Self::MemoryTooSmall { .. }
@@ -386,6 +429,7 @@ impl VmError {
             | Self::AdoptOutsideState { .. }
             | Self::AdoptFileInvalid { .. } => ErrorCode::BadRequest,
             Self::AddressPoolExhausted(_)
+            | Self::NoSpaceToPause { .. }
             | Self::HostUnavailable { .. }
             | Self::HostMemoryUnknown { .. } => ErrorCode::Unavailable,
             Self::SshTimeout { .. } => ErrorCode::SshTimeout,
@@ -460,6 +504,8 @@ pub fn info(state: &AppState, row: &VmRow) -> VmInfo {
         console_log: console_log(&row.dir).display().to_string(),
         last_error: row.last_error.clone(),
         nat: row.nat,
+        saved_memory_bytes: (row.state == VmState::Paused)
+            .then(|| pause::dir_bytes(&memory_dir(&row.dir))),
         ssh: SshInfo {
             user: "root".to_owned(),
             ip: row.ip,

@@ -37,6 +37,9 @@ pub async fn stop_locked(state: &AppState, name: &VmName) -> Result<VmInfo, VmEr
         .await?;
         return Ok(info(state, &vm));
     }
+    if vm.state == VmState::Paused {
+        return super::pause::discard_locked(state, &mut vm).await;
+    }
     if !vm.state.can_stop() {
         return Ok(info(state, &vm));
     }

@@ -149,7 +149,13 @@ pub async fn stop(paths: &Paths, names: Vec<VmName>) -> anyhow::Result<ExitCode>
     let client = super::super::connect(paths).await?;
     for_each(&client, names, |client, name| async move {
         let vm = client.stop_vm(&name).await?;
-        Ok(format!("{} is {}", vm.name, vm.state))
+        // A paused VM's saved memory was discarded: the reason says so.
+        let why = vm
+            .last_error
+            .filter(|reason| reason.starts_with("stopped while paused"))
+            .map(|reason| format!(" ({reason})"))
+            .unwrap_or_default();
+        Ok(format!("{} is {}{why}", vm.name, vm.state))
     })
     .await
 }

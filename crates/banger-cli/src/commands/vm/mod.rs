@@ -5,6 +5,7 @@ mod acp;
 mod lifecycle;
 mod logs;
 mod observe;
+mod pause;
 mod run;
 mod session;
 mod ssh;
@@ -38,6 +39,8 @@ pub async fn run(command: VmCommand) -> anyhow::Result<ExitCode> {
         VmCommand::Show(args) => lifecycle::show(&paths, args).await,
         VmCommand::Start(refs) => lifecycle::start(&paths, refs.names).await,
         VmCommand::Stop(refs) => lifecycle::stop(&paths, refs.names).await,
+        VmCommand::Pause(refs) => pause::pause(&paths, refs.names).await,
+        VmCommand::Resume(refs) => pause::resume(&paths, refs.names).await,
         VmCommand::Restart(refs) => lifecycle::restart(&paths, refs.names).await,
         VmCommand::Kill(args) => lifecycle::kill(&paths, args).await,
         VmCommand::Delete(args) => lifecycle::delete(&paths, args).await,

@@ -1,0 +1,381 @@
+//! `vm pause` and `vm resume`: a running VM's memory and device state go to
+//! `<vm dir>/memory/` and its VMM ends (state `paused`, TAP released, no
+//! runtime dir); a resume starts a VMM that loads them, sets the guest's
+//! clock from the host and waits for SSH like a start.
+//!
+//! Nothing is half-written: the memory is written into
+//! `<vm dir>/memory.partial/` (0700, files 0600), renamed to `memory/` only
+//! when the VMM has saved everything, and removed on any failure, after
+//! which the VM keeps running. Free space for the whole guest memory plus a
+//! margin is checked first. Sessions in the guest are not lost by a pause:
+//! their processes are in the saved memory.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use banger_api::VmName;
+use banger_api::vms::{VmInfo, VmState};
+
+use super::boot::{backend_name, boot_files, build_spec, fail, release_tap, vmm_exit, vmm_exited};
+use super::{VmError, info, row, run_dir, set_state};
+use crate::progress::ProgressSink;
+use crate::state::AppState;
+use crate::store::{VmRow, VmmHandle};
+
+/// Space kept free beyond the guest's memory when pausing (device state,
+/// the filesystem's own needs).
+pub const PAUSE_SPACE_MARGIN: u64 = 256 << 20;
+/// How long the agent gets to answer the clock request after a resume.
+const CLOCK_DEADLINE: Duration = Duration::from_secs(30);
+
+/// `<vm dir>/memory`: a paused VM's saved memory and device state.
+pub fn memory_dir(vm_dir: &Path) -> PathBuf {
+    vm_dir.join("memory")
+}
+
+/// `<vm dir>/memory.partial`: where a pause writes before it succeeds.
+fn partial_dir(vm_dir: &Path) -> PathBuf {
+    vm_dir.join("memory.partial")
+}
+
+/// Bytes of the regular files directly in `dir` (0 when it is missing).
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs_err::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.metadata().ok())
+        .filter(|meta| meta.is_file())
+        .map(|meta| meta.len())
+        .sum()
+}
+
+/// Pauses VMs one after the other (each under its own lock).
+pub async fn pause(state: &AppState, name: &VmName) -> Result<VmInfo, VmError> {
+    let lock = state.vm_lock(name);
+    let _guard = lock.lock().await;
+    pause_locked(state, name).await
+}
+
+/// [`pause`] for callers holding the VM's lock. Pausing a paused VM changes
+/// nothing.
+pub async fn pause_locked(state: &AppState, name: &VmName) -> Result<VmInfo, VmError> {
+    let mut vm = row(&state.store(), name)?;
+    let recorded = super::recorded_vmm(&vm)?.cloned();
+    if vm.state == VmState::Paused {
+        return Ok(info(state, &vm));
+    }
+    let Some(running) = recorded.filter(|_| vm.state.can_pause()) else {
+        return Err(VmError::WrongState {
+            name: name.clone(),
+            state: vm.state,
+            hint: "only a running VM can be paused",
+        });
+    };
+    check_space(&vm)?;
+    let partial = partial_dir(&vm.dir);
+    let prepared = {
+        let partial = partial.clone();
+        tokio::task::spawn_blocking(move || {
+            remove_if_present(&partial)?;
+            banger_config::paths::ensure_private_dir(&partial).map_err(std::io::Error::other)
+        })
+        .await
+    };
+    match prepared {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return Err(VmError::step(name, "prepare its memory directory", error)),
+        Err(join) => {
+            return Err(VmError::Task {
+                step: "prepare the memory directory",
+                source: join,
+            });
+        }
+    }
+    let started = Instant::now();
+    if let Err(error) = running.pause(&partial).await {
+        let _ = fs_err::remove_dir_all(&partial);
+        // The VMM keeps running when a save fails; if it did not, record
+        // that like any exit.
+        if running.status().is_some() {
+            super::stop::finish_stopped(
+                state,
+                &mut vm,
+                Some(format!(
+                    "the VMM exited while pausing: {}",
+                    crate::error::error_chain(&error)
+                )),
+            )
+            .await?;
+        }
+        return Err(VmError::step(name, "save its memory", error));
+    }
+    let finished = {
+        let (partial, dir) = (partial.clone(), vm.dir.clone());
+        tokio::task::spawn_blocking(move || publish(&partial, &dir)).await
+    };
+    let failure = match finished {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(VmError::step(name, "keep its saved memory", error)),
+        Err(join) => Some(VmError::Task {
+            step: "keep the saved memory",
+            source: join,
+        }),
+    };
+    tracing::info!(vm = %name, took = ?started.elapsed(), "VM paused");
+    release_tap(state, &mut vm).await;
+    vm.vmm = VmmHandle::None;
+    let _ = fs_err::remove_dir_all(run_dir(&state.paths().runtime_dir, name));
+    if let Some(error) = failure {
+        // The VMM is gone and its memory could not be kept: the VM stopped.
+        let _ = fs_err::remove_dir_all(&partial);
+        super::stop::finish_stopped(state, &mut vm, Some(crate::error::error_chain(&error)))
+            .await?;
+        return Err(error);
+    }
+    set_state(state, &mut vm, VmState::Paused, None)?;
+    if let Err(error) = super::firewall::apply(state).await {
+        tracing::warn!(vm = %name, error = %crate::error::error_chain(&error), "cannot update firewall rules after a pause");
+    }
+    Ok(info(state, &vm))
+}
+
+/// Refuses a pause that would not fit: the state file can be as large as
+/// the guest's memory.
+fn check_space(vm: &VmRow) -> Result<(), VmError> {
+    let needed = u64::from(vm.memory_mib) * (1 << 20) + PAUSE_SPACE_MARGIN;
+    let stat = rustix::fs::statvfs(&vm.dir).map_err(|error| {
+        VmError::step(&vm.name, "measure free space", std::io::Error::from(error))
+    })?;
+    let available = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if available < needed {
+        return Err(VmError::NoSpaceToPause {
+            name: vm.name.clone(),
+            dir: vm.dir.clone(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
+}
+
+fn remove_if_present(dir: &Path) -> std::io::Result<()> {
+    match fs_err::remove_dir_all(dir) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+/// Makes the saved files owner-only (the VMM created them with its umask)
+/// and renames the directory into place.
+fn publish(partial: &Path, vm_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in fs_err::read_dir(partial)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            fs_err::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    let memory = memory_dir(vm_dir);
+    remove_if_present(&memory)?;
+    fs_err::rename(partial, &memory)
+}
+
+/// Resumes a paused VM (taking its lock) and waits for SSH.
+pub async fn resume(
+    state: &AppState,
+    name: &VmName,
+    progress: &ProgressSink,
+) -> Result<VmInfo, VmError> {
+    let lock = state.vm_lock(name);
+    let _guard = lock.lock().await;
+    resume_locked(state, name, progress).await
+}
+
+/// [`resume`] for callers holding the VM's lock. A running VM is left as
+/// it is.
+pub async fn resume_locked(
+    state: &AppState,
+    name: &VmName,
+    progress: &ProgressSink,
+) -> Result<VmInfo, VmError> {
+    let mut vm = row(&state.store(), name)?;
+    super::recorded_vmm(&vm)?;
+    if vm.state == VmState::Running {
+        return Ok(info(state, &vm));
+    }
+    if !vm.state.can_resume() {
+        return Err(VmError::WrongState {
+            name: name.clone(),
+            state: vm.state,
+            hint: "only a paused VM can be resumed (`banger vm start` starts a stopped one)",
+        });
+    }
+    let memory = memory_dir(&vm.dir);
+    if !memory.is_dir() {
+        return Err(VmError::MemoryMissing {
+            name: name.clone(),
+            dir: memory,
+        });
+    }
+    let host = state.host();
+    let unavailable = |source| VmError::HostUnavailable {
+        name: name.to_string(),
+        source,
+    };
+    let network = host.network().await.map_err(unavailable)?;
+    let (vmm, accel) = host.vmm(state.config()).map_err(unavailable)?;
+    let paused_by = vm.backend;
+    if paused_by != Some(backend_name(vmm.kind())) {
+        return Err(VmError::BackendChanged {
+            name: name.clone(),
+            paused_by: paused_by.map_or_else(|| "an unknown backend".to_owned(), |b| b.to_string()),
+            now: backend_name(vmm.kind()).to_string(),
+        });
+    }
+    let boot = boot_files(state, &vm, vmm.kind())?;
+
+    set_state(state, &mut vm, VmState::Starting, None)?;
+    let tap = match network.pool.take().await {
+        Ok(tap) => tap,
+        Err(error) => {
+            return fail(
+                state,
+                &mut vm,
+                VmError::step(name, "get a TAP device", error),
+            )
+            .await;
+        }
+    };
+    vm.tap = Some(tap.as_str().to_owned());
+    state.store().update_vm(&vm)?;
+    crate::dns::bridge_ready(state).await;
+    if let Err(error) = super::firewall::apply(state).await {
+        return fail(
+            state,
+            &mut vm,
+            VmError::step(name, "apply its firewall rules", error),
+        )
+        .await;
+    }
+    let run_dir = run_dir(&state.paths().runtime_dir, name);
+    let spec = {
+        let (state, vm, run_dir) = (state.clone(), vm.clone(), run_dir.clone());
+        let (kind, tap_name) = (vmm.kind(), tap.as_str().to_owned());
+        tokio::task::spawn_blocking(move || {
+            build_spec(&state, &vm, boot, &run_dir, kind, accel, tap_name)
+        })
+        .await
+    };
+    let spec = match spec {
+        Ok(Ok(spec)) => spec,
+        Ok(Err(error)) => return fail(state, &mut vm, error).await,
+        Err(join) => {
+            return fail(
+                state,
+                &mut vm,
+                VmError::step(name, "prepare its boot files", join),
+            )
+            .await;
+        }
+    };
+    progress.stage(
+        "resume",
+        format!("resuming VM {name} from its saved memory"),
+    );
+    let started = Instant::now();
+    let running = match vmm.resume(&spec, &memory).await {
+        Ok(running) => running,
+        Err(error) => {
+            return fail(state, &mut vm, VmError::step(name, "resume its VMM", error)).await;
+        }
+    };
+    vm.vmm = VmmHandle::Recorded(Box::new(running.clone()));
+    if let Err(error) = set_state(state, &mut vm, VmState::Running, None) {
+        let _ = running.stop(Duration::from_secs(5)).await;
+        vm.vmm = VmmHandle::None;
+        return fail(state, &mut vm, error).await;
+    }
+    super::monitor::watch(state, name, &running);
+    // The guest runs on its own memory now (QEMU read the file; a
+    // Firecracker mapping keeps its pages after the unlink).
+    if let Err(error) = fs_err::remove_dir_all(&memory) {
+        tracing::warn!(vm = %name, %error, "cannot remove the saved memory after a resume");
+    }
+    set_guest_clock(name, running.vsock_uds()).await;
+    tracing::info!(vm = %name, took = ?started.elapsed(), "VM resumed");
+    progress.stage("ssh", format!("waiting for SSH on {}", vm.ip));
+    let waited = tokio::select! {
+        biased;
+        answer = host.wait_for_ssh(vm.ip) => Ok(answer),
+        exit = vmm_exit(&running) => Err(exit),
+    };
+    match waited {
+        Err(exit) => vmm_exited(state, &mut vm, &running, exit).await,
+        Ok(Ok(took)) => {
+            progress.stage(
+                "ready",
+                format!(
+                    "VM {name} answers on SSH {:.1} s after the resume",
+                    took.as_secs_f64()
+                ),
+            );
+            Ok(info(state, &vm))
+        }
+        Ok(Err(error)) => {
+            vm.last_error = Some(format!(
+                "SSH did not answer: {}",
+                crate::error::error_chain(&error)
+            ));
+            state.store().update_vm(&vm)?;
+            Err(VmError::SshTimeout {
+                name: name.clone(),
+                waited_secs: host.ssh_timeout.as_secs(),
+            })
+        }
+    }
+}
+
+/// Sets the guest's clock from the host's as soon as its agent answers
+/// (its clocks stopped while it was paused). Retried while the agent is not
+/// reachable yet (the vsock device is being plugged back in); a guest
+/// without an agent, or one that refuses, is logged, not fatal.
+async fn set_guest_clock(name: &VmName, uds: &Path) {
+    let deadline = Instant::now() + CLOCK_DEADLINE;
+    loop {
+        match banger_agent_client::set_clock(uds, Duration::from_secs(5)).await {
+            Ok(()) => {
+                tracing::info!(vm = %name, "guest clock set from the host");
+                return;
+            }
+            Err(banger_agent_client::AgentError::Connect(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => {
+                tracing::warn!(vm = %name, error = %crate::error::error_chain(&error), "cannot set the guest clock after a resume");
+                return;
+            }
+        }
+    }
+}
+
+/// `vm stop` of a paused VM: its saved memory is discarded (what ran in it
+/// is lost, the disks are kept) and it is recorded stopped, saying so.
+pub async fn discard_locked(state: &AppState, vm: &mut VmRow) -> Result<VmInfo, VmError> {
+    let memory = memory_dir(&vm.dir);
+    let bytes = dir_bytes(&memory);
+    remove_if_present(&memory)
+        .map_err(|error| VmError::step(&vm.name, "discard its saved memory", error))?;
+    let _ = remove_if_present(&partial_dir(&vm.dir));
+    tracing::info!(vm = %vm.name, bytes, "saved memory of a paused VM discarded");
+    super::stop::finish_stopped(
+        state,
+        vm,
+        Some(format!(
+            "stopped while paused: its saved memory ({bytes} bytes) was discarded; the disks are kept"
+        )),
+    )
+    .await?;
+    Ok(info(state, vm))
+}
