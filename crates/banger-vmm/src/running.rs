@@ -387,8 +387,9 @@ impl RunningVm {
             }
         }
         // QEMU quits by itself; Firecracker has no quit, and its state is
-        // on disk: it is ended.
-        if wait_exit(&self.vmm, PAUSE_EXIT).await.is_none() {
+        // on disk: it is ended at once.
+        let quits = self.backend == BackendKind::Qemu;
+        if !quits || wait_exit(&self.vmm, PAUSE_EXIT).await.is_none() {
             crate::process::kill_and_wait(&self.vmm)
                 .await
                 .map_err(|e| self.process_error(e))?;

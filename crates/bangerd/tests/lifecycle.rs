@@ -36,6 +36,8 @@ mod harness;
 mod image_change;
 #[path = "lifecycle/orphans.rs"]
 mod orphans;
+#[path = "lifecycle/pause.rs"]
+mod pause;
 #[path = "lifecycle/vmm_exit.rs"]
 mod vmm_exit;
 #[path = "lifecycle/vmm_watch.rs"]
@@ -100,6 +102,10 @@ fn main() -> ExitCode {
         (
             "start_vmm_dies_during_ssh_wait_marks_error",
             vmm_exit::start_vmm_dies_during_ssh_wait_marks_error,
+        ),
+        (
+            "pause_resume_stop_and_delete_a_paused_vm",
+            pause::pause_resume_stop_and_delete_a_paused_vm,
         ),
         (
             "a_killed_vmm_is_noticed_reaped_and_recorded_within_2s",

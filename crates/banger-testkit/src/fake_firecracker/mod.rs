@@ -59,6 +59,19 @@ enum Fault {
     /// `InstanceStart` without `PUT /boot-source`.
     #[error("Cannot start microvm without kernel configuration.")]
     NoBootSource,
+    /// `PUT /snapshot/create` while the vCPUs run.
+    #[error("Cannot create a snapshot of a microVM that is not paused.")]
+    NotPaused,
+    /// A snapshot file could not be written or read.
+    #[error("Cannot {action} snapshot file {path}: {error}")]
+    SnapshotFile {
+        /// `write` or `read`.
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// Why (part of the message, as Firecracker words it).
+        error: std::io::Error,
+    },
     /// The vsock socket could not be bound.
     #[error("Cannot create vsock backend at {uds}: {error}")]
     VsockBackend {
@@ -100,6 +113,10 @@ struct State {
     machine_config: Value,
     record_file: Option<PathBuf>,
     tasks: Vec<JoinHandle<()>>,
+    /// `uds_path` of `PUT /vsock`, recorded in snapshots.
+    vsock_uds: Option<String>,
+    /// After `PATCH /vm` Paused (a snapshot needs it).
+    paused: bool,
 }
 
 /// A running fake Firecracker API server.
@@ -139,6 +156,8 @@ impl FakeFirecracker {
             machine_config: json!({"vcpu_count": 1, "mem_size_mib": 128, "smt": false}),
             record_file,
             tasks: Vec::new(),
+            vsock_uds: None,
+            paused: false,
         }));
         let ctrl_alt_del = Arc::new(Notify::new());
         let instance_start = Arc::new(Notify::new());
@@ -260,7 +279,12 @@ async fn handle(
             let _ = writeln!(file, "{}", json!(record));
         }
     }
-    let action = if record.accepted() && path == "/actions" {
+    let resumed_load = record.accepted()
+        && path == "/snapshot/load"
+        && record.body.as_ref().and_then(|b| b.get("resume_vm")) == Some(&json!(true));
+    let action = if resumed_load {
+        Some(json!("InstanceStart"))
+    } else if record.accepted() && path == "/actions" {
         record
             .body
             .as_ref()
@@ -323,12 +347,63 @@ fn decide(
         }
         ("PUT", "/vsock") => {
             if let Some(uds) = body.get("uds_path").and_then(Value::as_str) {
-                let listener = UnixListener::bind(uds).map_err(|error| Fault::VsockBackend {
-                    uds: uds.to_owned(),
+                listen_vsock(state, uds)?;
+            }
+            Ok((StatusCode::NO_CONTENT, None))
+        }
+        ("PATCH", "/vm") if !state.started => Err(Fault::BeforeStart),
+        ("PATCH", "/vm") => {
+            state.paused = body.get("state").and_then(Value::as_str) == Some("Paused");
+            Ok((StatusCode::NO_CONTENT, None))
+        }
+        ("PUT", "/snapshot/create") if !state.started => Err(Fault::BeforeStart),
+        ("PUT", "/snapshot/create") if !state.paused => Err(Fault::NotPaused),
+        ("PUT", "/snapshot/create") => {
+            // The "microVM state" records what a load needs; the "memory"
+            // is a placeholder of the configured size's first page.
+            let recorded = json!({ "vsock_uds": state.vsock_uds });
+            for (field, contents) in [
+                ("snapshot_path", recorded.to_string().into_bytes()),
+                ("mem_file_path", vec![0u8; 4096]),
+            ] {
+                let path = body.get(field).and_then(Value::as_str).unwrap_or("");
+                fs_err::write(path, contents).map_err(|error| Fault::SnapshotFile {
+                    action: "write",
+                    path: path.to_owned(),
                     error,
                 })?;
-                state.tasks.push(tokio::spawn(serve_hybrid_vsock(listener)));
             }
+            Ok((StatusCode::NO_CONTENT, None))
+        }
+        ("PUT", "/snapshot/load") => {
+            let read = |path: &str| {
+                fs_err::read(path).map_err(|error| Fault::SnapshotFile {
+                    action: "read",
+                    path: path.to_owned(),
+                    error,
+                })
+            };
+            let snapshot = body
+                .get("snapshot_path")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let recorded: Value = serde_json::from_slice(&read(snapshot)?).unwrap_or(Value::Null);
+            let memory = body
+                .pointer("/mem_backend/backend_path")
+                .or_else(|| body.get("mem_file_path"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            read(memory)?;
+            let uds = body
+                .pointer("/vsock_override/uds_path")
+                .or_else(|| recorded.get("vsock_uds"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if let Some(uds) = uds {
+                listen_vsock(state, &uds)?;
+            }
+            state.started = true;
+            state.paused = body.get("resume_vm") != Some(&json!(true));
             Ok((StatusCode::NO_CONTENT, None))
         }
         ("PUT", "/actions") => match body.get("action_type").and_then(Value::as_str) {
@@ -345,6 +420,17 @@ fn decide(
         },
         _ => Ok((StatusCode::NO_CONTENT, None)),
     }
+}
+
+/// Binds the hybrid-vsock socket at `uds` and serves it.
+fn listen_vsock(state: &mut State, uds: &str) -> Result<(), Fault> {
+    let listener = UnixListener::bind(uds).map_err(|error| Fault::VsockBackend {
+        uds: uds.to_owned(),
+        error,
+    })?;
+    state.vsock_uds = Some(uds.to_owned());
+    state.tasks.push(tokio::spawn(serve_hybrid_vsock(listener)));
+    Ok(())
 }
 
 /// Host side of hybrid vsock, as Firecracker does it: `CONNECT <port>\n` ->
