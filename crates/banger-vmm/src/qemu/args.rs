@@ -97,6 +97,11 @@ fn build(spec: &VmSpec, paths: &QemuPaths, incoming: Option<&Path>) -> Vec<OsStr
     push(&["-accel", spec.accel.as_qemu_arg()]);
     if spec.accel == crate::spec::Accel::Kvm {
         push(&["-cpu", "host"]);
+    } else {
+        // TCG's default model (qemu64) lacks SSE4.2/POPCNT, which the
+        // provisioned image's opencode and Claude Code binaries need even in
+        // their baseline builds; `max` is everything TCG emulates.
+        push(&["-cpu", "max"]);
     }
     // vhost-user needs guest memory QEMU can share with the helper: memfd
     // with share=on.
