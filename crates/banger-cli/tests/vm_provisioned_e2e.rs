@@ -209,7 +209,7 @@ fn provisioned_default_image_end_to_end() {
     // Credentials: where each installed tool reads them.
     let opencode = suite.ssh(VM, "opencode auth list 2>&1");
     assert!(
-        opencode.contains("/root/.local/share/opencode/auth.json")
+        opencode.contains("~/.local/share/opencode/auth.json")
             && opencode.to_lowercase().contains("anthropic"),
         "{opencode}"
     );
