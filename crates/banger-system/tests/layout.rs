@@ -1,8 +1,9 @@
 //! An install prefix is refused when it or any parent is not root's alone
 //! (owned by someone else, or writable by group or others), along the path
 //! as written and along the path its links resolve to. Runs as whoever runs
-//! the tests: the trusted uid is ours, and the directories live in cargo's
-//! target tmp dir (owned by us, not world-writable, unlike /tmp).
+//! the tests: the trusted uid is ours, and the directories live where every
+//! parent is ours alone (see [`trusted_parent`]), whatever the checkout's
+//! path.
 
 #![allow(clippy::unwrap_used, reason = "test setup panics on failure")]
 
@@ -14,7 +15,7 @@ use banger_system::{Layout, LayoutError};
 #[test]
 fn prefixes_with_user_writable_parents_are_refused() {
     let me = rustix::process::geteuid().as_raw();
-    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let base = tempfile::tempdir_in(trusted_parent()).unwrap();
     fs_err::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let prefix = base.path().join("opt/banger");
     fs_err::create_dir_all(&prefix).unwrap();
@@ -55,4 +56,16 @@ fn prefixes_with_user_writable_parents_are_refused() {
         matches!(&error, LayoutError::UserWritable { path, .. } if path.ends_with("open")),
         "{error}"
     );
+}
+
+/// A directory whose every parent is ours and not group/other-writable, so
+/// only what the test sets up makes a prefix untrusted: as root `/run`
+/// (a checkout under /tmp, as in CI's fresh clone, would sit below the
+/// world-writable /tmp); else cargo's target tmp dir.
+fn trusted_parent() -> std::path::PathBuf {
+    if rustix::process::geteuid().is_root() {
+        std::path::PathBuf::from("/run")
+    } else {
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+    }
 }

@@ -61,7 +61,10 @@ pub enum SocketError {
 #[derive(Debug)]
 pub struct SocketFile {
     path: PathBuf,
-    identity: (u64, u64),
+    /// Device, inode and change time (seconds, nanoseconds) after the
+    /// socket got its mode and owner: an inode number alone is reused at
+    /// once when a newer helper replaces the file.
+    identity: (u64, u64, i64, i64),
 }
 
 impl SocketFile {
@@ -74,13 +77,12 @@ impl SocketFile {
     /// helper may have replaced it).
     pub fn remove(&self) -> Result<(), SocketError> {
         match fs_err::symlink_metadata(&self.path) {
-            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {
-                fs_err::remove_file(&self.path).map_err(|source| SocketError::Io {
+            Ok(meta) if identity_of(&meta) == self.identity => fs_err::remove_file(&self.path)
+                .map_err(|source| SocketError::Io {
                     action: "remove",
                     path: self.path.clone(),
                     source,
-                })
-            }
+                }),
             _ => Ok(()),
         }
     }
@@ -139,9 +141,14 @@ pub fn bind(
     let meta = fs_err::symlink_metadata(path).map_err(io("inspect"))?;
     let file = SocketFile {
         path: path.to_owned(),
-        identity: (meta.dev(), meta.ino()),
+        identity: identity_of(&meta),
     };
     Ok((listener, file))
+}
+
+/// What tells this socket file apart from a later one at the same path.
+fn identity_of(meta: &std::fs::Metadata) -> (u64, u64, i64, i64) {
+    (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec())
 }
 
 /// Creates `dir` (0755) if missing, then checks it is a directory owned by
