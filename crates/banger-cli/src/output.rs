@@ -18,6 +18,11 @@ pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Shows one progress step of a long operation on stderr as `stage: message`.
+pub fn progress_line(progress: &banger_api::operation::Progress) {
+    eprintln!("{}: {}", progress.stage, sanitize(&progress.message));
+}
+
 /// Writes `value` as one line of compact JSON to stdout (NDJSON streams).
 pub fn json_line<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     line(&serde_json::to_string(value)?)?;

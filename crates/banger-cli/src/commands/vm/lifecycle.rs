@@ -132,11 +132,7 @@ pub async fn start(paths: &Paths, names: Vec<VmName>) -> anyhow::Result<ExitCode
         let vm = client
             .start_vm(&name, &mut |progress| {
                 if !several {
-                    eprintln!(
-                        "{}: {}",
-                        progress.stage,
-                        output::sanitize(&progress.message)
-                    );
+                    output::progress_line(progress);
                 }
             })
             .await?;

@@ -30,11 +30,7 @@ pub async fn resume(paths: &Paths, names: Vec<VmName>) -> anyhow::Result<ExitCod
         let vm = client
             .resume_vm(&name, &mut |progress| {
                 if !several {
-                    eprintln!(
-                        "{}: {}",
-                        progress.stage,
-                        output::sanitize(&progress.message)
-                    );
+                    output::progress_line(progress);
                 }
             })
             .await?;
