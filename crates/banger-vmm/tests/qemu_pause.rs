@@ -13,15 +13,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::path::Path;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use banger_agent_proto::{AGENT_PORT, Envelope, PROTOCOL_VERSION, Request, Response};
 use banger_image::guest_config::{GuestConfig, write_vm_initrd};
 use banger_image::initramfs::DEFAULT_BUSYBOX;
-use banger_image::modules_disk::{Ext4Options, mkfs_ext4};
 use banger_vmm::{Accel, DiskSpec, QemuVmm, RunningVm, VmSpec, Vmm, connect_vsock};
+use common::guest::{KillOnDrop, build_agent, busybox_rootfs, ext4};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// Hard limit for the guest to answer over vsock.
@@ -82,110 +82,6 @@ async fn health(vm: &RunningVm, deadline: Instant) -> u64 {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Builds the static agent with the project's script; None (after
-/// `skip_or_fail`) when that fails.
-fn build_agent() -> Option<PathBuf> {
-    let target = std::env::var_os("BANGER_AGENT_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target-vmm-agent"));
-    let started = Instant::now();
-    let script = workspace_root().join("scripts/build-agent.sh");
-    let output = match Command::new(&script)
-        .arg("debug")
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-    {
-        Ok(output) => output,
-        Err(error) => {
-            banger_testkit::skip_or_fail(format!("{} does not run: {error}", script.display()));
-            return None;
-        }
-    };
-    if !output.status.success() {
-        banger_testkit::skip_or_fail(format!(
-            "build-agent.sh failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-        return None;
-    }
-    let path = PathBuf::from(
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim(),
-    );
-    println!(
-        "  agent {} built in {:?}",
-        path.display(),
-        started.elapsed()
-    );
-    if !path.is_file() {
-        banger_testkit::skip_or_fail(format!(
-            "build-agent.sh printed {}, which is not a file",
-            path.display()
-        ));
-        return None;
-    }
-    Some(path)
-}
-
-fn busybox_rootfs(root: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    for dir in [
-        "bin",
-        "sbin",
-        "etc",
-        "proc",
-        "sys",
-        "dev",
-        "root",
-        "tmp",
-        "run",
-        "usr/local/bin",
-    ] {
-        fs_err::create_dir_all(root.join(dir)).unwrap();
-    }
-    fs_err::copy(DEFAULT_BUSYBOX, root.join("bin/busybox")).unwrap();
-    for applet in [
-        "sh", "echo", "uname", "pidof", "sleep", "cat", "mount", "poweroff",
-    ] {
-        fs_err::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    fs_err::write(root.join("etc/hostname"), "base\n").unwrap();
-    let init = root.join("sbin/init");
-    fs_err::write(&init, GUEST_INIT).unwrap();
-    fs_err::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn ext4(path: &Path, size: u64, tree: Option<&Path>, journal: bool) {
-    mkfs_ext4(
-        path,
-        size,
-        &Ext4Options {
-            populate_from: tree,
-            journal,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-}
-
-/// Kills every process of the VM if the test fails half-way.
-struct KillOnDrop(RunningVm);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for process in self.0.processes() {
-            let _ = process.signal(banger_vmm::Signal::KILL);
-        }
-    }
-}
-
 fn pause_and_resume_keep_the_guest() {
     for tool in ["qemu-system-x86_64", "vhost-device-vsock", "mkfs.ext4"] {
         if !common::have(tool) {
@@ -222,7 +118,7 @@ fn pause_and_resume_keep_the_guest() {
     let dir = common::short_tempdir();
     let d = dir.path();
     let tree = d.join("tree");
-    busybox_rootfs(&tree);
+    busybox_rootfs(&tree, GUEST_INIT);
     let (base, upper, work) = (
         d.join("base.ext4"),
         d.join("upper.ext4"),

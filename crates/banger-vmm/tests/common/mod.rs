@@ -14,6 +14,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stdout)]
 
+pub mod guest;
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
