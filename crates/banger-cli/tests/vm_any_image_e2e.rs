@@ -261,7 +261,7 @@ fn stop_gracefully(suite: &Suite, vm: &str) {
 #[test]
 fn pulled_images_of_any_init_boot_and_answer_ssh() {
     let agent = static_agent();
-    let mut suite = Suite::new("anyimg");
+    let mut suite = Suite::bare("anyimg");
     suite
         .vars
         .push(("BANGER_AGENT_BIN".to_owned(), agent.into_os_string()));
@@ -346,7 +346,7 @@ fn pulled_images_of_any_init_boot_and_answer_ssh() {
     suite.ok(&["vm", "delete", "bb-init"]);
 
     // (c) the Debian image, through a registry on the namespace's loopback.
-    let shown = suite.json(&["image", "show", "debian-bookworm", "--json"]);
+    let shown = suite.json(&["image", "show", common::vm_suite::BARE_IMAGE, "--json"]);
     let rootfs = PathBuf::from(shown["rootfs"].as_str().expect("rootfs path"));
     let mount = work.path().join("debian-root");
     fs_err::create_dir_all(&mount).expect("mkdir");

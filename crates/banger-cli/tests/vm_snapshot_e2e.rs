@@ -49,7 +49,7 @@ fn memory_dir(vm: &serde_json::Value) -> std::path::PathBuf {
 
 #[test]
 fn pause_and_resume_end_to_end() {
-    let suite = Suite::new("snap");
+    let suite = Suite::bare("snap");
     suite.create_in_host_namespace("parked");
     suite.ok(&["vm", "start", "parked"]);
 

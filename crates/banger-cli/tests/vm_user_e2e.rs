@@ -114,7 +114,7 @@ fn uid_of(pid: i32) -> u32 {
 #[test]
 fn vm_flow_as_an_unprivileged_user_through_the_root_helper() {
     // The image and kernel, built (or found in the shared cache) as root.
-    let builder = Suite::new("ubuild");
+    let builder = Suite::bare("ubuild");
     let (seed, _) = builder.create_in_host_namespace("seed");
     let image_name = seed["image"].as_str().expect("image name").to_owned();
     let image = builder.json(&["image", "show", &image_name, "--json"]);
@@ -162,6 +162,7 @@ fn vm_flow_as_an_unprivileged_user_through_the_root_helper() {
             // No spare TAPs: every TAP is made for a VM through the helper,
             // and none may be left once the VMs are gone.
             ("BANGER_TAP_POOL_SIZE".to_owned(), "0".into()),
+            common::vm_suite::bare_image_var(),
         ],
     );
     let bin_dir = banger_testkit::workspace_binary("bangerd-root")

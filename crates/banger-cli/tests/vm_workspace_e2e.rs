@@ -119,7 +119,7 @@ fn expect_line(lines: &mpsc::Receiver<String>, wanted: &str) {
 
 #[test]
 fn sandbox_workflow_end_to_end() {
-    let suite = Suite::new("work");
+    let suite = Suite::bare("work");
     let root = suite.env.root().to_owned();
     let repo = make_repo(&root);
     let submodule_repo = make_submodule_repo(&root);

@@ -11,6 +11,17 @@ use banger_testkit::netns::NetNs;
 
 use super::user::TestUser;
 
+/// The image the suites boot unless they test the agent tools: the
+/// catalog's bare Debian, which builds in a fraction of the provisioned
+/// default's time (the daemon builds the catalog recipe of its
+/// `default_image_name` on first use).
+pub const BARE_IMAGE: &str = "debian-bookworm-minimal";
+
+/// The environment entry that makes a suite's daemon default to [`BARE_IMAGE`].
+pub fn bare_image_var() -> (String, std::ffi::OsString) {
+    ("BANGER_DEFAULT_IMAGE_NAME".to_owned(), BARE_IMAGE.into())
+}
+
 /// One VM suite.
 pub struct Suite {
     pub env: TestEnv,
@@ -34,6 +45,13 @@ impl Suite {
             vars: Vec::new(),
             user: None,
         }
+    }
+
+    /// A suite whose daemon defaults to the bare image ([`BARE_IMAGE`]).
+    pub fn bare(tag: &str) -> Self {
+        let mut suite = Self::new(tag);
+        suite.vars.push(bare_image_var());
+        suite
     }
 
     /// A suite whose banger commands (and so its daemon) run as `user`,
@@ -171,6 +189,7 @@ impl Suite {
         let mut first = self.env.banger();
         first
             .args(["vm", "create", "--name", name, "--no-start", "--json"])
+            .envs(self.vars.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null());
         let create = first.output().expect("banger runs");
         let stderr = String::from_utf8_lossy(&create.stderr).into_owned();
@@ -179,6 +198,7 @@ impl Suite {
         let mut stop = self.env.banger();
         assert!(
             stop.args(["daemon", "stop"])
+                .envs(self.vars.iter().map(|(key, value)| (key, value)))
                 .status()
                 .expect("banger runs")
                 .success()

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use banger_api::images::{ImageBuildRequest, ImageInfo, ImageProvision, ProvisionedTool};
 use banger_api::{ImageName, KernelName};
 use banger_image::image_build::{ImageBuildSpec, build_debian_image};
+use banger_image::provision::catalog::{CatalogBase, catalog_image};
 use banger_image::provision::{ProvisionSpec, read_record, write_record};
 
 use super::{ImageError, absolute, images_dir, info, io, remove_tree};
@@ -22,6 +23,28 @@ pub fn build_log(state_dir: &std::path::Path, name: &ImageName) -> PathBuf {
     state_dir
         .join("logs")
         .join(format!("image-build-{name}.log"))
+}
+
+/// What a create builds when no image exists yet and `name` (the config's
+/// `default_image_name`) is missing: the image catalog's recipe of that
+/// name when it has a Debian one (so `debian-bookworm-minimal` gives the
+/// bare image, `debian-bookworm` the provisioned one), else a provisioned
+/// Debian image of the default suite under that name.
+pub fn default_image_request(name: &ImageName) -> ImageBuildRequest {
+    let Ok(entry) = catalog_image(name.as_str()) else {
+        return ImageBuildRequest::new(name.clone());
+    };
+    let CatalogBase::Suite(suite) = entry.base else {
+        // An OCI entry is pulled, not built: build the Debian default.
+        return ImageBuildRequest::new(name.clone());
+    };
+    ImageBuildRequest {
+        suite: Some(suite),
+        kernel_ref: KernelName::parse(&entry.kernel).ok(),
+        minimal: !entry.provision,
+        docker: entry.docker,
+        ..ImageBuildRequest::new(name.clone())
+    }
 }
 
 /// Builds a Debian image into the managed store, pulling its kernel if needed.

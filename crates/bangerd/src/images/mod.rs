@@ -25,7 +25,7 @@ use crate::progress::ProgressSink;
 use crate::state::AppState;
 use crate::store::{ImageRow, KernelRow, Store, StoreError};
 
-pub use build::build;
+pub use build::{build, default_image_request};
 pub use promote::promote;
 pub use pull::pull;
 

@@ -330,3 +330,21 @@ fn register_through_a_symlink_records_the_file_itself() {
         "the file itself is recorded, so VMs can open it without following links"
     );
 }
+
+#[test]
+fn the_default_image_is_built_from_its_catalog_recipe() {
+    let minimal = default_image_request(&image_name("debian-bookworm-minimal"));
+    assert!(minimal.minimal && !minimal.docker);
+    assert_eq!(minimal.suite.as_deref(), Some("bookworm"));
+    assert!(minimal.kernel_ref.is_some());
+    let docker = default_image_request(&image_name("debian-bookworm-docker"));
+    assert!(!docker.minimal && docker.docker);
+    let provisioned = default_image_request(&image_name("debian-bookworm"));
+    assert!(!provisioned.minimal && !provisioned.docker);
+    // A name the catalog does not know gets the provisioned Debian default.
+    let other = default_image_request(&image_name("my-default"));
+    assert_eq!(
+        other,
+        banger_api::images::ImageBuildRequest::new(image_name("my-default"))
+    );
+}

@@ -6,7 +6,6 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use banger_api::images::ImageBuildRequest;
 use banger_api::vms::{VmCreateRequest, VmInfo, VmState};
 use banger_api::{ImageName, VmName};
 use banger_host::disk::BootFileKind;
@@ -243,7 +242,7 @@ async fn resolve_image(
             "no image exists yet: building the default image {name} and pulling the default kernel first; this happens once and usually takes 3 to 6 minutes"
         ),
     );
-    let build = ImageBuildRequest::new(name.clone());
+    let build = crate::images::default_image_request(&name);
     let worker_state = state.clone();
     let worker_progress = progress.clone();
     tokio::task::spawn_blocking(move || {
