@@ -11,6 +11,7 @@ mod events;
 mod images;
 mod kernels;
 mod sessions;
+pub mod ssh;
 mod vms;
 
 pub use autostart::{StartError, connect_or_start};

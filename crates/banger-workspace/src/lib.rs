@@ -20,7 +20,7 @@ mod stream;
 pub use git::GitError;
 pub use plan::{
     DEFAULT_GUEST_PATH, Mode, ModeError, Plan, PlanError, PrepareOptions, TOOL_FILES,
-    has_tool_files, plan,
+    has_tool_files, plan, toplevel,
 };
 pub use prepare::{BASE_REF, PrepareError, PrepareReport, prepare};
 pub use pull::{PullError, PullOptions, PullOutcome, PullReport, default_branch, pull};

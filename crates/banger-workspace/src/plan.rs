@@ -323,8 +323,9 @@ pub fn plan(host_path: &Path, options: &PrepareOptions) -> Result<Plan, PlanErro
     })
 }
 
-/// The top level of the working tree containing `path`.
-pub(crate) fn toplevel(path: &Path) -> Result<PathBuf, PlanError> {
+/// The top level of the working tree containing `path` (where a pull
+/// writes its branch; callers that restrict host paths check it too).
+pub fn toplevel(path: &Path) -> Result<PathBuf, PlanError> {
     let not_a_checkout = || PlanError::NotACheckout {
         path: path.to_owned(),
     };

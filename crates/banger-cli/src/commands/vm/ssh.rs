@@ -1,13 +1,14 @@
 //! `vm ssh`: the system ssh with banger's key and strict host key checking.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use banger_api::VmName;
 use banger_api::vms::{VmInfo, VmState};
 use banger_client::DaemonClient;
+pub use banger_client::ssh::{ssh_program, ssh_target};
 use banger_config::Paths;
-use banger_host::ssh::{SshTarget, TtyMode, ssh_command};
+use banger_host::ssh::{TtyMode, ssh_command};
 
 use crate::args::VmSshArgs;
 
@@ -61,23 +62,6 @@ pub async fn run_ssh_with(vm: &VmInfo, command: &[String], tty: TtyMode) -> anyh
         use std::os::unix::process::ExitStatusExt;
         128 + status.signal().unwrap_or(0)
     }))
-}
-
-/// How to reach a running VM over SSH.
-pub fn ssh_target(vm: &VmInfo) -> SshTarget {
-    SshTarget {
-        user: vm.ssh.user.clone(),
-        ip: vm.ssh.ip,
-        port: banger_host::ssh::command::DEFAULT_PORT,
-        alias: vm.ssh.host_alias.clone(),
-        identity: PathBuf::from(&vm.ssh.identity),
-        known_hosts: PathBuf::from(&vm.ssh.known_hosts),
-    }
-}
-
-/// The ssh program: `BANGER_SSH_BIN` (tests), else `ssh` from PATH.
-pub fn ssh_program() -> PathBuf {
-    std::env::var_os("BANGER_SSH_BIN").map_or_else(|| PathBuf::from("ssh"), PathBuf::from)
 }
 
 /// Fails unless `vm` is running, naming the fix.
