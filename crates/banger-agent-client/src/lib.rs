@@ -523,6 +523,25 @@ pub async fn set_clock(uds: &Path, timeout: Duration) -> Result<(), AgentError> 
     }
 }
 
+/// Gives a guest resumed from another VM's memory its own identity (see
+/// `banger_agent_proto::identity`); returns once the agent has applied all
+/// of it.
+pub async fn reidentify(
+    uds: &Path,
+    identity: banger_agent_proto::Identity,
+    timeout: Duration,
+) -> Result<(), AgentError> {
+    let request = Request::Reidentify(identity);
+    let kind = request.kind();
+    match call(uds, request, timeout).await? {
+        Response::Done => Ok(()),
+        other => Err(AgentError::WrongVariant {
+            request: kind,
+            got: variant_name(&other),
+        }),
+    }
+}
+
 /// Asks the agent for guest statistics.
 pub async fn guest_stats(uds: &Path, timeout: Duration) -> Result<GuestStats, AgentError> {
     match call(uds, Request::Stats, timeout).await? {

@@ -22,10 +22,12 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub mod attach;
+pub mod identity;
 pub mod schema;
 pub mod session;
 
 pub use attach::{ATTACH_HEADER_BYTES, AttachFrame, AttachFrameError, MAX_ATTACH_PAYLOAD};
+pub use identity::{Identity, IdentityError};
 pub use session::{
     LogStream, MAX_ARG_BYTES, MAX_ARGS, MAX_ARGV_BYTES, MAX_REQUIRED_COMMANDS,
     MAX_SESSION_NAME_BYTES, MAX_SESSIONS, SESSION_PATH, SessionNameError, SessionRefusal,
@@ -34,7 +36,7 @@ pub use session::{
 };
 
 /// Version of this protocol. Bump it whenever a type here changes shape.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// `(protocol version, schema fingerprint)` for every version since the
 /// fingerprint was introduced; the last entry is the current schema. The
@@ -43,6 +45,7 @@ pub const SCHEMA_HISTORY: &[(u32, u64)] = &[
     (2, 0x02f8_0988_e93d_f901),
     (3, 0x8622_e97e_842f_06a0),
     (4, 0x428e_561e_7947_0b42),
+    (5, 0xc49c_77cb_8056_3399),
 ];
 
 /// The vsock port the agent listens on.
@@ -136,6 +139,11 @@ pub enum Request {
         /// Nanoseconds within that second (below 1e9).
         nanos: u32,
     },
+    /// Give a guest resumed as a new VM (a fork) its own identity: network
+    /// address, MAC, hostname, SSH host key (sshd is restarted with it),
+    /// machine id, and fresh entropy for its random number generator:
+    /// answered with [`Response::Done`] once all of it is in place.
+    Reidentify(Identity),
 }
 
 impl Request {
@@ -153,6 +161,7 @@ impl Request {
             Self::SessionLogs { .. } => "session_logs",
             Self::SessionAttach { .. } => "session_attach",
             Self::SetClock { .. } => "set_clock",
+            Self::Reidentify(_) => "reidentify",
         }
     }
 }
@@ -202,8 +211,8 @@ pub enum Response {
         /// Why.
         reason: SessionRefusal,
     },
-    /// Answer to [`Request::SessionSignal`], [`Request::SessionRemove`] and
-    /// [`Request::SetClock`].
+    /// Answer to [`Request::SessionSignal`], [`Request::SessionRemove`],
+    /// [`Request::SetClock`] and [`Request::Reidentify`].
     Done,
     /// Answer to [`Request::SessionLogs`]; the raw log bytes follow.
     LogStream {
@@ -349,7 +358,7 @@ mod tests {
         let bytes = encode(&envelope).expect("encode");
         assert_eq!(
             bytes,
-            b"{\"version\":4,\"request\":{\"type\":\"health\"}}\n"
+            b"{\"version\":5,\"request\":{\"type\":\"health\"}}\n"
         );
         assert_eq!(decode::<Envelope>(&bytes).expect("decode"), envelope);
     }

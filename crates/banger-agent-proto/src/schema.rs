@@ -13,6 +13,24 @@ use crate::{
     StdinMode, Transport,
 };
 
+/// The example [`crate::Identity`] (also used by its own tests).
+pub fn identity_example() -> crate::Identity {
+    crate::Identity {
+        iface: "eth0".into(),
+        mac: "02:42:ac:1e:00:07".into(),
+        address: Ipv4Addr::new(172, 30, 0, 7),
+        prefix_len: 24,
+        gateway: Ipv4Addr::new(172, 30, 0, 1),
+        hostname: "web-2".into(),
+        ssh_host_key:
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaA==\n-----END OPENSSH PRIVATE KEY-----\n"
+                .into(),
+        ssh_host_key_pub: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA web-2".into(),
+        machine_id: "0123456789abcdef0123456789abcdef".into(),
+        entropy: "ab".repeat(crate::identity::ENTROPY_BYTES),
+    }
+}
+
 /// One envelope per request variant.
 pub fn requests() -> Vec<Envelope> {
     let name = || "web".to_owned();
@@ -22,6 +40,7 @@ pub fn requests() -> Vec<Envelope> {
             unix_secs: 1_700_000_000,
             nanos: 123_456_789,
         },
+        Request::Reidentify(identity_example()),
         Request::ListeningPorts,
         Request::Stats,
         Request::SessionStart(SessionSpec {

@@ -6,6 +6,7 @@
 
 mod clock;
 mod devpts;
+mod identity;
 pub mod init;
 mod ports;
 pub mod server;

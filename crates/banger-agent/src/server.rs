@@ -182,6 +182,7 @@ impl Agent {
                 Err(reason) => refused(reason),
             },
             Request::SetClock { unix_secs, nanos } => crate::clock::set(unix_secs, nanos),
+            Request::Reidentify(identity) => crate::identity::apply(&identity),
             Request::SessionLogs { .. } | Request::SessionAttach { .. } => Response::Error {
                 message: "logs and attach are served on the connection, not by handle".into(),
             },

@@ -119,36 +119,57 @@ pub fn is_authorized(authorized_keys: &str, key: &PublicKey) -> bool {
         .any(|listed| listed.key_data() == key.key_data())
 }
 
+/// Raised when the host keys on disk changed (a fork's new identity):
+/// [`serve`] then loads them again.
+static HOST_KEYS_CHANGED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Tells a running [`serve`] (if any) to load its host keys again; open
+/// sessions continue, new connections see the new keys.
+pub fn reload_host_keys() {
+    HOST_KEYS_CHANGED.notify_one();
+}
+
 /// Serves SSH on `address` until the process ends. Host keys come from
-/// `key_dir`; the authorized keys are read again at every login, so a key
-/// the initramfs rewrote is picked up without a restart.
+/// `key_dir` (again after [`reload_host_keys`]); the authorized keys are
+/// read again at every login, so a key the initramfs rewrote is picked up
+/// without a restart.
 pub async fn serve(
     address: SocketAddr,
     key_dir: &Path,
     authorized_keys: PathBuf,
 ) -> Result<(), SshdError> {
     use russh::server::Server as _;
-    let keys = load_host_keys(key_dir)?;
-    let config = russh::server::Config {
-        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
-        auth_rejection_time: Duration::from_millis(500),
-        auth_rejection_time_initial: Some(Duration::ZERO),
-        keys,
-        // The host's ssh sends keepalives (ServerAliveInterval); a dead
-        // client is noticed by TCP.
-        inactivity_timeout: None,
-        nodelay: true,
-        ..Default::default()
-    };
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|source| SshdError::Bind { address, source })?;
     eprintln!("banger-vsock-agent: ssh server listening on {address}");
-    let mut server = Server { authorized_keys };
-    server
-        .run_on_socket(Arc::new(config), &listener)
-        .await
-        .map_err(|source| SshdError::Serve { address, source })
+    loop {
+        let keys = load_host_keys(key_dir)?;
+        let config = russh::server::Config {
+            methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+            auth_rejection_time: Duration::from_millis(500),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys,
+            // The host's ssh sends keepalives (ServerAliveInterval); a dead
+            // client is noticed by TCP.
+            inactivity_timeout: None,
+            nodelay: true,
+            ..Default::default()
+        };
+        let mut server = Server {
+            authorized_keys: authorized_keys.clone(),
+        };
+        // Connections run in tasks of their own: ending this accept loop
+        // to reload the keys leaves them running.
+        tokio::select! {
+            served = server.run_on_socket(Arc::new(config), &listener) => {
+                return served.map_err(|source| SshdError::Serve { address, source });
+            }
+            () = HOST_KEYS_CHANGED.notified() => {
+                eprintln!("banger-vsock-agent: ssh host keys changed; reloading them");
+            }
+        }
+    }
 }
 
 /// Makes one [`Handler`] per connection.
