@@ -4,10 +4,12 @@
 use banger_api::{ImageName, KernelName, VmName};
 use clap::{Args, Parser, Subcommand};
 
+mod mcp;
 mod session;
 mod system;
 mod workspace;
 
+pub use mcp::{McpArgs, McpClient, McpCommand, McpInstallArgs, McpServerArgs};
 pub use session::{
     LogStreamArg, SessionCommand, SessionLogsArgs, SessionRef, SessionStartArgs, StdinModeArg,
 };
@@ -53,6 +55,8 @@ pub enum Command {
     /// Install banger system-wide for a user (root helper and daemon as services), and inspect or remove that install.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Serve the Model Context Protocol on stdin/stdout, so coding agents (Claude Code, opencode, Codex) create and use sandboxes as tools; `mcp install` configures an agent (docs/mcp.md).
+    Mcp(McpArgs),
 }
 
 /// `banger vm ...`

@@ -23,4 +23,4 @@ pub mod server;
 pub mod tools;
 
 pub use safety::{AllowedRoots, HostPathError};
-pub use server::{ServeError, Server, ServerOptions, serve};
+pub use server::{ServeError, Server, ServerOptions, serve, serve_stdio};

@@ -192,6 +192,16 @@ async fn read_line(
     }
 }
 
+/// Serves MCP on this process's stdin and stdout until stdin ends.
+pub async fn serve_stdio(server: Arc<Server>) -> Result<(), ServeError> {
+    serve(
+        server,
+        tokio::io::BufReader::new(tokio::io::stdin()),
+        tokio::io::stdout(),
+    )
+    .await
+}
+
 /// Serves MCP on `input`/`output` until the input ends, then waits for
 /// running tool calls and returns.
 pub async fn serve(

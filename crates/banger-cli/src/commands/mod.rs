@@ -6,6 +6,7 @@ mod daemon;
 mod doctor;
 mod image;
 mod kernel;
+mod mcp;
 mod system;
 mod vm;
 
@@ -27,6 +28,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Image(command) => image::run(command).await,
         Command::Vm(command) => vm::run(command).await,
         Command::System(command) => system::run(command),
+        Command::Mcp(args) => mcp::run(args).await,
     }
 }
 
