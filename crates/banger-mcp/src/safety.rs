@@ -28,7 +28,7 @@ pub enum HostPathError {
     },
     /// The path resolves outside every allowed root.
     #[error(
-        "host path {path} resolves to {resolved}, outside the allowed roots ({roots}); start `banger mcp` with `--allow-path DIR` to allow more"
+        "host path {resolved} (symlinks followed) is outside the allowed roots ({roots}); start `banger mcp` with `--allow-path DIR` to allow more"
     )]
     Outside {
         /// The path as given.

@@ -33,12 +33,13 @@ const HOST_GRACE: Duration = Duration::from_secs(15);
 const DEFAULT_CWD: &str = "/root";
 
 /// The guest-side wrapper: `$1` timeout, `$2` working directory, then the
-/// argv. The environment's `export` lines come on stdin.
+/// argv. The environment's `export` lines come on stdin. `timeout -k` is
+/// tried first: old busyboxes have a `timeout` with other options.
 const EXEC_SCRIPT: &str = r#"eval "$(cat)" || exit 125
 cd "$2" || exit 125
 t=$1
 shift 2
-if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 "$t" "$@"; fi
+if timeout -k 5 5 true >/dev/null 2>&1; then exec timeout -k 5 "$t" "$@"; fi
 exec "$@""#;
 
 /// A command to run in a guest.
