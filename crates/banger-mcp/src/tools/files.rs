@@ -122,12 +122,8 @@ struct WriteArgs {
     content: String,
     #[serde(default)]
     append: bool,
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     make_dirs: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub(super) async fn write(tools: &Tools, args: Value) -> Result<Value, ToolError> {

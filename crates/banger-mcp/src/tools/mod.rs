@@ -302,6 +302,11 @@ fn arguments<T: DeserializeOwned>(tool: &'static str, value: Value) -> Result<T,
     serde_json::from_value(value).map_err(|source| ToolError::InvalidArguments { tool, source })
 }
 
+/// `true`, for serde defaults of options that are on unless turned off.
+fn yes() -> bool {
+    true
+}
+
 /// A result object from a serialisable value.
 fn to_result(value: impl serde::Serialize) -> Result<Value, ToolError> {
     // Our own result types always serialise.

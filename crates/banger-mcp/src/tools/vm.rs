@@ -144,12 +144,8 @@ pub(super) async fn resume(tools: &Tools, args: Value) -> Result<Value, ToolErro
 #[serde(deny_unknown_fields)]
 struct DeleteArgs {
     vm: VmName,
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     force: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub(super) async fn delete(tools: &Tools, args: Value) -> Result<Value, ToolError> {
