@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 mod mcp;
 mod session;
 mod system;
+mod tui;
 mod workspace;
 
 pub use mcp::{McpArgs, McpClient, McpCommand, McpInstallArgs, McpServerArgs};
@@ -14,6 +15,7 @@ pub use session::{
     LogStreamArg, SessionCommand, SessionLogsArgs, SessionRef, SessionStartArgs, StdinModeArg,
 };
 pub use system::SystemCommand;
+pub use tui::TuiArgs;
 pub use workspace::{
     VmAcpArgs, WorkspaceCommand, WorkspaceMode, WorkspacePrepareArgs, WorkspacePullArgs,
 };
@@ -57,6 +59,8 @@ pub enum Command {
     System(SystemCommand),
     /// Serve the Model Context Protocol on stdin/stdout, so coding agents (Claude Code, opencode, Codex) create and use sandboxes as tools; `mcp install` configures an agent (docs/mcp.md).
     Mcp(McpArgs),
+    /// Watch and drive VMs, images and kernels in a terminal UI that updates live (docs/tui.md).
+    Tui(TuiArgs),
 }
 
 /// `banger vm ...`

@@ -8,6 +8,7 @@ mod image;
 mod kernel;
 mod mcp;
 mod system;
+mod tui;
 mod vm;
 
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Vm(command) => vm::run(command).await,
         Command::System(command) => system::run(command),
         Command::Mcp(args) => mcp::run(args).await,
+        Command::Tui(args) => tui::run(args).await,
     }
 }
 
