@@ -15,10 +15,11 @@ pub mod names;
 pub mod operation;
 pub mod paths;
 pub mod sessions;
+pub mod snapshots;
 pub mod vms;
 
 pub use error::{ApiError, ErrorCode};
-pub use names::{ImageName, KernelName, NameError, NameKind, SessionName, VmName};
+pub use names::{ImageName, KernelName, NameError, NameKind, SessionName, SnapshotName, VmName};
 
 /// Version of this banger build; the daemon reports it and clients compare it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

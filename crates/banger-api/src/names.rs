@@ -92,6 +92,8 @@ pub enum NameKind {
     Kernel,
     /// A guest session (its own rule, see [`SessionName`]).
     Session,
+    /// A VM snapshot.
+    Snapshot,
 }
 
 impl fmt::Display for NameKind {
@@ -101,6 +103,7 @@ impl fmt::Display for NameKind {
             Self::Image => "image name",
             Self::Kernel => "kernel name",
             Self::Session => "session name",
+            Self::Snapshot => "snapshot name",
         })
     }
 }
@@ -234,6 +237,13 @@ validated_name!(
     SessionName,
     NameKind::Session,
     "^[a-z0-9][a-z0-9-]{0,62}$"
+);
+
+validated_name!(
+    /// A validated snapshot name, unique within its VM (the VM name rule).
+    SnapshotName,
+    NameKind::Snapshot,
+    "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"
 );
 
 /// Images and kernels share one name rule, so every image name is a kernel

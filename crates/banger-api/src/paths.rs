@@ -95,3 +95,23 @@ pub fn vm_session(name: &str, session: &str) -> String {
 pub fn vm_session_action(name: &str, session: &str, action: &str) -> String {
     format!("{VMS}/{name}/sessions/{session}/{action}")
 }
+
+/// `GET`: a VM's snapshots; `POST`: take one.
+pub fn vm_snapshots(name: &str) -> String {
+    format!("{VMS}/{name}/snapshots")
+}
+
+/// `DELETE`: one snapshot.
+pub fn vm_snapshot(name: &str, snapshot: &str) -> String {
+    format!("{VMS}/{name}/snapshots/{snapshot}")
+}
+
+/// `POST`: put a VM back to one of its snapshots.
+pub fn vm_snapshot_restore(name: &str, snapshot: &str) -> String {
+    format!("{VMS}/{name}/snapshots/{snapshot}/restore")
+}
+
+/// `POST`: new VMs from a VM's running state.
+pub fn vm_fork(name: &str) -> String {
+    format!("{VMS}/{name}/fork")
+}

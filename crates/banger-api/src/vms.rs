@@ -92,6 +92,9 @@ impl VmState {
             (Created | Stopped | Error | Paused, Starting)
                 | (Starting, Running | Stopping | Stopped | Error)
                 | (Running, Stopping | Stopped | Error | Paused)
+                // A snapshot restore or a fork puts saved memory in place
+                // of a VM at rest, which then resumes from it.
+                | (Created | Stopped | Error, Paused)
                 | (Stopping, Stopped | Running | Error)
                 | (Error, Running | Stopped)
                 | (Paused, Stopped)
@@ -547,12 +550,12 @@ mod tests {
         // Rows: from; columns: to, in the order of `VmState::ALL`
         // (created, starting, running, stopping, stopped, error, paused).
         let table: [(VmState, [bool; 7]); 7] = [
-            (Created, [false, true, false, false, false, false, false]),
+            (Created, [false, true, false, false, false, false, true]),
             (Starting, [false, false, true, true, true, true, false]),
             (Running, [false, false, false, true, true, true, true]),
             (Stopping, [false, false, true, false, true, true, false]),
-            (Stopped, [false, true, false, false, false, false, false]),
-            (Error, [false, true, true, false, true, false, false]),
+            (Stopped, [false, true, false, false, false, false, true]),
+            (Error, [false, true, true, false, true, false, true]),
             (Paused, [false, true, false, false, true, false, false]),
         ];
         for (from, row) in table {
@@ -579,12 +582,13 @@ mod tests {
         for state in VmState::ALL.into_iter().filter(|state| state.can_start()) {
             assert!(VmState::valid_transition(state, Starting), "{state}");
         }
-        // Only a running VM is paused, and a paused one resumes (through
-        // starting) or is stopped.
+        // A running VM is paused; one at rest becomes paused when a
+        // restore or fork gives it saved memory; a paused one resumes
+        // (through starting) or is stopped.
         for state in VmState::ALL {
             assert_eq!(
                 VmState::valid_transition(state, Paused),
-                state.can_pause(),
+                state.can_pause() || state.is_at_rest(),
                 "{state}"
             );
         }

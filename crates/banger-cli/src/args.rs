@@ -6,16 +6,16 @@ use clap::{Args, Parser, Subcommand};
 
 mod mcp;
 mod session;
+mod snapshot;
 mod system;
-mod tui;
 mod workspace;
 
 pub use mcp::{McpArgs, McpClient, McpCommand, McpInstallArgs, McpServerArgs};
 pub use session::{
     LogStreamArg, SessionCommand, SessionLogsArgs, SessionRef, SessionStartArgs, StdinModeArg,
 };
+pub use snapshot::{SnapshotCommand, VmForkArgs};
 pub use system::SystemCommand;
-pub use tui::TuiArgs;
 pub use workspace::{
     VmAcpArgs, WorkspaceCommand, WorkspaceMode, WorkspacePrepareArgs, WorkspacePullArgs,
 };
@@ -59,8 +59,6 @@ pub enum Command {
     System(SystemCommand),
     /// Serve the Model Context Protocol on stdin/stdout, so coding agents (Claude Code, opencode, Codex) create and use sandboxes as tools; `mcp install` configures an agent (docs/mcp.md).
     Mcp(McpArgs),
-    /// Watch and drive VMs, images and kernels in a terminal UI that updates live (docs/tui.md).
-    Tui(TuiArgs),
 }
 
 /// `banger vm ...`
@@ -82,6 +80,11 @@ pub enum VmCommand {
     Pause(VmRefs),
     /// Resume paused VMs where they were (returns when SSH answers).
     Resume(VmRefs),
+    /// Save, list, delete and restore a VM's snapshots (disks and memory at one instant).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Make new VMs from a running VM's memory and disks, each with its own name, address, host key and machine id.
+    Fork(VmForkArgs),
     /// Restart VMs.
     Restart(VmRefs),
     /// Send a signal to VMs' VMM processes.

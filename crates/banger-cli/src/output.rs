@@ -23,6 +23,31 @@ pub fn progress_line(progress: &banger_api::operation::Progress) {
     eprintln!("{}: {}", progress.stage, sanitize(&progress.message));
 }
 
+/// A duration for people: `5s`, `1m 5s`, `1h 1m`, `1d 1h`.
+pub fn duration(seconds: u64) -> String {
+    let (days, hours, minutes, seconds) = (
+        seconds / 86400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, _) => format!("{minutes}m {seconds}s"),
+        (0, _, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h"),
+    }
+}
+
+/// How long ago Unix time `then` was, as [`duration`] with ` ago`.
+pub fn age(then: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let then = u64::try_from(then).unwrap_or(0);
+    format!("{} ago", duration(now.saturating_sub(then)))
+}
+
 /// Writes `value` as one line of compact JSON to stdout (NDJSON streams).
 pub fn json_line<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     line(&serde_json::to_string(value)?)?;
@@ -82,6 +107,14 @@ pub fn sanitize(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_are_human() {
+        assert_eq!(super::duration(5), "5s");
+        assert_eq!(super::duration(65), "1m 5s");
+        assert_eq!(super::duration(3700), "1h 1m");
+        assert_eq!(super::duration(90000), "1d 1h");
+    }
+
     use super::*;
 
     #[test]

@@ -161,6 +161,21 @@ pub enum Operation {
         /// The VM.
         name: VmName,
     },
+    /// `vm snapshot create`.
+    SnapshotVm {
+        /// The VM.
+        name: VmName,
+    },
+    /// `vm snapshot restore`.
+    RestoreVm {
+        /// The VM.
+        name: VmName,
+    },
+    /// `vm fork`.
+    ForkVm {
+        /// The source VM.
+        name: VmName,
+    },
     /// `image build`.
     BuildImage {
         /// The image.
@@ -207,7 +222,10 @@ impl Operation {
             Self::CreateVm { name: Some(name) }
             | Self::StartVm { name }
             | Self::ResumeVm { name }
-            | Self::RestartVm { name } => format!("`banger vm show {name}`"),
+            | Self::RestartVm { name }
+            | Self::RestoreVm { name } => format!("`banger vm show {name}`"),
+            Self::SnapshotVm { name } => format!("`banger vm snapshot list {name}`"),
+            Self::ForkVm { .. } => "`banger vm list`".to_owned(),
             Self::CreateVm { name: None } => "`banger vm show`".to_owned(),
             Self::BuildImage { name }
             | Self::PullImage { name }
@@ -229,6 +247,9 @@ impl fmt::Display for Operation {
             Self::StartVm { name } => write!(f, "starting VM {name}"),
             Self::ResumeVm { name } => write!(f, "resuming VM {name}"),
             Self::RestartVm { name } => write!(f, "restarting VM {name}"),
+            Self::SnapshotVm { name } => write!(f, "taking a snapshot of VM {name}"),
+            Self::RestoreVm { name } => write!(f, "restoring VM {name}"),
+            Self::ForkVm { name } => write!(f, "forking VM {name}"),
             Self::BuildImage { name } => write!(f, "building image {name}"),
             Self::PullImage { name } => write!(f, "pulling image {name}"),
             Self::RegisterImage { name } => write!(f, "registering image {name}"),

@@ -11,6 +11,7 @@ mod events;
 mod images;
 mod kernels;
 mod sessions;
+mod snapshots;
 pub mod ssh;
 mod vms;
 

@@ -38,6 +38,8 @@ mod image_change;
 mod orphans;
 #[path = "lifecycle/pause.rs"]
 mod pause;
+#[path = "lifecycle/snapshot.rs"]
+mod snapshot;
 #[path = "lifecycle/vmm_exit.rs"]
 mod vmm_exit;
 #[path = "lifecycle/vmm_watch.rs"]
@@ -106,6 +108,10 @@ fn main() -> ExitCode {
         (
             "pause_resume_stop_and_delete_a_paused_vm",
             pause::pause_resume_stop_and_delete_a_paused_vm,
+        ),
+        (
+            "snapshots_restore_and_a_failed_fork_leave_nothing_behind",
+            snapshot::snapshots_restore_and_a_failed_fork_leave_nothing_behind,
         ),
         (
             "a_killed_vmm_is_noticed_reaped_and_recorded_within_2s",

@@ -50,7 +50,7 @@ pub async fn run(command: DaemonCommand) -> anyhow::Result<ExitCode> {
                     vec!["database".to_owned(), status.database.clone()],
                     vec!["dns".to_owned(), listener(&status.dns)],
                     vec!["web".to_owned(), listener(&status.web)],
-                    vec!["uptime".to_owned(), format_uptime(status.uptime_secs)],
+                    vec!["uptime".to_owned(), output::duration(status.uptime_secs)],
                 ];
                 output::line(&output::sanitize(&output::table(&rows)))?;
             }
@@ -120,32 +120,4 @@ async fn stop(paths: &Paths) -> anyhow::Result<()> {
         reply.pid,
         paths.log_file().display()
     )
-}
-
-fn format_uptime(seconds: u64) -> String {
-    let (days, hours, minutes, seconds) = (
-        seconds / 86400,
-        seconds / 3600 % 24,
-        seconds / 60 % 60,
-        seconds % 60,
-    );
-    match (days, hours, minutes) {
-        (0, 0, 0) => format!("{seconds}s"),
-        (0, 0, _) => format!("{minutes}m {seconds}s"),
-        (0, _, _) => format!("{hours}h {minutes}m"),
-        _ => format!("{days}d {hours}h"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uptime_is_human() {
-        assert_eq!(format_uptime(5), "5s");
-        assert_eq!(format_uptime(65), "1m 5s");
-        assert_eq!(format_uptime(3700), "1h 1m");
-        assert_eq!(format_uptime(90000), "1d 1h");
-    }
 }

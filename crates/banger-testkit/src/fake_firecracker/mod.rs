@@ -117,6 +117,11 @@ struct State {
     vsock_uds: Option<String>,
     /// After `PATCH /vm` Paused (a snapshot needs it).
     paused: bool,
+    /// A snapshot was loaded with its vCPUs paused and not resumed yet: the
+    /// resume is when the "guest" starts.
+    loaded_paused: bool,
+    /// The request being answered started the "guest".
+    guest_started: bool,
 }
 
 /// A running fake Firecracker API server.
@@ -158,6 +163,8 @@ impl FakeFirecracker {
             tasks: Vec::new(),
             vsock_uds: None,
             paused: false,
+            loaded_paused: false,
+            guest_started: false,
         }));
         let ctrl_alt_del = Arc::new(Notify::new());
         let instance_start = Arc::new(Notify::new());
@@ -279,9 +286,10 @@ async fn handle(
             let _ = writeln!(file, "{}", json!(record));
         }
     }
-    let resumed_load = record.accepted()
+    let resumed_load = (record.accepted()
         && path == "/snapshot/load"
-        && record.body.as_ref().and_then(|b| b.get("resume_vm")) == Some(&json!(true));
+        && record.body.as_ref().and_then(|b| b.get("resume_vm")) == Some(&json!(true)))
+        || std::mem::take(&mut state.guest_started);
     let action = if resumed_load {
         Some(json!("InstanceStart"))
     } else if record.accepted() && path == "/actions" {
@@ -354,6 +362,23 @@ fn decide(
         ("PATCH", "/vm") if !state.started => Err(Fault::BeforeStart),
         ("PATCH", "/vm") => {
             state.paused = body.get("state").and_then(Value::as_str) == Some("Paused");
+            if !state.paused && state.loaded_paused {
+                state.loaded_paused = false;
+                state.guest_started = true;
+            }
+            Ok((StatusCode::NO_CONTENT, None))
+        }
+        // A drive can be pointed at another file only once it exists, as
+        // Firecracker opens it at once.
+        ("PATCH", "/drives/{drive_id}") if !state.started => Err(Fault::BeforeStart),
+        ("PATCH", "/drives/{drive_id}") => {
+            if let Some(path) = body.get("path_on_host").and_then(Value::as_str) {
+                fs_err::metadata(path).map_err(|error| Fault::SnapshotFile {
+                    action: "open drive",
+                    path: path.to_owned(),
+                    error,
+                })?;
+            }
             Ok((StatusCode::NO_CONTENT, None))
         }
         ("PUT", "/snapshot/create") if !state.started => Err(Fault::BeforeStart),
@@ -404,6 +429,7 @@ fn decide(
             }
             state.started = true;
             state.paused = body.get("resume_vm") != Some(&json!(true));
+            state.loaded_paused = state.paused;
             Ok((StatusCode::NO_CONTENT, None))
         }
         ("PUT", "/actions") => match body.get("action_type").and_then(Value::as_str) {

@@ -60,7 +60,7 @@ impl FirecrackerPaths {
 }
 
 /// Drive ids in attach order: `vda`, `vdb`, ... (as the guest names them).
-fn drive_id(index: usize) -> String {
+pub(super) fn drive_id(index: usize) -> String {
     let letter = u8::try_from(index % 26).map_or('a', |i| char::from(b'a' + i));
     if index < 26 {
         format!("vd{letter}")

@@ -1,13 +1,17 @@
 //! Pause and resume for Firecracker through its snapshot API: `PATCH /vm`
 //! Paused, then `PUT /snapshot/create` (Full) writes the memory and the
 //! microVM state into a directory; a fresh Firecracker resumes it with
-//! `PUT /snapshot/load` (`resume_vm`), given the VM's current TAP
-//! (`network_overrides`) and vsock socket (`vsock_override`), since both
-//! may differ from the ones recorded in the snapshot.
+//! `PUT /snapshot/load`, given the VM's current TAP (`network_overrides`)
+//! and vsock socket (`vsock_override`), since both may differ from the
+//! ones recorded in the snapshot. The load leaves the vCPUs paused; each
+//! drive is then pointed at the spec's file with `PATCH /drives/{id}` (a
+//! fork's disks are copies beside the source's, which the snapshot names)
+//! and `PATCH /vm` Resumed starts them.
 
 use std::path::Path;
 
 use super::FirecrackerPaths;
+use super::api::drives::PartialDrive;
 use super::api::logger::{LogLevel, LoggerConfig};
 use super::api::metrics::MetricsConfig;
 use super::api::snapshot::{
@@ -54,9 +58,10 @@ pub async fn save(api_sock: &Path, dir: &Path) -> Result<(), ApiError> {
 }
 
 /// The calls a fresh Firecracker gets to resume the VM saved in `dir`:
-/// logger and metrics (allowed before a load), then the load itself.
+/// logger and metrics (allowed before a load), the load (paused), the
+/// drives pointed at the spec's disks, then the resume.
 pub fn load_operations(spec: &VmSpec, paths: &FirecrackerPaths, dir: &Path) -> Vec<ApiOperation> {
-    vec![
+    let mut operations = vec![
         ApiOperation::ConfigureLogger(LoggerConfig {
             log_path: paths.log.clone(),
             level: Some(LogLevel::Warning),
@@ -72,7 +77,7 @@ pub fn load_operations(spec: &VmSpec, paths: &FirecrackerPaths, dir: &Path) -> V
                 backend_type: MemoryBackendType::File,
                 backend_path: dir.join(MEMORY_FILE),
             },
-            resume_vm: Some(true),
+            resume_vm: Some(false),
             network_overrides: spec
                 .network
                 .iter()
@@ -86,7 +91,17 @@ pub fn load_operations(spec: &VmSpec, paths: &FirecrackerPaths, dir: &Path) -> V
             }),
             clock_realtime: None,
         }),
-    ]
+    ];
+    for (index, disk) in spec.disks.iter().enumerate() {
+        operations.push(ApiOperation::PatchBlockDevice(PartialDrive {
+            drive_id: super::drive_id(index),
+            path_on_host: Some(disk.path.clone()),
+        }));
+    }
+    operations.push(ApiOperation::PatchVm(VmConfig {
+        state: VmRunState::Resumed,
+    }));
+    operations
 }
 
 #[cfg(test)]

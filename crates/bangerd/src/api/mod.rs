@@ -16,6 +16,7 @@ mod path;
 pub mod peer;
 mod query;
 mod sessions;
+mod snapshots;
 mod stream;
 mod vms;
 
@@ -50,7 +51,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "kernels", description = "Guest kernels and the kernel catalog"),
         (name = "images", description = "Base images: root filesystem, work seed and kernel"),
         (name = "vms", description = "Virtual machines"),
-        (name = "sessions", description = "Long-lived guest processes kept by the guest agent")
+        (name = "sessions", description = "Long-lived guest processes kept by the guest agent"),
+        (name = "snapshots", description = "VM snapshots (disks and memory at one instant) and forks")
     )
 )]
 struct ApiDoc;
@@ -94,6 +96,10 @@ fn route_table() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::kill))
         .routes(routes!(sessions::logs))
         .routes(routes!(sessions::attach))
+        .routes(routes!(snapshots::list, snapshots::create))
+        .routes(routes!(snapshots::delete))
+        .routes(routes!(snapshots::restore))
+        .routes(routes!(snapshots::fork))
 }
 
 /// The OpenAPI document of the API, as served and checked in.

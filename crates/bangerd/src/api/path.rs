@@ -11,7 +11,7 @@ use std::str::FromStr;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
-use banger_api::{ErrorCode, NameError, SessionName, VmName};
+use banger_api::{ErrorCode, NameError, VmName};
 
 use super::ApiFailure;
 
@@ -35,28 +35,31 @@ where
     }
 }
 
-/// The VM and session of `/v1/vms/{name}/sessions/{session}[/...]`.
+/// The VM and the item below it of `/v1/vms/{name}/sessions/{session}[/...]`
+/// (`T` = `SessionName`) and `/v1/vms/{name}/snapshots/{snapshot}[/...]`
+/// (`T` = `SnapshotName`).
 #[derive(Debug, Clone)]
-pub struct SessionPath {
+pub struct VmItemPath<T> {
     /// The VM.
     pub vm: VmName,
-    /// The session.
-    pub session: SessionName,
+    /// The item (session, snapshot).
+    pub item: T,
 }
 
-impl<S> FromRequestParts<S> for SessionPath
+impl<S, T> FromRequestParts<S> for VmItemPath<T>
 where
     S: Send + Sync,
+    T: FromStr<Err = NameError> + Send,
 {
     type Rejection = ApiFailure;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path((vm, session)) = Path::<(String, String)>::from_request_parts(parts, state)
+        let Path((vm, item)) = Path::<(String, String)>::from_request_parts(parts, state)
             .await
             .map_err(reject)?;
         Ok(Self {
             vm: VmName::parse(&vm)?,
-            session: SessionName::parse(&session)?,
+            item: item.parse()?,
         })
     }
 }

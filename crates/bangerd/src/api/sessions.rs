@@ -12,7 +12,7 @@ use banger_api::{ApiError, ErrorCode, SessionName, VmName};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::path::{NamePath, SessionPath};
+use super::path::{NamePath, VmItemPath};
 use super::{ApiFailure, ApiJson, ApiQuery};
 use crate::sessions::{self, SessionError};
 use crate::state::AppState;
@@ -57,7 +57,7 @@ pub async fn create(
         (status = 404, description = "No such VM or session", body = ApiError)))]
 pub async fn show(
     State(state): State<AppState>,
-    SessionPath { vm, session }: SessionPath,
+    VmItemPath { vm, item: session }: VmItemPath<SessionName>,
 ) -> Result<Json<SessionInfo>, ApiFailure> {
     Ok(Json(sessions::show(&state, &vm, &session).await?))
 }
@@ -69,7 +69,7 @@ pub async fn show(
         (status = 409, description = "Still running", body = ApiError)))]
 pub async fn remove(
     State(state): State<AppState>,
-    SessionPath { vm, session }: SessionPath,
+    VmItemPath { vm, item: session }: VmItemPath<SessionName>,
 ) -> Result<Json<SessionInfo>, ApiFailure> {
     Ok(Json(sessions::remove(&state, &vm, &session).await?))
 }
@@ -81,7 +81,7 @@ pub async fn remove(
         (status = 409, description = "Not running", body = ApiError)))]
 pub async fn stop(
     State(state): State<AppState>,
-    SessionPath { vm, session }: SessionPath,
+    VmItemPath { vm, item: session }: VmItemPath<SessionName>,
 ) -> Result<Json<SessionInfo>, ApiFailure> {
     Ok(Json(
         sessions::signal(&state, &vm, &session, SessionSignal::Terminate).await?,
@@ -95,7 +95,7 @@ pub async fn stop(
         (status = 409, description = "Not running", body = ApiError)))]
 pub async fn kill(
     State(state): State<AppState>,
-    SessionPath { vm, session }: SessionPath,
+    VmItemPath { vm, item: session }: VmItemPath<SessionName>,
 ) -> Result<Json<SessionInfo>, ApiFailure> {
     Ok(Json(
         sessions::signal(&state, &vm, &session, SessionSignal::Kill).await?,
@@ -123,7 +123,7 @@ pub struct LogsQuery {
         (status = 404, description = "No such VM or session", body = ApiError)))]
 pub async fn logs(
     State(state): State<AppState>,
-    SessionPath { vm, session }: SessionPath,
+    VmItemPath { vm, item: session }: VmItemPath<SessionName>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<Response, ApiFailure> {
     let connection = sessions::logs(&state, &vm, &session, query.stream, query.follow).await?;
@@ -140,7 +140,7 @@ pub async fn logs(
         (status = 409, description = "Not running, not pipe mode, or already attached", body = ApiError)))]
 pub async fn attach(
     State(state): State<AppState>,
-    SessionPath { vm, session }: SessionPath,
+    VmItemPath { vm, item: session }: VmItemPath<SessionName>,
     request: Request,
 ) -> Result<Response, ApiFailure> {
     let wants_attach = request

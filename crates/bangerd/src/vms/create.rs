@@ -279,23 +279,7 @@ fn prepare_files(
 ) -> Result<(), VmError> {
     let name = &row.name;
     let paths = state.paths();
-    let parent = row.dir.parent().unwrap_or(&paths.state_dir);
-    banger_config::paths::ensure_private_dir(parent)
-        .map_err(|error| VmError::step(name, "create the VMs directory", error))?;
-    // create_dir, not create_dir_all: a directory that appeared since the
-    // check belongs to someone else and is refused, not reused.
-    match fs_err::create_dir(&row.dir) {
-        Ok(()) => *made_dir = true,
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(VmError::OrphanDirectory {
-                name: name.clone(),
-                dir: row.dir.clone(),
-            });
-        }
-        Err(error) => return Err(VmError::step(name, "create its directory", error)),
-    }
-    fs_err::set_permissions(&row.dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|error| VmError::step(name, "create its directory", error))?;
+    make_vm_dir(state, row, made_dir)?;
     let overlay = row.dir.join("overlay.ext4");
     banger_host::disk::overlay::create_overlay_disk(
         &paths.cache_dir.join("overlay-templates"),
@@ -327,6 +311,40 @@ fn prepare_files(
                 .map_err(|error| VmError::step(name, "create an empty work disk", error))?;
         }
     }
+    install_host_key(state, row)
+}
+
+/// Creates the VM's own directory (0700). Sets `made_dir` once it is this
+/// call's own; one that exists already is an orphan, refused.
+pub(super) fn make_vm_dir(
+    state: &AppState,
+    row: &VmRow,
+    made_dir: &mut bool,
+) -> Result<(), VmError> {
+    let name = &row.name;
+    let parent = row.dir.parent().unwrap_or(&state.paths().state_dir);
+    banger_config::paths::ensure_private_dir(parent)
+        .map_err(|error| VmError::step(name, "create the VMs directory", error))?;
+    // create_dir, not create_dir_all: a directory that appeared since the
+    // check belongs to someone else and is refused, not reused.
+    match fs_err::create_dir(&row.dir) {
+        Ok(()) => *made_dir = true,
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(VmError::OrphanDirectory {
+                name: name.clone(),
+                dir: row.dir.clone(),
+            });
+        }
+        Err(error) => return Err(VmError::step(name, "create its directory", error)),
+    }
+    fs_err::set_permissions(&row.dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|error| VmError::step(name, "create its directory", error))
+}
+
+/// Gives the VM a new SSH host key (in its directory) and records it in
+/// known_hosts.
+pub(super) fn install_host_key(state: &AppState, row: &VmRow) -> Result<(), VmError> {
+    let name = &row.name;
     let host_key = banger_host::ssh::keys::generate_host_key()
         .map_err(|error| VmError::step(name, "generate its SSH host key", error))?;
     write_private(
@@ -340,7 +358,7 @@ fn prepare_files(
     )
     .map_err(|error| VmError::step(name, "store its SSH host key", error))?;
     banger_host::ssh::known_hosts::set_host(
-        &known_hosts(&paths.state_dir),
+        &known_hosts(&state.paths().state_dir),
         &host_alias(name),
         &host_key.public_line,
     )
@@ -362,7 +380,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Removes everything a failed create made: its directory (only when
 /// `made_dir`: it is this create's own), runtime dir, known_hosts entry,
 /// DNS record, row and firewall rules.
-async fn undo_create(state: &AppState, row: &VmRow, made_dir: bool) {
+pub(super) async fn undo_create(state: &AppState, row: &VmRow, made_dir: bool) {
     if made_dir {
         let _ = fs_err::remove_dir_all(&row.dir);
     }

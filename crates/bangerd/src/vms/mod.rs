@@ -15,8 +15,10 @@ mod boot;
 mod create;
 mod delete;
 pub mod firewall;
+pub mod fork;
 mod monitor;
 mod pause;
+pub mod snapshot;
 mod stop;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +35,7 @@ pub use adopt::{adopt, orphans};
 pub use boot::start;
 pub use create::create;
 pub use delete::delete;
+pub use fork::fork;
 pub use monitor::{monitor_loop, recover};
 pub use pause::{memory_dir, pause, resume};
 pub use stop::{kill, stop};

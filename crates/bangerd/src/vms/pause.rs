@@ -34,7 +34,7 @@ pub fn memory_dir(vm_dir: &Path) -> PathBuf {
 }
 
 /// `<vm dir>/memory.partial`: where a pause writes before it succeeds.
-fn partial_dir(vm_dir: &Path) -> PathBuf {
+pub(super) fn partial_dir(vm_dir: &Path) -> PathBuf {
     vm_dir.join("memory.partial")
 }
 
@@ -160,7 +160,7 @@ fn check_space(vm: &VmRow) -> Result<(), VmError> {
     Ok(())
 }
 
-fn remove_if_present(dir: &Path) -> std::io::Result<()> {
+pub(super) fn remove_if_present(dir: &Path) -> std::io::Result<()> {
     match fs_err::remove_dir_all(dir) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
         _ => Ok(()),
@@ -169,7 +169,7 @@ fn remove_if_present(dir: &Path) -> std::io::Result<()> {
 
 /// Makes the saved files owner-only (the VMM created them with its umask)
 /// and renames the directory into place.
-fn publish(partial: &Path, vm_dir: &Path) -> std::io::Result<()> {
+pub(super) fn publish(partial: &Path, vm_dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for entry in fs_err::read_dir(partial)? {
         let entry = entry?;
@@ -193,12 +193,32 @@ pub async fn resume(
     resume_locked(state, name, progress).await
 }
 
+/// Who the resumed guest is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeAs {
+    /// The VM that saved the memory.
+    Itself,
+    /// Another VM (a fork): the agent gives the guest this VM's identity
+    /// before SSH is awaited.
+    NewIdentity,
+}
+
 /// [`resume`] for callers holding the VM's lock. A running VM is left as
 /// it is.
 pub async fn resume_locked(
     state: &AppState,
     name: &VmName,
     progress: &ProgressSink,
+) -> Result<VmInfo, VmError> {
+    resume_as_locked(state, name, progress, ResumeAs::Itself).await
+}
+
+/// [`resume_locked`] of the guest as `who`.
+pub async fn resume_as_locked(
+    state: &AppState,
+    name: &VmName,
+    progress: &ProgressSink,
+    who: ResumeAs,
 ) -> Result<VmInfo, VmError> {
     let mut vm = row(&state.store(), name)?;
     super::recorded_vmm(&vm)?;
@@ -304,6 +324,17 @@ pub async fn resume_locked(
         tracing::warn!(vm = %name, %error, "cannot remove the saved memory after a resume");
     }
     set_guest_clock(name, running.vsock_uds()).await;
+    if who == ResumeAs::NewIdentity {
+        progress.stage(
+            "identity",
+            format!("giving the guest its own identity as {name} ({})", vm.ip),
+        );
+        if let Err(error) = super::fork::reidentify(state, &vm, running.vsock_uds()).await {
+            let _ = running.stop(Duration::from_secs(5)).await;
+            vm.vmm = VmmHandle::None;
+            return fail(state, &mut vm, error).await;
+        }
+    }
     tracing::info!(vm = %name, took = ?started.elapsed(), "VM resumed");
     progress.stage("ssh", format!("waiting for SSH on {}", vm.ip));
     let waited = tokio::select! {

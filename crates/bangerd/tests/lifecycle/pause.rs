@@ -94,7 +94,25 @@ pub fn pause_resume_stop_and_delete_a_paused_vm() {
             body["network_overrides"][0]["host_dev_name"].as_str(),
             resumed.tap.as_deref()
         );
-        assert_eq!(body["resume_vm"], true);
+        // Loaded paused, each drive pointed at the VM's own files, then
+        // resumed (a fork's disks are not the ones the snapshot names).
+        assert_eq!(body["resume_vm"], false);
+        let after_load: Vec<(&str, &str)> = records
+            .iter()
+            .skip_while(|record| record.path != "/snapshot/load")
+            .skip(1)
+            .map(|record| (record.method.as_str(), record.path.as_str()))
+            .collect();
+        assert_eq!(
+            after_load[..3],
+            [
+                ("PATCH", "/drives/vda"),
+                ("PATCH", "/drives/vdb"),
+                ("PATCH", "/drives/vdc"),
+            ],
+            "{after_load:?}"
+        );
+        assert!(after_load.contains(&("PATCH", "/vm")), "{after_load:?}");
 
         // Wrong states: a running VM is not resumed again (no-op), a stopped
         // one is neither paused nor resumed.

@@ -8,6 +8,7 @@ mod observe;
 mod pause;
 mod run;
 mod session;
+mod snapshot;
 mod ssh;
 mod workspace;
 
@@ -41,6 +42,8 @@ pub async fn run(command: VmCommand) -> anyhow::Result<ExitCode> {
         VmCommand::Stop(refs) => lifecycle::stop(&paths, refs.names).await,
         VmCommand::Pause(refs) => pause::pause(&paths, refs.names).await,
         VmCommand::Resume(refs) => pause::resume(&paths, refs.names).await,
+        VmCommand::Snapshot(command) => snapshot::run(&paths, command).await,
+        VmCommand::Fork(args) => snapshot::fork(&paths, args).await,
         VmCommand::Restart(refs) => lifecycle::restart(&paths, refs.names).await,
         VmCommand::Kill(args) => lifecycle::kill(&paths, args).await,
         VmCommand::Delete(args) => lifecycle::delete(&paths, args).await,

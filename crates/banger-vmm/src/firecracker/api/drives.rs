@@ -33,3 +33,16 @@ pub struct DriveConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_type: Option<CacheType>,
 }
+
+/// Body of `PATCH /drives/{drive_id}` (spec definition `PartialDrive`):
+/// points a drive of a loaded snapshot at another file (a fork's own copy
+/// of the disks) before its vCPUs run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialDrive {
+    /// Drive id (also in the URL).
+    pub drive_id: String,
+    /// New host path of the disk image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_on_host: Option<PathBuf>,
+}

@@ -29,7 +29,7 @@ use tokio::net::UnixStream;
 
 use actions::{ActionConfig, ActionType};
 use boot_source::BootSourceConfig;
-use drives::DriveConfig;
+use drives::{DriveConfig, PartialDrive};
 use entropy::EntropyConfig;
 use logger::LoggerConfig;
 use machine_config::MachineConfig;
@@ -60,6 +60,8 @@ pub enum ApiOperation {
     ConfigureBootSource(BootSourceConfig),
     /// `PUT /drives/{drive_id}`.
     InsertBlockDevice(DriveConfig),
+    /// `PATCH /drives/{drive_id}`.
+    PatchBlockDevice(PartialDrive),
     /// `PUT /network-interfaces/{iface_id}`.
     InsertNetworkDevice(NetworkInterfaceConfig),
     /// `PUT /vsock`.
@@ -136,7 +138,7 @@ impl ApiOperation {
     pub fn method(&self) -> Method {
         match self {
             Self::DescribeInstance => Method::GET,
-            Self::PatchVm(_) => Method::PATCH,
+            Self::PatchVm(_) | Self::PatchBlockDevice(_) => Method::PATCH,
             _ => Method::PUT,
         }
     }
@@ -150,6 +152,7 @@ impl ApiOperation {
             Self::PutMachineConfiguration(_) => "/machine-config".into(),
             Self::ConfigureBootSource(_) => "/boot-source".into(),
             Self::InsertBlockDevice(drive) => format!("/drives/{}", drive.drive_id),
+            Self::PatchBlockDevice(drive) => format!("/drives/{}", drive.drive_id),
             Self::InsertNetworkDevice(iface) => format!("/network-interfaces/{}", iface.iface_id),
             Self::SetVsockDevice(_) => "/vsock".into(),
             Self::PutEntropyDevice(_) => "/entropy".into(),
@@ -178,6 +181,7 @@ impl ApiOperation {
             Self::PutMachineConfiguration(c) => serde_json::to_value(c),
             Self::ConfigureBootSource(c) => serde_json::to_value(c),
             Self::InsertBlockDevice(c) => serde_json::to_value(c),
+            Self::PatchBlockDevice(c) => serde_json::to_value(c),
             Self::InsertNetworkDevice(c) => serde_json::to_value(c),
             Self::SetVsockDevice(c) => serde_json::to_value(c),
             Self::PutEntropyDevice(c) => serde_json::to_value(c),
