@@ -352,7 +352,7 @@ fn validate(request: &Request, response: Response) -> Result<Response, AgentErro
             }
             Ok(Response::ListeningPorts { sockets, truncated })
         }
-        (Request::SetClock { .. }, Response::Done) => Ok(Response::Done),
+        (Request::SetClock { .. } | Request::Reidentify(_), Response::Done) => Ok(Response::Done),
         (Request::Stats, Response::Stats(stats)) => {
             check_stats(&stats).map_err(invalid)?;
             Ok(Response::Stats(stats))

@@ -388,10 +388,14 @@ fn vm_lifecycle_end_to_end() {
     );
 
     // vm run: the exit status propagates; --rm leaves no VM.
-    let status = suite
-        .run(&["vm", "run", "--name", "gamma", "--", "sh", "-c", "exit 7"])
-        .status;
-    assert_eq!(status.code(), Some(7));
+    let ran = suite.run(&["vm", "run", "--name", "gamma", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(
+        ran.status.code(),
+        Some(7),
+        "{}{}",
+        String::from_utf8_lossy(&ran.stderr),
+        suite.consoles()
+    );
     suite.ok(&["vm", "delete", "--force", "gamma"]);
     suite.ok(&["vm", "run", "--rm", "--", "true"]);
     assert_eq!(suite.json(&["vm", "list", "--json"]), serde_json::json!([]));

@@ -167,6 +167,27 @@ impl VmmChoice {
     }
 }
 
+/// What the daemon does with a VM idle for `auto_stop_stale_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdleAction {
+    /// Park it: memory to a file, the VMM exits (`vm resume` or any use
+    /// with `auto_resume` brings it back where it was).
+    Pause,
+    /// Stop it (what runs in it ends; the disks are kept).
+    Stop,
+}
+
+impl IdleAction {
+    /// The lowercase name, as accepted in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Stop => "stop",
+        }
+    }
+}
+
 /// An IPv4 network in CIDR notation, host bits zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Ipv4Cidr {
@@ -260,6 +281,10 @@ pub struct Config {
     /// Stop VMs idle this long; `None` disables auto-stop.
     #[serde(with = "optional_duration")]
     pub auto_stop_stale_after: Option<Duration>,
+    /// What happens to a VM idle for `auto_stop_stale_after`.
+    pub idle_action: IdleAction,
+    /// Resume a paused VM when it is used (`vm ssh`, ports, sessions).
+    pub auto_resume: bool,
     /// How often guest stats are sampled.
     #[serde(with = "humantime_duration")]
     pub stats_poll_interval: Duration,
@@ -367,6 +392,18 @@ const KEYS: &[KeySpec] = &[
         default: Some("off"),
     },
     KeySpec {
+        name: "idle_action",
+        env: "BANGER_IDLE_ACTION",
+        expected: "\"pause\" or \"stop\"",
+        default: Some("pause"),
+    },
+    KeySpec {
+        name: "auto_resume",
+        env: "BANGER_AUTO_RESUME",
+        expected: "true or false",
+        default: Some("true"),
+    },
+    KeySpec {
         name: "stats_poll_interval",
         env: "BANGER_STATS_POLL_INTERVAL",
         expected: "a duration of at least 1s, such as \"10s\"",
@@ -472,6 +509,18 @@ impl Raw<'_> {
             Self::Text(text) => Ok(text),
             Self::Toml(toml::Value::String(text)) => Ok(text),
             Self::Toml(_) => Err(self.mismatch()),
+        }
+    }
+
+    fn boolean(&self) -> Result<bool, Mismatch> {
+        match self {
+            Self::Toml(toml::Value::Boolean(value)) => Ok(*value),
+            Self::Toml(_) => Err(self.mismatch()),
+            Self::Text(text) => match text.trim() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(self.mismatch()),
+            },
         }
     }
 
@@ -686,6 +735,14 @@ impl Config {
                     Some(parse_duration(raw)?)
                 }
             }
+            "idle_action" => {
+                self.idle_action = match raw.text()?.trim() {
+                    "pause" => IdleAction::Pause,
+                    "stop" => IdleAction::Stop,
+                    _ => return Err(raw.mismatch()),
+                }
+            }
+            "auto_resume" => self.auto_resume = raw.boolean()?,
             "stats_poll_interval" => self.stats_poll_interval = parse_duration(raw)?,
             "metrics_poll_interval" => self.metrics_poll_interval = parse_duration(raw)?,
             "bridge_name" => {
@@ -755,6 +812,8 @@ impl Config {
                 Some(duration) => humantime::format_duration(duration).to_string(),
                 None => "off".to_owned(),
             },
+            "idle_action" => self.idle_action.as_str().to_owned(),
+            "auto_resume" => self.auto_resume.to_string(),
             "stats_poll_interval" => {
                 humantime::format_duration(self.stats_poll_interval).to_string()
             }
@@ -845,6 +904,8 @@ impl LoadedConfig {
             // Replaced by the key's default below; parsed, not unwrapped.
             default_image_name: placeholder_image_name()?,
             auto_stop_stale_after: None,
+            idle_action: IdleAction::Pause,
+            auto_resume: true,
             stats_poll_interval: Duration::ZERO,
             metrics_poll_interval: Duration::ZERO,
             bridge_name: String::new(),

@@ -9,6 +9,8 @@ pub mod config;
 pub mod install;
 pub mod paths;
 
-pub use config::{Config, ConfigError, Ipv4Cidr, LoadedConfig, LogLevel, Source, VmmChoice};
+pub use config::{
+    Config, ConfigError, IdleAction, Ipv4Cidr, LoadedConfig, LogLevel, Source, VmmChoice,
+};
 pub use install::{InstallMetadata, InstallMetadataError};
 pub use paths::{Paths, PathsError};

@@ -168,8 +168,10 @@ fn session_row(
     Ok((vm_row, session))
 }
 
-/// The running VM's vsock socket.
-fn agent_socket(state: &AppState, vm: &VmName) -> Result<std::path::PathBuf, SessionError> {
+/// The running VM's vsock socket; a paused VM is resumed first when
+/// `auto_resume` is on.
+async fn agent_socket(state: &AppState, vm: &VmName) -> Result<std::path::PathBuf, SessionError> {
+    crate::vms::agent::wake(state, vm).await?;
     Ok(crate::vms::agent::running_uds(state, vm)?.1)
 }
 
@@ -185,7 +187,7 @@ pub async fn create(
             name: request.name.clone(),
         });
     }
-    let uds = agent_socket(state, vm)?;
+    let uds = agent_socket(state, vm).await?;
     let vm_id = {
         let store = state.store();
         let vm_row = row(&store, vm)?;
@@ -423,7 +425,7 @@ pub async fn signal(
         true,
         "only a running session can be stopped or killed",
     )?;
-    let uds = agent_socket(state, vm)?;
+    let uds = agent_socket(state, vm).await?;
     banger_agent_client::session_signal(&uds, name.as_str(), signal, AGENT_TIMEOUT)
         .await
         .map_err(|error| agent_error(vm, error))?;
@@ -452,7 +454,7 @@ pub async fn remove(
         false,
         "stop it first with `banger vm session stop`",
     )?;
-    let uds = agent_socket(state, vm)?;
+    let uds = agent_socket(state, vm).await?;
     match banger_agent_client::session_remove(&uds, name.as_str(), AGENT_TIMEOUT).await {
         // After a VM reboot the agent does not know the session; its remove
         // still deletes the log directory, or there was none.
@@ -478,7 +480,7 @@ pub async fn logs(
     follow: bool,
 ) -> Result<tokio::net::UnixStream, SessionError> {
     session_row(state, vm, name)?;
-    let uds = agent_socket(state, vm)?;
+    let uds = agent_socket(state, vm).await?;
     let stream = match stream {
         LogStream::Stdout => AgentLogStream::Stdout,
         LogStream::Stderr => AgentLogStream::Stderr,
@@ -502,7 +504,7 @@ pub async fn attach(
         true,
         "only a running session can be attached; see `banger vm session logs`",
     )?;
-    let uds = agent_socket(state, vm)?;
+    let uds = agent_socket(state, vm).await?;
     let (_, connection) = banger_agent_client::session_attach(&uds, name.as_str(), AGENT_TIMEOUT)
         .await
         .map_err(|error| agent_error(vm, error))?;

@@ -389,3 +389,24 @@ fn insecure_registries_are_hosts_with_optional_ports() {
     let loaded = LoadedConfig::from_parts(&paths(), None, &env).expect("loads");
     assert_eq!(loaded.config.insecure_registries, ["a.lan:5000", "b.lan"]);
 }
+
+#[test]
+fn idle_action_and_auto_resume_parse_from_file_and_env() {
+    let file = "idle_action = \"stop\"\nauto_resume = false\n";
+    let loaded = LoadedConfig::from_parts(&paths(), Some(file), &env_of(&[])).expect("loads");
+    assert_eq!(loaded.config.idle_action, super::IdleAction::Stop);
+    assert!(!loaded.config.auto_resume);
+    let env = env_of(&[
+        ("BANGER_IDLE_ACTION", "pause"),
+        ("BANGER_AUTO_RESUME", "true"),
+    ]);
+    let loaded = LoadedConfig::from_parts(&paths(), Some(file), &env).expect("loads");
+    assert_eq!(loaded.config.idle_action, super::IdleAction::Pause);
+    assert!(loaded.config.auto_resume);
+    for bad in ["idle_action = \"sleep\"\n", "auto_resume = \"yes\"\n"] {
+        assert!(
+            LoadedConfig::from_parts(&paths(), Some(bad), &env_of(&[])).is_err(),
+            "{bad}"
+        );
+    }
+}

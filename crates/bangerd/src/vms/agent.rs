@@ -1,7 +1,8 @@
 //! What the guest agent tells us (listening ports, guest stats, health),
 //! combined with what the host measures itself (VMM CPU and memory, disk
-//! allocation), plus the poller that keeps recent samples and stops idle
-//! VMs when `auto_stop_stale_after` is set.
+//! allocation), plus the poller that keeps recent samples and parks (or
+//! stops, per `idle_action`) idle VMs when `auto_stop_stale_after` is set,
+//! and [`wake`], which resumes a paused VM that is used (`auto_resume`).
 //!
 //! Everything from the guest is untrusted: `banger-agent-client` bounds,
 //! validates and sanitises it, and processes are labelled as guest-reported.
@@ -45,10 +46,22 @@ pub(crate) fn running_uds(
         .ok_or_else(|| VmError::WrongState {
             name: name.clone(),
             state: vm.state,
-            hint: "start it first (`banger vm start`)",
+            hint: "start or resume it first (`banger vm start`, which resumes a paused VM)",
         })?;
     let (uds, pid) = (running.vsock_uds.clone(), running.vmm.pid);
     Ok((vm, uds, pid))
+}
+
+/// Resumes VM `name` when it is paused and `auto_resume` is on (the
+/// default), so using a parked VM brings it back; otherwise changes nothing
+/// (the caller's running check then names `vm resume`).
+pub async fn wake(state: &AppState, name: &VmName) -> Result<(), VmError> {
+    let paused = row(&state.store(), name)?.state == VmState::Paused;
+    if paused && state.config().auto_resume {
+        tracing::info!(vm = %name, "resuming a paused VM for a request (auto_resume)");
+        super::resume(state, name, &crate::progress::ProgressSink::discard()).await?;
+    }
+    Ok(())
 }
 
 /// Whether the agent of a running VM answers.
@@ -75,6 +88,7 @@ pub async fn agent_status(state: &AppState, name: &VmName) -> Result<AgentStatus
 
 /// The guest's listening sockets as host-usable endpoints, with web probes.
 pub async fn ports(state: &AppState, name: &VmName) -> Result<VmPorts, VmError> {
+    wake(state, name).await?;
     let (vm, uds, _) = running_uds(state, name)?;
     let guest = banger_agent_client::listening_ports(&uds, AGENT_TIMEOUT)
         .await
@@ -295,13 +309,29 @@ pub async fn poll_loop(state: AppState) {
                 tracing::info!(
                     vm = %vm.name, idle_secs = idle_for.as_secs(), vmm_cpu_percent = ?activity.vmm_cpu_percent,
                     guest_load = ?activity.guest_load,
-                    "auto-stopping idle VM: no SSH session, low CPU and load for auto_stop_stale_after"
+                    action = config.idle_action.as_str(),
+                    "idle VM: no SSH session, low CPU and load for auto_stop_stale_after"
                 );
-                if let Err(error) = super::stop(&state, &vm.name).await {
-                    tracing::warn!(vm = %vm.name, error = %crate::error::error_chain(&error), "auto-stop failed");
-                }
+                park_or_stop(&state, &vm.name, config.idle_action).await;
             }
         }
+    }
+}
+
+/// Applies `idle_action` to an idle VM: a pause that fails (no space for
+/// its memory, say) falls back to a stop, as an idle VM must give its
+/// resources back either way.
+async fn park_or_stop(state: &AppState, name: &VmName, action: banger_config::IdleAction) {
+    if action == banger_config::IdleAction::Pause {
+        match super::pause(state, name).await {
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(vm = %name, error = %crate::error::error_chain(&error), "cannot park the idle VM; stopping it instead");
+            }
+        }
+    }
+    if let Err(error) = super::stop(state, name).await {
+        tracing::warn!(vm = %name, error = %crate::error::error_chain(&error), "auto-stop failed");
     }
 }
 

@@ -11,6 +11,7 @@ use banger_config::Paths;
 use banger_host::ssh::{TtyMode, ssh_command};
 
 use crate::args::VmSshArgs;
+use crate::output;
 
 /// ssh's exit status when it could not connect or authenticate.
 const SSH_FAILED: i32 = 255;
@@ -18,7 +19,7 @@ const SSH_FAILED: i32 = 255;
 pub async fn ssh(paths: &Paths, args: VmSshArgs) -> anyhow::Result<ExitCode> {
     let name = args.name;
     let client = super::super::connect(paths).await?;
-    let vm = client.vm(&name).await?;
+    let vm = wake(paths, &client, client.vm(&name).await?).await?;
     let code = run_ssh(&vm, &args.command).await?;
     if code != SSH_FAILED {
         remind_if_running(&client, &name).await;
@@ -75,6 +76,27 @@ pub fn require_running(vm: &VmInfo) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `vm` itself, or resumed first when it is paused and `auto_resume` is on
+/// (the default; a config that cannot be read counts as the default).
+pub async fn wake(paths: &Paths, client: &DaemonClient, vm: VmInfo) -> anyhow::Result<VmInfo> {
+    if vm.state != VmState::Paused {
+        return Ok(vm);
+    }
+    let auto_resume =
+        banger_config::LoadedConfig::load(paths).map_or(true, |loaded| loaded.config.auto_resume);
+    if !auto_resume {
+        anyhow::bail!(
+            "VM {} is paused and auto_resume is off; resume it with `banger vm resume {}`",
+            vm.name,
+            vm.name
+        );
+    }
+    eprintln!("{} is paused; resuming it first (auto_resume)", vm.name);
+    Ok(client
+        .resume_vm(&vm.name, &mut |progress| output::progress_line(progress))
+        .await?)
 }
 
 /// One line on stderr when the VM keeps running after the session.
