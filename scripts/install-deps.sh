@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   qemu-system-x86 qemu-utils busybox-static e2fsprogs cpio debootstrap mmdebstrap
   nftables iproute2 dnsutils openssh-client sqlite3 util-linux passwd zstd ca-certificates kmod git
+  # tmux: the banger tui end-to-end test drives the TUI inside it.
+  tmux
   # sshd binary for banger-host's SSH end-to-end test (it runs its own sshd on
   # loopback). Note: on a systemd host the package also enables the system sshd.
   openssh-server

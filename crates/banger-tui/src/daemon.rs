@@ -196,13 +196,15 @@ async fn follow_events(client: DaemonClient, updates: UnboundedSender<DaemonUpda
 /// Reads a VM's console from the start, then polls for more until aborted.
 async fn follow_console(client: DaemonClient, updates: UnboundedSender<DaemonUpdate>, vm: VmName) {
     let mut offset = 0;
+    let mut carry = Vec::new();
     loop {
         match client.vm_console(&vm, offset).await {
             Ok((bytes, next)) => {
                 let more = next > offset && !bytes.is_empty();
                 offset = next;
                 if !bytes.is_empty() {
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    carry.extend_from_slice(&bytes);
+                    let text = decode_complete(&mut carry);
                     if updates
                         .send(DaemonUpdate::Console {
                             vm: vm.clone(),
@@ -228,5 +230,51 @@ async fn follow_console(client: DaemonClient, updates: UnboundedSender<DaemonUpd
                 tokio::time::sleep(CONSOLE_RETRY).await;
             }
         }
+    }
+}
+
+/// Decodes `bytes` as UTF-8 (invalid sequences replaced), keeping back an
+/// incomplete character at the end for the next read: console reads split
+/// the stream anywhere.
+fn decode_complete(bytes: &mut Vec<u8>) -> String {
+    let keep = match std::str::from_utf8(bytes) {
+        Ok(_) => 0,
+        // An incomplete sequence at the very end (error_len None) waits.
+        Err(error) if error.error_len().is_none() => bytes.len() - error.valid_up_to(),
+        Err(_) => {
+            // Invalid somewhere: keep back only a trailing incomplete
+            // character, if the tail (at most 3 bytes) is one.
+            (1..=3.min(bytes.len()))
+                .find(|tail| {
+                    let start = bytes.len() - tail;
+                    matches!(std::str::from_utf8(&bytes[start..]), Err(error) if error.error_len().is_none() && error.valid_up_to() == 0)
+                })
+                .unwrap_or(0)
+        }
+    };
+    let rest = bytes.split_off(bytes.len() - keep);
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    *bytes = rest;
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_complete;
+
+    #[test]
+    fn split_characters_wait_for_their_rest() {
+        let text = "aé€".as_bytes();
+        let mut carry = text[..2].to_vec();
+        assert_eq!(decode_complete(&mut carry), "a");
+        assert_eq!(carry, text[1..2]);
+        carry.extend_from_slice(&text[2..4]);
+        assert_eq!(decode_complete(&mut carry), "é");
+        carry.extend_from_slice(&text[4..]);
+        assert_eq!(decode_complete(&mut carry), "€");
+        assert!(carry.is_empty());
+        let mut carry = vec![b'x', 0xff, b'y', 0xe2, 0x82];
+        assert_eq!(decode_complete(&mut carry), "x\u{fffd}y");
+        assert_eq!(carry, [0xe2, 0x82]);
     }
 }
