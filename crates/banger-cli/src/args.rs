@@ -8,6 +8,7 @@ mod mcp;
 mod session;
 mod snapshot;
 mod system;
+mod tui;
 mod workspace;
 
 pub use mcp::{McpArgs, McpClient, McpCommand, McpInstallArgs, McpServerArgs};
@@ -16,6 +17,7 @@ pub use session::{
 };
 pub use snapshot::{SnapshotCommand, VmForkArgs};
 pub use system::SystemCommand;
+pub use tui::TuiArgs;
 pub use workspace::{
     VmAcpArgs, WorkspaceCommand, WorkspaceMode, WorkspacePrepareArgs, WorkspacePullArgs,
 };
@@ -59,6 +61,8 @@ pub enum Command {
     System(SystemCommand),
     /// Serve the Model Context Protocol on stdin/stdout, so coding agents (Claude Code, opencode, Codex) create and use sandboxes as tools; `mcp install` configures an agent (docs/mcp.md).
     Mcp(McpArgs),
+    /// Watch and drive VMs, images and kernels in a terminal UI that updates live (docs/tui.md).
+    Tui(TuiArgs),
 }
 
 /// `banger vm ...`
