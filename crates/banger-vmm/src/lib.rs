@@ -31,6 +31,19 @@ pub use running::{Adoption, BackendKind, RunningVm, StopOutcome, VmmError};
 pub use spec::{Accel, DiskSpec, NetSpec, VmSpec};
 pub use vsock::{VsockError, connect_vsock};
 
+/// The resumed guest's network link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkAtResume {
+    /// Connected, as when it was saved.
+    Connected,
+    /// Disconnected until [`RunningVm::set_network_link`]: a guest resumed
+    /// as another VM (a fork) must not send a frame with the source's MAC
+    /// and address before it has its own, or the bridge would send the
+    /// source's traffic to it. QEMU only; Firecracker has no link control,
+    /// so its guest is connected at once.
+    Disconnected,
+}
+
 /// A configured backend. Enum dispatch rather than a trait object: the set of
 /// backends is closed, `start` is async, and everything after `start` works
 /// from the [`RunningVm`] handle, which records its own [`BackendKind`].
@@ -66,9 +79,15 @@ impl Vmm {
     /// [`Self::start`] (its TAP may be another). Returns once the guest runs
     /// again; its vsock connections are gone (reconnect). The directory is
     /// only read: remove it once the VM is known to run.
-    pub async fn resume(&self, spec: &VmSpec, memory_dir: &Path) -> Result<RunningVm, VmmError> {
+    pub async fn resume(
+        &self,
+        spec: &VmSpec,
+        memory_dir: &Path,
+        network: NetworkAtResume,
+    ) -> Result<RunningVm, VmmError> {
         match self {
-            Self::Qemu(qemu) => qemu.resume(spec, memory_dir).await,
+            Self::Qemu(qemu) => qemu.resume(spec, memory_dir, network).await,
+            // No link control: see NetworkAtResume.
             Self::Firecracker(firecracker) => firecracker.resume(spec, memory_dir).await,
         }
     }

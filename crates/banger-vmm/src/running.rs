@@ -397,6 +397,21 @@ impl RunningVm {
         self.cleanup().await
     }
 
+    /// Connects (`up`) or disconnects the NIC (see
+    /// [`crate::NetworkAtResume`]); a no-op under Firecracker, whose link is
+    /// never down.
+    pub async fn set_network_link(&self, up: bool) -> Result<(), VmmError> {
+        match self.backend {
+            BackendKind::Qemu => crate::qemu::migrate::set_link(&self.control_socket, up)
+                .await
+                .map_err(|source| VmmError::Migrate {
+                    vm: self.name.clone(),
+                    source,
+                }),
+            BackendKind::Firecracker => Ok(()),
+        }
+    }
+
     /// After the VMM is gone: kill helpers, let the copier drain (kill it if
     /// it lingers), remove the VM's sockets.
     pub async fn cleanup(&self) -> Result<(), VmmError> {

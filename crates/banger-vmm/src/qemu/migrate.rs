@@ -204,8 +204,9 @@ async fn plug_vsock(qmp: &mut Qmp) -> Result<Value, MigrateError> {
 
 /// For a QEMU started with [`super::args::qemu_args_incoming`]: waits until
 /// it has loaded the state, plugs the vsock device in and lets the guest
-/// run.
-pub async fn load(socket: &Path) -> Result<(), MigrateError> {
+/// run; with `network` [`crate::NetworkAtResume::Disconnected`] the NIC's
+/// link is down first (QEMU drops what the guest sends) until [`set_link`].
+pub async fn load(socket: &Path, network: crate::NetworkAtResume) -> Result<(), MigrateError> {
     let mut qmp = connect(socket).await?;
     let deadline = Instant::now() + MIGRATE_TIMEOUT;
     loop {
@@ -231,7 +232,22 @@ pub async fn load(socket: &Path) -> Result<(), MigrateError> {
         tokio::time::sleep(POLL).await;
     }
     plug_vsock(&mut qmp).await?;
+    if network == crate::NetworkAtResume::Disconnected {
+        command(&mut qmp, "set_link", Some(link(false))).await?;
+    }
     command(&mut qmp, "cont", None).await?;
+    Ok(())
+}
+
+fn link(up: bool) -> Value {
+    // The netdev's id (args.rs): QEMU sets its NIC peer's link too.
+    serde_json::json!({"name": "net0", "up": up})
+}
+
+/// Connects or disconnects the NIC of the running VM behind QMP `socket`.
+pub async fn set_link(socket: &Path, up: bool) -> Result<(), MigrateError> {
+    let mut qmp = connect(socket).await?;
+    command(&mut qmp, "set_link", Some(link(up))).await?;
     Ok(())
 }
 
@@ -351,9 +367,42 @@ mod tests {
                 ("cont", "{\"return\": {}}\n"),
             ],
         ));
-        load(&socket).await.unwrap();
+        load(&socket, crate::NetworkAtResume::Connected)
+            .await
+            .unwrap();
         let seen = server.await.unwrap();
         assert!(seen[3].contains("\"bus\":\"vsockport\""), "{seen:?}");
+        assert!(!seen.iter().any(|line| line.contains("set_link")), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn a_fork_is_loaded_with_its_link_down_until_set_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let server = tokio::spawn(fake_qmp(
+            listener,
+            vec![
+                ("query-status", "{\"return\": {\"status\": \"paused\"}}\n"),
+                ("device_add", "{\"return\": {}}\n"),
+                ("set_link", "{\"return\": {}}\n"),
+                ("cont", "{\"return\": {}}\n"),
+            ],
+        ));
+        load(&socket, crate::NetworkAtResume::Disconnected)
+            .await
+            .unwrap();
+        let seen = server.await.unwrap();
+        let set_link = seen
+            .iter()
+            .position(|line| line.contains("set_link"))
+            .expect("set_link sent");
+        let cont = seen
+            .iter()
+            .position(|line| line.contains("\"cont\""))
+            .expect("cont sent");
+        assert!(set_link < cont, "{seen:?}");
+        assert!(seen[set_link].contains("\"up\":false"), "{seen:?}");
     }
 
     #[tokio::test]

@@ -48,11 +48,16 @@ impl QemuVmm {
     /// but for the TAP), the state loaded from the directory, a fresh vsock
     /// helper and device, then the guest continues. On failure everything
     /// started is killed; the directory is only read.
-    pub async fn resume(&self, spec: &VmSpec, memory_dir: &Path) -> Result<RunningVm, VmmError> {
+    pub async fn resume(
+        &self,
+        spec: &VmSpec,
+        memory_dir: &Path,
+        network: crate::NetworkAtResume,
+    ) -> Result<RunningVm, VmmError> {
         let running = self
             .launch(spec, Some(&memory_dir.join(migrate::STATE_FILE)))
             .await?;
-        if let Err(source) = migrate::load(&running.control_socket).await {
+        if let Err(source) = migrate::load(&running.control_socket, network).await {
             let exited = running.status();
             kill_all(&running.processes().collect::<Vec<_>>()).await;
             let _ = running.cleanup().await;

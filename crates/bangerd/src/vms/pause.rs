@@ -305,7 +305,11 @@ pub async fn resume_as_locked(
         format!("resuming VM {name} from its saved memory"),
     );
     let started = Instant::now();
-    let running = match vmm.resume(&spec, &memory).await {
+    let network = match who {
+        ResumeAs::Itself => banger_vmm::NetworkAtResume::Connected,
+        ResumeAs::NewIdentity => banger_vmm::NetworkAtResume::Disconnected,
+    };
+    let running = match vmm.resume(&spec, &memory, network).await {
         Ok(running) => running,
         Err(error) => {
             return fail(state, &mut vm, VmError::step(name, "resume its VMM", error)).await;
@@ -329,7 +333,14 @@ pub async fn resume_as_locked(
             "identity",
             format!("giving the guest its own identity as {name} ({})", vm.ip),
         );
-        if let Err(error) = super::fork::reidentify(state, &vm, running.vsock_uds()).await {
+        let identified = match super::fork::reidentify(state, &vm, running.vsock_uds()).await {
+            Ok(()) => running
+                .set_network_link(true)
+                .await
+                .map_err(|error| VmError::step(name, "connect its network", error)),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = identified {
             let _ = running.stop(Duration::from_secs(5)).await;
             vm.vmm = VmmHandle::None;
             return fail(state, &mut vm, error).await;

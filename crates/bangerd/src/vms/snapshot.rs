@@ -652,4 +652,35 @@ mod tests {
         assert_eq!(utc_stamp(951_782_400), "20000229-000000");
         assert!(generated_name().is_some());
     }
+
+    /// A 4 MiB tmpfs cannot take a snapshot: the refusal names the bytes
+    /// needed and free, and nothing is written there.
+    #[test]
+    fn a_snapshot_that_does_not_fit_is_refused_before_writing() {
+        if !rustix::process::geteuid().is_root() {
+            banger_testkit::skip_or_fail("mounting a small tmpfs needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(mounted.success(), "mount a 4 MiB tmpfs");
+        let vm = VmName::parse("tiny").expect("name");
+        let refused = check_space(&vm, "the snapshot", dir.path(), 64 << 20);
+        let entries = fs_err::read_dir(dir.path()).expect("list").count();
+        let _ = std::process::Command::new("umount").arg(dir.path()).status();
+        match refused {
+            Err(SnapshotError::NoSpace {
+                needed, available, ..
+            }) => {
+                assert!(needed > available, "{needed} {available}");
+            }
+            other => panic!("expected NoSpace, got {other:?}"),
+        }
+        assert_eq!(entries, 0);
+        assert!(check_space(&vm, "the snapshot", Path::new("/"), 0).is_ok());
+    }
 }
