@@ -372,7 +372,10 @@ mod tests {
             .unwrap();
         let seen = server.await.unwrap();
         assert!(seen[3].contains("\"bus\":\"vsockport\""), "{seen:?}");
-        assert!(!seen.iter().any(|line| line.contains("set_link")), "{seen:?}");
+        assert!(
+            !seen.iter().any(|line| line.contains("set_link")),
+            "{seen:?}"
+        );
     }
 
     #[tokio::test]
