@@ -209,7 +209,9 @@ fn pause_and_resume_keep_the_guest() {
 
     std::thread::sleep(Duration::from_secs(2));
     let resuming = Instant::now();
-    let resumed = runtime.block_on(vmm.resume(&spec, &memory, banger_vmm::NetworkAtResume::Connected)).unwrap();
+    let resumed = runtime
+        .block_on(vmm.resume(&spec, &memory, banger_vmm::NetworkAtResume::Connected))
+        .unwrap();
     let guard = KillOnDrop(resumed.clone());
     println!("  QEMU resumed after {:?}", resuming.elapsed());
     let after = runtime.block_on(health(&resumed, Instant::now() + Duration::from_secs(60)));
@@ -232,7 +234,9 @@ fn pause_and_resume_keep_the_guest() {
     fs_err::create_dir(&memory2).unwrap();
     runtime.block_on(resumed.pause(&memory2)).unwrap();
     drop(guard);
-    let again = runtime.block_on(vmm.resume(&spec, &memory2, banger_vmm::NetworkAtResume::Connected)).unwrap();
+    let again = runtime
+        .block_on(vmm.resume(&spec, &memory2, banger_vmm::NetworkAtResume::Connected))
+        .unwrap();
     let guard = KillOnDrop(again.clone());
     let uptime = runtime.block_on(health(&again, Instant::now() + Duration::from_secs(60)));
     assert!(uptime >= after, "uptime {after} -> {uptime}");

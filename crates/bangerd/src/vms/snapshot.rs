@@ -671,7 +671,9 @@ mod tests {
         let vm = VmName::parse("tiny").expect("name");
         let refused = check_space(&vm, "the snapshot", dir.path(), 64 << 20);
         let entries = fs_err::read_dir(dir.path()).expect("list").count();
-        let _ = std::process::Command::new("umount").arg(dir.path()).status();
+        let _ = std::process::Command::new("umount")
+            .arg(dir.path())
+            .status();
         match refused {
             Err(SnapshotError::NoSpace {
                 needed, available, ..
