@@ -137,22 +137,13 @@ pub async fn create(
             row.ip, image.name
         ),
     );
-    let prepared = {
-        let state = state.clone();
-        let row = row.clone();
-        let image = image.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut made_dir = false;
-            let result = prepare_files(&state, &row, &image, &mut made_dir);
-            (made_dir, result)
-        })
+    let (made_dir, prepared) = {
+        let (state, row, image) = (state.clone(), row.clone(), image.clone());
+        prepare_on_worker(
+            move |made_dir| prepare_files(&state, &row, &image, made_dir),
+            |join| VmError::step(&name, "prepare its files", join),
+        )
         .await
-    };
-    let (made_dir, prepared) = match prepared {
-        Ok(outcome) => outcome,
-        // The worker died; whether it made the directory is unknown, so
-        // keep whatever is there.
-        Err(join) => (false, Err(VmError::step(&name, "prepare its files", join))),
     };
     if let Err(error) = prepared {
         undo_create(state, &row, made_dir).await;
@@ -265,6 +256,26 @@ fn generate_free_name(store: &crate::store::Store, state_dir: &Path) -> Result<V
             return Ok(name);
         }
         tracing::info!(vm = %name, "skipping a generated name whose directory exists");
+    }
+}
+
+/// Runs `prepare` (which makes a VM's directory, setting its flag once the
+/// directory is its own) on a blocking thread; returns the flag and the
+/// outcome. A worker that died counts as not having made the directory:
+/// whether it did is unknown, so whatever is there is kept.
+pub(super) async fn prepare_on_worker<E: Send + 'static>(
+    prepare: impl FnOnce(&mut bool) -> Result<(), E> + Send + 'static,
+    died: impl FnOnce(tokio::task::JoinError) -> E,
+) -> (bool, Result<(), E>) {
+    let worker = tokio::task::spawn_blocking(move || {
+        let mut made_dir = false;
+        let result = prepare(&mut made_dir);
+        (made_dir, result)
+    })
+    .await;
+    match worker {
+        Ok(outcome) => outcome,
+        Err(join) => (false, Err(died(join))),
     }
 }
 

@@ -19,7 +19,7 @@ use banger_api::VmName;
 use banger_api::snapshots::{MAX_FORK_COUNT, VmForkRequest};
 use banger_api::vms::{VmInfo, VmState};
 
-use super::create::{created_row, install_host_key, make_vm_dir, undo_create};
+use super::create::{created_row, install_host_key, make_vm_dir, prepare_on_worker, undo_create};
 use super::pause::{self, ResumeAs};
 use super::snapshot::{self, SnapshotError};
 use super::{ResourceRequest, VmError, check_resources, row, set_state, vm_dir};
@@ -213,24 +213,16 @@ async fn fork_one(
         "fork",
         format!("making VM {name} ({}) from {}", row.ip, src.name),
     );
-    let prepared = {
+    let (made_dir, prepared) = {
         let (state, row, staging) = (state.clone(), row.clone(), staging.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut made_dir = false;
-            let result = prepare_fork_files(&state, &row, &staging, &mut made_dir);
-            (made_dir, result)
-        })
-        .await
-    };
-    let (made_dir, prepared) = match prepared {
-        Ok(outcome) => outcome,
-        Err(join) => (
-            false,
-            Err(SnapshotError::Task {
+        prepare_on_worker(
+            move |made_dir| prepare_fork_files(&state, &row, &staging, made_dir),
+            |join| SnapshotError::Task {
                 step: "prepare the fork's files",
                 source: join,
-            }),
-        ),
+            },
+        )
+        .await
     };
     if let Err(error) = prepared {
         undo_create(state, &row, made_dir).await;

@@ -21,6 +21,20 @@ fn snap(name: &str) -> SnapshotName {
     SnapshotName::parse(name).expect("snapshot name")
 }
 
+/// Forks `source` into `name` (the request's `count` as given).
+async fn fork(
+    state: &bangerd::state::AppState,
+    source: &banger_api::VmName,
+    name: &str,
+    count: Option<u32>,
+) -> Result<Vec<banger_api::vms::VmInfo>, snapshot::SnapshotError> {
+    let request = VmForkRequest {
+        name: vm_name(name),
+        count,
+    };
+    vms::fork(state, source, &request, &ProgressSink::discard()).await
+}
+
 fn named(name: &str) -> SnapshotCreateRequest {
     SnapshotCreateRequest {
         name: Some(snap(name)),
@@ -58,44 +72,20 @@ pub fn snapshots_restore_and_a_failed_fork_leave_nothing_behind() {
         assert_eq!(show(&state, "lc-snap").state, VmState::Running);
 
         // A fork with a bad count, to a taken name, and of a stopped VM.
-        let bad = vms::fork(
-            &state,
-            &name,
-            &VmForkRequest {
-                name: vm_name("lc-copy"),
-                count: Some(0),
-            },
-            &progress,
-        )
-        .await
-        .expect_err("count 0");
+        let bad = fork(&state, &name, "lc-copy", Some(0))
+            .await
+            .expect_err("count 0");
         assert_eq!(bad.code(), ErrorCode::BadRequest);
-        let taken = vms::fork(
-            &state,
-            &name,
-            &VmForkRequest {
-                name: vm_name("lc-snap"),
-                count: None,
-            },
-            &progress,
-        )
-        .await
-        .expect_err("a taken name");
+        let taken = fork(&state, &name, "lc-snap", None)
+            .await
+            .expect_err("a taken name");
         assert_eq!(taken.code(), ErrorCode::Conflict);
 
         // The fake guest cannot take an identity: the fork is removed, the
         // source keeps running, no capture is left.
-        let failed = vms::fork(
-            &state,
-            &name,
-            &VmForkRequest {
-                name: vm_name("lc-copy"),
-                count: None,
-            },
-            &progress,
-        )
-        .await
-        .expect_err("the fake's guest has no agent");
+        let failed = fork(&state, &name, "lc-copy", None)
+            .await
+            .expect_err("the fake's guest has no agent");
         assert!(
             bangerd::error::error_chain(&failed).contains("identity"),
             "{}",
@@ -113,17 +103,9 @@ pub fn snapshots_restore_and_a_failed_fork_leave_nothing_behind() {
             .await
             .expect("snapshot of a stopped VM");
         assert!(!two.memory);
-        let stopped_fork = vms::fork(
-            &state,
-            &name,
-            &VmForkRequest {
-                name: vm_name("lc-copy"),
-                count: None,
-            },
-            &progress,
-        )
-        .await
-        .expect_err("fork of a stopped VM");
+        let stopped_fork = fork(&state, &name, "lc-copy", None)
+            .await
+            .expect_err("fork of a stopped VM");
         assert_eq!(stopped_fork.code(), ErrorCode::Conflict);
         fs_err::write(&work, b"changed after the snapshot").expect("change the disk");
         let restored = snapshot::restore(&state, &name, &snap("two"), &progress)
