@@ -28,7 +28,7 @@ use crate::tools::{self, Tools};
 pub const PROTOCOL_VERSIONS: &[&str] = &["2025-06-18", "2025-03-26", "2024-11-05"];
 
 /// What the server is told to guide the model.
-const INSTRUCTIONS: &str = "banger runs persistent Linux microVM sandboxes. Create one with vm_create (or vm_run to create, copy a host checkout and run a command at once), work in it with vm_exec, file_read/file_write/file_list and sessions, copy host checkouts in with workspace_prepare and bring the work back as a git branch with workspace_pull. VMs last until vm_delete; delete the ones you made when done.";
+const INSTRUCTIONS: &str = "banger runs persistent Linux microVM sandboxes. Create one with vm_create (or vm_run to create, copy a host checkout and run a command at once), work in it with vm_exec, file_read/file_write/file_list and sessions, copy host checkouts in with workspace_prepare and bring the work back as a git branch with workspace_pull. vm_fork copies a running VM (memory and disks) into new ones, e.g. to try several approaches from one prepared state. VMs last until vm_delete; delete the ones you made when done.";
 
 /// How the server is configured.
 #[derive(Debug)]

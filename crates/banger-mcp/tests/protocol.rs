@@ -1,7 +1,8 @@
 //! The MCP server over an in-memory stdio pair, without a daemon or a
 //! guest: the handshake, the tools/list snapshot, malformed JSON-RPC
 //! (answered, and the server keeps serving), host path refusals, the
-//! delete guard, and tool errors when the daemon cannot be reached.
+//! delete guard (a failed fork claims nothing), vm_fork's argument checks,
+//! and tool errors when the daemon cannot be reached.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -167,7 +168,11 @@ async fn malformed_messages_are_answered_and_serving_goes_on() {
     assert_eq!(unknown["error"]["code"], -32601, "{unknown}");
 
     let no_tool = client
-        .request(5, "tools/call", json!({"name": "vm_fork", "arguments": {}}))
+        .request(
+            5,
+            "tools/call",
+            json!({"name": "vm_teleport", "arguments": {}}),
+        )
         .await;
     assert_eq!(no_tool["error"]["code"], -32602, "{no_tool}");
 
@@ -254,6 +259,13 @@ async fn vm_delete_only_for_vms_created_here() {
     assert_eq!(error_code(&result), "not_created_here", "{result}");
     let text = result["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("--allow-delete-any"), "{text}");
+    // A fork that did not happen (no daemon here) makes nothing deletable.
+    let fork = client
+        .call(2, "vm_fork", json!({"source": "box", "name": "mine"}))
+        .await;
+    assert_eq!(error_code(&fork), "daemon_unreachable", "{fork}");
+    let result = client.call(3, "vm_delete", json!({"vm": "mine"})).await;
+    assert_eq!(error_code(&result), "not_created_here", "{result}");
 }
 
 #[tokio::test]
@@ -288,6 +300,21 @@ async fn bad_arguments_and_an_unreachable_daemon_are_tool_errors() {
         )
         .await;
     assert_eq!(error_code(&oversized), "invalid_arguments");
+
+    // Fork counts outside 1..=16 and copies whose names grow too long are
+    // refused before the daemon is asked.
+    for (id, arguments) in [
+        (60, json!({"source": "box", "name": "copy", "count": 0})),
+        (61, json!({"source": "box", "name": "copy", "count": 17})),
+        (
+            62,
+            json!({"source": "box", "name": "a".repeat(62), "count": 2}),
+        ),
+        (63, json!({"source": "box"})),
+    ] {
+        let refused = client.call(id, "vm_fork", arguments).await;
+        assert_eq!(error_code(&refused), "invalid_arguments", "{refused}");
+    }
 
     let unreachable = client.call(6, "vm_list", json!({})).await;
     assert_eq!(

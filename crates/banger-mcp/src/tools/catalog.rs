@@ -2,6 +2,7 @@
 //! of its arguments and behaviour hints. The argument types in the tool
 //! modules accept exactly these properties (unknown ones are refused).
 
+use banger_api::snapshots::MAX_FORK_COUNT;
 use serde_json::{Value, json};
 
 /// Every tool's name, in `tools/list` order.
@@ -23,6 +24,7 @@ pub const NAMES: &[&str] = &[
     "workspace_pull",
     "vm_pause",
     "vm_resume",
+    "vm_fork",
     "vm_delete",
 ];
 
@@ -298,6 +300,20 @@ pub fn definitions() -> Vec<Value> {
             "Resume a VM",
             "Resume a paused VM; returns when SSH answers.",
             just_vm(),
+            changes.clone(),
+        ),
+        tool(
+            "vm_fork",
+            "Fork a VM",
+            "Make new VMs from a running or paused VM: each starts with a copy of its disks and memory (running processes, /tmp) and its own name, address, MAC and SSH host key; the source keeps running. Returns the new VMs once each answers SSH; this server may vm_delete them.",
+            object(
+                props(json!({
+                    "source": {"type": "string", "description": "The VM to copy (running or paused)."},
+                    "name": {"type": "string", "description": "Name of the new VM; with count above 1 the new VMs are NAME-1 ... NAME-COUNT."},
+                    "count": {"type": "integer", "minimum": 1, "maximum": MAX_FORK_COUNT, "description": "How many VMs to make (default 1)."}
+                })),
+                &["source", "name"],
+            ),
             changes,
         ),
         tool(

@@ -9,6 +9,7 @@
 mod catalog;
 mod exec;
 mod files;
+mod fork;
 mod sessions;
 mod vm;
 mod workspace;
@@ -232,6 +233,7 @@ impl Tools {
             "vm_pause" => vm::pause(self, arguments).await,
             "vm_resume" => vm::resume(self, arguments).await,
             "vm_delete" => vm::delete(self, arguments).await,
+            "vm_fork" => fork::fork(self, arguments).await,
             "vm_ports" => vm::ports(self, arguments).await,
             "vm_logs" => vm::logs(self, arguments).await,
             "vm_exec" => exec::exec(self, arguments).await,

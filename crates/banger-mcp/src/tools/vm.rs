@@ -1,4 +1,5 @@
-//! VM tools: list, create, pause, resume, delete, ports, console logs.
+//! VM tools: list, create, pause, resume, delete, ports, console logs
+//! (`vm_fork` is in `fork`).
 
 use banger_api::vms::{VmCreateRequest, VmInfo};
 use banger_api::{ImageName, VmName};
