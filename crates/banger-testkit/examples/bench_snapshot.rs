@@ -115,8 +115,15 @@ fn main() -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::from(2);
     }
-    // Declared in this order so the namespace (and every process in it) goes
-    // before the environment's daemons and temp dir.
+    // To come back to before the namespace is torn down: its teardown kills
+    // every process inside, and this one moves in (see `enter_netns`).
+    let host_netns = match fs_err::File::open("/proc/thread-self/ns/net") {
+        Ok(file) => file,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let netns = NetNs::new("snap");
     let env = TestEnv::new().with_shared_cache();
     // One thread: every child is spawned from it, so the namespace this
@@ -137,6 +144,21 @@ fn main() -> ExitCode {
         Err(error) => Err(error.into()),
     };
     // The runtime is gone: CLIs still running were killed (kill_on_drop).
+    let outcome = match set_netns(&host_netns, "the host namespace") {
+        Ok(()) => outcome,
+        Err(error) => {
+            // Still inside: NetNs's teardown would kill this process too.
+            // Kill ours by their marks and delete the namespace's name.
+            eprintln!("error: {error}");
+            kill_leftovers(&env);
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", netns.name()])
+                .status();
+            std::mem::forget(netns);
+            drop(env);
+            return ExitCode::FAILURE;
+        }
+    };
     drop(netns);
     kill_leftovers(&env);
     drop(env);
@@ -225,15 +247,15 @@ async fn ok(env: &TestEnv, args: &[&str]) -> Result<String> {
 /// `ip netns exec`, keeps that wrapper's few milliseconds off the clock.
 fn enter_netns(netns: &NetNs) -> Result<()> {
     let file = fs_err::File::open(Path::new("/run/netns").join(netns.name()))?;
+    set_netns(&file, netns.name())
+}
+
+/// Moves this thread into the network namespace `file` refers to.
+fn set_netns(file: &fs_err::File, what: &str) -> Result<()> {
     // SAFETY: setns takes a file descriptor we own for the duration of the
     // call and a flag; it only changes this thread's network namespace.
     if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(format!(
-            "setns into {}: {}",
-            netns.name(),
-            std::io::Error::last_os_error()
-        )
-        .into());
+        return Err(format!("setns into {what}: {}", std::io::Error::last_os_error()).into());
     }
     Ok(())
 }
