@@ -7,6 +7,7 @@ use banger_api::images::ImageInfo;
 use banger_api::kernels::KernelInfo;
 use banger_api::operation::Progress;
 use banger_api::sessions::SessionInfo;
+use banger_api::snapshots::VmForkRequest;
 use banger_api::vms::{VmCreateRequest, VmInfo, VmPorts, VmStats};
 use banger_api::{SessionName, VmName};
 
@@ -50,6 +51,15 @@ pub enum Request {
         id: OpId,
         /// What to create.
         request: VmCreateRequest,
+    },
+    /// Fork a VM, reporting progress.
+    Fork {
+        /// The action's id.
+        id: OpId,
+        /// The VM to copy.
+        source: VmName,
+        /// The new VMs' name and count.
+        request: VmForkRequest,
     },
     /// A lifecycle action on one VM.
     Act {
@@ -204,6 +214,13 @@ pub enum DaemonUpdate {
         id: OpId,
         /// The new VM, or why not.
         result: Result<VmInfo, Failure>,
+    },
+    /// A fork finished.
+    Forked {
+        /// The action.
+        id: OpId,
+        /// The new VMs, or why not.
+        result: Result<Vec<VmInfo>, Failure>,
     },
     /// A lifecycle action finished; a delete has no VM to show (`None`).
     Acted {

@@ -81,6 +81,23 @@ impl DaemonLayer {
                     .map_err(|e| failure(&e));
                 let _ = updates.send(DaemonUpdate::Created { id, result });
             }),
+            Request::Fork {
+                id,
+                source,
+                request,
+            } => spawn(async move {
+                let progress = updates.clone();
+                let result = client
+                    .fork_vm(&source, &request, &mut |step| {
+                        let _ = progress.send(DaemonUpdate::Progress {
+                            id,
+                            progress: step.clone(),
+                        });
+                    })
+                    .await
+                    .map_err(|e| failure(&e));
+                let _ = updates.send(DaemonUpdate::Forked { id, result });
+            }),
             Request::Act { id, vm, action } => spawn(act(client, updates, id, vm, action)),
             Request::FollowConsole(vm) => {
                 if let Some(old) = self.console.take() {

@@ -111,6 +111,20 @@ fn states() -> Vec<(String, App)> {
                     ],
                 ),
                 ("create progress", vec![KeyCode::Char('c'), KeyCode::Enter]),
+                ("fork form", vec![KeyCode::Char('f')]),
+                (
+                    "fork form, count focused",
+                    vec![KeyCode::Char('f'), KeyCode::Tab, KeyCode::Right],
+                ),
+                (
+                    "fork form with an error",
+                    vec![KeyCode::Char('f'), KeyCode::Char('!'), KeyCode::Enter],
+                ),
+                ("fork progress", vec![KeyCode::Char('f'), KeyCode::Enter]),
+                (
+                    "fork of a paused VM",
+                    vec![KeyCode::End, KeyCode::Char('f')],
+                ),
                 ("detail", vec![KeyCode::Enter]),
                 ("console", vec![KeyCode::Char('l')]),
                 ("sessions", vec![KeyCode::Char('a')]),
@@ -156,6 +170,22 @@ fn states() -> Vec<(String, App)> {
             });
         }
         states.push(("lost stream, create progress".into(), app));
+        let mut app = one_vm_app(theme);
+        press(&mut app, KeyCode::Char('f'));
+        press(&mut app, KeyCode::Tab);
+        press(&mut app, KeyCode::Char('6'));
+        let commands = press(&mut app, KeyCode::Enter);
+        if let [Command::Request(Request::Fork { id, .. })] = commands.as_slice() {
+            let _ = app.apply(DaemonUpdate::Progress {
+                id: *id,
+                progress: Progress {
+                    stage: "fork".into(),
+                    message: "waiting for SSH on dev-copy-3".into(),
+                    fraction: Some(0.5),
+                },
+            });
+        }
+        states.push(("fork of six, progress".into(), app));
     }
     states
 }
@@ -198,7 +228,7 @@ fn check_at(app: &App, context: &str, sizes: &[(u16, u16)]) {
         let area = terminal.backend().buffer().area;
         assert_eq!((area.width, area.height), (width, height), "{context}");
         let cursor = terminal.get_cursor_position().expect("cursor");
-        if matches!(app.dialog, Some(Dialog::Create(_))) {
+        if matches!(app.dialog, Some(Dialog::Create(_) | Dialog::Fork(_))) {
             assert!(
                 cursor.x < width && cursor.y < height,
                 "{context}: cursor {cursor:?} outside {width}x{height}"
@@ -228,6 +258,22 @@ fn check_commands(before: &App, key: &KeyEvent, commands: &[Command], context: &
                 matches!(before.dialog, Some(Dialog::Create(_))),
                 "{context}: create without the form"
             ),
+            Command::Request(Request::Fork {
+                source, request, ..
+            }) => {
+                let Some(Dialog::Fork(form)) = &before.dialog else {
+                    panic!("{context}: fork without the form");
+                };
+                assert_eq!(&form.source, source, "{context}");
+                assert!(
+                    before
+                        .vm(source)
+                        .is_some_and(|vm| matches!(vm.state, VmState::Running | VmState::Paused)),
+                    "{context}: fork of a VM that is neither running nor paused"
+                );
+                let count = request.count.unwrap_or(1);
+                assert!((1..=16).contains(&count), "{context}: count {count}");
+            }
             Command::Exec(External::Ssh(vm)) => assert_eq!(
                 before.vm(vm).map(|vm| vm.state),
                 Some(VmState::Running),
@@ -316,7 +362,7 @@ fn random_update(app: &App, rng: &mut Lcg, seq: &mut u64) -> DaemonUpdate {
         })
     };
     let pending: Vec<OpId> = app.pending.iter().map(|pending| pending.id).collect();
-    match rng.next(12) {
+    match rng.next(13) {
         0 => DaemonUpdate::Vm(name(vm_name), Ok(vm(vm_name, state, 20))),
         1 => event(EventKind::VmDeleted { vm: name(vm_name) }),
         2 => event(EventKind::VmState {
@@ -350,6 +396,17 @@ fn random_update(app: &App, rng: &mut Lcg, seq: &mut u64) -> DaemonUpdate {
         8 if !pending.is_empty() => DaemonUpdate::Created {
             id: pending[rng.next(pending.len())],
             result: Ok(vm("new-one", VmState::Running, 40)),
+        },
+        11 if !pending.is_empty() => DaemonUpdate::Forked {
+            id: pending[rng.next(pending.len())],
+            result: if rng.next(2) == 0 {
+                Ok(vec![
+                    vm("zeta", VmState::Running, 41),
+                    vm("builder", VmState::Running, 42),
+                ])
+            } else {
+                Err("no space for the memory".into())
+            },
         },
         9 => DaemonUpdate::EventsLost("gone".into()),
         10 => DaemonUpdate::EventsConnected,

@@ -119,6 +119,101 @@ fn create_progress() {
 }
 
 #[test]
+fn fork_form_progress_and_result() {
+    let mut app = many_vms_app(COLOR);
+    press(&mut app, KeyCode::Char('f'));
+    assert!(matches!(app.dialog, Some(Dialog::Fork(_))));
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Right);
+    press(&mut app, KeyCode::Right);
+    insta::assert_snapshot!("fork_form_80x24", screen(&app, 80, 24));
+    let commands = app.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    let id = match commands.as_slice() {
+        [
+            banger_tui::Command::Request(banger_tui::Request::Fork {
+                id,
+                source,
+                request,
+            }),
+        ] => {
+            assert_eq!(source, &name("api-server"));
+            assert_eq!(request.name, name("api-server-copy"));
+            assert_eq!(request.count, Some(3));
+            *id
+        }
+        other => panic!("expected one fork request, got {other:?}"),
+    };
+    assert!(matches!(app.dialog, Some(Dialog::Progress(_))));
+    let _ = app.apply(DaemonUpdate::Progress {
+        id,
+        progress: Progress {
+            stage: "fork".into(),
+            message: "waiting for SSH on api-server-copy-2".into(),
+            fraction: None,
+        },
+    });
+    let progress = screen(&app, 80, 24);
+    assert!(
+        progress.contains("forking api-server into api-server-copy-1…api-server-copy-3"),
+        "{progress}"
+    );
+    assert!(progress.contains("the fork goes on"), "{progress}");
+    // Another action on the source waits for the fork.
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('p'));
+    assert!(app.status.as_ref().is_some_and(|status| status.error));
+    let _ = app.apply(DaemonUpdate::Forked {
+        id,
+        result: Ok((1..=3)
+            .map(|index| {
+                vm(
+                    &format!("api-server-copy-{index}"),
+                    VmState::Running,
+                    20 + index,
+                )
+            })
+            .collect()),
+    });
+    assert_eq!(app.dialog, None);
+    assert!(app.pending.is_empty());
+    assert_eq!(
+        app.selected_vm().map(|vm| vm.name.as_str()),
+        Some("api-server-copy-1")
+    );
+    let status = app.status.clone().expect("a status");
+    assert!(!status.error);
+    assert!(status.text.contains("api-server-copy-3"), "{}", status.text);
+
+    // A refused fork (a stopped VM cannot be) and a failed one: status line.
+    press(&mut app, KeyCode::End);
+    press(&mut app, KeyCode::Char('k'));
+    assert_eq!(
+        app.selected_vm().map(|vm| vm.state),
+        Some(VmState::Stopping)
+    );
+    press(&mut app, KeyCode::Char('f'));
+    assert_eq!(app.dialog, None);
+    assert!(app.status.as_ref().is_some_and(|status| status.error));
+    press(&mut app, KeyCode::Home);
+    press(&mut app, KeyCode::Char('f'));
+    let commands = app.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    let [banger_tui::Command::Request(banger_tui::Request::Fork { id, .. })] = commands.as_slice()
+    else {
+        panic!("expected a fork, got {commands:?}");
+    };
+    let _ = app.apply(DaemonUpdate::Forked {
+        id: *id,
+        result: Err("VM api-server-copy exists already".into()),
+    });
+    let status = app.status.clone().expect("a status");
+    assert!(status.error);
+    assert_eq!(
+        status.text,
+        "fork api-server: VM api-server-copy exists already"
+    );
+}
+
+#[test]
 fn confirm_dialog() {
     let mut app = many_vms_app(COLOR);
     press(&mut app, KeyCode::Char('d'));

@@ -6,7 +6,10 @@ use banger_api::sessions::{SessionState, StdinMode};
 use banger_api::vms::VmState;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::{App, Confirm, ConsoleView, CreateForm, Dialog, Field, PAGE, Pending, Tab, View};
+use super::{
+    App, Confirm, ConsoleView, CreateForm, Dialog, Field, ForkField, ForkForm, PAGE, Pending, Tab,
+    View,
+};
 use crate::command::{Command, External, Request, VmAction};
 
 /// Movement keys shared by every list.
@@ -53,11 +56,13 @@ impl App {
             Dialog::Help => Vec::new(),
             Dialog::Confirm(confirm) => self.confirm_key(confirm, key),
             Dialog::Create(form) => self.form_key(form, key),
+            Dialog::Fork(form) => self.fork_key(form, key),
             Dialog::Progress(id) => {
                 if !matches!(key.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q')) {
                     self.dialog = Some(Dialog::Progress(id));
-                } else if self.pending(id).is_some() {
-                    self.info("the create goes on in the background");
+                } else if let Some(pending) = self.pending(id) {
+                    let noun = pending.noun();
+                    self.info(format!("the {noun} goes on in the background"));
                 }
                 Vec::new()
             }
@@ -100,6 +105,7 @@ impl App {
                         id,
                         vm: request.name.clone(),
                         action: None,
+                        fork: None,
                         progress: None,
                     });
                     self.dialog = Some(Dialog::Progress(id));
@@ -128,6 +134,58 @@ impl App {
             _ => {}
         }
         self.dialog = Some(Dialog::Create(form));
+        Vec::new()
+    }
+
+    fn fork_key(&mut self, mut form: ForkForm, key: KeyEvent) -> Vec<Command> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Esc => return Vec::new(),
+            KeyCode::Enter => match form.request() {
+                Ok((target, request)) => {
+                    let source = form.source;
+                    if let Some(pending) = self.pending_on(&source) {
+                        let label = pending.label();
+                        self.error(format!("{source} is busy: {label}"));
+                        return Vec::new();
+                    }
+                    let id = self.op_id();
+                    self.pending.push(Pending {
+                        id,
+                        vm: Some(source.clone()),
+                        action: None,
+                        fork: Some(target),
+                        progress: None,
+                    });
+                    self.status = None;
+                    self.dialog = Some(Dialog::Progress(id));
+                    return vec![Command::Request(Request::Fork {
+                        id,
+                        source,
+                        request,
+                    })];
+                }
+                Err((field, message)) => {
+                    form.focus = ForkField::ALL
+                        .iter()
+                        .position(|candidate| *candidate == field)
+                        .unwrap_or(0);
+                    form.error = Some(message);
+                }
+            },
+            KeyCode::Tab | KeyCode::Down => form.move_focus(1),
+            KeyCode::BackTab | KeyCode::Up => form.move_focus(-1),
+            KeyCode::Backspace => form.backspace(),
+            KeyCode::Char('u') if ctrl => form.clear(),
+            KeyCode::Left | KeyCode::Right if form.focused() == ForkField::Count => {
+                form.step_count(if key.code == KeyCode::Right { 1 } else { -1 });
+            }
+            KeyCode::Char(c) if !ctrl && !key.modifiers.contains(KeyModifiers::ALT) => {
+                form.type_char(c);
+            }
+            _ => {}
+        }
+        self.dialog = Some(Dialog::Fork(form));
         Vec::new()
     }
 
@@ -326,6 +384,15 @@ impl App {
                     refuse(self, "resume", "")
                 }
             }
+            KeyCode::Char('f') => {
+                // A fork copies the memory of a running or paused VM.
+                if matches!(state, VmState::Running | VmState::Paused) {
+                    self.dialog = Some(Dialog::Fork(ForkForm::new(name.clone())));
+                    Vec::new()
+                } else {
+                    refuse(self, "fork", "; only a running or paused VM can be forked")
+                }
+            }
             KeyCode::Char('e') => {
                 if state == VmState::Running {
                     vec![Command::Exec(External::Ssh(name.clone()))]
@@ -369,6 +436,7 @@ impl App {
             id,
             vm: Some(vm.clone()),
             action: Some(action),
+            fork: None,
             progress: None,
         });
         self.status = None;
@@ -387,6 +455,6 @@ fn is_vm_key(key: &KeyEvent) -> bool {
         key.code,
         KeyCode::Enter
             | KeyCode::Delete
-            | KeyCode::Char('s' | 'x' | 'r' | 'd' | 'p' | 'u' | 'e' | 'l' | 'a')
+            | KeyCode::Char('s' | 'x' | 'r' | 'd' | 'p' | 'u' | 'f' | 'e' | 'l' | 'a')
     )
 }

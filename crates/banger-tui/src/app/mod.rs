@@ -2,6 +2,7 @@
 //! only ways it changes; both return the [`Command`]s to carry out. Nothing
 //! here does IO or looks at a clock, so tests drive it key by key.
 
+mod fork;
 mod form;
 mod keys;
 mod update;
@@ -15,6 +16,7 @@ use banger_api::operation::Progress;
 use banger_api::sessions::SessionInfo;
 use banger_api::vms::{VmInfo, VmPorts, VmState, VmStats};
 
+pub use fork::{ForkField, ForkForm, ForkTarget};
 pub use form::{CreateForm, Field};
 
 use crate::command::{Command, Failure, OpId, Request, VmAction};
@@ -135,7 +137,10 @@ pub enum Dialog {
     Confirm(Confirm),
     /// The create form.
     Create(CreateForm),
-    /// A create in progress (the dialog can be closed; the create goes on).
+    /// The fork form, for a running or paused VM.
+    Fork(ForkForm),
+    /// A create or fork in progress (the dialog can be closed; the
+    /// operation goes on).
     Progress(OpId),
 }
 
@@ -155,22 +160,40 @@ pub struct Confirm {
 pub struct Pending {
     /// Its id.
     pub id: OpId,
-    /// The VM it acts on (a create without a name has none yet).
+    /// The VM it acts on (a create without a name has none yet; a fork's
+    /// is its source).
     pub vm: Option<VmName>,
-    /// What it is (`Some` for lifecycle actions, `None` for a create).
+    /// What it is (`Some` for lifecycle actions, `None` for a create or a
+    /// fork).
     pub action: Option<VmAction>,
+    /// For a fork: the VMs it makes.
+    pub fork: Option<ForkTarget>,
     /// The latest progress step.
     pub progress: Option<Progress>,
 }
 
 impl Pending {
-    /// "stopping dev", "creating dev", "creating a VM".
+    /// "stopping dev", "creating dev", "creating a VM", "forking dev into
+    /// try".
     pub fn label(&self) -> String {
+        if let (Some(target), Some(vm)) = (&self.fork, &self.vm) {
+            return format!("forking {vm} into {}", target.describe());
+        }
         match (&self.action, &self.vm) {
             (Some(action), Some(vm)) => format!("{} {vm}", action.doing()),
             (Some(action), None) => action.doing().to_owned(),
             (None, Some(vm)) => format!("creating {vm}"),
             (None, None) => "creating a VM".to_owned(),
+        }
+    }
+
+    /// What goes on in the background when its progress dialog is hidden:
+    /// "create", "fork", or the action's verb.
+    pub fn noun(&self) -> &'static str {
+        match (&self.fork, self.action) {
+            (Some(_), _) => "fork",
+            (None, Some(action)) => action.verb(),
+            (None, None) => "create",
         }
     }
 }
@@ -545,8 +568,9 @@ impl App {
             self.view = View::List;
             self.info(format!("VM {vm} is gone"));
         }
-        if let Some(Dialog::Confirm(confirm)) = &self.dialog
-            && self.vm(&confirm.vm).is_none()
+        if let Some(Dialog::Confirm(Confirm { vm, .. }) | Dialog::Fork(ForkForm { source: vm, .. })) =
+            &self.dialog
+            && self.vm(vm).is_none()
         {
             self.dialog = None;
         }

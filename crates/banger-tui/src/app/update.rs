@@ -124,6 +124,33 @@ impl App {
                     }
                 }
             }
+            DaemonUpdate::Forked { id, result } => {
+                let pending = self.finish(id);
+                if self.dialog == Some(Dialog::Progress(id)) {
+                    self.dialog = None;
+                }
+                let source = pending
+                    .and_then(|pending| pending.vm)
+                    .map(|vm| vm.to_string())
+                    .unwrap_or_default();
+                match result {
+                    Ok(vms) => {
+                        let made: Vec<String> = vms
+                            .iter()
+                            .map(|vm| format!("{} ({} at {})", vm.name, vm.state, vm.ip))
+                            .collect();
+                        self.info(format!("forked {source} into {}", made.join(", ")));
+                        let first = vms.first().map(|vm| vm.name.clone());
+                        for vm in vms {
+                            self.upsert_vm(vm);
+                        }
+                        if let Some(first) = first {
+                            self.select_vm(&first);
+                        }
+                    }
+                    Err(error) => self.error(format!("fork {source}: {error}")),
+                }
+            }
             DaemonUpdate::Acted { id, result } => {
                 let pending = self.finish(id);
                 let (vm, action) = match &pending {

@@ -1,5 +1,5 @@
-//! Dialogs drawn over the screen: help, confirmation, the create form and
-//! its progress.
+//! Dialogs drawn over the screen: help, confirmation, the create and fork
+//! forms and their progress.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Gauge, Paragraph, Row, Table, Wrap};
 
 use super::{centered, spinner, styled};
-use crate::app::{App, Confirm, CreateForm, Field};
+use crate::app::{App, Confirm, CreateForm, Field, ForkField, ForkForm};
 use crate::command::{OpId, VmAction};
 use crate::text::sanitize;
 
@@ -21,16 +21,16 @@ pub const KEYS: [(&str, &str); 19] = [
     ("Enter", "VM details (Enter/Esc back)"),
     ("c", "create a VM (a form, then live progress)"),
     ("s", "start (resumes a paused VM)"),
-    ("x", "stop (asks first)"),
-    ("r", "restart (asks first)"),
+    ("x / r", "stop / restart (asks first)"),
     ("d Delete", "delete (asks first)"),
     ("p / u", "pause / resume"),
+    ("f", "fork a running or paused VM (form, progress)"),
     ("e", "ssh shell; the TUI comes back when it ends"),
     ("l", "console log, following (Esc back)"),
     ("a", "sessions; Enter attaches (Ctrl-] detaches)"),
     ("Esc Backspace", "back, close, cancel"),
     ("form: Tab ↑↓", "next / previous field"),
-    ("form: ←→ Space", "pick an image / toggle NAT"),
+    ("form: ←→ Space", "pick an image (fork: count) / toggle NAT"),
     ("confirm: y n", "yes / no (Enter: the focused button)"),
 ];
 
@@ -171,8 +171,75 @@ pub fn create(frame: &mut Frame<'_>, app: &App, form: &CreateForm, body: Rect) {
     }
 }
 
-/// A create in progress: stage, message and a bar when the daemon knows
-/// the fraction.
+/// The fork form, with the cursor in the focused field and, below, the
+/// names the fork will make.
+pub fn fork(frame: &mut Frame<'_>, app: &App, form: &ForkForm, body: Rect) {
+    let theme = app.theme;
+    let area = centered(body, 60, ForkField::ALL.len() as u16 + 6);
+    let (inner, block) = popup(frame, app, area, format!(" Fork {} ", form.source));
+    frame.render_widget(block, area);
+    let mut lines = Vec::new();
+    let mut cursor = None;
+    for (index, field) in ForkField::ALL.into_iter().enumerate() {
+        let focused = index == form.focus;
+        let label = Span::styled(
+            format!("{:>7} ", field.label()),
+            if focused {
+                theme.title()
+            } else {
+                theme.header()
+            },
+        );
+        let text = sanitize(form.text(field));
+        if focused {
+            cursor = Some((9 + text.chars().count(), index));
+        }
+        let mut spans = vec![
+            label,
+            if focused {
+                Span::styled(text, theme.focus())
+            } else {
+                Span::raw(text)
+            },
+        ];
+        if field == ForkField::Count {
+            spans.push(styled(
+                format!("  (1 to {})", banger_api::snapshots::MAX_FORK_COUNT),
+                theme.dim(),
+            ));
+        }
+        lines.push(Line::from(spans));
+    }
+    lines.push(Line::raw(""));
+    match (&form.error, form.target()) {
+        (Some(error), _) => lines.push(Line::styled(sanitize(error), theme.error())),
+        (None, Some(target)) => lines.push(Line::styled(
+            format!(
+                "Enter makes {} from {}'s disks and memory; each gets its own address.",
+                target.describe(),
+                form.source
+            ),
+            theme.dim(),
+        )),
+        (None, None) => lines.push(Line::styled(
+            "Enter forks it: copies of its disks and memory.",
+            theme.dim(),
+        )),
+    }
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+    if let Some((x, y)) = cursor {
+        let position = Position {
+            x: inner.x.saturating_add(x as u16),
+            y: inner.y.saturating_add(y as u16),
+        };
+        if inner.contains(position) {
+            frame.set_cursor_position(position);
+        }
+    }
+}
+
+/// A create or fork in progress: stage, message and a bar when the daemon
+/// knows the fraction.
 pub fn progress(frame: &mut Frame<'_>, app: &App, id: OpId, body: Rect) {
     let theme = app.theme;
     let Some(pending) = app.pending(id) else {
@@ -218,7 +285,7 @@ pub fn progress(frame: &mut Frame<'_>, app: &App, id: OpId, body: Rect) {
     );
     frame.render_widget(
         Paragraph::new(Line::styled(
-            "Esc hides this; the create goes on.",
+            format!("Esc hides this; the {} goes on.", pending.noun()),
             theme.dim(),
         )),
         hint,

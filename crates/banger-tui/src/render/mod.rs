@@ -57,6 +57,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
             Dialog::Help => dialogs::help(frame, app, body),
             Dialog::Confirm(confirm) => dialogs::confirm(frame, app, confirm, body),
             Dialog::Create(form) => dialogs::create(frame, app, form, body),
+            Dialog::Fork(form) => dialogs::fork(frame, app, form, body),
             Dialog::Progress(id) => dialogs::progress(frame, app, *id, body),
         }
     }
@@ -145,7 +146,22 @@ fn draw_hints(frame: &mut Frame<'_>, app: &App, area: Rect) {
             ("Space", "NAT"),
             ("Esc", "cancel"),
         ],
-        (Some(Dialog::Progress(_)), _, _) => &[("Esc", "hide (the create goes on)")],
+        (Some(Dialog::Fork(_)), _, _) => &[
+            ("Enter", "fork"),
+            ("Tab/↑↓", "field"),
+            ("←→", "count"),
+            ("Esc", "cancel"),
+        ],
+        (Some(Dialog::Progress(id)), _, _) => {
+            if app
+                .pending(*id)
+                .is_some_and(|pending| pending.fork.is_some())
+            {
+                &[("Esc", "hide (the fork goes on)")]
+            } else {
+                &[("Esc", "hide (the create goes on)")]
+            }
+        }
         (None, Tab::Vms, View::List) => &[
             ("?", "help"),
             ("c", "create"),
