@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::vms::{VmBackend, VmState};
-use crate::{SnapshotName, VmName};
+use crate::{NameError, SnapshotName, VmName};
 
 /// Most VMs one fork makes.
 pub const MAX_FORK_COUNT: u32 = 16;
@@ -67,4 +67,91 @@ pub struct VmForkRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 16)]
     pub count: Option<u32>,
+}
+
+/// Why a fork's names cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForkNamesError {
+    /// The count is out of range.
+    #[error("--count {count} is out of range; use 1 to {MAX_FORK_COUNT}")]
+    Count {
+        /// The count asked for.
+        count: u32,
+    },
+    /// A copy's name (`NAME-INDEX`) breaks the VM name rule.
+    #[error("fork name {name}-{index} is not a valid VM name; pick a shorter --name")]
+    Name {
+        /// The base name.
+        name: VmName,
+        /// The copy's number.
+        index: u32,
+        /// Why.
+        #[source]
+        source: NameError,
+    },
+}
+
+impl VmForkRequest {
+    /// The names the fork makes: `name`, or `name-1` ... `name-count` when
+    /// `count` is above 1. The one rule the daemon, the MCP server and the
+    /// TUI all check.
+    pub fn names(&self) -> Result<Vec<VmName>, ForkNamesError> {
+        let count = self.count.unwrap_or(1);
+        if count == 0 || count > MAX_FORK_COUNT {
+            return Err(ForkNamesError::Count { count });
+        }
+        if count == 1 {
+            return Ok(vec![self.name.clone()]);
+        }
+        (1..=count)
+            .map(|index| {
+                VmName::parse(&format!("{}-{index}", self.name)).map_err(|source| {
+                    ForkNamesError::Name {
+                        name: self.name.clone(),
+                        index,
+                        source,
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(name: &str, count: Option<u32>) -> VmForkRequest {
+        VmForkRequest {
+            name: VmName::parse(name).expect("name"),
+            count,
+        }
+    }
+
+    fn names(request: &VmForkRequest) -> Vec<String> {
+        request
+            .names()
+            .expect("valid")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn fork_names_number_the_copies() {
+        assert_eq!(names(&request("web", None)), ["web"]);
+        assert_eq!(names(&request("web", Some(1))), ["web"]);
+        assert_eq!(names(&request("web", Some(3))), ["web-1", "web-2", "web-3"]);
+        assert_eq!(names(&request("a", Some(MAX_FORK_COUNT))).len(), 16);
+        for count in [0, MAX_FORK_COUNT + 1, u32::MAX] {
+            assert_eq!(
+                request("web", Some(count)).names(),
+                Err(ForkNamesError::Count { count })
+            );
+        }
+        assert!(matches!(
+            request(&"a".repeat(63), Some(2)).names(),
+            Err(ForkNamesError::Name { index: 1, .. })
+        ));
+    }
 }

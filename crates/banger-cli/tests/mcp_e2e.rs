@@ -368,7 +368,9 @@ fn mcp_drives_a_real_guest() {
         "path_not_allowed",
     );
 
-    // Deletes: only what this server created.
+    // Deletes: only what this server created; asking to create a VM under
+    // a taken name does not make that VM this server's.
+    mcp.call_error("vm_create", json!({"name": "seed"}), "conflict");
     mcp.call_error("vm_delete", json!({"vm": "seed"}), "not_created_here");
     mcp.call_error(
         "vm_exec",

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use banger_api::VmName;
-use banger_api::snapshots::{MAX_FORK_COUNT, VmForkRequest};
+use banger_api::snapshots::{ForkNamesError, VmForkRequest};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -20,30 +20,22 @@ struct ForkArgs {
     count: Option<u32>,
 }
 
-/// The names a fork makes: `name`, or `name-1` ... `name-count` (the
-/// daemon's rule, checked here so a bad count or a name that grows too
-/// long is refused before anything is asked of the daemon).
+/// The names a fork makes (the daemon's rule, `VmForkRequest::names`),
+/// checked here so a bad count or a name that grows too long is refused
+/// before anything is asked of the daemon.
 fn fork_names(name: &VmName, count: Option<u32>) -> Result<Vec<VmName>, ToolError> {
-    let count = count.unwrap_or(1);
-    if count == 0 || count > MAX_FORK_COUNT {
-        return Err(ToolError::BadArgument {
-            tool: "vm_fork",
-            argument: "count",
-            why: format!("{count} is not from 1 to {MAX_FORK_COUNT}"),
-        });
-    }
-    if count == 1 {
-        return Ok(vec![name.clone()]);
-    }
-    (1..=count)
-        .map(|index| {
-            VmName::parse(&format!("{name}-{index}")).map_err(|error| ToolError::BadArgument {
-                tool: "vm_fork",
-                argument: "name",
-                why: format!("copy {index} would be named {name}-{index}: {error}"),
-            })
-        })
-        .collect()
+    let request = VmForkRequest {
+        name: name.clone(),
+        count,
+    };
+    request.names().map_err(|error| ToolError::BadArgument {
+        tool: "vm_fork",
+        argument: match error {
+            ForkNamesError::Count { .. } => "count",
+            ForkNamesError::Name { .. } => "name",
+        },
+        why: error.to_string(),
+    })
 }
 
 /// Of the names a fork will make, the ones no VM has yet: only those can
@@ -98,6 +90,7 @@ pub(super) async fn fork(tools: &Tools, args: Value) -> Result<Value, ToolError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use banger_api::snapshots::MAX_FORK_COUNT;
 
     fn name(text: &str) -> VmName {
         VmName::parse(text).unwrap()
@@ -130,7 +123,11 @@ mod tests {
         let long = name(&"a".repeat(62));
         let error = fork_names(&long, Some(2)).unwrap_err();
         assert_eq!(error.code(), "invalid_arguments");
-        assert!(error.message().contains("copy 1"), "{}", error.message());
+        assert!(
+            error.message().contains("-1 is not a valid VM name"),
+            "{}",
+            error.message()
+        );
     }
 
     #[test]

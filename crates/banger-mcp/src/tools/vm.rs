@@ -84,12 +84,17 @@ impl Resources {
 /// Creates and starts a VM, remembering it as created here.
 pub(super) async fn create_vm(tools: &Tools, resources: &Resources) -> Result<VmInfo, ToolError> {
     let request = resources.request();
-    if let Some(name) = &request.name {
-        // Known before the daemon answers: a VM kept after an SSH timeout
-        // is still this server's to delete.
-        tools.remember(name);
-    }
     let client = tools.client().await?;
+    // Claimed before the daemon answers (a VM kept after an SSH timeout is
+    // still this server's to delete), but only a name no VM has yet: a
+    // taken name is refused by the daemon and stays someone else's.
+    let claimed = match &request.name {
+        Some(name) if client.vm(name).await.is_err() => {
+            tools.remember(name);
+            Some(name.clone())
+        }
+        _ => None,
+    };
     let vm = client
         .create_vm(&request, &mut |progress| {
             eprintln!("banger mcp: vm_create: {}", progress.message);
@@ -98,8 +103,8 @@ pub(super) async fn create_vm(tools: &Tools, resources: &Resources) -> Result<Vm
     let vm = match vm {
         Ok(vm) => vm,
         Err(error) => {
-            if let Some(name) = &request.name {
-                // A refused name (taken by someone else's VM) is not ours.
+            if let Some(name) = &claimed {
+                // Nothing was kept under the name: it is not ours.
                 if client.vm(name).await.is_err() {
                     tools.forget(name);
                 }

@@ -180,27 +180,20 @@ impl ForkForm {
                 ));
             }
         };
-        if count > 1 {
-            // The longest copy name is the last one.
-            let last = format!("{name}-{count}");
-            VmName::parse(&last).map_err(|error| {
-                (
-                    ForkField::Name,
-                    format!("name: the copies would be named up to {last}: {error}"),
-                )
-            })?;
-        }
+        let request = VmForkRequest {
+            name: name.clone(),
+            count: Some(count),
+        };
+        // The daemon's naming rule: a copy name that grows too long is
+        // refused here, in the form.
+        request
+            .names()
+            .map_err(|error| (ForkField::Name, format!("name: {error}")))?;
         let target = ForkTarget {
             name: name.clone(),
             count,
         };
-        Ok((
-            target,
-            VmForkRequest {
-                name,
-                count: Some(count),
-            },
-        ))
+        Ok((target, request))
     }
 }
 
@@ -262,12 +255,12 @@ mod tests {
                 "{count}"
             );
         }
-        // 63 characters are a valid name, but not with "-2" after them.
+        // 62 characters are a valid name, but not with "-1" after them.
         form.name = "a".repeat(62);
         form.count = "2".into();
         let (field, message) = form.request().expect_err("refused");
         assert_eq!(field, ForkField::Name);
-        assert!(message.contains("-2"), "{message}");
+        assert!(message.contains("-1 is not a valid VM name"), "{message}");
         assert_eq!(form.target(), None);
     }
 }

@@ -100,7 +100,7 @@ pub async fn fork(
     NamePath(name): NamePath<VmName>,
     ApiJson(request): ApiJson<VmForkRequest>,
 ) -> Result<Response, ApiFailure> {
-    crate::vms::fork::fork_names(&request.name, request.count)?;
+    request.names().map_err(SnapshotError::from)?;
     Ok(stream_async(move |progress| async move {
         crate::vms::fork(&state, &name, &request, &progress)
             .await

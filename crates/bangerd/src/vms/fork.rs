@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use banger_api::VmName;
-use banger_api::snapshots::{MAX_FORK_COUNT, VmForkRequest};
+use banger_api::snapshots::VmForkRequest;
 use banger_api::vms::{VmInfo, VmState};
 
 use super::create::{created_row, install_host_key, make_vm_dir, prepare_on_worker, undo_create};
@@ -30,29 +30,6 @@ use crate::store::VmRow;
 /// How long the agent gets to apply a new identity (sshd restarts in it).
 const IDENTITY_DEADLINE: Duration = Duration::from_secs(30);
 
-/// The names a fork makes: `name`, or `name-1` ... `name-count`.
-pub fn fork_names(name: &VmName, count: Option<u32>) -> Result<Vec<VmName>, SnapshotError> {
-    let count = count.unwrap_or(1);
-    if count == 0 || count > MAX_FORK_COUNT {
-        return Err(SnapshotError::ForkCount {
-            count,
-            max: MAX_FORK_COUNT,
-        });
-    }
-    if count == 1 {
-        return Ok(vec![name.clone()]);
-    }
-    (1..=count)
-        .map(|index| {
-            VmName::parse(&format!("{name}-{index}")).map_err(|source| SnapshotError::ForkName {
-                name: name.clone(),
-                index,
-                source,
-            })
-        })
-        .collect()
-}
-
 /// Forks VM `source` into the VMs `request` names.
 pub async fn fork(
     state: &AppState,
@@ -60,7 +37,7 @@ pub async fn fork(
     request: &VmForkRequest,
     progress: &ProgressSink,
 ) -> Result<Vec<VmInfo>, SnapshotError> {
-    let names = fork_names(&request.name, request.count)?;
+    let names = request.names()?;
     {
         let store = state.store();
         for name in &names {
@@ -321,35 +298,4 @@ fn identity(state: &AppState, vm: &VmRow) -> Result<banger_agent_client::proto::
         machine_id: random(16)?,
         entropy: random(banger_agent_client::proto::identity::ENTROPY_BYTES)?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn name(text: &str) -> VmName {
-        VmName::parse(text).expect("valid name")
-    }
-
-    #[test]
-    fn fork_names_number_the_copies() {
-        assert_eq!(fork_names(&name("web"), None).expect("one"), [name("web")]);
-        assert_eq!(
-            fork_names(&name("web"), Some(3)).expect("three"),
-            [name("web-1"), name("web-2"), name("web-3")]
-        );
-        assert!(matches!(
-            fork_names(&name("web"), Some(0)),
-            Err(SnapshotError::ForkCount { count: 0, .. })
-        ));
-        assert!(matches!(
-            fork_names(&name("web"), Some(MAX_FORK_COUNT + 1)),
-            Err(SnapshotError::ForkCount { .. })
-        ));
-        let long = name(&"a".repeat(63));
-        assert!(matches!(
-            fork_names(&long, Some(2)),
-            Err(SnapshotError::ForkName { index: 1, .. })
-        ));
-    }
 }

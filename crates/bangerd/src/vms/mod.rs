@@ -15,7 +15,7 @@ mod boot;
 mod create;
 mod delete;
 pub mod firewall;
-pub mod fork;
+mod fork;
 mod monitor;
 mod pause;
 pub mod snapshot;

@@ -107,25 +107,9 @@ pub enum SnapshotError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// A fork asked for a count out of range.
-    #[error("--count {count} is out of range; use 1 to {max}")]
-    ForkCount {
-        /// The count asked for.
-        count: u32,
-        /// The most allowed.
-        max: u32,
-    },
-    /// A fork's generated name is not a valid VM name.
-    #[error("fork name {name}-{index} is not a valid VM name; pick a shorter --name")]
-    ForkName {
-        /// The base name.
-        name: VmName,
-        /// The suffix.
-        index: u32,
-        /// Why.
-        #[source]
-        source: banger_api::NameError,
-    },
+    /// A fork's count or names are invalid.
+    #[error(transparent)]
+    ForkNames(#[from] banger_api::snapshots::ForkNamesError),
     /// A worker task died.
     #[error("cannot {step}: the worker task did not finish")]
     Task {
@@ -146,7 +130,7 @@ impl SnapshotError {
             Self::Exists { .. } | Self::BackendMismatch { .. } | Self::Unreadable { .. } => {
                 ErrorCode::Conflict
             }
-            Self::ForkCount { .. } | Self::ForkName { .. } => ErrorCode::BadRequest,
+            Self::ForkNames(_) => ErrorCode::BadRequest,
             Self::NoSpace { .. } => ErrorCode::Unavailable,
             Self::Io { .. } | Self::Task { .. } => ErrorCode::Internal,
         }
