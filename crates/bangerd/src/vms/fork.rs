@@ -27,8 +27,11 @@ use crate::progress::ProgressSink;
 use crate::state::AppState;
 use crate::store::VmRow;
 
-/// How long the agent gets to apply a new identity (sshd restarts in it).
-const IDENTITY_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the agent gets to be reachable and apply a new identity.
+const IDENTITY_DEADLINE: Duration = Duration::from_secs(60);
+/// How long one try may take (sshd is told to restart in it) before it is
+/// made again.
+const IDENTITY_ATTEMPT: Duration = Duration::from_secs(15);
 
 /// Forks VM `source` into the VMs `request` names.
 pub async fn fork(
@@ -249,25 +252,15 @@ fn prepare_fork_files(
 /// identity, retrying while the agent is not reachable yet.
 pub(super) async fn reidentify(state: &AppState, vm: &VmRow, uds: &Path) -> Result<(), VmError> {
     let identity = identity(state, vm)?;
-    let deadline = Instant::now() + IDENTITY_DEADLINE;
-    loop {
-        match banger_agent_client::reidentify(uds, identity.clone(), IDENTITY_DEADLINE).await {
-            Ok(()) => {
-                tracing::info!(vm = %vm.name, ip = %vm.ip, "guest took its own identity");
-                return Ok(());
-            }
-            Err(banger_agent_client::AgentError::Connect(_)) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => {
-                return Err(VmError::step(
-                    &vm.name,
-                    "give the guest its own identity",
-                    error,
-                ));
-            }
-        }
-    }
+    // Applying the same identity twice is harmless, so a try whose reply
+    // was lost is simply made again.
+    pause::retry_agent(IDENTITY_DEADLINE, IDENTITY_ATTEMPT, |timeout| {
+        banger_agent_client::reidentify(uds, identity.clone(), timeout)
+    })
+    .await
+    .map_err(|error| VmError::step(&vm.name, "give the guest its own identity", error))?;
+    tracing::info!(vm = %vm.name, ip = %vm.ip, "guest took its own identity");
+    Ok(())
 }
 
 /// The identity of `vm`: its row's address and MAC, its name, its host

@@ -379,25 +379,51 @@ pub async fn resume_as_locked(
     }
 }
 
-/// Sets the guest's clock from the host's as soon as its agent answers
-/// (its clocks stopped while it was paused). Retried while the agent is not
-/// reachable yet (the vsock device is being plugged back in); a guest
-/// without an agent, or one that refuses, is logged, not fatal.
-async fn set_guest_clock(name: &VmName, uds: &Path) {
-    let deadline = Instant::now() + CLOCK_DEADLINE;
+/// How long one clock call may take right after a resume before it is
+/// tried again.
+const CLOCK_ATTEMPT: Duration = Duration::from_secs(5);
+
+/// Calls the guest agent with `call` (given `attempt` as its timeout) until it
+/// answers or `deadline` passes. Right after a resume the agent is out of
+/// reach for a moment: its vsock device is being plugged back in, and a
+/// connection made before the guest's driver is ready can hang until it
+/// times out; so connect errors, time-outs and broken connections are tried
+/// again. Any other answer (a reply, a refusal) ends it.
+pub(super) async fn retry_agent<T, F, Fut>(
+    deadline: Duration,
+    attempt: Duration,
+    mut call: F,
+) -> Result<T, banger_agent_client::AgentError>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<T, banger_agent_client::AgentError>>,
+{
+    use banger_agent_client::AgentError;
+    let until = Instant::now() + deadline;
     loop {
-        match banger_agent_client::set_clock(uds, Duration::from_secs(5)).await {
-            Ok(()) => {
-                tracing::info!(vm = %name, "guest clock set from the host");
-                return;
-            }
-            Err(banger_agent_client::AgentError::Connect(_)) if Instant::now() < deadline => {
+        match call(attempt).await {
+            Err(AgentError::Connect(_) | AgentError::Timeout { .. } | AgentError::Io { .. })
+                if Instant::now() < until =>
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(error) => {
-                tracing::warn!(vm = %name, error = %crate::error::error_chain(&error), "cannot set the guest clock after a resume");
-                return;
-            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Sets the guest's clock from the host's as soon as its agent answers
+/// (its clocks stopped while it was paused). A guest without an agent, or
+/// one that refuses, is logged, not fatal.
+async fn set_guest_clock(name: &VmName, uds: &Path) {
+    match retry_agent(CLOCK_DEADLINE, CLOCK_ATTEMPT, |timeout| {
+        banger_agent_client::set_clock(uds, timeout)
+    })
+    .await
+    {
+        Ok(()) => tracing::info!(vm = %name, "guest clock set from the host"),
+        Err(error) => {
+            tracing::warn!(vm = %name, error = %crate::error::error_chain(&error), "cannot set the guest clock after a resume");
         }
     }
 }
