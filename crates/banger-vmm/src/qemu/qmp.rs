@@ -160,14 +160,31 @@ impl Qmp {
     }
 }
 
+/// How long a refused QMP connection is tried again (see [`connect`]).
+const LISTEN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Connects to QMP at `socket` and completes the capabilities handshake.
 pub(crate) async fn connect(socket: &Path) -> Result<Qmp, QmpError> {
-    let stream = UnixStream::connect(socket)
-        .await
-        .map_err(|source| QmpError::Io {
-            socket: socket.to_path_buf(),
-            source,
-        })?;
+    // QEMU binds the socket (the file appears) a moment before it listens:
+    // a connection in between is refused, so that is tried again briefly.
+    let deadline = tokio::time::Instant::now() + LISTEN_GRACE;
+    let stream = loop {
+        match UnixStream::connect(socket).await {
+            Ok(stream) => break stream,
+            Err(error)
+                if error.kind() == std::io::ErrorKind::ConnectionRefused
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(source) => {
+                return Err(QmpError::Io {
+                    socket: socket.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    };
     let (read, writer) = tokio::io::split(stream);
     let mut qmp = Qmp {
         socket: socket.to_path_buf(),
@@ -206,6 +223,42 @@ pub async fn system_powerdown(socket: &Path) -> Result<(), QmpError> {
 mod tests {
     use super::*;
     use tokio::net::UnixListener;
+
+    /// QEMU binds before it listens: a refused connection in between is
+    /// tried again instead of failing the start or resume.
+    #[tokio::test]
+    async fn a_socket_bound_but_not_yet_listening_is_tried_again() {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None).unwrap();
+        rustix::net::bind(&fd, &SocketAddrUnix::new(&path).unwrap()).unwrap();
+        assert_eq!(
+            std::os::unix::net::UnixStream::connect(&path)
+                .unwrap_err()
+                .kind(),
+            std::io::ErrorKind::ConnectionRefused
+        );
+        let server = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            rustix::net::listen(&fd, 1).unwrap();
+            let listener = std::os::unix::net::UnixListener::from(fd);
+            listener.set_nonblocking(true).unwrap();
+            let listener = UnixListener::from_std(listener).unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = tokio::io::split(stream);
+            let mut lines = BufReader::new(read).lines();
+            write
+                .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
+                .await
+                .unwrap();
+            while let Some(_line) = lines.next_line().await.unwrap() {
+                write.write_all(b"{\"return\": {}}\n").await.unwrap();
+            }
+        });
+        system_powerdown(&path).await.unwrap();
+        server.await.unwrap();
+    }
 
     #[tokio::test]
     async fn powerdown_handshake_skips_events() {
