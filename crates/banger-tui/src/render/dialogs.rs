@@ -159,16 +159,7 @@ pub fn create(frame: &mut Frame<'_>, app: &App, form: &CreateForm, body: Rect) {
             theme.dim(),
         )),
     }
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
-    if let Some((x, y)) = cursor {
-        let position = Position {
-            x: inner.x.saturating_add(x as u16),
-            y: inner.y.saturating_add(y as u16),
-        };
-        if inner.contains(position) {
-            frame.set_cursor_position(position);
-        }
-    }
+    render_form(frame, inner, lines, cursor);
 }
 
 /// The fork form, with the cursor in the focused field and, below, the
@@ -226,16 +217,7 @@ pub fn fork(frame: &mut Frame<'_>, app: &App, form: &ForkForm, body: Rect) {
             theme.dim(),
         )),
     }
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
-    if let Some((x, y)) = cursor {
-        let position = Position {
-            x: inner.x.saturating_add(x as u16),
-            y: inner.y.saturating_add(y as u16),
-        };
-        if inner.contains(position) {
-            frame.set_cursor_position(position);
-        }
-    }
+    render_form(frame, inner, lines, cursor);
 }
 
 /// A create or fork in progress: stage, message and a bar when the daemon
@@ -290,4 +272,19 @@ pub fn progress(frame: &mut Frame<'_>, app: &App, id: OpId, body: Rect) {
         )),
         hint,
     );
+}
+
+/// Draws a form's lines in `inner` and puts the terminal cursor at the
+/// focused field's `cursor` (column, row within `inner`) when it is inside.
+fn render_form(frame: &mut Frame, inner: Rect, lines: Vec<Line>, cursor: Option<(usize, usize)>) {
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+    if let Some((x, y)) = cursor {
+        let position = Position {
+            x: inner.x.saturating_add(x as u16),
+            y: inner.y.saturating_add(y as u16),
+        };
+        if inner.contains(position) {
+            frame.set_cursor_position(position);
+        }
+    }
 }
