@@ -31,7 +31,9 @@ use crate::store::VmRow;
 const IDENTITY_DEADLINE: Duration = Duration::from_secs(60);
 /// How long one try may take (sshd is told to restart in it) before it is
 /// made again.
-const IDENTITY_ATTEMPT: Duration = Duration::from_secs(15);
+const IDENTITY_ATTEMPT: Duration = Duration::from_secs(20);
+/// How long one health request may take before a new connection is tried.
+const PROBE_ATTEMPT: Duration = Duration::from_secs(3);
 
 /// Forks VM `source` into the VMs `request` names.
 pub async fn fork(
@@ -252,6 +254,14 @@ fn prepare_fork_files(
 /// identity, retrying while the agent is not reachable yet.
 pub(super) async fn reidentify(state: &AppState, vm: &VmRow, uds: &Path) -> Result<(), VmError> {
     let identity = identity(state, vm)?;
+    // First reach the agent with short tries: a connection made while the
+    // guest's vsock device is still coming back can hang, and only a new
+    // one gets through.
+    pause::retry_agent(IDENTITY_DEADLINE, PROBE_ATTEMPT, |timeout| {
+        banger_agent_client::health(uds, timeout)
+    })
+    .await
+    .map_err(|error| VmError::step(&vm.name, "reach its guest agent", error))?;
     // Applying the same identity twice is harmless, so a try whose reply
     // was lost is simply made again.
     pause::retry_agent(IDENTITY_DEADLINE, IDENTITY_ATTEMPT, |timeout| {
