@@ -81,13 +81,14 @@ pub fn snapshots_restore_and_a_failed_fork_leave_nothing_behind() {
             .expect_err("a taken name");
         assert_eq!(taken.code(), ErrorCode::Conflict);
 
-        // The fake guest cannot take an identity: the fork is removed, the
-        // source keeps running, no capture is left.
+        // The fake guest's agent only echoes, so the fork cannot reach it
+        // to give it an identity: the fork is removed, the source keeps
+        // running, no capture is left.
         let failed = fork(&state, &name, "lc-copy", None)
             .await
             .expect_err("the fake's guest has no agent");
         assert!(
-            bangerd::error::error_chain(&failed).contains("identity"),
+            bangerd::error::error_chain(&failed).contains("its guest agent"),
             "{}",
             bangerd::error::error_chain(&failed)
         );
