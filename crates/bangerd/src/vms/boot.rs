@@ -61,53 +61,7 @@ pub async fn start_locked(
         "network",
         format!("attaching VM {name} to bridge {}", network.bridge),
     );
-    let tap = match network.pool.take().await {
-        Ok(tap) => tap,
-        Err(error) => {
-            return fail(
-                state,
-                &mut vm,
-                VmError::step(name, "get a TAP device", error),
-            )
-            .await;
-        }
-    };
-    vm.tap = Some(tap.as_str().to_owned());
-    state.store().update_vm(&vm)?;
-    crate::dns::bridge_ready(state).await;
-    if let Err(error) = super::firewall::apply(state).await {
-        return fail(
-            state,
-            &mut vm,
-            VmError::step(name, "apply its firewall rules", error),
-        )
-        .await;
-    }
-
-    let run_dir = run_dir(&state.paths().runtime_dir, name);
-    let spec = {
-        let state = state.clone();
-        let vm = vm.clone();
-        let run_dir = run_dir.clone();
-        let kind = vmm.kind();
-        let tap_name = tap.as_str().to_owned();
-        tokio::task::spawn_blocking(move || {
-            build_spec(&state, &vm, boot, &run_dir, kind, accel, tap_name)
-        })
-        .await
-    };
-    let spec = match spec {
-        Ok(Ok(spec)) => spec,
-        Ok(Err(error)) => return fail(state, &mut vm, error).await,
-        Err(join) => {
-            return fail(
-                state,
-                &mut vm,
-                VmError::step(name, "prepare its boot files", join),
-            )
-            .await;
-        }
-    };
+    let spec = prepare_launch(state, &mut vm, network, boot, vmm.kind(), accel).await?;
     progress.stage(
         "boot",
         format!(
@@ -293,11 +247,19 @@ pub(super) async fn fail(
     vm: &mut VmRow,
     error: VmError,
 ) -> Result<VmInfo, VmError> {
+    Err(failed(state, vm, error).await)
+}
+
+/// What [`fail`] does, returning the error to report (the state write's
+/// own error when recording `error` failed).
+async fn failed(state: &AppState, vm: &mut VmRow, error: VmError) -> VmError {
     release_tap(state, vm).await;
     vm.vmm = VmmHandle::None;
     let message = crate::error::error_chain(&error);
     tracing::warn!(vm = %vm.name, error = %message, "start failed");
-    set_state(state, vm, VmState::Error, Some(message))?;
+    if let Err(recording) = set_state(state, vm, VmState::Error, Some(message)) {
+        return recording;
+    }
     // The runtime dir holds the initrd with the VM's private host key.
     let _ = fs_err::remove_dir_all(run_dir(&state.paths().runtime_dir, &vm.name));
     if state.host().network_if_ready().is_some() {
@@ -305,7 +267,51 @@ pub(super) async fn fail(
             tracing::warn!(vm = %vm.name, error = %crate::error::error_chain(&error), "cannot update firewall rules after a failed start");
         }
     }
-    Err(error)
+    error
+}
+
+/// What a start and a resume do before their VMM runs: the VM (already
+/// `starting`) gets a TAP from the pool, recorded on its row, DNS is ready
+/// on the bridge, the firewall rules include it, and its spec is built. A
+/// failed step ends the attempt through [`fail`] and is returned.
+pub(super) async fn prepare_launch(
+    state: &AppState,
+    vm: &mut VmRow,
+    network: &crate::host::Network,
+    boot: BootFiles,
+    kind: BackendKind,
+    accel: banger_vmm::Accel,
+) -> Result<VmSpec, VmError> {
+    let name = vm.name.clone();
+    let tap = match network.pool.take().await {
+        Ok(tap) => tap,
+        Err(error) => {
+            return Err(failed(state, vm, VmError::step(&name, "get a TAP device", error)).await);
+        }
+    };
+    vm.tap = Some(tap.as_str().to_owned());
+    state.store().update_vm(vm)?;
+    crate::dns::bridge_ready(state).await;
+    if let Err(error) = super::firewall::apply(state).await {
+        let error = VmError::step(&name, "apply its firewall rules", error);
+        return Err(failed(state, vm, error).await);
+    }
+    let run_dir = run_dir(&state.paths().runtime_dir, &name);
+    let spec = {
+        let (state, vm, tap_name) = (state.clone(), vm.clone(), tap.as_str().to_owned());
+        tokio::task::spawn_blocking(move || {
+            build_spec(&state, &vm, boot, &run_dir, kind, accel, tap_name)
+        })
+        .await
+    };
+    match spec {
+        Ok(Ok(spec)) => Ok(spec),
+        Ok(Err(error)) => Err(failed(state, vm, error).await),
+        Err(join) => {
+            let error = VmError::step(&name, "prepare its boot files", join);
+            Err(failed(state, vm, error).await)
+        }
+    }
 }
 
 /// Gives the VM's TAP back (deleting it) and forgets it.
@@ -402,7 +408,7 @@ fn read_text(vm: &VmName, path: &std::path::Path) -> Result<String, VmError> {
     fs_err::read_to_string(path).map_err(|error| VmError::step(vm, "read its SSH host key", error))
 }
 
-pub(super) fn build_spec(
+fn build_spec(
     state: &AppState,
     vm: &VmRow,
     boot: BootFiles,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use banger_api::VmName;
 use banger_api::vms::{VmInfo, VmState};
 
-use super::boot::{backend_name, boot_files, build_spec, fail, release_tap, vmm_exit, vmm_exited};
+use super::boot::{backend_name, boot_files, fail, release_tap, vmm_exit, vmm_exited};
 use super::{VmError, info, row, run_dir, set_state};
 use crate::progress::ProgressSink;
 use crate::state::AppState;
@@ -257,49 +257,8 @@ pub async fn resume_as_locked(
     let boot = boot_files(state, &vm, vmm.kind())?;
 
     set_state(state, &mut vm, VmState::Starting, None)?;
-    let tap = match network.pool.take().await {
-        Ok(tap) => tap,
-        Err(error) => {
-            return fail(
-                state,
-                &mut vm,
-                VmError::step(name, "get a TAP device", error),
-            )
-            .await;
-        }
-    };
-    vm.tap = Some(tap.as_str().to_owned());
-    state.store().update_vm(&vm)?;
-    crate::dns::bridge_ready(state).await;
-    if let Err(error) = super::firewall::apply(state).await {
-        return fail(
-            state,
-            &mut vm,
-            VmError::step(name, "apply its firewall rules", error),
-        )
-        .await;
-    }
-    let run_dir = run_dir(&state.paths().runtime_dir, name);
-    let spec = {
-        let (state, vm, run_dir) = (state.clone(), vm.clone(), run_dir.clone());
-        let (kind, tap_name) = (vmm.kind(), tap.as_str().to_owned());
-        tokio::task::spawn_blocking(move || {
-            build_spec(&state, &vm, boot, &run_dir, kind, accel, tap_name)
-        })
-        .await
-    };
-    let spec = match spec {
-        Ok(Ok(spec)) => spec,
-        Ok(Err(error)) => return fail(state, &mut vm, error).await,
-        Err(join) => {
-            return fail(
-                state,
-                &mut vm,
-                VmError::step(name, "prepare its boot files", join),
-            )
-            .await;
-        }
-    };
+    let spec =
+        super::boot::prepare_launch(state, &mut vm, network, boot, vmm.kind(), accel).await?;
     progress.stage(
         "resume",
         format!("resuming VM {name} from its saved memory"),
