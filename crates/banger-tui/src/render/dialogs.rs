@@ -113,14 +113,7 @@ pub fn create(frame: &mut Frame<'_>, app: &App, form: &CreateForm, body: Rect) {
     let mut cursor = None;
     for (index, field) in Field::ALL.into_iter().enumerate() {
         let focused = index == form.focus;
-        let label = Span::styled(
-            format!("{:>7} ", field.label()),
-            if focused {
-                theme.title()
-            } else {
-                theme.header()
-            },
-        );
+        let label = field_label(app, field.label(), focused);
         let value = match form.text(field) {
             Some("") => {
                 if focused {
@@ -173,14 +166,7 @@ pub fn fork(frame: &mut Frame<'_>, app: &App, form: &ForkForm, body: Rect) {
     let mut cursor = None;
     for (index, field) in ForkField::ALL.into_iter().enumerate() {
         let focused = index == form.focus;
-        let label = Span::styled(
-            format!("{:>7} ", field.label()),
-            if focused {
-                theme.title()
-            } else {
-                theme.header()
-            },
-        );
+        let label = field_label(app, field.label(), focused);
         let text = sanitize(form.text(field));
         if focused {
             cursor = Some((9 + text.chars().count(), index));
@@ -272,6 +258,16 @@ pub fn progress(frame: &mut Frame<'_>, app: &App, id: OpId, body: Rect) {
         )),
         hint,
     );
+}
+
+/// A form field's label, right-aligned, highlighted when focused.
+fn field_label(app: &App, label: &str, focused: bool) -> Span<'static> {
+    let style = if focused {
+        app.theme.title()
+    } else {
+        app.theme.header()
+    };
+    Span::styled(format!("{label:>7} "), style)
 }
 
 /// Draws a form's lines in `inner` and puts the terminal cursor at the
