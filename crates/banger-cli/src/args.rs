@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod mcp;
 mod session;
+mod shell;
 mod snapshot;
 mod system;
 mod tui;
@@ -15,6 +16,7 @@ pub use mcp::{McpArgs, McpClient, McpCommand, McpInstallArgs, McpServerArgs};
 pub use session::{
     LogStreamArg, SessionCommand, SessionLogsArgs, SessionRef, SessionStartArgs, StdinModeArg,
 };
+pub use shell::{CompletionShell, CompletionsArgs, ManArgs};
 pub use snapshot::{SnapshotCommand, VmForkArgs};
 pub use system::SystemCommand;
 pub use tui::TuiArgs;
@@ -63,6 +65,10 @@ pub enum Command {
     Mcp(McpArgs),
     /// Watch and drive VMs, images and kernels in a terminal UI that updates live (docs/tui.md).
     Tui(TuiArgs),
+    /// Print a completion script for bash, zsh or fish on stdout (`banger system install` installs them; docs/system-install.md).
+    Completions(CompletionsArgs),
+    /// Print the banger(1) man page on stdout (read it with `banger man | man -l -`), or write every page into a directory.
+    Man(ManArgs),
 }
 
 /// `banger vm ...`

@@ -194,6 +194,7 @@ fn vm_flow_as_an_unprivileged_user_through_the_root_helper() {
         bridge_name: "banger0".to_owned(),
         allowed_cidrs: vec!["172.29.0.0/24".parse().expect("cidr")],
         systemd: false,
+        shell_files: Vec::new(),
     };
     fs_err::write(&metadata_path, metadata.to_toml().expect("metadata TOML"))
         .expect("write the metadata");

@@ -333,6 +333,7 @@ mod tests {
                 bridge_name: "banger0".into(),
                 allowed_cidrs: vec!["172.29.0.0/24".parse().expect("cidr")],
                 systemd,
+                shell_files: Vec::new(),
             };
             let path = dir.path().join("install.toml");
             fs_err::write(&path, metadata.to_toml().expect("toml")).expect("write");

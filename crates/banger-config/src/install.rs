@@ -62,6 +62,11 @@ pub struct InstallMetadata {
     /// Whether systemd units were installed (else the helper was started
     /// another way; see docs/privileges.md).
     pub systemd: bool,
+    /// Shell completions and man pages installed (paths as the system sees
+    /// them); `banger system uninstall` removes exactly these. Absent in
+    /// metadata written before they were installed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shell_files: Vec<PathBuf>,
 }
 
 /// Writes networks as `"172.30.0.0/24"` strings, the form they are read in.
@@ -295,6 +300,7 @@ mod tests {
             bridge_name: "banger0".into(),
             allowed_cidrs: vec!["172.30.0.0/24".parse().unwrap()],
             systemd: true,
+            shell_files: Vec::new(),
         }
     }
 

@@ -16,6 +16,7 @@ use crate::files::{self, FileError};
 use crate::layout::{self, Binary, Layout, LayoutError};
 use crate::owner::{Owner, OwnerError};
 use crate::service::{self, ServiceError};
+use crate::shell_files::{self, ShellFile};
 use crate::units::{self, DAEMON_UNIT, ROOT_UNIT, UnitError};
 use crate::{Progress, VERSION};
 
@@ -38,6 +39,8 @@ pub struct InstallOptions {
     pub no_start: bool,
     /// Install systemd units (systemd is PID 1) or run the helper detached.
     pub systemd: bool,
+    /// Shell completions and man pages to install (rendered by the CLI).
+    pub shell_files: Vec<ShellFile>,
 }
 
 /// What an install did.
@@ -139,6 +142,14 @@ pub fn install(
     } else {
         dirs.push(layout.log_dir.clone());
     }
+    // Every user's shell (root's too) sources the completions.
+    dirs.extend(
+        options
+            .shell_files
+            .iter()
+            .map(|file| PathBuf::from(file.kind.dir())),
+    );
+    dirs.dedup();
     for dir in &dirs {
         layout::check_trusted_dir(dir, 0)?;
     }
@@ -153,7 +164,8 @@ pub fn install(
             "vhost-device-vsock not found (cargo install --locked vhost-device-vsock, then pass --vhost-vsock): QEMU VMs will not start",
         );
     }
-    let metadata = build_metadata(&owner, &layout, options.systemd)?;
+    let mut metadata = build_metadata(&owner, &layout, options.systemd)?;
+    let previous = InstallMetadata::load(&layout.metadata, 0).ok();
     let upgraded = layout.metadata.exists();
     let units = units::render(&layout, &owner)?;
 
@@ -180,6 +192,24 @@ pub fn install(
         progress(&format!("installed {}", dest.display()));
         installed.push(dest);
     }
+    let root = Path::new("/");
+    metadata.shell_files = shell_files::install(root, &options.shell_files)?;
+    progress(&format!(
+        "installed {} shell completions and man pages",
+        metadata.shell_files.len()
+    ));
+    if let Some(previous) = previous {
+        // Pages of subcommands this version no longer has.
+        let stale: Vec<PathBuf> = previous
+            .shell_files
+            .into_iter()
+            .filter(|path| !metadata.shell_files.contains(path))
+            .collect();
+        for path in shell_files::remove(root, &stale)? {
+            progress(&format!("removed {}", path.display()));
+        }
+    }
+    installed.extend(metadata.shell_files.iter().cloned());
     files::create_dir(&layout.metadata_dir(), 0o755)?;
     let text = metadata.to_toml().map_err(InstallError::Metadata)?;
     files::write_file(&layout.metadata, text.as_bytes(), 0o644)?;
@@ -266,6 +296,8 @@ pub fn build_metadata(
         bridge_name: bridge,
         allowed_cidrs: vec![loaded.config.cidr],
         systemd,
+        // Filled in once they are written.
+        shell_files: Vec::new(),
     })
 }
 

@@ -15,7 +15,8 @@
 //! user-writable path), [`owner`] (whose banger this is), [`account`]
 //! (groups, devices, subordinate ids), [`units`] (the two unit files),
 //! [`files`] (atomic replacement), [`service`] (systemd or the detached
-//! helper), and the operations [`install`], [`status`], [`restart`] and
+//! helper), [`shell_files`] (completions and man pages), and the
+//! operations [`install`], [`status`], [`restart`] and
 //! [`uninstall`].
 
 pub mod account;
@@ -26,6 +27,7 @@ pub mod owner;
 pub mod process;
 pub mod restart;
 pub mod service;
+pub mod shell_files;
 pub mod status;
 pub mod uninstall;
 pub mod units;

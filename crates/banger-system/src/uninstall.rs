@@ -1,5 +1,6 @@
 //! `banger system uninstall`: stop both services and remove the units, the
-//! binaries, the agent and the metadata. The owner's VMs, images, config and
+//! binaries, the agent, the shell completions and man pages the metadata
+//! records, and the metadata. The owner's VMs, images, config and
 //! cache stay where they are (and the report names them) unless `--purge`,
 //! which removes exactly the owner's three banger directories, as the
 //! owner: nothing else in their home, and never by following a link root
@@ -17,6 +18,7 @@ use crate::files::{self, FileError};
 use crate::layout::{Binary, Layout};
 use crate::owner::{Owner, OwnerError};
 use crate::service::{self, ServiceError};
+use crate::shell_files;
 use crate::units::{self, DAEMON_UNIT, ROOT_UNIT};
 
 /// What to remove.
@@ -122,6 +124,7 @@ pub fn uninstall(
             removed.push(path);
         }
     }
+    removed.extend(shell_files::remove(Path::new("/"), &metadata.shell_files)?);
     if files::remove_empty_dir(&layout.lib_dir) {
         removed.push(layout.lib_dir.clone());
     }

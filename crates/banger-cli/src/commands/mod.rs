@@ -7,6 +7,7 @@ mod doctor;
 mod image;
 mod kernel;
 mod mcp;
+mod shell;
 mod system;
 mod tui;
 mod vm;
@@ -31,6 +32,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::System(command) => system::run(command),
         Command::Mcp(args) => mcp::run(args).await,
         Command::Tui(args) => tui::run(args).await,
+        Command::Completions(args) => shell::completions(&args),
+        Command::Man(args) => shell::man(&args),
     }
 }
 

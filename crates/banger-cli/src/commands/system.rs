@@ -43,6 +43,7 @@ pub fn run(command: SystemCommand) -> anyhow::Result<ExitCode> {
                 vhost_vsock,
                 no_start: args.no_start,
                 systemd: banger_system::systemd_is_pid1(),
+                shell_files: super::shell::install_files()?,
             };
             let report = banger_system::install(&options, &mut progress)?;
             let owner = &report.owner.name;

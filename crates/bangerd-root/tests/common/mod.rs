@@ -46,6 +46,7 @@ pub fn metadata(socket: &Path) -> InstallMetadata {
         bridge_name: BRIDGE.into(),
         allowed_cidrs: vec!["10.213.0.0/24".parse().expect("cidr")],
         systemd: false,
+        shell_files: Vec::new(),
     }
 }
 
