@@ -21,8 +21,12 @@ pub struct DaemonStatus {
     pub database: String,
     /// DNS listener for `<name>.vm`.
     pub dns: ListenerStatus,
-    /// Web UI listener.
+    /// Web UI listener (`listen_addr` is empty when the UI is disabled).
     pub web: ListenerStatus,
+    /// The web UI's URL with its per-daemon secret (`?token=`), while it is
+    /// served. The API socket is owner-only, so it may carry the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_url: Option<String>,
     /// Seconds since the daemon started.
     pub uptime_secs: u64,
 }

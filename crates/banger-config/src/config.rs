@@ -266,8 +266,11 @@ impl fmt::Display for Ipv4Cidr {
 pub struct Config {
     /// Daemon log verbosity.
     pub log_level: LogLevel,
-    /// Where the web UI listens.
-    pub web_listen_addr: SocketAddr,
+    /// Where the web UI listens; `None` (an empty value) disables it.
+    pub web_listen_addr: Option<SocketAddr>,
+    /// Whether `web_listen_addr` may be a non-loopback address. Unsafe: the
+    /// UI controls VMs, and only its secret then guards it on the network.
+    pub web_allow_remote: bool,
     /// VMM backend choice.
     pub vmm: VmmChoice,
     /// Firecracker binary (a bare name is looked up on PATH).
@@ -352,8 +355,14 @@ const KEYS: &[KeySpec] = &[
     KeySpec {
         name: "web_listen_addr",
         env: "BANGER_WEB_LISTEN_ADDR",
-        expected: "an IP:port such as \"127.0.0.1:42070\"",
-        default: Some("127.0.0.1:42070"),
+        expected: "an IP:port such as \"127.0.0.1:7777\", or \"\" to disable the web UI",
+        default: Some("127.0.0.1:7777"),
+    },
+    KeySpec {
+        name: "web_allow_remote",
+        env: "BANGER_WEB_ALLOW_REMOTE",
+        expected: "true or false",
+        default: Some("false"),
     },
     KeySpec {
         name: "vmm",
@@ -711,7 +720,14 @@ impl Config {
                     _ => return Err(raw.mismatch()),
                 }
             }
-            "web_listen_addr" => self.web_listen_addr = raw.parse()?,
+            "web_listen_addr" => {
+                self.web_listen_addr = if raw.text()?.trim().is_empty() {
+                    None
+                } else {
+                    Some(raw.parse()?)
+                }
+            }
+            "web_allow_remote" => self.web_allow_remote = raw.boolean()?,
             "vmm" => {
                 self.vmm = match raw.text()?.trim() {
                     "auto" => VmmChoice::Auto,
@@ -802,7 +818,11 @@ impl Config {
     pub fn value_text(&self, key: &str) -> Option<String> {
         let text = match key {
             "log_level" => self.log_level.as_str().to_owned(),
-            "web_listen_addr" => self.web_listen_addr.to_string(),
+            "web_listen_addr" => match self.web_listen_addr {
+                Some(addr) => addr.to_string(),
+                None => "none".to_owned(),
+            },
+            "web_allow_remote" => self.web_allow_remote.to_string(),
             "vmm" => self.vmm.as_str().to_owned(),
             "firecracker_bin" => self.firecracker_bin.display().to_string(),
             "qemu_bin" => self.qemu_bin.display().to_string(),
@@ -896,7 +916,8 @@ impl LoadedConfig {
         let home = home.as_deref();
         let mut config = Config {
             log_level: LogLevel::Info,
-            web_listen_addr: SocketAddr::from(([127, 0, 0, 1], 42070)),
+            web_listen_addr: None,
+            web_allow_remote: false,
             vmm: VmmChoice::Auto,
             firecracker_bin: PathBuf::new(),
             qemu_bin: PathBuf::new(),

@@ -39,6 +39,24 @@ enum Command {
     },
 }
 
+/// Serves the web UI when `web_listen_addr` is set. A failure to bind is
+/// logged, not fatal: the daemon works without the UI, as without DNS.
+async fn start_web(state: &AppState) -> Option<banger_web::WebServer> {
+    let config = state.config();
+    let addr = config.web_listen_addr?;
+    match banger_web::WebServer::start(addr, config.web_allow_remote, state.paths().socket()).await
+    {
+        Ok(server) => {
+            state.set_web_url(server.login_url());
+            Some(server)
+        }
+        Err(error) => {
+            tracing::warn!(%addr, error = %bangerd::error::error_chain(&error), "cannot serve the web UI");
+            None
+        }
+    }
+}
+
 /// How long in-flight requests get to finish once a stop is requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -89,6 +107,10 @@ fn run() -> anyhow::Result<()> {
     // before anything is created.
     paths.check_socket_path()?;
     let loaded = LoadedConfig::load(&paths)?;
+    // A web UI on the network is refused before anything is created.
+    if let Some(addr) = loaded.config.web_listen_addr {
+        banger_web::check_listen_addr(addr, loaded.config.web_allow_remote)?;
+    }
     paths.prepare_state_dir()?;
     let lock = InstanceLock::acquire(&paths)?;
     // One daemon per state dir too, whatever its runtime dir: taken before
@@ -144,6 +166,7 @@ async fn serve(
     bangerd::vms::recover(&state).await;
     tokio::spawn(bangerd::vms::monitor_loop(state.clone()));
     tokio::spawn(bangerd::vms::agent::poll_loop(state.clone()));
+    let _web = start_web(&state).await;
     let owner = OwnerUid(rustix::process::getuid().as_raw());
     let app = bangerd::api::router(state, owner);
 

@@ -78,6 +78,8 @@ struct Inner {
     firewall: tokio::sync::Mutex<()>,
     dns: Dns,
     events: EventBus,
+    /// The web UI's URL with its secret, once `main` serves it.
+    web_url: std::sync::OnceLock<String>,
     started: Instant,
     shutdown: watch::Sender<bool>,
 }
@@ -106,10 +108,22 @@ impl AppState {
                 firewall: tokio::sync::Mutex::new(()),
                 dns: Dns::default(),
                 events,
+                web_url: std::sync::OnceLock::new(),
                 started: Instant::now(),
                 shutdown,
             }),
         }
+    }
+
+    /// Records that the web UI is served at `url` (which carries its
+    /// secret); `GET /v1/daemon/status` reports it. Set once.
+    pub fn set_web_url(&self, url: String) {
+        let _ = self.inner.web_url.set(url);
+    }
+
+    /// The web UI's URL with its secret, while it is served.
+    pub fn web_url(&self) -> Option<String> {
+        self.inner.web_url.get().cloned()
     }
 
     /// A handle that does not keep the state alive (see [`WeakAppState`]).

@@ -410,3 +410,40 @@ fn idle_action_and_auto_resume_parse_from_file_and_env() {
         );
     }
 }
+
+#[test]
+fn web_listen_addr_defaults_to_loopback_7777_and_empty_disables() {
+    let env = env_of(&[]);
+    let loaded = LoadedConfig::from_parts(&paths(), None, &env).expect("defaults load");
+    assert_eq!(
+        loaded.config.web_listen_addr,
+        Some(SocketAddr::from(([127, 0, 0, 1], 7777)))
+    );
+    assert!(!loaded.config.web_allow_remote);
+
+    let loaded = LoadedConfig::from_parts(&paths(), Some("web_listen_addr = \"\"\n"), &env)
+        .expect("an empty address loads");
+    assert_eq!(loaded.config.web_listen_addr, None);
+    assert_eq!(
+        loaded.config.value_text("web_listen_addr").as_deref(),
+        Some("none")
+    );
+
+    let env = env_of(&[
+        ("BANGER_WEB_LISTEN_ADDR", "0.0.0.0:8080"),
+        ("BANGER_WEB_ALLOW_REMOTE", "true"),
+    ]);
+    let loaded = LoadedConfig::from_parts(&paths(), None, &env).expect("env loads");
+    assert_eq!(
+        loaded.config.web_listen_addr,
+        Some(SocketAddr::from(([0, 0, 0, 0], 8080)))
+    );
+    assert!(loaded.config.web_allow_remote);
+}
+
+#[test]
+fn bad_web_allow_remote_is_refused() {
+    let error = load_error("web_allow_remote = \"yes please\"\n", &[]);
+    assert!(error.contains("web_allow_remote"), "{error}");
+    assert!(error.contains("true or false"), "{error}");
+}

@@ -31,11 +31,14 @@ pub async fn status(State(state): State<AppState>) -> Json<DaemonStatus> {
             listen_addr: config.dns_listen_addr.to_string(),
             serving: state.dns().serving().await,
         },
-        // The web UI is configured but not served by this version.
         web: ListenerStatus {
-            listen_addr: config.web_listen_addr.to_string(),
-            serving: false,
+            listen_addr: config
+                .web_listen_addr
+                .map(|addr| addr.to_string())
+                .unwrap_or_default(),
+            serving: state.web_url().is_some(),
         },
+        web_url: state.web_url(),
         uptime_secs: state.started().elapsed().as_secs(),
     })
 }
