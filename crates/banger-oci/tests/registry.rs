@@ -1,14 +1,17 @@
 //! Pulls from a real registry on loopback: Debian's `docker-registry`
 //! (the CNCF distribution registry) started on 127.0.0.1:<free port> with
-//! htpasswd basic auth, images written by the test's OCI writer and pushed
-//! with `skopeo copy` (a multi-arch index: amd64 + arm64). Checks the
-//! flattened ext4 with debugfs, credentials from a Docker config, and that
-//! a second image sharing layers downloads only the new one (the registry's
-//! access log counts blob GETs). No traffic leaves loopback.
+//! htpasswd basic auth, or with bearer-token auth against the test's own
+//! token server (`token_server/`); images written by the test's OCI
+//! writer and pushed with `skopeo copy` (a multi-arch index: amd64 +
+//! arm64). Checks the flattened ext4 with debugfs, credentials from a
+//! Docker config, and that a second image sharing layers downloads only the
+//! new one (the registry's access log counts blob GETs). No traffic leaves
+//! loopback.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod support;
+mod token_server;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -50,10 +53,8 @@ fn free_port() -> u16 {
 
 /// Starts the registry with basic auth; None (after skip_or_fail) when a tool is missing.
 fn start_registry(dir: &Path) -> Option<Registry> {
-    let (Some(registry), Some(htpasswd)) = (tool("docker-registry"), tool("htpasswd")) else {
-        banger_testkit::skip_or_fail(
-            "docker-registry or htpasswd is missing (apt-get install docker-registry apache2-utils)",
-        );
+    let Some(htpasswd) = tool("htpasswd") else {
+        banger_testkit::skip_or_fail("htpasswd is missing (apt-get install apache2-utils)");
         return None;
     };
     let output = Command::new(htpasswd)
@@ -62,11 +63,26 @@ fn start_registry(dir: &Path) -> Option<Registry> {
         .unwrap();
     assert!(output.status.success());
     fs_err::write(dir.join("htpasswd"), &output.stdout).unwrap();
+    let auth = format!(
+        "  htpasswd:\n    realm: banger-test\n    path: {}\n",
+        dir.join("htpasswd").display()
+    );
+    start_registry_with(dir, &auth)
+}
+
+/// Starts the registry with `auth` (the YAML under `auth:`); None (after
+/// skip_or_fail) when it is not installed.
+fn start_registry_with(dir: &Path, auth: &str) -> Option<Registry> {
+    let Some(registry) = tool("docker-registry") else {
+        banger_testkit::skip_or_fail(
+            "docker-registry is missing (apt-get install docker-registry)",
+        );
+        return None;
+    };
     let port = free_port();
     let config = format!(
-        "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: banger-test\n    path: {}\n",
+        "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n{auth}",
         dir.join("data").display(),
-        dir.join("htpasswd").display()
     );
     fs_err::write(dir.join("config.yml"), config).unwrap();
     let log = dir.join("registry.log");
@@ -262,4 +278,77 @@ fn pulls_a_multi_arch_image_with_basic_auth_and_reuses_cached_layers() {
         .unwrap()
         .count();
     assert_eq!(temps, 0);
+}
+
+#[test]
+fn pulls_with_a_bearer_token_from_the_registry_token_server() {
+    if tool("skopeo").is_none() || tool("debugfs").is_none() || tool("openssl").is_none() {
+        banger_testkit::skip_or_fail(
+            "skopeo, e2fsprogs or openssl is missing (apt-get install skopeo e2fsprogs openssl)",
+        );
+        return;
+    }
+    let dir = support::tempdir();
+    let tokens = token_server::start(&dir.path().join("token"), USER, PASSWORD, &["test/tok"]);
+    let Some(registry) = start_registry_with(dir.path(), &tokens.registry_auth()) else {
+        return;
+    };
+    let port = registry.port;
+    let layout = dir.path().join("layout");
+    let layer = gzip(&tar(&[
+        Entry::dir("etc", 0o755),
+        Entry::file("etc/os-release", b"ID=tokentest\n", 0o644),
+        Entry::file("etc/shadow", b"root:*:1::::::\n", 0o640).owner(0, 42),
+        Entry::dir("root", 0o700),
+    ]));
+    oci_layout(&layout, "v1", &[layer], true);
+    // skopeo takes the same token flow to push.
+    push(&layout, "v1", port, "test/tok");
+    let pushed = tokens.granted();
+    assert!(pushed > 0, "skopeo pushed without a token");
+
+    let config = dir.path().join("config.json");
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    };
+    fs_err::write(
+        &config,
+        format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    let wrong = dir.path().join("wrong.json");
+    let wrong_auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:wrong"))
+    };
+    fs_err::write(
+        &wrong,
+        format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"{wrong_auth}"}}}}}}"#),
+    )
+    .unwrap();
+
+    let cache = BlobCache::new(dir.path().join("cache"));
+    let reference = format!("127.0.0.1:{port}/test/tok:v1");
+    // Without credentials the token server refuses: authentication required.
+    let error = pull(&dir.path().join("anon"), &cache, &reference, None).unwrap_err();
+    assert!(
+        error.to_string().contains("requires authentication"),
+        "{error}"
+    );
+    let error = pull(&dir.path().join("wrong"), &cache, &reference, Some(&wrong)).unwrap_err();
+    assert!(error.to_string().contains("refused"), "{error}");
+    let refused = tokens.refused();
+    assert!(refused >= 2, "the token server refused {refused} requests");
+
+    let image = pull(&dir.path().join("ok"), &cache, &reference, Some(&config)).unwrap();
+    assert!(tokens.granted() > pushed, "the pull took no token");
+    assert_eq!(cat(&image.rootfs, "/etc/os-release"), "ID=tokentest\n");
+    assert_eq!(
+        stat(&image.rootfs, "/etc/shadow").unwrap(),
+        ("0640".into(), 0, 42, 1)
+    );
+    // Every registry request after the challenge carried the token: the
+    // manifest and blob GETs succeeded.
+    assert_eq!(blob_gets(&registry.log, "test/tok"), 2);
 }
