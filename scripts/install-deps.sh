@@ -8,6 +8,9 @@ packages=(
   nftables iproute2 dnsutils openssh-client sqlite3 util-linux passwd zstd ca-certificates kmod git
   # tmux: the banger tui end-to-end test drives the TUI inside it.
   tmux
+  # chromium, chromium-driver: the web UI's browser test (web_e2e) drives
+  # headless chromium over WebDriver.
+  chromium chromium-driver
   # sshd binary for banger-host's SSH end-to-end test (it runs its own sshd on
   # loopback). Note: on a systemd host the package also enables the system sshd.
   openssh-server

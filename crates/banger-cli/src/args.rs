@@ -10,6 +10,7 @@ mod shell;
 mod snapshot;
 mod system;
 mod tui;
+mod web;
 mod workspace;
 
 pub use mcp::{McpArgs, McpClient, McpCommand, McpInstallArgs, McpServerArgs};
@@ -20,6 +21,7 @@ pub use shell::{CompletionShell, CompletionsArgs, ManArgs};
 pub use snapshot::{SnapshotCommand, VmForkArgs};
 pub use system::SystemCommand;
 pub use tui::TuiArgs;
+pub use web::WebArgs;
 pub use workspace::{
     VmAcpArgs, WorkspaceCommand, WorkspaceMode, WorkspacePrepareArgs, WorkspacePullArgs,
 };
@@ -65,6 +67,8 @@ pub enum Command {
     Mcp(McpArgs),
     /// Watch and drive VMs, images and kernels in a terminal UI that updates live (docs/tui.md).
     Tui(TuiArgs),
+    /// Print the web UI's URL (it carries this daemon's secret) and open it in a browser when there is a desktop (docs/web-ui.md).
+    Web(WebArgs),
     /// Print a completion script for bash, zsh or fish on stdout (`banger system install` installs them; docs/system-install.md).
     Completions(CompletionsArgs),
     /// Print the banger(1) man page on stdout (read it with `banger man | man -l -`), or write every page into a directory.

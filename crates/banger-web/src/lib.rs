@@ -141,7 +141,7 @@ pub struct WebServer {
 impl WebServer {
     /// Binds `addr` (after [`check_listen_addr`]), draws a fresh secret,
     /// starts following the daemon's events at `socket` and serves the UI
-    /// on the current tokio runtime until it is dropped.
+    /// on the current tokio runtime for as long as that runtime runs.
     pub async fn start(
         addr: SocketAddr,
         allow_remote: bool,

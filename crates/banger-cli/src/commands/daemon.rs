@@ -34,10 +34,12 @@ pub async fn run(command: DaemonCommand) -> anyhow::Result<ExitCode> {
                     format!(
                         "{}{}",
                         listener.listen_addr,
-                        if listener.serving {
+                        if listener.listen_addr.is_empty() {
+                            "disabled"
+                        } else if listener.serving {
                             ""
                         } else {
-                            " (not served yet)"
+                            " (not served)"
                         }
                     )
                 };
@@ -50,6 +52,10 @@ pub async fn run(command: DaemonCommand) -> anyhow::Result<ExitCode> {
                     vec!["database".to_owned(), status.database.clone()],
                     vec!["dns".to_owned(), listener(&status.dns)],
                     vec!["web".to_owned(), listener(&status.web)],
+                    vec![
+                        "web url".to_owned(),
+                        status.web_url.clone().unwrap_or_else(|| "-".to_owned()),
+                    ],
                     vec!["uptime".to_owned(), output::duration(status.uptime_secs)],
                 ];
                 output::line(&output::sanitize(&output::table(&rows)))?;

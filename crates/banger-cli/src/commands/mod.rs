@@ -11,6 +11,7 @@ mod shell;
 mod system;
 mod tui;
 mod vm;
+mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::System(command) => system::run(command),
         Command::Mcp(args) => mcp::run(args).await,
         Command::Tui(args) => tui::run(args).await,
+        Command::Web(args) => web::run(args).await,
         Command::Completions(args) => shell::completions(&args),
         Command::Man(args) => shell::man(&args),
     }
