@@ -2,5 +2,6 @@
 //! unused-item warnings are expected here.
 #![allow(dead_code)]
 
+pub mod oci;
 pub mod user;
 pub mod vm_suite;

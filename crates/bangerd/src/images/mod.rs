@@ -11,6 +11,7 @@
 mod build;
 mod promote;
 mod pull;
+mod recover;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +29,7 @@ use crate::store::{ImageRow, KernelRow, Store, StoreError};
 pub use build::{build, default_image_request};
 pub use promote::promote;
 pub use pull::pull;
+pub use recover::recover;
 
 /// Failures of image operations; each names the image or file involved.
 #[derive(Debug, thiserror::Error)]

@@ -5,8 +5,9 @@
 //! (the flattening's temporary files in its `work/`), made owner-only and
 //! renamed to `<state>/images/<name>/` at the end; the row is written last.
 //! A failure removes the partial directory; a daemon killed mid-pull leaves
-//! it behind under its pid, and the next pull removes partial directories of
-//! processes that no longer run (and the blob cache's stale temporary files).
+//! it behind under its pid, and the next daemon start (or pull) removes
+//! partial directories of processes that no longer run, and the blob
+//! cache's stale temporary files (see `recover`).
 
 use std::path::Path;
 
@@ -21,31 +22,6 @@ use crate::kernels;
 use crate::progress::ProgressSink;
 use crate::state::AppState;
 use crate::store::ImageRow;
-
-/// Removes `.partial-*-<pid>` directories of processes that no longer run.
-fn remove_stale_partials(root: &Path) {
-    let Ok(entries) = fs_err::read_dir(root) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(rest) = name.strip_prefix(".partial-") else {
-            continue;
-        };
-        let pid = rest
-            .rsplit('-')
-            .next()
-            .and_then(|pid| pid.parse::<u32>().ok());
-        let stale = pid.is_some_and(|pid| {
-            pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
-        });
-        if stale {
-            tracing::info!(dir = %entry.path().display(), "removing the partial image of a stopped daemon");
-            let _ = fs_err::remove_dir_all(entry.path());
-        }
-    }
-}
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
@@ -131,7 +107,7 @@ pub fn pull(
     let paths = state.paths();
     let root = images_dir(&paths.state_dir);
     fs_err::create_dir_all(&root).map_err(io("create", &root))?;
-    remove_stale_partials(&root);
+    super::recover::remove_stale_partials(&root);
     let partial = root.join(format!(".partial-{name}-{}", std::process::id()));
     remove_tree(&partial)?;
     let work = partial.join("work");
