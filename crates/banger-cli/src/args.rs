@@ -599,7 +599,7 @@ pub enum DaemonCommand {
     Socket,
     /// Run an integrity check of the state database.
     Check(JsonFlag),
-    /// Follow the daemon's live events (VM records, state changes, stats) as NDJSON, one event per line, until the daemon stops or this client falls behind.
+    /// Follow the daemon's live events (VM records, state changes, stats, create/build/pull progress, sessions) as NDJSON, one event per line, until the daemon stops or this client falls behind.
     Events,
 }
 

@@ -4,8 +4,11 @@
 //! A `tokio::sync::broadcast` channel: publishing never waits for anyone,
 //! and a receiver that falls more than [`CAPACITY`] events behind is told
 //! how many it missed (the API then ends that client's stream). The store
-//! publishes VM records created, changed state and deleted, since it is the
-//! one place every such change passes; the state publishes stats samples.
+//! publishes VM records created, changed state and deleted, and sessions
+//! started, ended and removed, since it is the one place every such change
+//! passes; the state publishes stats samples; a `ProgressSink` that
+//! announces its operation (VM create, image build and pull) publishes its
+//! progress, throttled, and how it ended.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -64,6 +64,10 @@ fn main() -> ExitCode {
             "events_follow_a_vm_from_create_to_delete",
             events::events_follow_a_vm_from_create_to_delete,
         ),
+        (
+            "create_is_announced_with_progress_and_how_it_ended",
+            events::create_is_announced_with_progress_and_how_it_ended,
+        ),
         ("stop_then_start_again", stop_then_start_again),
         ("kill_with_term_and_with_kill", kill_with_term_and_with_kill),
         ("restart_replaces_the_vmm", restart_replaces_the_vmm),

@@ -1,6 +1,6 @@
 //! Updates from the daemon: lists read, events, action results.
 
-use banger_api::events::EventKind;
+use banger_api::events::{EventKind, OperationKind};
 
 use super::{App, ConsoleView, Dialog, Link, View};
 use crate::command::{Command, DaemonUpdate, Request, VmAction};
@@ -43,6 +43,23 @@ impl App {
                         self.stats.insert(vm, stats);
                     }
                 }
+                // The focused VM's sessions are re-read (the detail pane).
+                EventKind::SessionStarted { vm, .. }
+                | EventKind::SessionEnded { vm, .. }
+                | EventKind::SessionRemoved { vm, .. } => {
+                    if self.focused_vm().is_some_and(|focused| focused.name == vm) {
+                        self.detail_for = None;
+                    }
+                }
+                // An image built or pulled elsewhere (CLI, web UI) appears.
+                EventKind::OperationFinished {
+                    operation: OperationKind::ImageBuild | OperationKind::ImagePull,
+                    ok: true,
+                    ..
+                } => commands.push(Command::Request(Request::Images)),
+                // The TUI's own create shows its stream's progress; a VM
+                // another client creates appears through its record events.
+                EventKind::Progress { .. } | EventKind::OperationFinished { .. } => {}
                 // The stream ends after this; the reconnect re-reads.
                 EventKind::Lagged { .. } => {}
             },

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 
 use axum::response::Response;
+use banger_api::events::OperationKind;
 use banger_api::images::{
     ImageBuildRequest, ImageDeleted, ImageInfo, ImagePullRequest, ImageRegisterRequest,
 };
@@ -98,7 +99,16 @@ pub async fn build(
     ApiJson(request): ApiJson<ImageBuildRequest>,
 ) -> Result<Response, ApiFailure> {
     Ok(stream_blocking(move |progress| {
-        images::build(&state, &request, progress).map_err(ApiFailure::from)
+        // Announced here rather than in images::build: a VM create that
+        // builds its default image reports that as its own progress.
+        let progress = progress.announced(
+            state.events(),
+            OperationKind::ImageBuild,
+            Some(request.name.to_string()),
+        );
+        let result = images::build(&state, &request, &progress);
+        progress.finish(&result, ImageError::code);
+        result.map_err(ApiFailure::from)
     }))
 }
 
@@ -112,7 +122,14 @@ pub async fn pull(
     ApiJson(request): ApiJson<ImagePullRequest>,
 ) -> Result<Response, ApiFailure> {
     Ok(stream_blocking(move |progress| {
-        images::pull(&state, &request, progress).map_err(ApiFailure::from)
+        let progress = progress.announced(
+            state.events(),
+            OperationKind::ImagePull,
+            Some(request.name.to_string()),
+        );
+        let result = images::pull(&state, &request, &progress);
+        progress.finish(&result, ImageError::code);
+        result.map_err(ApiFailure::from)
     }))
 }
 

@@ -1,8 +1,13 @@
 //! Rows of the `sessions` table: what the daemon remembers about each guest
 //! session (the guest agent owns the process itself).
+//!
+//! Every session started, ended (a running row becoming exited or lost)
+//! and removed passes through here, so this is where those events are
+//! published, as the VM events are in `vms`.
 
-use banger_api::SessionName;
+use banger_api::events::EventKind;
 use banger_api::sessions::{SessionState, StdinMode};
+use banger_api::{SessionName, VmName};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Store, StoreError};
@@ -113,10 +118,57 @@ impl Store {
                 |row| row.get(0),
             )
             .map_err(self.query_error("insert session"))
+            .inspect(|_| {
+                if let Some(vm) = self.event_vm_name(session.vm_id) {
+                    self.publish(EventKind::SessionStarted {
+                        vm: vm.clone(),
+                        session: session.name.clone(),
+                    });
+                    // A process that ended before it was recorded.
+                    self.publish_ended(vm, session);
+                }
+            })
+    }
+
+    /// The name of VM `vm_id`, for an event; `None` when nobody listens
+    /// (no bus) or the VM is gone.
+    fn event_vm_name(&self, vm_id: i64) -> Option<VmName> {
+        self.events.as_ref()?;
+        let name: String = self
+            .connection
+            .query_row("SELECT name FROM vms WHERE id = ?1", [vm_id], |row| {
+                row.get(0)
+            })
+            .ok()?;
+        VmName::parse(&name).ok()
+    }
+
+    /// Publishes `session_ended` if `session` is no longer running.
+    fn publish_ended(&self, vm: VmName, session: &SessionRow) {
+        if session.state != SessionState::Running {
+            self.publish(EventKind::SessionEnded {
+                vm,
+                session: session.name.clone(),
+                state: session.state,
+                exit_code: session.exit_code,
+                signal: session.signal,
+            });
+        }
     }
 
     /// Records a session's new state (by id).
     pub fn update_session_state(&mut self, session: &SessionRow) -> Result<(), StoreError> {
+        let was_running = self.events.is_some()
+            && self
+                .connection
+                .query_row(
+                    "SELECT state FROM sessions WHERE id = ?1",
+                    [session.id],
+                    |row| row.get::<_, String>(0),
+                )
+                .optional()
+                .map_err(self.query_error("read session state"))?
+                .is_some_and(|state| state == SessionState::Running.as_str());
         self.connection
             .execute(
                 "UPDATE sessions SET state = ?2, exit_code = ?3, signal = ?4, updated_at = ?5 WHERE id = ?1",
@@ -129,6 +181,11 @@ impl Store {
                 ],
             )
             .map_err(self.query_error("update session"))?;
+        if was_running {
+            if let Some(vm) = self.event_vm_name(session.vm_id) {
+                self.publish_ended(vm, session);
+            }
+        }
         Ok(())
     }
 
@@ -165,19 +222,53 @@ impl Store {
 
     /// Marks every running session of VM `vm_id` as lost (the VM stopped).
     pub fn mark_sessions_lost(&mut self, vm_id: i64) -> Result<usize, StoreError> {
-        self.connection
-            .execute(
-                "UPDATE sessions SET state = 'lost', updated_at = ?2 WHERE vm_id = ?1 AND state = 'running'",
-                params![vm_id, super::unix_now()],
-            )
-            .map_err(self.query_error("mark sessions lost"))
+        let lost: Vec<String> = {
+            let mut statement = self
+                .connection
+                .prepare(
+                    "UPDATE sessions SET state = 'lost', updated_at = ?2 WHERE vm_id = ?1 AND state = 'running' RETURNING name",
+                )
+                .map_err(self.query_error("mark sessions lost"))?;
+            let names = statement
+                .query_map(params![vm_id, super::unix_now()], |row| row.get(0))
+                .map_err(self.query_error("mark sessions lost"))?;
+            names
+                .collect::<Result<_, _>>()
+                .map_err(self.query_error("mark sessions lost"))?
+        };
+        if let Some(vm) = self.event_vm_name(vm_id) {
+            for name in &lost {
+                if let Ok(session) = SessionName::parse(name) {
+                    self.publish(EventKind::SessionEnded {
+                        vm: vm.clone(),
+                        session,
+                        state: SessionState::Lost,
+                        exit_code: None,
+                        signal: None,
+                    });
+                }
+            }
+        }
+        Ok(lost.len())
     }
 
     /// Deletes session row `id`.
     pub fn delete_session(&mut self, id: i64) -> Result<(), StoreError> {
-        self.connection
-            .execute("DELETE FROM sessions WHERE id = ?1", [id])
+        let deleted: Option<(i64, String)> = self
+            .connection
+            .query_row(
+                "DELETE FROM sessions WHERE id = ?1 RETURNING vm_id, name",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
             .map_err(self.query_error("delete session"))?;
+        if let Some((vm_id, name)) = deleted {
+            if let (Some(vm), Ok(session)) = (self.event_vm_name(vm_id), SessionName::parse(&name))
+            {
+                self.publish(EventKind::SessionRemoved { vm, session });
+            }
+        }
         Ok(())
     }
 }

@@ -413,6 +413,84 @@ fn sessions_are_unique_per_vm_and_go_with_their_vm() {
     assert_eq!(store.sessions(beta).expect("list").len(), 1);
 }
 
+#[test]
+fn session_changes_are_published() {
+    use banger_api::events::EventKind;
+    use banger_api::sessions::{SessionState, StdinMode};
+    let mut store = Store::open_in_memory().expect("store");
+    let bus = crate::events::EventBus::default();
+    let mut events = bus.subscribe();
+    store.publish_events(bus);
+    insert_vm_row(&store, "alpha", 1);
+    let vm = VmName::parse("alpha").expect("name");
+    let alpha = store.vm(&vm).expect("query").expect("row").id;
+    let session = |name: &str| SessionRow {
+        id: 0,
+        vm_id: alpha,
+        name: banger_api::SessionName::parse(name).expect("name"),
+        command: vec!["sleep".into(), "60".into()],
+        cwd: "/root".into(),
+        stdin_mode: StdinMode::Detached,
+        state: SessionState::Running,
+        pid: Some(42),
+        exit_code: None,
+        signal: None,
+        created_at: 7,
+    };
+    let mut done = session("done");
+    done.id = store.insert_session(&done).expect("insert");
+    store.insert_session(&session("left")).expect("insert");
+    // Reading an unchanged row again publishes nothing.
+    store.update_session_state(&done).expect("update");
+    done.state = SessionState::Exited;
+    done.exit_code = Some(3);
+    store.update_session_state(&done).expect("update");
+    // Already ended: not announced twice.
+    store.update_session_state(&done).expect("update");
+    assert_eq!(store.mark_sessions_lost(alpha).expect("lost"), 1);
+    store.delete_session(done.id).expect("delete");
+
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        match &event.event {
+            EventKind::VmCreated { .. } => {}
+            other => seen.push(other.clone()),
+        }
+    }
+    let name = |text: &str| banger_api::SessionName::parse(text).expect("name");
+    assert_eq!(
+        seen,
+        vec![
+            EventKind::SessionStarted {
+                vm: vm.clone(),
+                session: name("done")
+            },
+            EventKind::SessionStarted {
+                vm: vm.clone(),
+                session: name("left")
+            },
+            EventKind::SessionEnded {
+                vm: vm.clone(),
+                session: name("done"),
+                state: SessionState::Exited,
+                exit_code: Some(3),
+                signal: None,
+            },
+            EventKind::SessionEnded {
+                vm: vm.clone(),
+                session: name("left"),
+                state: SessionState::Lost,
+                exit_code: None,
+                signal: None,
+            },
+            EventKind::SessionRemoved {
+                vm: vm.clone(),
+                session: name("done")
+            },
+        ]
+    );
+}
+
 fn vm_named(store: &Store, name: &str) -> VmRow {
     store
         .vm(&VmName::parse(name).expect("name"))

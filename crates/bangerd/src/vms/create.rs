@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use banger_api::events::OperationKind;
 use banger_api::vms::{VmCreateRequest, VmInfo, VmState};
 use banger_api::{ImageName, VmName};
 use banger_host::disk::BootFileKind;
@@ -19,7 +20,25 @@ use crate::state::AppState;
 use crate::store::{ImageRow, VmRow, VmmHandle};
 
 /// Creates a VM and, unless asked not to, starts it and waits for SSH.
+/// Watchers see it on the event bus as a `vm_create` operation: its
+/// progress and how it ended.
 pub async fn create(
+    state: &AppState,
+    request: &VmCreateRequest,
+    progress: &ProgressSink,
+) -> Result<VmInfo, VmError> {
+    let progress = progress.announced(
+        state.events(),
+        OperationKind::VmCreate,
+        request.name.as_ref().map(ToString::to_string),
+    );
+    let result = create_steps(state, request, &progress).await;
+    progress.finish(&result, VmError::code);
+    result
+}
+
+/// The steps of [`create`].
+async fn create_steps(
     state: &AppState,
     request: &VmCreateRequest,
     progress: &ProgressSink,
@@ -128,6 +147,7 @@ pub async fn create(
     };
     drop(images);
     let name = row.name.clone();
+    progress.name_known(name.as_str());
     let lock = state.vm_lock(&name);
     let _guard = lock.lock().await;
     progress.stage(
