@@ -5,7 +5,9 @@
 //! binaries are bound in read-only; commands run inside through
 //! `nsenter -t <container init> -a`. An unprivileged user `dev` owns the
 //! install. Needs root, systemd-nspawn (systemd-container), mmdebstrap and
-//! the built workspace (`banger`, `bangerd`, `bangerd-root`).
+//! the built workspace (`banger`, `bangerd`, `bangerd-root`). The install's
+//! shell completions and man pages are checked in place, recorded, and gone
+//! after uninstall.
 
 #![allow(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
 
@@ -17,6 +19,14 @@ use std::time::{Duration, Instant};
 const TREE_NAME: &str = "nspawn-bookworm-systemd-v1";
 const MIRROR: &str = "http://deb.debian.org/debian";
 const PACKAGES: &str = "systemd,systemd-sysv,dbus,passwd,nftables,iproute2";
+/// Some of the shell completions and man pages the install writes.
+const SHELL_FILES: &[&str] = &[
+    "/usr/share/bash-completion/completions/banger",
+    "/usr/share/zsh/vendor-completions/_banger",
+    "/usr/share/fish/vendor_completions.d/banger.fish",
+    "/usr/share/man/man1/banger.1",
+    "/usr/share/man/man1/banger-vm-create.1",
+];
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn have(tool: &str) -> bool {
@@ -238,6 +248,20 @@ fn install_status_restart_uninstall_under_systemd() {
     container.ok(&["useradd", "--create-home", "--shell", "/bin/sh", "dev"]);
     let install = container.ok(&["/opt/build/banger", "system", "install", "--owner", "dev"]);
     assert!(install.contains("installed for dev"), "{install}");
+    // Completions and man pages, where each shell and man look, and
+    // recorded for uninstall.
+    for file in SHELL_FILES {
+        container.ok(&["test", "-s", file]);
+    }
+    let bash = container.ok(&["cat", SHELL_FILES[0]]);
+    assert!(
+        bash.contains("banger") && bash.contains("snapshot"),
+        "{bash}"
+    );
+    let metadata = container.ok(&["cat", "/etc/banger/install.toml"]);
+    for file in SHELL_FILES {
+        assert!(metadata.contains(file), "{file} not recorded: {metadata}");
+    }
     container.ok(&[
         "systemctl",
         "is-active",
@@ -308,7 +332,10 @@ fn install_status_restart_uninstall_under_systemd() {
         "/usr/local/bin/bangerd",
         "/usr/local/bin/bangerd-root",
         "/etc/banger/install.toml",
-    ] {
+    ]
+    .iter()
+    .chain(SHELL_FILES)
+    {
         assert!(
             !container.run(&["test", "-e", gone]).status.success(),
             "{gone} is still there"
