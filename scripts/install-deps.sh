@@ -28,6 +28,25 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo_cmd=(sudo)
 fi
 
+# QEMU 8 or newer: QEMU 7.2's TCG (Debian 12's own QEMU) crashes Linux 6.12
+# guests in early boot (the catalog's generic-6-12 kernel; see
+# docs/kernel-catalog.md). On Debian 12 it comes from bookworm-backports.
+qemu_min="1:8.0"
+qemu_installed=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null || true)
+if grep -q '^VERSION_CODENAME=bookworm$' /etc/os-release 2>/dev/null \
+  && { [ -z "$qemu_installed" ] || dpkg --compare-versions "$qemu_installed" lt "$qemu_min"; }; then
+  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "install-deps: adding bookworm-backports to apt's sources for QEMU" >&2
+    printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm-backports' \
+      'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' |
+      "${sudo_cmd[@]}" tee /etc/apt/sources.list.d/banger-backports.sources >/dev/null
+  fi
+  echo "install-deps: installing QEMU from bookworm-backports" >&2
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -t bookworm-backports qemu-system-x86 qemu-utils >&2
+fi
+
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

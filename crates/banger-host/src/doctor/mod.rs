@@ -168,12 +168,39 @@ fn firecracker_check(config: &Config, kvm: &KvmVerdict, found: Option<&Path>) ->
     }
 }
 
+/// QEMU's TCG before this major version crashes Linux 6.12 guests in
+/// early boot (seen with 7.2; 10.0 boots them).
+const MIN_QEMU_MAJOR_FOR_6_12: u32 = 8;
+
+/// The major version in `qemu --version`'s first line ("QEMU emulator
+/// version 7.2.22 (Debian …)").
+fn qemu_major(version_line: &str) -> Option<u32> {
+    version_line
+        .split_whitespace()
+        .skip_while(|word| *word != "version")
+        .nth(1)?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn qemu_check(config: &Config) -> Check {
     match find_program(&config.qemu_bin) {
         Some(path) => {
             let version =
                 version_line(&path, &["--version"]).unwrap_or_else(|| "version unknown".into());
-            Check::pass("qemu", format!("{} ({version})", path.display()))
+            match qemu_major(&version) {
+                Some(major) if major < MIN_QEMU_MAJOR_FOR_6_12 => Check::warn(
+                    "qemu",
+                    format!(
+                        "{} ({version}): under TCG it crashes Linux 6.12 guests (the generic-6-12 kernel) in early boot",
+                        path.display()
+                    ),
+                    "install QEMU 8 or newer (Debian 12: qemu-system-x86 from bookworm-backports, as scripts/install-deps.sh does)",
+                ),
+                _ => Check::pass("qemu", format!("{} ({version})", path.display())),
+            }
         }
         None => Check::fail(
             "qemu",

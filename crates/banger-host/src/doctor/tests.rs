@@ -149,3 +149,16 @@ fn ip_forward_states() {
     );
     assert!(unreadable.fix.is_some(), "{unreadable:?}");
 }
+
+#[test]
+fn qemu_major_reads_the_version_line() {
+    assert_eq!(
+        qemu_major("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"),
+        Some(7)
+    );
+    assert_eq!(
+        qemu_major("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)"),
+        Some(10)
+    );
+    assert_eq!(qemu_major("version unknown"), None);
+}
