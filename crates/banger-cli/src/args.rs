@@ -26,7 +26,7 @@ pub use workspace::{
     VmAcpArgs, WorkspaceCommand, WorkspaceMode, WorkspacePrepareArgs, WorkspacePullArgs,
 };
 
-/// banger: persistent, one-command development sandboxes on microVMs.
+/// Persistent, one-command development sandboxes on microVMs.
 #[derive(Debug, Parser)]
 #[command(
     name = "banger",

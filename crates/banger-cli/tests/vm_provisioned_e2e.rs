@@ -50,7 +50,9 @@ fn provisioned_default_image_end_to_end() {
     );
     write(
         &home.join(".claude/.credentials.json"),
-        r#"{"claudeAiOauth":{"accessToken":"t-42"}}"#,
+        // The shape Claude Code writes after a login: with fewer fields it
+        // reports itself logged out.
+        r#"{"claudeAiOauth":{"accessToken":"t-42","refreshToken":"r-42","expiresAt":4102444800000,"scopes":["user:inference"],"subscriptionType":"pro"}}"#,
     );
     write(
         &home.join(".pi/agent/auth.json"),
@@ -218,11 +220,13 @@ fn provisioned_default_image_end_to_end() {
         "cd /usr/local/lib/banger/tools/pi/node_modules/@mariozechner/pi-coding-agent && node --input-type=module -e \"import { getAuthPath } from './dist/config.js'; import fs from 'fs'; const p = getAuthPath(); console.log(p, JSON.parse(fs.readFileSync(p, 'utf8')).anthropic.key)\"",
     );
     assert_eq!(pi, "/root/.pi/agent/auth.json sk-pi-test\n");
-    let claude = suite.ssh(
-        VM,
-        "grep -c claudeAiOauth /root/.claude/.credentials.json && grep -a -o -m1 '[.]credentials[.]json' $(readlink -f /usr/local/bin/claude)",
-    );
-    assert_eq!(claude, "1\n.credentials.json\n");
+    // Claude Code reads the synced login offline: logged in through claude.ai.
+    let claude: serde_json::Value =
+        serde_json::from_str(&suite.ssh(VM, "cd /root && claude auth status --json"))
+            .expect("claude auth status prints JSON");
+    assert_eq!(claude["loggedIn"], true, "{claude}");
+    assert_eq!(claude["authMethod"], "claude.ai", "{claude}");
+    assert_eq!(claude["configDirectory"], "/root/.claude", "{claude}");
 
     // tmux persistence: save, restart the VM, restore, windows back.
     suite.ssh(
