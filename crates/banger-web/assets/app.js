@@ -252,7 +252,7 @@ function vmView(name) {
         h("h2", { text: "Ports" }),
         ports.length === 0
           ? h("p", { class: "muted", text: vm.state === "running" ? "No listening ports." : "The VM is not running." })
-          : h("table", { id: "ports" }, h("thead", {}, h("tr", {}, ["Endpoint", "Protocol", "Process"].map((t) => h("th", { text: t })))),
+          : h("table", { id: "ports" }, h("thead", {}, h("tr", {}, ["Endpoint", "Protocol", "Bound to", "Process"].map((t) => h("th", { text: t })))),
             h("tbody", {}, ports.map((port) => {
               const endpoint = vm.name + ".vm:" + port.port;
               return h("tr", {},
@@ -260,6 +260,7 @@ function vmView(name) {
                   ? h("a", { href: "http://" + endpoint + "/", target: "_blank", rel: "noopener noreferrer", text: "http://" + endpoint + "/" })
                   : endpoint),
                 h("td", { text: port.protocol }),
+                h("td", { text: port.bind_address }),
                 h("td", { text: port.guest_process ? port.guest_process.command : "–" }));
             }))),
         h("h2", {}, "Sessions"),

@@ -329,3 +329,102 @@ async fn the_stats_history_keeps_the_last_hour() {
     let samples: serde_json::Value = serde_json::from_str(&body_text(response).await).unwrap();
     assert_eq!(samples.as_array().unwrap().len(), 3);
 }
+
+/// A stand-in daemon on a Unix socket: `routes` answer as bangerd would.
+async fn fake_daemon(routes: axum::Router) -> (tempfile::TempDir, WebState) {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("bangerd.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    tokio::spawn(async move { axum::serve(listener, routes).await.unwrap() });
+    let state = WebState::new(
+        DaemonClient::new(socket),
+        Secret::from_bytes(&[0xab; 32]),
+        ADDR.parse().unwrap(),
+    );
+    (dir, state)
+}
+
+#[tokio::test]
+async fn a_daemon_error_keeps_its_status_and_message() {
+    let daemon = axum::Router::new().route(
+        "/v1/vms/dev/stop",
+        axum::routing::post(|| async {
+            (
+                StatusCode::CONFLICT,
+                axum::Json(
+                    serde_json::json!({"code": "conflict", "message": "VM dev is stopped already"}),
+                ),
+            )
+        }),
+    );
+    let (_dir, state) = fake_daemon(daemon).await;
+    let response = router(state)
+        .oneshot(
+            request(Method::POST, "/api/vms/dev/stop")
+                .header(header::COOKIE, cookie())
+                .header(header::ORIGIN, format!("http://{ADDR}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let body: serde_json::Value = serde_json::from_str(&body_text(response).await).unwrap();
+    assert_eq!(body["message"], "VM dev is stopped already");
+    assert_eq!(body["code"], "conflict");
+}
+
+#[tokio::test]
+async fn create_streams_the_daemons_progress_and_its_failure() {
+    let daemon = axum::Router::new().route(
+        "/v1/vms",
+        axum::routing::post(|| async {
+            (
+                [(header::CONTENT_TYPE, "application/x-ndjson")],
+                concat!(
+                    r#"{"event":"progress","stage":"image","message":"building the image","fraction":0.5}"#,
+                    "\n",
+                    r#"{"event":"failed","error":{"code":"unavailable","message":"no bridge"}}"#,
+                    "\n"
+                ),
+            )
+        }),
+    );
+    let (_dir, state) = fake_daemon(daemon).await;
+    let response = router(state)
+        .oneshot(
+            request(Method::POST, "/api/vms")
+                .header(header::COOKIE, cookie())
+                .header(header::ORIGIN, format!("http://{ADDR}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(r#"{"name":"dev"}"#))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = body_text(response).await;
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["event"], "progress");
+    assert_eq!(lines[0]["message"], "building the image");
+    assert_eq!(lines[1]["event"], "failed");
+    assert_eq!(lines[1]["error"]["message"], "no bridge");
+}
+
+#[tokio::test]
+async fn a_malformed_create_request_is_400_before_the_daemon() {
+    let response = send(
+        request(Method::POST, "/api/vms")
+            .header(header::COOKIE, cookie())
+            .header(header::ORIGIN, format!("http://{ADDR}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"name":"Not A Name"}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
