@@ -11,6 +11,10 @@
 //! error; a request without the cookie gets 401 and one with a foreign
 //! Host 421. Screenshots of the list, the VM page and the create form go
 //! to docs/images/ with `BANGER_UPDATE_SCREENSHOTS=1` (else to a temp dir).
+//!
+//! Two quick checks need neither browser nor VM: a non-loopback
+//! `web_listen_addr` stops bangerd at start, and with the UI disabled
+//! `banger web` says so.
 
 mod common;
 
@@ -410,4 +414,62 @@ fn web_ui_in_a_real_browser() {
             .expect("the browser checks pass");
     });
     suite.ok(&["vm", "delete", VM]);
+}
+
+/// A web address off loopback stops the daemon at start, naming the key
+/// that would allow it (no browser or VM needed; nothing is bound).
+#[test]
+fn a_non_loopback_web_address_stops_the_daemon_at_start() {
+    let env = banger_testkit::TestEnv::new();
+    let mut daemon = env
+        .bangerd()
+        .env("BANGER_WEB_LISTEN_ADDR", "0.0.0.0:7777")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bangerd runs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while daemon.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = daemon.kill();
+            panic!("bangerd started on a non-loopback web address");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = daemon.wait_with_output().expect("bangerd output");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("0.0.0.0:7777 is not a loopback address")
+            && stderr.contains("web_allow_remote = true"),
+        "{stderr}"
+    );
+}
+
+/// With `web_listen_addr = ""` the daemon runs without the UI;
+/// `banger web` says so and `daemon status` shows it disabled.
+#[test]
+fn with_the_ui_disabled_banger_web_says_so() {
+    let env = banger_testkit::TestEnv::new();
+    let banger = |args: &[&str]| {
+        env.banger()
+            .args(args)
+            .env("BANGER_WEB_LISTEN_ADDR", "")
+            .stdin(Stdio::null())
+            .output()
+            .expect("banger runs")
+    };
+    let status = banger(&["daemon", "status", "--json"]);
+    assert!(status.status.success());
+    let status: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    assert_eq!(status["web"]["serving"], false);
+    assert_eq!(status["web"]["listen_addr"], "");
+    assert!(status.get("web_url").is_none(), "{status}");
+    let web = banger(&["web", "--no-open"]);
+    assert!(!web.status.success());
+    assert!(web.stdout.is_empty(), "stdout is data only");
+    let stderr = String::from_utf8_lossy(&web.stderr);
+    assert!(stderr.contains("does not serve the web UI"), "{stderr}");
+    let _ = banger(&["daemon", "stop"]);
 }
