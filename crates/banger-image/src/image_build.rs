@@ -18,6 +18,7 @@
 //! so every step that touches it after mmdebstrap (`du`, `mkfs.ext4 -d`,
 //! emptying `/root`, removing it) runs through `mmdebstrap --unshare-helper`.
 
+pub mod base;
 pub mod customise;
 mod progress;
 mod run;
@@ -133,6 +134,15 @@ pub enum ImageBuildError {
         #[source]
         source: crate::provision::ProvisionError,
     },
+    /// The `--from-image` base cannot be used or read.
+    #[error("cannot build on base image {name}")]
+    Base {
+        /// The base image's name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: base::BaseImageError,
+    },
     /// `mkfs.ext4` (or the helper removing the tree) failed.
     #[error("{tool} for {path} failed: {detail}")]
     Tool {
@@ -199,6 +209,9 @@ pub struct ImageBuildSpec {
     pub mode: Option<BuildMode>,
     /// The pinned tools ([`crate::provision`]); None builds the bare image.
     pub provision: Option<crate::provision::ProvisionSpec>,
+    /// Build on an installed image's tree (`--from-image`) instead of from
+    /// nothing; the suite and default mirror then come from its os-release.
+    pub base: Option<base::BaseImage>,
 }
 
 impl Default for ImageBuildSpec {
@@ -211,6 +224,7 @@ impl Default for ImageBuildSpec {
             mirror: None,
             mode: None,
             provision: None,
+            base: None,
         }
     }
 }

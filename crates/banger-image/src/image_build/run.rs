@@ -12,11 +12,12 @@ use std::time::Instant;
 use super::progress::ProgressParser;
 use super::{
     BuildMode, BuiltImage, CUSTOMISATION_VERSION, CUSTOMISE_SCRIPT, DEFAULT_MIRROR,
-    ImageBuildError, ImageBuildSpec, ROOTFS_LABEL, WORK_LABEL, io_err, resolve_packages,
+    ImageBuildError, ImageBuildSpec, ROOTFS_LABEL, WORK_LABEL, base, io_err, resolve_packages,
     rootfs_size, secs, shell_quote, validate_mirror, validate_suite,
 };
 use crate::provision::{
-    DEFAULT_REGISTRY, PROVISION_SCRIPT, Plan, ProvisionRecord, ProvisionSpec, fetch, stage,
+    BaseRecord, DEFAULT_REGISTRY, PROVISION_SCRIPT, Plan, ProvisionRecord, ProvisionSpec, fetch,
+    stage,
 };
 
 const ROOTFS: &str = "rootfs.ext4";
@@ -116,7 +117,7 @@ impl Drop for Staging {
 
 /// Where `program` is: on PATH, else in /usr/sbin or /sbin, which are not on
 /// an unprivileged user's PATH on Debian but hold e2fsprogs' tools.
-fn find_program(program: &str) -> PathBuf {
+pub(super) fn find_program(program: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
@@ -415,12 +416,37 @@ pub(super) fn build(
     progress: &mut dyn FnMut(&str, &str),
 ) -> Result<BuiltImage, ImageBuildError> {
     let start = Instant::now();
-    validate_suite(&spec.suite)?;
-    let mirror = spec.mirror.as_deref().unwrap_or(DEFAULT_MIRROR);
+    // A base image decides the suite and the default mirror.
+    let base_system = match &spec.base {
+        Some(base) => Some(base::inspect(base).map_err(|source| ImageBuildError::Base {
+            name: base.name.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let suite = base_system
+        .as_ref()
+        .map_or(spec.suite.as_str(), |system| system.suite.as_str());
+    validate_suite(suite)?;
+    let mirror = spec.mirror.as_deref().unwrap_or(
+        base_system
+            .as_ref()
+            .map_or(DEFAULT_MIRROR, |system| system.distro.mirror()),
+    );
     validate_mirror(mirror)?;
     let mut packages = resolve_packages(spec)?;
     let mode = spec.mode.unwrap_or_else(BuildMode::detect);
     let helper = mode == BuildMode::Unshare && BuildMode::detect() != BuildMode::Root;
+    if let Some(base) = &spec.base
+        && BuildMode::detect() != BuildMode::Root
+    {
+        return Err(ImageBuildError::Base {
+            name: base.name.clone(),
+            source: base::BaseImageError::NeedsRoot {
+                image: base.name.clone(),
+            },
+        });
+    }
 
     let rootfs = out_dir.join(ROOTFS);
     let work_seed = out_dir.join(WORK_SEED);
@@ -430,7 +456,7 @@ pub(super) fn build(
         }
     }
     fs_err::create_dir_all(out_dir).map_err(io_err(out_dir))?;
-    let cache = cache_dir.join("apt-archives").join(&spec.suite);
+    let cache = cache_dir.join("apt-archives").join(suite);
     fs_err::create_dir_all(&cache).map_err(io_err(&cache))?;
     let tag = format!(
         "{}-{}",
@@ -442,7 +468,7 @@ pub(super) fn build(
     );
     let cache_new = cache_dir
         .join("apt-archives")
-        .join(format!(".{}.new-{tag}", spec.suite));
+        .join(format!(".{suite}.new-{tag}"));
     // mmdebstrap parses special hooks as text (shellwords); a lossy path
     // would name a different directory.
     if cache_new.to_str().is_none() {
@@ -475,7 +501,7 @@ pub(super) fn build(
         &format!(
             "{} packages requested from Debian {} ({mirror}, mmdebstrap {mode:?} mode)",
             packages.len(),
-            spec.suite
+            suite
         ),
     );
     let provisioned = match &spec.provision {
@@ -489,15 +515,22 @@ pub(super) fn build(
         None => None,
     };
     let mut args = mmdebstrap_args(
-        mode,
-        &spec.suite,
-        mirror,
-        &packages,
-        &tree,
-        &cache,
-        &cache_new,
-        &hook,
+        mode, suite, mirror, &packages, &tree, &cache, &cache_new, &hook,
     );
+    if let Some(base) = &spec.base {
+        progress(
+            "reading base image",
+            &format!("copying image {}'s files", base.name),
+        );
+        let tar = staging.dir.join("base.tar");
+        base::extract(base, &staging.dir.join("base-tree"), &tar).map_err(|source| {
+            ImageBuildError::Base {
+                name: base.name.clone(),
+                source,
+            }
+        })?;
+        args = base::on_base_args(args, &tar);
+    }
     if let Some(prepared) = &provisioned {
         // After banger's customisation: the payload, then the hook that
         // needs it in place. Both before "--" (options only).
@@ -513,7 +546,15 @@ pub(super) fn build(
     fs_err::rename(&cache_new, &cache).map_err(io_err(&cache_new))?;
     staging.cache_new = None;
     let installed = installed_packages(&tree)?;
-    let provision = provisioned.map(|prepared| prepared.finish(&installed));
+    let mut provision = provisioned.map(|prepared| prepared.finish(&installed));
+    if let (Some(record), Some(base), Some(system)) = (&mut provision, &spec.base, &base_system) {
+        record.base = Some(BaseRecord {
+            name: base.name.clone(),
+            id: base.id,
+            os: system.pretty_name.clone(),
+            suite: system.suite.clone(),
+        });
+    }
 
     // /root -> work seed; then /root is emptied to be the work disk's mount point.
     let (seed_bytes, _) = tree_usage(&root_dir, helper)?;
@@ -598,7 +639,7 @@ pub(super) fn build(
         rootfs_bytes: size,
         work_seed_bytes: spec.work_seed_size_bytes,
         tree_bytes,
-        suite: spec.suite.clone(),
+        suite: suite.to_owned(),
         mode,
         elapsed: start.elapsed(),
         provision,

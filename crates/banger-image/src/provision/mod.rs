@@ -35,7 +35,9 @@ use serde::Deserialize;
 use thiserror::Error;
 
 pub use fetch::{DEFAULT_REGISTRY, fetch, tarball_url};
-pub use record::{PROVISION_RECORD, ProvisionRecord, ToolRecord, read_record, write_record};
+pub use record::{
+    BaseRecord, PROVISION_RECORD, ProvisionRecord, ToolRecord, read_record, write_record,
+};
 pub use stage::{TOOLS_DIR, stage};
 
 /// The manifest, `images/provision.toml`.
@@ -632,6 +634,7 @@ impl Plan {
                 })
                 .collect(),
             installed_debian: Vec::new(),
+            base: None,
         }
     }
 }

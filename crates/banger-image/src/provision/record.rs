@@ -26,6 +26,22 @@ pub struct ProvisionRecord {
     /// `name=version` of the requested Debian packages as installed.
     #[serde(default)]
     pub installed_debian: Vec<String>,
+    /// The installed image it was built on (`image build --from-image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRecord>,
+}
+
+/// The image a provisioned image was built on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseRecord {
+    /// The base image's name.
+    pub name: String,
+    /// Its id in banger's store when it was used.
+    pub id: i64,
+    /// Its os-release `PRETTY_NAME`.
+    pub os: String,
+    /// The apt suite used (`VERSION_CODENAME`).
+    pub suite: String,
 }
 
 /// One pinned tool.
