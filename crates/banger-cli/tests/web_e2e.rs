@@ -266,8 +266,9 @@ async fn drive(suite: &Suite, login_url: &str, shots: &Path) {
         "first contentful paint at {paint} ms after navigation; the list with the VM after {} ms",
         started.elapsed().as_millis()
     );
-    // The budget is 200 ms on localhost (measured here: about
-    // 130 ms, debug build); the bound leaves room for a loaded CI host.
+    // The budget is 200 ms on localhost (measured here: 130 to
+    // 200 ms, debug build, busy host); the bound leaves room for a loaded
+    // CI host.
     let paint = paint.as_f64().expect("a first contentful paint");
     assert!(paint < 500.0, "first contentful paint at {paint} ms");
     wait_text(&browser, "#live", PAGE_TIMEOUT, |text| text == "live").await;
