@@ -144,15 +144,19 @@ pub async fn pause_locked(state: &AppState, name: &VmName) -> Result<VmInfo, VmE
 /// Refuses a pause that would not fit: the state file can be as large as
 /// the guest's memory.
 fn check_space(vm: &VmRow) -> Result<(), VmError> {
-    let needed = u64::from(vm.memory_mib) * (1 << 20) + PAUSE_SPACE_MARGIN;
-    let stat = rustix::fs::statvfs(&vm.dir).map_err(|error| {
-        VmError::step(&vm.name, "measure free space", std::io::Error::from(error))
-    })?;
+    check_space_for(&vm.name, &vm.dir, vm.memory_mib)
+}
+
+/// [`check_space`] of a VM named `name` with `memory_mib` in `dir`.
+fn check_space_for(name: &VmName, dir: &Path, memory_mib: u32) -> Result<(), VmError> {
+    let needed = u64::from(memory_mib) * (1 << 20) + PAUSE_SPACE_MARGIN;
+    let stat = rustix::fs::statvfs(dir)
+        .map_err(|error| VmError::step(name, "measure free space", std::io::Error::from(error)))?;
     let available = stat.f_bavail.saturating_mul(stat.f_frsize);
     if available < needed {
         return Err(VmError::NoSpaceToPause {
-            name: vm.name.clone(),
-            dir: vm.dir.clone(),
+            name: name.clone(),
+            dir: dir.to_owned(),
             needed,
             available,
         });
@@ -405,4 +409,45 @@ pub async fn discard_locked(state: &AppState, vm: &mut VmRow) -> Result<VmInfo, 
     )
     .await?;
     Ok(info(state, vm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pause that does not fit on a 16 MiB tmpfs is refused before
+    /// anything is written, naming the VM, the bytes needed and free.
+    #[test]
+    fn a_pause_that_does_not_fit_is_refused_before_writing() {
+        if !rustix::process::geteuid().is_root() {
+            banger_testkit::skip_or_fail("mounting a small tmpfs needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(mounted.success(), "mount a 16 MiB tmpfs");
+        let vm = VmName::parse("tiny").expect("name");
+        let refused = check_space_for(&vm, dir.path(), 64);
+        let entries = fs_err::read_dir(dir.path()).expect("list").count();
+        let _ = std::process::Command::new("umount")
+            .arg(dir.path())
+            .status();
+        let message = refused.as_ref().map_err(ToString::to_string).err();
+        match refused {
+            Err(VmError::NoSpaceToPause {
+                needed, available, ..
+            }) => {
+                assert!(message.is_some_and(|m| m.contains("tiny")));
+                assert_eq!(needed, (64 << 20) + PAUSE_SPACE_MARGIN);
+                assert!(available <= 16 << 20, "{available}");
+            }
+            other => panic!("expected NoSpaceToPause, got {other:?}"),
+        }
+        assert_eq!(entries, 0);
+        assert!(check_space_for(&vm, Path::new("/"), 1).is_ok());
+    }
 }
