@@ -223,3 +223,7 @@ impl RequestHandler for VmHandler {
 #[cfg(test)]
 #[path = "answer_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "answer_properties.rs"]
+mod properties;
