@@ -49,6 +49,23 @@ pub struct ImageProvision {
     pub tools: Vec<ProvisionedTool>,
     /// `name=version` of the Debian packages provisioning asked for, as installed.
     pub debian: Vec<String>,
+    /// The installed image it was built on (`image build --from-image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<ImageBuildBase>,
+}
+
+/// The image a provisioned image was built on (`image build --from-image`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageBuildBase {
+    /// The base image's name.
+    pub name: String,
+    /// Its id in banger's store when it was used.
+    pub id: i64,
+    /// Its os-release `PRETTY_NAME`.
+    pub os: String,
+    /// The apt suite the packages came from (its `VERSION_CODENAME`).
+    pub suite: String,
 }
 
 /// One pinned tool of a provisioned image.
@@ -162,6 +179,10 @@ pub struct ImageBuildRequest {
     /// Add the docker engine and compose (`--docker`; not with `minimal`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub docker: bool,
+    /// Provision this installed glibc Debian/Ubuntu image instead of
+    /// building from nothing (`--from-image`; not with `suite` or `minimal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_image: Option<ImageName>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -179,6 +200,7 @@ impl ImageBuildRequest {
             kernel_ref: None,
             minimal: false,
             docker: false,
+            from_image: None,
         }
     }
 }

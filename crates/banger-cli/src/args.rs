@@ -377,6 +377,9 @@ pub struct ImageBuildArgs {
     /// Build the image catalog's recipe NAME (see `banger image list --available`).
     #[arg(long, value_name = "NAME", conflicts_with_all = ["suite", "minimal", "docker"])]
     pub from_catalog: Option<String>,
+    /// Provision the installed image BASE (a glibc Debian or Ubuntu image, registered or pulled) instead of building from nothing; its suite comes from its /etc/os-release.
+    #[arg(long, value_name = "BASE", conflicts_with_all = ["suite", "minimal", "from_catalog"])]
+    pub from_image: Option<ImageName>,
     /// Debian suite (codename) [default: bookworm].
     #[arg(long)]
     pub suite: Option<String>,

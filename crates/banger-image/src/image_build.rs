@@ -12,6 +12,11 @@
 //! seed and the rest into the rootfs with `mkfs.ext4 -d`; rename both images
 //! into place. On failure everything created in `out_dir` is removed.
 //!
+//! With [`ImageBuildSpec::base`] (`image build --from-image`) the build
+//! starts from an installed image's files instead ([`base`]): mmdebstrap
+//! runs with `--variant=custom` on top of them, with the same hooks and
+//! packing.
+//!
 //! As root, mmdebstrap runs in `root` mode. Otherwise it runs in `unshare` mode
 //! (needs unprivileged user namespaces and a subuid/subgid range in
 //! `/etc/subuid` and `/etc/subgid`); the tree then belongs to subordinate ids,

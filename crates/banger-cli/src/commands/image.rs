@@ -37,6 +37,7 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
                     kernel_ref: args.kernel_ref,
                     minimal: args.minimal,
                     docker: args.docker,
+                    from_image: args.from_image,
                     ..ImageBuildRequest::new(args.name.ok_or_else(|| {
                         anyhow::anyhow!("--name is required without --from-catalog")
                     })?)

@@ -6,8 +6,11 @@
 
 use std::path::PathBuf;
 
-use banger_api::images::{ImageBuildRequest, ImageInfo, ImageProvision, ProvisionedTool};
+use banger_api::images::{
+    ImageBuildBase, ImageBuildRequest, ImageInfo, ImageProvision, ProvisionedTool,
+};
 use banger_api::{ImageName, KernelName};
+use banger_image::image_build::base::{BaseImage, inspect};
 use banger_image::image_build::{ImageBuildSpec, build_debian_image};
 use banger_image::provision::catalog::{CatalogBase, catalog_image};
 use banger_image::provision::{ProvisionSpec, read_record, write_record};
@@ -68,6 +71,14 @@ pub fn build(
     if request.minimal && request.docker {
         return Err(ImageError::MinimalWithDocker);
     }
+    if request.from_image.is_some() {
+        if request.minimal {
+            return Err(ImageError::FromImageConflict { option: "minimal" });
+        }
+        if request.suite.is_some() {
+            return Err(ImageError::FromImageConflict { option: "suite" });
+        }
+    }
     let existing_kernel = state.store().kernel(&kernel_name)?;
     if existing_kernel.is_none() {
         // A named kernel is pulled only when the kernel catalog has it
@@ -106,6 +117,15 @@ pub fn build(
     };
 
     let _artifacts = state.artifacts_lock();
+    // Under the artifacts lock, so the base cannot be deleted mid-build.
+    let spec = ImageBuildSpec {
+        base: request
+            .from_image
+            .as_ref()
+            .map(|base| base_image(state, base))
+            .transpose()?,
+        ..spec
+    };
     let paths = state.paths();
     let root = images_dir(&paths.state_dir);
     fs_err::create_dir_all(&root).map_err(io("create", &root))?;
@@ -118,7 +138,13 @@ pub fn build(
     }
     progress.stage(
         "build",
-        if spec.provision.is_some() {
+        if let Some(base) = &spec.base {
+            format!(
+                "provisioning image {} as {name} with the pinned agent tools; this usually takes 4 to 10 minutes, less with a warm cache (log: {})",
+                base.name,
+                log.display()
+            )
+        } else if spec.provision.is_some() {
             format!(
                 "building Debian {} image {name} with the pinned agent tools; this usually takes 4 to 10 minutes, less with a warm cache (log: {})",
                 spec.suite,
@@ -219,6 +245,23 @@ pub fn build(
     info(&store, &saved)
 }
 
+/// The installed image `name` as a build base, checked (with debugfs) to be
+/// a system provisioning supports, so a refusal comes before any work.
+fn base_image(state: &AppState, name: &ImageName) -> Result<BaseImage, ImageError> {
+    let row = super::row(&state.store(), name)?;
+    let base = BaseImage {
+        name: name.to_string(),
+        id: row.id,
+        rootfs: row.rootfs,
+        work_seed: row.work_seed,
+    };
+    inspect(&base).map_err(|source| ImageError::BaseUnsupported {
+        name: name.to_string(),
+        source,
+    })?;
+    Ok(base)
+}
+
 /// The provisioning record of a managed image (`<dir>/provision.json`), for
 /// `image show`; None for bare, registered or pulled images. A damaged
 /// record is logged and shown as none rather than failing every listing.
@@ -237,6 +280,12 @@ pub(super) fn provision_info(row: &ImageRow) -> Option<ImageProvision> {
                 })
                 .collect(),
             debian: record.installed_debian,
+            base: record.base.map(|base| ImageBuildBase {
+                name: base.name,
+                id: base.id,
+                os: base.os,
+                suite: base.suite,
+            }),
         }),
         Err(error) => {
             tracing::warn!(image = %row.name, error = %crate::error::error_chain(&error), "unreadable provisioning record");

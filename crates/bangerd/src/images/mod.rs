@@ -70,6 +70,23 @@ pub enum ImageError {
     /// `--minimal` and `--docker` together.
     #[error("--docker adds to the provisioned image; it cannot be combined with --minimal")]
     MinimalWithDocker,
+    /// `--from-image` with `--suite` or `--minimal`.
+    #[error(
+        "--from-image provisions an installed image: its suite comes from the image, and it cannot be combined with --{option}"
+    )]
+    FromImageConflict {
+        /// The conflicting option.
+        option: &'static str,
+    },
+    /// The `--from-image` base is not a system provisioning supports.
+    #[error("cannot build on image {name}")]
+    BaseUnsupported {
+        /// The base image's name.
+        name: String,
+        /// What was found.
+        #[source]
+        source: banger_image::image_build::base::BaseImageError,
+    },
     /// `--modules` without `--kernel`.
     #[error("--modules needs --kernel (it is the modules tree of that kernel)")]
     ModulesWithoutKernel,
@@ -204,6 +221,8 @@ impl ImageError {
             | Self::InitrdNotAFile { .. }
             | Self::ModulesWithoutKernel
             | Self::MinimalWithDocker
+            | Self::FromImageConflict { .. }
+            | Self::BaseUnsupported { .. }
             | Self::KernelAndKernelRef
             | Self::DefaultKernelMissing { .. }
             | Self::Reference(_) => ErrorCode::BadRequest,

@@ -95,6 +95,15 @@ pub fn provision_rows(provision: &ImageProvision) -> Vec<Vec<String>> {
             }
         ),
     ]];
+    if let Some(base) = &provision.base {
+        rows.push(vec![
+            "built from".to_owned(),
+            format!(
+                "image {} (id {}, {}, suite {})",
+                base.name, base.id, base.os, base.suite
+            ),
+        ]);
+    }
     for (index, tool) in provision.tools.iter().enumerate() {
         rows.push(vec![
             if index == 0 { "tools" } else { "" }.to_owned(),
