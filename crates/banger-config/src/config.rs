@@ -355,7 +355,7 @@ const KEYS: &[KeySpec] = &[
     KeySpec {
         name: "web_listen_addr",
         env: "BANGER_WEB_LISTEN_ADDR",
-        expected: "an IP:port such as \"127.0.0.1:7777\", or \"\" to disable the web UI",
+        expected: "an IP:port such as \"127.0.0.1:7777\", or \"\" or \"none\" to disable the web UI",
         default: Some("127.0.0.1:7777"),
     },
     KeySpec {
@@ -547,6 +547,9 @@ impl Raw<'_> {
 
     fn list(&self) -> Result<Vec<String>, Mismatch> {
         match self {
+            // "none" is how `config show` prints an empty list, so it
+            // must load back as one.
+            Self::Text(text) if text.trim() == "none" => Ok(Vec::new()),
             Self::Text(text) => Ok(text
                 .split(',')
                 .map(|item| item.trim().to_owned())
@@ -721,7 +724,10 @@ impl Config {
                 }
             }
             "web_listen_addr" => {
-                self.web_listen_addr = if raw.text()?.trim().is_empty() {
+                // "none" is what `config show` prints for a disabled UI, so
+                // it must load back.
+                let text = raw.text()?.trim();
+                self.web_listen_addr = if text.is_empty() || text == "none" {
                     None
                 } else {
                     Some(raw.parse()?)
@@ -1136,3 +1142,6 @@ fn edit_distance(left: &str, right: &str) -> usize {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod properties;
