@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read};
 
 use crate::digest::{LimitReader, limit_of};
-use crate::tree::{Kind, Meta, Tree, TreeError};
+use crate::tree::{Kind, Meta, Tree, TreeError, normalize};
 
 /// Prefix of whiteout names.
 const WHITEOUT: &[u8] = b".wh.";
@@ -206,14 +206,15 @@ fn apply_entry(
     if path.len() > MAX_PATH_BYTES {
         return Err(LayerError::PathTooLong { layer: layer() });
     }
-    let (parent, base) = match path
-        .iter()
-        .rposition(|byte| *byte == b'/')
-        .filter(|position| *position + 1 < path.len())
-    {
-        Some(position) => (&path[..position], &path[position + 1..]),
-        None => (&b""[..], path.strip_suffix(b"/").unwrap_or(&path)),
+    // Whiteouts are recognised on the cleaned path, as containerd does
+    // (`filepath.Clean` first): `.wh.a/x/..` is the whiteout of `a`, not a
+    // file named `.wh.a`.
+    let clean = normalize(&path);
+    let (parent, base) = match clean.split_last() {
+        Some((base, parent)) => (parent.join(&b'/'), base.as_slice()),
+        None => (Vec::new(), &b""[..]),
     };
+    let parent = parent.as_slice();
     if base == OPAQUE {
         return tree.opaque(parent, index).map_err(tree_error);
     }
