@@ -23,7 +23,8 @@ pub use system::SystemCommand;
 pub use tui::TuiArgs;
 pub use web::WebArgs;
 pub use workspace::{
-    VmAcpArgs, WorkspaceCommand, WorkspaceMode, WorkspacePrepareArgs, WorkspacePullArgs,
+    VmAcpArgs, VmOpencodeArgs, WorkspaceCommand, WorkspaceMode, WorkspacePrepareArgs,
+    WorkspacePullArgs,
 };
 
 /// Persistent, one-command development sandboxes on microVMs.
@@ -127,6 +128,9 @@ pub enum VmCommand {
     Session(SessionCommand),
     /// Bridge stdin/stdout to `opencode acp` in a VM (Agent Client Protocol).
     Acp(VmAcpArgs),
+    /// Attach this host's opencode to the VM's opencode server (port 4096),
+    /// with the server's password read from the guest over SSH.
+    Opencode(VmOpencodeArgs),
 }
 
 /// A VM name and `--json`.

@@ -2,7 +2,8 @@
 //! builds take minutes and boots are slow): the first `vm create` builds the
 //! default image with the pinned tools, `image show` lists their versions,
 //! every tool answers `--version` in a login shell, the opencode service
-//! answers HTTP on port 4096 from the host through `<name>.vm`, `vm acp`
+//! answers HTTP on port 4096 from the host through `<name>.vm` with its
+//! per-VM password only (`vm opencode --print` reads it), `vm acp`
 //! speaks real ACP (`initialize` to the installed `opencode acp`), synced
 //! credentials are where each tool reads them, the managed tmux block is
 //! there once, and a tmux session saved by banger's persistence plugin comes
@@ -107,7 +108,8 @@ fn provisioned_default_image_end_to_end() {
         "1\n"
     );
 
-    // opencode serve on 4096, from the host through <name>.vm.
+    // opencode serve on 4096, from the host through <name>.vm, behind its
+    // per-VM password.
     let ip = suite.json(&["vm", "show", VM, "--json"])["ip"]
         .as_str()
         .expect("ip")
@@ -143,9 +145,79 @@ fn provisioned_default_image_end_to_end() {
             (output.status.success() && code != "000").then_some(code)
         },
     );
+    // The server asks for its password: without it, 401.
+    assert_eq!(code, "401", "opencode serve without a password");
+    let printed = suite.ok(&["vm", "opencode", VM, "--print"]);
+    let mut lines = printed.lines();
+    assert_eq!(lines.next(), Some(format!("http://{ip}:4096").as_str()));
+    let password = lines.next().expect("the password line").to_owned();
+    assert_eq!(password.len(), 48, "{printed}");
+    assert_eq!(
+        suite.ssh(
+            VM,
+            "stat -c '%a %U' /root/.config/banger/opencode-server-password"
+        ),
+        "600 root\n"
+    );
+    let curl = |user: &str| {
+        let output = suite
+            .netns
+            .wrap(std::process::Command::new("curl").args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+                "-u",
+                user,
+                "--resolve",
+                &resolve,
+                &url,
+            ]))
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let code = curl(&format!("opencode:{password}"));
     assert!(
         code.starts_with('2') || code.starts_with('3'),
-        "HTTP {code}"
+        "HTTP {code} with the password"
+    );
+    assert_eq!(curl("opencode:wrong"), "401");
+    // `vm opencode` runs this host's `opencode attach` with the password in
+    // its environment, never in its argv: a stand-in on PATH records both.
+    let fake_bin = suite.env.root().join("fake-bin");
+    fs_err::create_dir_all(&fake_bin).expect("mkdir");
+    let fake = fake_bin.join("opencode");
+    fs_err::write(
+        &fake,
+        "#!/bin/sh\nprintf 'argv=%s\\n' \"$*\"\nprintf 'user=%s\\npw=%s\\n' \"$OPENCODE_SERVER_USERNAME\" \"$OPENCODE_SERVER_PASSWORD\"\n",
+    )
+    .expect("write the stand-in");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs_err::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let path = format!(
+        "{}:{}",
+        fake_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let attached = suite
+        .banger(&["vm", "opencode", VM, "--", "--dir", "/root"])
+        .env("PATH", path)
+        .output()
+        .expect("banger runs");
+    assert!(
+        attached.status.success(),
+        "{}",
+        String::from_utf8_lossy(&attached.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&attached.stdout),
+        format!("argv=attach http://{ip}:4096 --dir /root\nuser=opencode\npw={password}\n")
     );
     let ports = suite.ok(&["vm", "ports", VM]);
     assert!(ports.contains("4096"), "{ports}");

@@ -81,3 +81,16 @@ pub struct VmAcpArgs {
     #[arg(long)]
     pub cwd: Option<String>,
 }
+
+/// Options of `banger vm opencode`.
+#[derive(Debug, Args)]
+pub struct VmOpencodeArgs {
+    /// The VM (running, or paused with `auto_resume`).
+    pub vm: VmName,
+    /// Print the server's URL and password (two lines) instead of attaching.
+    #[arg(long)]
+    pub print: bool,
+    /// More arguments for `opencode attach` (after `--`).
+    #[arg(last = true)]
+    pub args: Vec<std::ffi::OsString>,
+}

@@ -37,6 +37,11 @@ const FILES: &[(&str, u32, &str)] = &[
         include_str!("../../../../images/guest/opencode.service"),
     ),
     (
+        "usr/local/lib/banger/opencode-serve",
+        0o755,
+        include_str!("../../../../images/guest/opencode-serve"),
+    ),
+    (
         "etc/profile.d/banger-mise.sh",
         0o644,
         include_str!("../../../../images/guest/banger-mise.sh"),

@@ -5,6 +5,7 @@ mod acp;
 mod lifecycle;
 mod logs;
 mod observe;
+mod opencode;
 mod pause;
 mod run;
 mod session;
@@ -57,6 +58,7 @@ pub async fn run(command: VmCommand) -> anyhow::Result<ExitCode> {
         VmCommand::Workspace(command) => workspace::run(&paths, command).await,
         VmCommand::Session(command) => session::run(&paths, command).await,
         VmCommand::Acp(args) => acp::acp(&paths, args).await,
+        VmCommand::Opencode(args) => opencode::opencode(&paths, args).await,
     }
 }
 
