@@ -23,15 +23,55 @@ where
     type Rejection = ApiFailure;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
+        if !is_json(request.headers()) {
+            return Err(ApiFailure::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::BadRequest,
+                "expected a request with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| too_large_or(rejection.status(), rejection.body_text()))?;
+        // serde reads a struct from a JSON array too (fields by position),
+        // so `[]` would pass as "all defaults" for a body whose fields are
+        // all optional: every request body of this API is an object.
+        if let Some(first) = bytes.iter().find(|byte| !byte.is_ascii_whitespace())
+            && *first != b'{'
+        {
+            return Err(ApiFailure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::BadRequest,
+                "the request body must be a JSON object ({...})",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(reject(&rejection)),
         }
     }
 }
 
-fn reject(rejection: &JsonRejection) -> ApiFailure {
-    let status = rejection.status();
+/// Whether the request says its body is JSON (`application/json` or
+/// `application/*+json`), as `axum::Json` requires.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn too_large_or(status: StatusCode, text: String) -> ApiFailure {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiFailure::new(
             status,
@@ -42,5 +82,9 @@ fn reject(rejection: &JsonRejection) -> ApiFailure {
             ),
         );
     }
-    ApiFailure::new(status, ErrorCode::BadRequest, rejection.body_text())
+    ApiFailure::new(status, ErrorCode::BadRequest, text)
+}
+
+fn reject(rejection: &JsonRejection) -> ApiFailure {
+    too_large_or(rejection.status(), rejection.body_text())
 }
