@@ -1,7 +1,8 @@
 //! Domain tests of image delete and re-register against a temp [`AppState`]
 //! (in-memory store, real files under a temp state dir): every check before
 //! any change, VMs keep their base filesystem, and a kernel an image owns
-//! goes when no image uses it.
+//! goes when no image uses it. `image build --from-image` refuses conflicting
+//! options, a missing base and an unsupported one before any work.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -346,5 +347,69 @@ fn the_default_image_is_built_from_its_catalog_recipe() {
     assert_eq!(
         other,
         banger_api::images::ImageBuildRequest::new(image_name("my-default"))
+    );
+}
+
+#[test]
+fn from_image_refuses_conflicts_missing_and_unsupported_bases_before_any_work() {
+    let fixture = fixture();
+    fixture.kernel("k1", "test");
+    let rootfs = fixture.rootfs("plain.ext4");
+    fixture.register("plain", &rootfs, "k1").expect("register");
+    let request = |from: &str| banger_api::images::ImageBuildRequest {
+        kernel_ref: Some(KernelName::parse("k1").expect("kernel name")),
+        from_image: Some(image_name(from)),
+        ..banger_api::images::ImageBuildRequest::new(image_name("provisioned"))
+    };
+    let build = |request: &banger_api::images::ImageBuildRequest| {
+        build::build(&fixture.state, request, &ProgressSink::discard())
+    };
+
+    let minimal = banger_api::images::ImageBuildRequest {
+        minimal: true,
+        ..request("plain")
+    };
+    let error = build(&minimal).expect_err("--minimal conflicts");
+    assert!(
+        matches!(error, ImageError::FromImageConflict { option: "minimal" }),
+        "{error}"
+    );
+    let suite = banger_api::images::ImageBuildRequest {
+        suite: Some("bookworm".into()),
+        ..request("plain")
+    };
+    let error = build(&suite).expect_err("--suite conflicts");
+    assert!(
+        matches!(error, ImageError::FromImageConflict { option: "suite" }),
+        "{error}"
+    );
+
+    let error = build(&request("absent")).expect_err("no such base");
+    assert_eq!(error.code(), ErrorCode::NotFound, "{error}");
+
+    // An empty filesystem: no os-release.
+    let error = build(&request("plain")).expect_err("unsupported base");
+    assert_eq!(error.code(), ErrorCode::BadRequest, "{error}");
+    let chain = crate::error::error_chain(&error);
+    assert!(
+        chain.contains("image plain cannot be provisioned")
+            && chain.contains("glibc Debian or Ubuntu"),
+        "{chain}"
+    );
+    assert!(fixture.image("provisioned").is_none());
+    let images = super::images_dir(&fixture.state.paths().state_dir);
+    let leftovers: Vec<_> = fs_err::read_dir(&images)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        leftovers
+            .iter()
+            .all(|name| !name.to_string_lossy().starts_with(".partial")),
+        "{leftovers:?}"
     );
 }
