@@ -113,26 +113,6 @@ fn is_boolean(schema: &Value) -> bool {
             .is_some_and(|types| types.iter().any(|t| t == "boolean"))
 }
 
-/// Hostile values a route still accepts, checked by the ignored test
-/// below until they are refused up front (see docs/reliability.md).
-const KNOWN_GAPS: &[(&str, &str, i64)] = &[
-    // A zero-byte work disk is refused only once the image is resolved
-    // (after the create has started), not as bad input.
-    ("/v1/vms", "disk_bytes", 0),
-];
-
-fn known_gap(path: &str, field: &str, value: &Value) -> bool {
-    KNOWN_GAPS
-        .iter()
-        .any(|(p, f, v)| *p == path && *f == field && value.as_i64() == Some(*v))
-}
-
-/// Refusals whose message does not name the field yet: `dir = ""` in an
-/// adopt is refused with the empty path printed bare.
-fn unnamed_gap(path: &str, field: &str) -> bool {
-    path == "/v1/orphans/adopt" && field == "dir"
-}
-
 struct Route {
     method: String,
     path: String,
@@ -338,7 +318,7 @@ async fn every_route_refuses_hostile_input_without_changing_anything() {
                 // `true` is a valid boolean, and free text is free.
                 let valid = (value.is_boolean() && is_boolean(schema))
                     || (value.is_string() && free_text(&route.path, field));
-                if valid || known_gap(&route.path, field, &value) {
+                if valid {
                     continue;
                 }
                 let body = serde_json::to_vec(&json!({ field.as_str(): value })).expect("body");
@@ -355,8 +335,7 @@ async fn every_route_refuses_hostile_input_without_changing_anything() {
                     // Domain checks name the value with the CLI's flag
                     // (`--vcpu 0 is out of range`).
                     || (value.is_number() && message.contains("--") && message.contains(&value.to_string()))
-                    || status == StatusCode::NOT_FOUND
-                    || unnamed_gap(&route.path, field);
+                    || status == StatusCode::NOT_FOUND;
                 if !named {
                     failures.push(format!(
                         "{case}: message does not name the field: {message}"
@@ -381,27 +360,4 @@ async fn every_route_refuses_hostile_input_without_changing_anything() {
         !*harness.shutdown.borrow(),
         "hostile input stopped the daemon"
     );
-}
-
-#[tokio::test]
-#[ignore = "known gap (issue 19): POST /v1/vms with disk_bytes 0 starts the create instead of answering 400"]
-async fn known_gaps_are_refused_up_front() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let (state, shutdown) = AppState::for_tests(temp.path());
-    let harness = Harness {
-        router: router(state, OwnerUid(OWNER)),
-        shutdown,
-        _temp: temp,
-    };
-    let mut failures = Vec::new();
-    for (path, field, value) in KNOWN_GAPS {
-        let body = serde_json::to_vec(&json!({ *field: value })).expect("body");
-        let (status, reply) = send(&harness, "POST", path, body).await;
-        failures.extend(judge(
-            &format!("POST {path} with {field} = {value}"),
-            status,
-            &reply,
-        ));
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -119,6 +119,16 @@ pub enum VmError {
         /// The configured maximum (`max_disk_size`).
         max_bytes: u64,
     },
+    /// A work disk smaller than the smallest banger makes.
+    #[error(
+        "--disk-size {disk_bytes} bytes is less than the smallest work disk, {min_bytes} bytes; ask for at least 1M"
+    )]
+    DiskTooSmall {
+        /// Requested size.
+        disk_bytes: u64,
+        /// The smallest work disk ([`MIN_DISK_BYTES`]).
+        min_bytes: u64,
+    },
     /// The VM's sockets under `<runtime dir>/vms/<name>/` would not fit in a
     /// Unix socket address (the message names the path, its length, the
     /// limit and the fix: a shorter runtime dir or name).
@@ -176,8 +186,7 @@ pub enum VmError {
     /// `vm adopt` was given a path that is not `<state dir>/vms/<name>` for
     /// a valid VM name; arbitrary paths are never adopted.
     #[error(
-        "{} is not a VM directory of banger: only `{}/<name>` (a valid VM name) can be adopted; move the directory there first",
-        dir.display(),
+        "{dir:?} is not a VM directory of banger: only `{}/<name>` (a valid VM name) can be adopted; move the directory there first",
         vms_dir.display()
     )]
     AdoptOutsideState {
@@ -424,6 +433,7 @@ impl VmError {
             | Self::MemoryTooSmall { .. }
             | Self::MemoryTooLarge { .. }
             | Self::DiskTooLarge { .. }
+            | Self::DiskTooSmall { .. }
             | Self::SocketPathTooLong { .. }
             | Self::DiskSmallerThanSeed { .. }
             | Self::DiskShrink { .. }
@@ -631,6 +641,11 @@ fn max_vcpus(cores: usize) -> usize {
     cores.max(32)
 }
 
+/// The smallest work disk: a create or `vm set` asking for less is refused
+/// before anything is made (a create would otherwise first resolve, and
+/// perhaps build, its image).
+pub const MIN_DISK_BYTES: u64 = 1 << 20;
+
 /// Checks requested resources against their bounds, before anything is
 /// made: 1 to [`max_vcpus`] vCPUs, [`MIN_MEMORY_MIB`] to the host's memory
 /// (`host_memory_mib` is asked only when memory is requested) and a disk of
@@ -661,6 +676,12 @@ pub fn check_bounds(
         }
     }
     if let Some(disk_bytes) = request.disk_bytes {
+        if disk_bytes < MIN_DISK_BYTES {
+            return Err(VmError::DiskTooSmall {
+                disk_bytes,
+                min_bytes: MIN_DISK_BYTES,
+            });
+        }
         if disk_bytes > max_disk_bytes {
             return Err(VmError::DiskTooLarge {
                 disk_bytes,
