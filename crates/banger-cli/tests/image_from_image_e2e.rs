@@ -3,7 +3,8 @@
 //! `debian-bookworm-minimal`, then provisions it as a new image with the
 //! pinned tools; `image show --json` records the base; a real guest of the
 //! new image (QEMU, in a network namespace the test creates) runs every
-//! tool's `--version` in a login shell. A busybox image pulled from an OCI
+//! tool's `--version` in a login shell, and (built with `--docker`) its
+//! docker engine answers and compose is there. A busybox image pulled from an OCI
 //! layout is refused with an error naming it and what is supported, and
 //! leaves no image and no partial directory. The builds run in the host
 //! namespace (they need the Debian mirror and the npm registry, or a primed
@@ -125,6 +126,8 @@ fn from_image_provisions_a_debian_image_and_refuses_busybox() {
             "from-bare",
             "--from-image",
             BARE_IMAGE,
+            // Docker too: the engine and compose from Debian, enabled.
+            "--docker",
         ],
     );
     eprintln!(
@@ -162,13 +165,19 @@ fn from_image_provisions_a_debian_image_and_refuses_busybox() {
         "--",
         "bash",
         "-lc",
-        // pi prints its version on stderr.
-        "opencode --version && claude --version && pi --version 2>&1 && mise --version",
+        // pi prints its version on stderr. dockerd is enabled: wait for it
+        // (a TCG boot starts it late), then the server must answer.
+        "opencode --version && claude --version && pi --version 2>&1 && mise --version \
+         && for i in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 1; done \
+         && docker version --format 'docker-server {{.Server.Version}}' \
+         && docker-compose version --short && systemctl is-enabled docker containerd",
     ]);
     eprintln!(
         "vm run took {:.0} s: {versions}",
         started.elapsed().as_secs_f64()
     );
+    assert!(versions.contains("docker-server 20.10."), "{versions}");
+    assert!(versions.contains("enabled\nenabled"), "{versions}");
     for tool in provision["tools"].as_array().expect("tools") {
         let (name, version) = (tool["name"].as_str(), tool["version"].as_str());
         if matches!(name, Some("opencode" | "claude" | "pi" | "mise")) {
