@@ -21,6 +21,7 @@ pub mod fake_firecracker;
 pub mod fake_network;
 pub mod netns;
 pub mod skip;
+pub mod tmpfs;
 
 pub use skip::{in_ci, skip_or_fail};
 

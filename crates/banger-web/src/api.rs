@@ -18,6 +18,7 @@ use banger_api::sessions::LogStream;
 use banger_api::vms::{VmCreateRequest, VmInfo};
 use banger_api::{ApiError, ErrorCode, SessionName, VmName};
 use banger_client::ClientError;
+use banger_host::error_chain;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::StreamExt;
 
@@ -55,18 +56,6 @@ impl From<ClientError> for Failure {
     }
 }
 
-/// The message of `error` with its causes, each once.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let (status, body) = match self.0 {
@@ -79,7 +68,7 @@ impl IntoResponse for Failure {
                 StatusCode::BAD_GATEWAY,
                 ApiError {
                     code: ErrorCode::Unavailable,
-                    message: chain(&other),
+                    message: error_chain(&other),
                 },
             ),
         };
@@ -282,7 +271,7 @@ async fn create_vm(
             Err(other) => OperationEvent::Failed {
                 error: ApiError {
                     code: ErrorCode::Unavailable,
-                    message: chain(&other),
+                    message: error_chain(&other),
                 },
             },
         };

@@ -419,23 +419,12 @@ mod tests {
     /// anything is written, naming the VM, the bytes needed and free.
     #[test]
     fn a_pause_that_does_not_fit_is_refused_before_writing() {
-        if !rustix::process::geteuid().is_root() {
-            banger_testkit::skip_or_fail("mounting a small tmpfs needs root");
+        let Some(tmpfs) = banger_testkit::tmpfs::SmallTmpfs::mount("16m") else {
             return;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("mount runs");
-        assert!(mounted.success(), "mount a 16 MiB tmpfs");
+        };
         let vm = VmName::parse("tiny").expect("name");
-        let refused = check_space_for(&vm, dir.path(), 64);
-        let entries = fs_err::read_dir(dir.path()).expect("list").count();
-        let _ = std::process::Command::new("umount")
-            .arg(dir.path())
-            .status();
+        let refused = check_space_for(&vm, tmpfs.path(), 64);
+        let entries = fs_err::read_dir(tmpfs.path()).expect("list").count();
         let message = refused.as_ref().map_err(ToString::to_string).err();
         match refused {
             Err(VmError::NoSpaceToPause {

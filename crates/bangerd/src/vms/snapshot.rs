@@ -641,23 +641,12 @@ mod tests {
     /// needed and free, and nothing is written there.
     #[test]
     fn a_snapshot_that_does_not_fit_is_refused_before_writing() {
-        if !rustix::process::geteuid().is_root() {
-            banger_testkit::skip_or_fail("mounting a small tmpfs needs root");
+        let Some(tmpfs) = banger_testkit::tmpfs::SmallTmpfs::mount("4m") else {
             return;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("mount runs");
-        assert!(mounted.success(), "mount a 4 MiB tmpfs");
+        };
         let vm = VmName::parse("tiny").expect("name");
-        let refused = check_space(&vm, "the snapshot", dir.path(), 64 << 20);
-        let entries = fs_err::read_dir(dir.path()).expect("list").count();
-        let _ = std::process::Command::new("umount")
-            .arg(dir.path())
-            .status();
+        let refused = check_space(&vm, "the snapshot", tmpfs.path(), 64 << 20);
+        let entries = fs_err::read_dir(tmpfs.path()).expect("list").count();
         match refused {
             Err(SnapshotError::NoSpace {
                 needed, available, ..
