@@ -154,6 +154,20 @@ fn pull(
     )
 }
 
+/// A Docker config `dir/name` with USER and `password` for the registry
+/// on `port` (the key is the registry as written in references).
+fn docker_config(dir: &Path, name: &str, port: u16, password: &str) -> PathBuf {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
+    let path = dir.join(name);
+    fs_err::write(
+        &path,
+        format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    path
+}
+
 /// Successful blob GETs from `repository` in the registry's access log.
 fn blob_gets(log: &Path, repository: &str) -> usize {
     let needle = format!("\"GET /v2/{repository}/blobs/sha256:");
@@ -201,15 +215,8 @@ fn pulls_a_multi_arch_image_with_basic_auth_and_reuses_cached_layers() {
     push(&layout, "v1", port, "test/img");
 
     // Credentials come from a Docker config; the key is the registry as written.
-    let config_text = |password: &str| {
-        use base64::Engine as _;
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
-        format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"{auth}"}}}}}}"#)
-    };
-    let good = dir.path().join("good.json");
-    fs_err::write(&good, config_text(PASSWORD)).unwrap();
-    let bad = dir.path().join("bad.json");
-    fs_err::write(&bad, config_text("wrong")).unwrap();
+    let good = docker_config(dir.path(), "good.json", port, PASSWORD);
+    let bad = docker_config(dir.path(), "bad.json", port, "wrong");
 
     let cache = BlobCache::new(dir.path().join("cache"));
     let reference = format!("127.0.0.1:{port}/test/img:v1");
@@ -307,26 +314,8 @@ fn pulls_with_a_bearer_token_from_the_registry_token_server() {
     let pushed = tokens.granted();
     assert!(pushed > 0, "skopeo pushed without a token");
 
-    let config = dir.path().join("config.json");
-    let auth = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
-    };
-    fs_err::write(
-        &config,
-        format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"{auth}"}}}}}}"#),
-    )
-    .unwrap();
-    let wrong = dir.path().join("wrong.json");
-    let wrong_auth = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:wrong"))
-    };
-    fs_err::write(
-        &wrong,
-        format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"{wrong_auth}"}}}}}}"#),
-    )
-    .unwrap();
+    let config = docker_config(dir.path(), "config.json", port, PASSWORD);
+    let wrong = docker_config(dir.path(), "wrong.json", port, "wrong");
 
     let cache = BlobCache::new(dir.path().join("cache"));
     let reference = format!("127.0.0.1:{port}/test/tok:v1");
