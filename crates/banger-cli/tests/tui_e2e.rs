@@ -109,14 +109,21 @@ impl Tmux {
                 "-p",
                 "-t",
                 "tui",
-                "#{pane_dead} #{pane_dead_status}",
+                "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}",
             ]);
-            let mut fields = dead.split_whitespace();
+            // tmux marks the pane dead when its terminal closes, and learns
+            // the status (or the signal) only once it has reaped the
+            // process: until then both are empty, so keep asking.
+            let mut fields = dead.trim().split(':');
             if fields.next() == Some("1") {
-                return fields
-                    .next()
-                    .and_then(|code| code.parse().ok())
-                    .unwrap_or(-1);
+                let status = fields.next().and_then(|code| code.parse::<i32>().ok());
+                let signal = fields.next().and_then(|signal| signal.parse::<i32>().ok());
+                if let Some(status) = status {
+                    return status;
+                }
+                if let Some(signal) = signal {
+                    return 128 + signal;
+                }
             }
             assert!(
                 Instant::now() < deadline,
