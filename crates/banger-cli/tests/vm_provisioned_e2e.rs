@@ -121,29 +121,31 @@ fn provisioned_default_image_end_to_end() {
     assert_eq!(dig.trim(), ip);
     let url = format!("http://{VM}.vm:4096/");
     let resolve = format!("{VM}.vm:4096:{ip}");
+    // The HTTP status of a GET of the server's root, as `user` (none:
+    // anonymous); None when curl could not connect.
+    let curl = |user: Option<&str>| {
+        let mut command = std::process::Command::new("curl");
+        command.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ]);
+        if let Some(user) = user {
+            command.args(["-u", user]);
+        }
+        command.args(["--resolve", &resolve, &url]);
+        let output = suite.netns.wrap(&command).output().expect("curl runs");
+        let code = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        (output.status.success() && code != "000").then_some(code)
+    };
     let code = wait_for(
         "opencode answers on :4096",
         Duration::from_secs(120),
-        || {
-            let output = suite
-                .netns
-                .wrap(std::process::Command::new("curl").args([
-                    "-sS",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code}",
-                    "--max-time",
-                    "10",
-                    "--resolve",
-                    &resolve,
-                    &url,
-                ]))
-                .output()
-                .expect("curl runs");
-            let code = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-            (output.status.success() && code != "000").then_some(code)
-        },
+        || curl(None),
     );
     // The server asks for its password: without it, 401.
     assert_eq!(code, "401", "opencode serve without a password");
@@ -159,33 +161,12 @@ fn provisioned_default_image_end_to_end() {
         ),
         "600 root\n"
     );
-    let curl = |user: &str| {
-        let output = suite
-            .netns
-            .wrap(std::process::Command::new("curl").args([
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "10",
-                "-u",
-                user,
-                "--resolve",
-                &resolve,
-                &url,
-            ]))
-            .output()
-            .expect("curl runs");
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    };
-    let code = curl(&format!("opencode:{password}"));
+    let code = curl(Some(&format!("opencode:{password}"))).unwrap_or_default();
     assert!(
         code.starts_with('2') || code.starts_with('3'),
         "HTTP {code} with the password"
     );
-    assert_eq!(curl("opencode:wrong"), "401");
+    assert_eq!(curl(Some("opencode:wrong")).as_deref(), Some("401"));
     // `vm opencode` runs this host's `opencode attach` with the password in
     // its environment, never in its argv: a stand-in on PATH records both.
     let fake_bin = suite.env.root().join("fake-bin");
