@@ -15,7 +15,7 @@ use banger_config::Paths;
 use banger_host::ssh::TtyMode;
 use banger_host::ssh::ssh_command;
 
-use super::ssh::{exit_code, require_running, wake};
+use super::ssh::{exit_code, require_running, status_code, wake};
 use crate::args::VmOpencodeArgs;
 use crate::output;
 
@@ -53,10 +53,7 @@ pub async fn opencode(paths: &Paths, args: VmOpencodeArgs) -> anyhow::Result<Exi
         _ => anyhow::anyhow!("cannot run opencode: {error}"),
     })?;
     let status = tokio::task::spawn_blocking(move || child.wait()).await??;
-    Ok(exit_code(status.code().unwrap_or_else(|| {
-        use std::os::unix::process::ExitStatusExt;
-        128 + status.signal().unwrap_or(0)
-    })))
+    Ok(exit_code(status_code(status)))
 }
 
 /// The server's password, read from the guest over SSH.

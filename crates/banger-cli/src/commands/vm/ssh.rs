@@ -59,10 +59,16 @@ pub async fn run_ssh_with(vm: &VmInfo, command: &[String], tty: TtyMode) -> anyh
     // ssh owns the terminal now; the CLI just waits (ignoring Ctrl-C, which
     // the remote side handles).
     let status = tokio::task::spawn_blocking(move || child.wait()).await??;
-    Ok(status.code().unwrap_or_else(|| {
-        use std::os::unix::process::ExitStatusExt;
-        128 + status.signal().unwrap_or(0)
-    }))
+    Ok(status_code(status))
+}
+
+/// A child's exit status as a shell reports it: its code, or 128 plus the
+/// signal that ended it.
+pub fn status_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// Fails unless `vm` is running, naming the fix.
