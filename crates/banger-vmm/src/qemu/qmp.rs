@@ -226,6 +226,23 @@ mod tests {
 
     /// QEMU binds before it listens: a refused connection in between is
     /// tried again instead of failing the start or resume.
+    /// A fake QMP server on `stream`: greets, then answers every command
+    /// line with `reply`; returns the lines it was sent.
+    async fn answer_qmp(stream: UnixStream, reply: &[u8]) -> Vec<String> {
+        let (read, mut write) = tokio::io::split(stream);
+        let mut lines = BufReader::new(read).lines();
+        write
+            .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push(line);
+            write.write_all(reply).await.unwrap();
+        }
+        seen
+    }
+
     #[tokio::test]
     async fn a_socket_bound_but_not_yet_listening_is_tried_again() {
         use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
@@ -246,15 +263,7 @@ mod tests {
             listener.set_nonblocking(true).unwrap();
             let listener = UnixListener::from_std(listener).unwrap();
             let (stream, _) = listener.accept().await.unwrap();
-            let (read, mut write) = tokio::io::split(stream);
-            let mut lines = BufReader::new(read).lines();
-            write
-                .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
-                .await
-                .unwrap();
-            while let Some(_line) = lines.next_line().await.unwrap() {
-                write.write_all(b"{\"return\": {}}\n").await.unwrap();
-            }
+            answer_qmp(stream, b"{\"return\": {}}\n").await;
         });
         system_powerdown(&path).await.unwrap();
         server.await.unwrap();
@@ -267,21 +276,7 @@ mod tests {
         let listener = UnixListener::bind(&path).unwrap();
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
-            let (read, mut write) = tokio::io::split(stream);
-            let mut lines = BufReader::new(read).lines();
-            write
-                .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
-                .await
-                .unwrap();
-            let mut seen = Vec::new();
-            while let Some(line) = lines.next_line().await.unwrap() {
-                seen.push(line);
-                write
-                    .write_all(b"{\"event\": \"POWERDOWN\"}\n{\"return\": {}}\n")
-                    .await
-                    .unwrap();
-            }
-            seen
+            answer_qmp(stream, b"{\"event\": \"POWERDOWN\"}\n{\"return\": {}}\n").await
         });
         system_powerdown(&path).await.unwrap();
         let seen = server.await.unwrap();
