@@ -167,6 +167,16 @@ impl ProcessIdentity {
         read_exe(self.pid).is_ok_and(|exe| same_exe(&self.exe, &exe))
     }
 
+    /// True when this very process exists but does not run: stopped by a
+    /// signal (SIGSTOP, SIGTSTP: state `T`) or by a debugger (`t`). A
+    /// stopped VMM keeps its pid and sockets, so nothing but this tells a
+    /// frozen guest from a busy one.
+    pub fn is_stopped(&self) -> bool {
+        read_stat(self.pid).is_ok_and(|stat| {
+            matches!(stat.state, 'T' | 't') && stat.start_time_ticks == self.start_time_ticks
+        }) && self.is_alive_and_same()
+    }
+
     /// The pid as rustix wants it; `None` for pids no process can have.
     fn raw_pid(&self) -> Option<Pid> {
         i32::try_from(self.pid).ok().and_then(Pid::from_raw)
@@ -633,6 +643,46 @@ mod tests {
             kill_and_wait(&id).await.unwrap(),
             Some(ExitInfo::Signal { signal: 9 })
         );
+    }
+
+    /// Polls `check` for up to [`PROMPTLY`] (a signal's effect on the
+    /// target's state is not synchronous with `kill`).
+    async fn becomes(check: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + PROMPTLY;
+        while !check() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    #[tokio::test]
+    async fn a_stopped_process_is_told_from_a_running_one_and_still_killed() {
+        let mut command = std::process::Command::new("sleep");
+        command.arg("1000");
+        let id = spawn_detached(command).unwrap();
+        assert!(!id.is_stopped());
+        assert!(id.signal(Signal::STOP).unwrap());
+        assert!(becomes(|| id.is_stopped()).await, "SIGSTOP not seen");
+        assert!(id.is_alive_and_same(), "stopped is still alive");
+        // Another process under its pid is not "our stopped process".
+        let recycled = ProcessIdentity {
+            start_time_ticks: id.start_time_ticks + 1,
+            ..id.clone()
+        };
+        assert!(!recycled.is_stopped());
+        assert!(id.signal(Signal::CONT).unwrap());
+        assert!(becomes(|| !id.is_stopped()).await, "SIGCONT not seen");
+        // SIGKILL ends a stopped process too.
+        assert!(id.signal(Signal::STOP).unwrap());
+        assert!(becomes(|| id.is_stopped()).await);
+        assert_eq!(
+            kill_and_wait(&id).await.unwrap(),
+            Some(ExitInfo::Signal { signal: 9 })
+        );
+        assert!(!id.is_stopped());
     }
 
     #[tokio::test]
