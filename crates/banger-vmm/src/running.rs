@@ -312,6 +312,15 @@ impl RunningVm {
             self.cleanup().await?;
             return Ok(StopOutcome::AlreadyGone);
         }
+        // A VMM stopped by SIGSTOP (or a debugger) cannot shut its guest
+        // down and would only be killed after the timeout: it is continued
+        // first, so the guest gets its clean shutdown.
+        if self.vmm.is_stopped() {
+            tracing::info!(vm = %self.name, pid = self.vmm.pid, "the VMM is stopped; continuing it for a clean shutdown");
+            if let Err(error) = self.kill(Signal::CONT) {
+                tracing::warn!(vm = %self.name, %error, "cannot continue the stopped VMM");
+            }
+        }
         let started = Instant::now();
         // A guest that ignores or cannot receive the request is handled by
         // the kill below, so a failed request is logged, not fatal. The

@@ -42,6 +42,8 @@ mod pause;
 mod snapshot;
 #[path = "lifecycle/vmm_exit.rs"]
 mod vmm_exit;
+#[path = "lifecycle/vmm_faults.rs"]
+mod vmm_faults;
 #[path = "lifecycle/vmm_watch.rs"]
 mod vmm_watch;
 #[path = "lifecycle/world.rs"]
@@ -108,6 +110,18 @@ fn main() -> ExitCode {
         (
             "start_vmm_dies_during_ssh_wait_marks_error",
             vmm_exit::start_vmm_dies_during_ssh_wait_marks_error,
+        ),
+        (
+            "a_stopped_vmm_is_reported_and_stop_kill_start_delete_work",
+            vmm_faults::a_stopped_vmm_is_reported_and_stop_kill_start_delete_work,
+        ),
+        (
+            "a_dead_helper_is_reported_and_a_restart_brings_a_new_one",
+            vmm_faults::a_dead_helper_is_reported_and_a_restart_brings_a_new_one,
+        ),
+        (
+            "a_recycled_vmm_pid_is_never_signalled",
+            vmm_faults::a_recycled_vmm_pid_is_never_signalled,
         ),
         (
             "pause_resume_stop_and_delete_a_paused_vm",

@@ -36,7 +36,7 @@ pub use boot::start;
 pub use create::create;
 pub use delete::delete;
 pub use fork::fork;
-pub use monitor::{monitor_loop, recover};
+pub use monitor::{HEALTH_TICK, UNHEALTHY, monitor_loop, recover};
 pub use pause::{memory_dir, pause, resume};
 pub use stop::{kill, stop};
 

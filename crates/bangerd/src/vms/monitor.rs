@@ -19,6 +19,15 @@
 //! records the exit itself. Reaping is shared safely: the first waiter reaps,
 //! every waiter learns the same status.
 //!
+//! The same task looks at the VM's health every [`HEALTH_TICK`] while the
+//! VMM runs, for faults that do not end the VMM: a VMM stopped by SIGSTOP
+//! (or a debugger) keeps its pid and sockets but runs nothing, and a dead
+//! helper (`vhost-device-vsock`) cuts the guest agent off while the guest
+//! runs on. Either is recorded as the VM's `last_error`, prefixed with
+//! [`UNHEALTHY`], while its state stays `running` (the VMM does run, and a
+//! stop or kill works on it); the warning is cleared when the fault is
+//! (SIGCONT), and replaced by the exit when the VMM ends.
+//!
 //! [`monitor_loop`] is only a backstop, every [`SWEEP`]: it puts a running VM
 //! without a usable VMM record in `error`, and records a VMM exit a watcher
 //! missed (none should: a missed one is logged as a warning). The promise
@@ -38,6 +47,14 @@ use crate::state::AppState;
 
 /// How often the backstop sweep looks at running VMs (see the module doc).
 const SWEEP: Duration = Duration::from_secs(30);
+
+/// How often a running VM's health is looked at (see the module doc): a
+/// frozen VMM or a dead helper is reported within about this.
+pub const HEALTH_TICK: Duration = Duration::from_secs(1);
+
+/// How a health warning in `last_error` begins, so that clearing one never
+/// removes a reason something else recorded.
+pub const UNHEALTHY: &str = "unhealthy: ";
 
 /// Adopts or retires every VM that was running when the daemon last
 /// stopped, then removes unclaimed TAPs and runtime directories, and fills
@@ -177,8 +194,13 @@ pub(super) fn watch(state: &AppState, name: &VmName, running: &RunningVm) {
     let daemon = state.downgrade();
     let name = name.clone();
     let vmm = running.vmm.clone();
+    let health = watch_health(daemon.clone(), name.clone(), running.clone());
     tokio::spawn(async move {
-        let exit = exit.exited().await;
+        let exit = tokio::select! {
+            exit = exit.exited() => exit,
+            // Returns only once the daemon is gone.
+            () = health => return,
+        };
         tracing::debug!(vm = %name, pid = vmm.pid, exit = %describe_exit(Some(exit)), "VMM exit noticed");
         let Some(state) = daemon.upgrade() else {
             return;
@@ -192,6 +214,99 @@ pub(super) fn watch(state: &AppState, name: &VmName, running: &RunningVm) {
         let _guard = lock.lock().await;
         record_exit_locked(&state, &name, &vmm, exit).await;
     });
+}
+
+/// Looks at the health of VM `name` running on `running` every
+/// [`HEALTH_TICK`] and records each change; returns once the daemon is gone.
+async fn watch_health(daemon: crate::state::WeakAppState, name: VmName, running: RunningVm) {
+    let mut tick = tokio::time::interval(HEALTH_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut recorded: Option<String> = None;
+    loop {
+        tick.tick().await;
+        let warning = health_warning(&name, &running);
+        if warning == recorded {
+            continue;
+        }
+        let Some(state) = daemon.upgrade() else {
+            return;
+        };
+        // An operation holding the VM's lock owns its row: look again at
+        // the next tick.
+        let lock = state.vm_lock(&name);
+        let Ok(_guard) = lock.try_lock() else {
+            continue;
+        };
+        if record_health_locked(&state, &name, &running.vmm, warning.as_deref()) {
+            recorded = warning;
+        }
+    }
+}
+
+/// What is wrong with a VM whose VMM runs, if anything (see the module doc).
+fn health_warning(name: &VmName, running: &RunningVm) -> Option<String> {
+    let vmm = &running.vmm;
+    if vmm.is_stopped() {
+        return Some(format!(
+            "{UNHEALTHY}the VMM (pid {pid}) is stopped (SIGSTOP or a debugger), so the guest is frozen; `kill -CONT {pid}` resumes it, `banger vm kill {name}` ends it",
+            pid = vmm.pid
+        ));
+    }
+    let helper = running
+        .helpers
+        .iter()
+        .find(|helper| !helper.is_alive_and_same())?;
+    let program = helper.exe.file_name().map_or_else(
+        || helper.exe.display().to_string(),
+        |file| file.to_string_lossy().into_owned(),
+    );
+    Some(format!(
+        "{UNHEALTHY}{program} (pid {pid}) exited, so the guest agent cannot be reached (exec, ports, workspace sync) while the guest runs on; `banger vm restart {name}` starts a new one",
+        pid = helper.pid
+    ))
+}
+
+/// Records `warning` (or clears a health warning, for `None`) as VM
+/// `name`'s `last_error`, if its row still says it runs on `vmm`. Returns
+/// whether the row now says what was asked. For callers holding the lock.
+fn record_health_locked(
+    state: &AppState,
+    name: &VmName,
+    vmm: &ProcessIdentity,
+    warning: Option<&str>,
+) -> bool {
+    if !records(state, name, vmm) {
+        return false;
+    }
+    let Ok(Some(mut vm)) = state.store().vm(name) else {
+        return false;
+    };
+    let new = match warning {
+        Some(warning) => Some(warning.to_owned()),
+        // Only a health warning is cleared, never another reason.
+        None if vm
+            .last_error
+            .as_deref()
+            .is_some_and(|reason| reason.starts_with(UNHEALTHY)) =>
+        {
+            None
+        }
+        None => return true,
+    };
+    if vm.last_error == new {
+        return true;
+    }
+    match &new {
+        Some(warning) => tracing::warn!(vm = %name, warning = %warning, "VM unhealthy"),
+        None => tracing::info!(vm = %name, "VM healthy again"),
+    }
+    match set_state(state, &mut vm, VmState::Running, new) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(vm = %name, error = %crate::error::error_chain(&error), "cannot record the VM's health");
+            false
+        }
+    }
 }
 
 /// Whether VM `name` is running on VMM `vmm` according to its row.
