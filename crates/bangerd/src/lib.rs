@@ -11,12 +11,14 @@
 //!   the daemon does, each with its own error enum.
 //! - Below them: [`state`] (what every operation shares), [`store`] (SQLite),
 //!   [`host`] (network, VMM choice, programs), [`progress`], [`error`],
-//!   [`listener`] and [`logging`].
+//!   [`listener`] and [`logging`]; [`fault`] (test-only crash points) at
+//!   the very bottom.
 
 pub mod api;
 pub mod dns;
 pub mod error;
 pub mod events;
+pub mod fault;
 pub mod host;
 pub mod images;
 pub mod kernels;

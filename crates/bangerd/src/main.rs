@@ -164,6 +164,7 @@ async fn serve(
     let state = AppState::new(paths, loaded.config, store, host, shutdown_sender.clone());
     bangerd::dns::start(&state).await;
     bangerd::vms::recover(&state).await;
+    bangerd::vms::finish_interrupted(&state).await;
     bangerd::images::recover(state.paths());
     tokio::spawn(bangerd::vms::monitor_loop(state.clone()));
     tokio::spawn(bangerd::vms::agent::poll_loop(state.clone()));

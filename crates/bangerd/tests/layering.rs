@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["state"],
     &["host", "store", "listener", "logging", "progress"],
     &["events"],
-    &["error"],
+    &["error", "fault"],
 ];
 
 /// Modules allowed to name HTTP server types.

@@ -77,6 +77,7 @@ pub async fn start_locked(
             return fail(state, &mut vm, VmError::step(name, "start its VMM", error)).await;
         }
     };
+    crate::fault::point("boot.after_vmm_spawn");
     vm.backend = Some(backend_name(running.backend));
     vm.vmm = VmmHandle::Recorded(Box::new(running.clone()));
     if let Err(error) = set_state(state, &mut vm, VmState::Running, None) {
@@ -92,6 +93,7 @@ pub async fn start_locked(
     // this call holds the lock the watcher records nothing: the wait below
     // sees the exit too and records it itself.
     super::monitor::watch(state, name, &running);
+    crate::fault::point("boot.before_ssh");
 
     progress.stage(
         "ssh",
@@ -296,6 +298,7 @@ pub(super) async fn prepare_launch(
         let error = VmError::step(&name, "apply its firewall rules", error);
         return Err(failed(state, vm, error).await);
     }
+    crate::fault::point("boot.after_tap");
     let run_dir = run_dir(&state.paths().runtime_dir, &name);
     let spec = {
         let (state, vm, tap_name) = (state.clone(), vm.clone(), tap.as_str().to_owned());

@@ -146,6 +146,7 @@ async fn create_steps(
         row
     };
     drop(images);
+    crate::fault::point("create.after_row");
     let name = row.name.clone();
     progress.name_known(name.as_str());
     let lock = state.vm_lock(&name);
@@ -169,8 +170,10 @@ async fn create_steps(
         undo_create(state, &row, made_dir).await;
         return Err(error);
     }
+    crate::fault::point("create.after_disks");
     tracing::info!(vm = %name, ip = %row.ip, image = %image.name, "VM created");
     if request.no_start {
+        remove_creating_marker(&row);
         return Ok(super::info(state, &row));
     }
     match super::boot::start_locked(state, &name, progress).await {
@@ -180,7 +183,31 @@ async fn create_steps(
             undo_create(state, &row, true).await;
             Err(error)
         }
-        result => result,
+        result => {
+            remove_creating_marker(&row);
+            result
+        }
+    }
+}
+
+/// The file in a VM's directory that says "a create made this directory
+/// and has not finished": written right after the directory, removed when
+/// the create ends with the VM kept. A daemon that finds it at start knows
+/// the disks were never booted to a prompt and hold nothing of anyone's,
+/// so the half-made VM is removed (`super::interrupted`).
+pub(super) const CREATING_MARKER: &str = ".banger-creating";
+
+/// Removes the [`CREATING_MARKER`] of a VM whose create is over; a marker
+/// left behind would make the next daemon start remove a finished VM, so a
+/// failure is logged loudly.
+pub(super) fn remove_creating_marker(row: &VmRow) {
+    let marker = row.dir.join(CREATING_MARKER);
+    match fs_err::remove_file(&marker) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            tracing::error!(vm = %row.name, %error, "cannot remove the create-in-progress marker");
+        }
     }
 }
 
@@ -311,6 +338,8 @@ fn prepare_files(
     let name = &row.name;
     let paths = state.paths();
     make_vm_dir(state, row, made_dir)?;
+    write_private(&row.dir.join(CREATING_MARKER), b"")
+        .map_err(|error| VmError::step(name, "mark its create as in progress", error))?;
     let overlay = row.dir.join("overlay.ext4");
     banger_host::disk::overlay::create_overlay_disk(
         &paths.cache_dir.join("overlay-templates"),
