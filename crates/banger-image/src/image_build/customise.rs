@@ -130,6 +130,30 @@ mod tests {
             fs_err::symlink_metadata(systemd.join("getty.target.wants/serial-getty@ttyS0.service"))
                 .is_ok()
         );
+        // Trim: util-linux's timer enabled and made daily, plus banger's
+        // trim at shutdown.
+        assert_eq!(
+            fs_err::read_link(systemd.join("timers.target.wants/fstrim.timer")).unwrap(),
+            Path::new("/lib/systemd/system/fstrim.timer")
+        );
+        let timer = fs_err::read_to_string(systemd.join("fstrim.timer.d/banger.conf")).unwrap();
+        assert!(
+            timer.contains("\nOnCalendar=\nOnCalendar=daily\n"),
+            "{timer}"
+        );
+        let shutdown =
+            fs_err::read_to_string(systemd.join("banger-fstrim-shutdown.service")).unwrap();
+        assert!(
+            shutdown.contains("\nExecStop=-/sbin/fstrim --all"),
+            "{shutdown}"
+        );
+        assert_eq!(
+            fs_err::read_link(
+                systemd.join("multi-user.target.wants/banger-fstrim-shutdown.service")
+            )
+            .unwrap(),
+            Path::new("../banger-fstrim-shutdown.service")
+        );
         assert!(
             fs_err::read_to_string(tree.join("etc/banger/image"))
                 .unwrap()

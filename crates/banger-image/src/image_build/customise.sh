@@ -67,6 +67,42 @@ WantedBy=multi-user.target
 EOF
 link ../banger-ssh-hostkey.service "$systemd/multi-user.target.wants/banger-ssh-hostkey.service"
 
+# Disks that give space back: banger attaches the writable disks with discard
+# (QEMU discard=unmap), so a trim punches holes in the sparse host files.
+# util-linux's fstrim.timer trims every mounted filesystem; banger runs it
+# daily instead of weekly (Persistent: also soon after a boot that missed
+# one), and trims once more at shutdown, before the filesystems unmount.
+link /lib/systemd/system/fstrim.timer "$systemd/timers.target.wants/fstrim.timer"
+put "$systemd/fstrim.timer.d/banger.conf" 0644 <<'EOF'
+# Written by banger image build: trim daily (util-linux's default is weekly)
+# so space deleted in the VM goes back to the host within a day.
+[Timer]
+OnCalendar=
+OnCalendar=daily
+RandomizedDelaySec=
+RandomizedDelaySec=15min
+Persistent=true
+EOF
+put "$systemd/banger-fstrim-shutdown.service" 0644 <<'EOF'
+# Written by banger image build: trims every mounted filesystem when the VM
+# shuts down. Stopped before /root (the work disk) unmounts: stop order is
+# the reverse of start order.
+[Unit]
+Description=Trim filesystems at shutdown (gives deleted space back to the host)
+RequiresMountsFor=/root
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/true
+ExecStop=-/sbin/fstrim --all --quiet-unsupported
+TimeoutStopSec=60
+
+[Install]
+WantedBy=multi-user.target
+EOF
+link ../banger-fstrim-shutdown.service "$systemd/multi-user.target.wants/banger-fstrim-shutdown.service"
+
 # Anything that would configure the network itself (DHCP) fights the static
 # config the initramfs applied. Masked whether or not installed, so an extra
 # package list cannot bring them back.

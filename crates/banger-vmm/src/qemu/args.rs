@@ -120,7 +120,14 @@ fn build(spec: &VmSpec, paths: &QemuPaths, incoming: Option<&Path>) -> Vec<OsStr
     args.push("-append".into());
     args.push(spec.cmdline.clone().into());
     for (index, disk) in spec.disks.iter().enumerate() {
-        let readonly = if disk.read_only { ",readonly=on" } else { "" };
+        // Writable disks pass the guest's discards (fstrim) on as holes in
+        // the sparse host file, so deleted guest data gives host space back;
+        // read-only disks are never written, so never trimmed.
+        let readonly = if disk.read_only {
+            ",readonly=on"
+        } else {
+            ",discard=unmap"
+        };
         args.push("-drive".into());
         args.push(joined(
             "file=",
@@ -238,9 +245,10 @@ mod tests {
         let args = render(&qemu_args(&spec, &QemuPaths::in_run_dir(&spec.run_dir)));
         assert!(args.contains("-accel\nkvm\n-cpu\nhost"));
         assert!(!args.contains("netdev"));
-        // Disk order is device order; read-only where asked.
+        // Disk order is device order; read-only where asked, discard on the
+        // writable ones.
         let first = args.find("file=/vm/base.ext4,format=raw,if=none,id=disk0,readonly=on");
-        let second = args.find("file=/vm/upper.ext4,format=raw,if=none,id=disk1\n");
+        let second = args.find("file=/vm/upper.ext4,format=raw,if=none,id=disk1,discard=unmap\n");
         assert!(
             first.is_some() && second.is_some() && first < second,
             "{args}"
