@@ -6,6 +6,10 @@ set -euo pipefail
 packages=(
   qemu-system-x86 qemu-utils busybox-static e2fsprogs cpio debootstrap mmdebstrap
   nftables iproute2 dnsutils openssh-client sqlite3 util-linux passwd zstd ca-certificates kmod git
+  # uidmap (newuidmap/newgidmap): an unprivileged daemon's image builds run
+  # mmdebstrap in unshare mode, which needs them (not a hard dependency of
+  # mmdebstrap, so --no-install-recommends leaves it out).
+  uidmap
   # tmux: the banger tui end-to-end test drives the TUI inside it.
   tmux
   # chromium, chromium-driver: the web UI's browser test (web_e2e) drives

@@ -24,6 +24,7 @@
 //! emptying `/root`, removing it) runs through `mmdebstrap --unshare-helper`.
 
 pub mod base;
+mod base_tar;
 pub mod customise;
 mod progress;
 mod run;

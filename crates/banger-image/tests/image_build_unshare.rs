@@ -1,11 +1,14 @@
 //! The unprivileged path: as a non-root user with a subuid/subgid range,
 //! `build_debian_image` runs mmdebstrap in unshare mode and still produces
 //! images with root-owned files (the tree's ids are only right inside the user
-//! namespace, so `mkfs.ext4 -d` runs there through `mmdebstrap --unshare-helper`).
+//! namespace, so `mkfs.ext4 -d` runs there through `mmdebstrap --unshare-helper`);
+//! then a `--from-image` build on that image (its files dumped by a non-root
+//! user, owners taken from the image's listings) keeps them too.
 //!
 //! Ignored by default, and under `--ignored` run as root it fails under CI and
 //! reports itself SKIPPED elsewhere: it needs a non-root user with
-//! entries in /etc/subuid and /etc/subgid, and runs a full mmdebstrap (~1-2 min).
+//! entries in /etc/subuid and /etc/subgid, and runs two mmdebstrap builds
+//! (~2-4 min).
 //! Run it as such a user, e.g.
 //! `runuser -u builder -- env HOME=/home/builder <test binary> --ignored`.
 
@@ -15,7 +18,8 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use banger_image::image_build::{BuildMode, ImageBuildSpec, build_debian_image};
+use banger_image::image_build::base::BaseImage;
+use banger_image::image_build::{BuildMode, BuiltImage, ImageBuildSpec, build_debian_image};
 
 fn debugfs(image: &std::path::Path, request: &str) -> String {
     let out = Command::new("/usr/sbin/debugfs")
@@ -29,7 +33,7 @@ fn debugfs(image: &std::path::Path, request: &str) -> String {
 }
 
 #[test]
-#[ignore = "needs a non-root user with a subuid range and a Debian mirror (~1-2 min)"]
+#[ignore = "needs a non-root user with a subuid range and a Debian mirror (~2-4 min)"]
 fn unprivileged_build_has_root_owned_files() {
     if common::is_root() {
         banger_testkit::skip_or_fail("run this test as a non-root user");
@@ -66,6 +70,34 @@ fn unprivileged_build_has_root_owned_files() {
     names.sort();
     assert_eq!(names, ["rootfs.ext4", "work-seed.ext4"]);
 
+    assert_root_owned(&built);
+
+    // On top of it, as the same user: the base's files are dumped with the
+    // user's own ids, and the tar takes the image's.
+    let from = dir.path().join("from-image");
+    let spec = ImageBuildSpec {
+        base: Some(BaseImage {
+            name: "unshare-built".into(),
+            id: 1,
+            rootfs: built.rootfs.clone(),
+            work_seed: Some(built.work_seed.clone()),
+        }),
+        ..ImageBuildSpec::default()
+    };
+    let on_base = build_debian_image(
+        &spec,
+        &from,
+        &common::cache_dir(),
+        &log,
+        &mut |stage, msg| eprintln!("  [{stage}] {msg}"),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", fs_err::read_to_string(&log).unwrap_or_default()));
+    eprintln!("unshare --from-image build took {:?}", on_base.elapsed);
+    assert_root_owned(&on_base);
+}
+
+/// Root owns the image's files, with their special bits and groups.
+fn assert_root_owned(built: &BuiltImage) {
     let shadow = debugfs(&built.rootfs, "stat /etc/shadow");
     assert!(
         shadow.contains("User:     0") && shadow.contains("Group:    42"),

@@ -3,25 +3,24 @@
 //!
 //! [`inspect`] checks that the base is a glibc Debian or Ubuntu system
 //! (`os-release`'s `ID`/`ID_LIKE`, `/usr/bin/apt-get`, the x86-64 glibc
-//! loader) and takes the suite from `VERSION_CODENAME`. [`extract`] copies
-//! its rootfs (and its work seed as `/root`) into a directory with owners
-//! and modes intact and packs it into a `--numeric-owner` tar, which the
-//! build unpacks as mmdebstrap's starting tree (a `tar-in` setup hook with
-//! `--variant=custom`, so mmdebstrap installs only the `--include`d
-//! packages on top of it).
+//! loader) and takes the suite from `VERSION_CODENAME`. [`extract`] dumps
+//! its rootfs (and its work seed as `/root`) with `debugfs rdump` and packs
+//! it into a tar whose owners and modes come from the image's own listings
+//! (see `base_tar`), which the build unpacks as mmdebstrap's starting tree
+//! (a `tar-in` setup hook with `--variant=custom`, so mmdebstrap installs
+//! only the `--include`d packages on top of it). This works for a root and
+//! an unprivileged daemon alike.
 //!
-//! `debugfs rdump` restores modes before owners, and chown clears setuid and
-//! setgid bits, so a second pass reads every directory's listing
-//! (`ls -p`) and puts those bits back. Extended attributes (file
-//! capabilities) and hard links are not carried over; device nodes are
-//! skipped (mmdebstrap populates `/dev`).
+//! Extended attributes (file capabilities) and hard links are not carried
+//! over; device nodes are skipped (mmdebstrap populates `/dev`).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use thiserror::Error;
+
+use super::base_tar::{Listing, Owner, directories, pack};
 
 /// The x86-64 glibc dynamic loader every glibc system has at this path.
 pub const GLIBC_LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
@@ -81,14 +80,6 @@ pub enum BaseImageError {
         /// What was found.
         found: String,
     },
-    /// Reading a base keeps its files' owners only as root.
-    #[error(
-        "building on image {image} needs root (the daemon runs unprivileged): its files' owners can only be kept by root"
-    )]
-    NeedsRoot {
-        /// The base image's name.
-        image: String,
-    },
     /// `debugfs` could not run or failed.
     #[error("debugfs {action} on {path} failed: {detail}")]
     Debugfs {
@@ -97,14 +88,6 @@ pub enum BaseImageError {
         /// The ext4 image.
         path: PathBuf,
         /// Exit status or stderr.
-        detail: String,
-    },
-    /// `tar` could not pack the base tree.
-    #[error("tar of the base tree {path} failed: {detail}")]
-    Tar {
-        /// The tree.
-        path: PathBuf,
-        /// Exit status and stderr.
         detail: String,
     },
     /// A filesystem operation failed.
@@ -291,9 +274,9 @@ pub fn inspect(base: &BaseImage) -> Result<BaseSystem, BaseImageError> {
     Ok(system)
 }
 
-/// Dumps the ext4 `image`'s root directory into the existing `dir`, then
-/// restores the setuid/setgid bits rdump's chown cleared and removes
-/// `lost+found`.
+/// Dumps the ext4 `image`'s root directory into the existing `dir` (owners
+/// are the caller's unless it is root; [`base_tar::pack`] takes them from
+/// the image) and removes `lost+found`.
 fn dump(image: &Path, dir: &Path) -> Result<(), BaseImageError> {
     let target = dir.to_str().ok_or_else(|| {
         io_err(dir)(std::io::Error::new(
@@ -312,119 +295,39 @@ fn dump(image: &Path, dir: &Path) -> Result<(), BaseImageError> {
     if lost.exists() {
         fs_err::remove_dir_all(&lost).map_err(io_err(&lost))?;
     }
-    restore_special_bits(image, dir)
-}
-
-/// Every directory under `dir` (relative, "" for `dir` itself) whose path
-/// debugfs can quote.
-fn directories(dir: &Path) -> Result<Vec<String>, BaseImageError> {
-    let mut out = vec![String::new()];
-    let mut next = 0;
-    while next < out.len() {
-        let rel = out[next].clone();
-        next += 1;
-        let here = dir.join(&rel);
-        for entry in fs_err::read_dir(&here).map_err(io_err(&here))? {
-            let entry = entry.map_err(io_err(&here))?;
-            let kind = entry.file_type().map_err(io_err(&entry.path()))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            if kind.is_dir() && !name.contains(['"', '\n']) {
-                out.push(if rel.is_empty() {
-                    name
-                } else {
-                    format!("{rel}/{name}")
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Puts back the setuid/setgid/sticky bits of regular files, read from the
-/// image's directory listings.
-fn restore_special_bits(image: &Path, dir: &Path) -> Result<(), BaseImageError> {
-    let dirs = directories(dir)?;
-    let script_path = dir.with_extension("debugfs-ls");
-    let script: String = dirs
-        .iter()
-        .map(|rel| format!("ls -p \"/{rel}\"\n"))
-        .collect();
-    fs_err::write(&script_path, script).map_err(io_err(&script_path))?;
-    let out = Command::new(super::run::find_program("debugfs"))
-        .arg("-f")
-        .arg(&script_path)
-        .arg(image)
-        .output();
-    let _ = fs_err::remove_file(&script_path);
-    let out = out.map_err(|source| BaseImageError::Debugfs {
-        action: "ls -p".into(),
-        path: image.to_owned(),
-        detail: source.to_string(),
-    })?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut current = String::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("debugfs: ls -p \"/") {
-            current = rest.trim_end_matches('"').to_owned();
-            continue;
-        }
-        let fields: Vec<&str> = line.split('/').collect();
-        // "/ino/mode/uid/gid/name/size/"
-        let [_, _, mode, _, _, name, _, _] = fields.as_slice() else {
-            continue;
-        };
-        let Ok(mode) = u32::from_str_radix(mode, 8) else {
-            continue;
-        };
-        if mode & 0o170000 != 0o100000 || mode & 0o7000 == 0 {
-            continue;
-        }
-        let path = dir.join(&current).join(name);
-        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))
-            .map_err(io_err(&path))?;
-    }
     Ok(())
 }
 
 /// Copies `base` (its rootfs, and its work seed as `/root`) into the new
-/// directory `tree` and packs it as `tar` (numeric owners, so the build's
-/// namespace maps them as they were). Must run as root (owners are kept).
+/// directory `tree` and packs it as `tar`, each entry with the owner and
+/// mode the image records (so the build's namespace maps them as they
+/// were), then removes `tree`. Works as root or as an unprivileged user.
 pub fn extract(base: &BaseImage, tree: &Path, tar: &Path) -> Result<(), BaseImageError> {
     fs_err::create_dir(tree).map_err(io_err(tree))?;
+    let script = tree.with_extension("debugfs-ls");
+    let mut listing = Listing::default();
     dump(&base.rootfs, tree)?;
+    listing.read(&base.rootfs, &directories(tree)?, Path::new(""), &script)?;
     if let Some(seed) = &base.work_seed {
         let root = tree.join("root");
         if !root.exists() {
             fs_err::create_dir(&root).map_err(io_err(&root))?;
         }
         dump(seed, &root)?;
-        fs_err::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
-            .map_err(io_err(&root))?;
+        listing.read(seed, &directories(&root)?, Path::new("root"), &script)?;
     }
-    let out = Command::new("tar")
-        .arg("--numeric-owner")
-        .arg("-C")
-        .arg(tree)
-        .arg("-cf")
-        .arg(tar)
-        .arg(".")
-        .output()
-        .map_err(|source| BaseImageError::Tar {
-            path: tree.to_owned(),
-            detail: source.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(BaseImageError::Tar {
-            path: tree.to_owned(),
-            detail: format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        });
+    if base.work_seed.is_some() {
+        // /root as a Debian system has it, whatever the seed's root says.
+        listing.set(
+            PathBuf::from("root"),
+            Owner {
+                mode: 0o040700,
+                uid: 0,
+                gid: 0,
+            },
+        );
     }
+    pack(tree, &listing, tar)?;
     fs_err::remove_dir_all(tree).map_err(io_err(tree))
 }
 

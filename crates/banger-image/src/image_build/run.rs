@@ -437,16 +437,6 @@ pub(super) fn build(
     let mut packages = resolve_packages(spec)?;
     let mode = spec.mode.unwrap_or_else(BuildMode::detect);
     let helper = mode == BuildMode::Unshare && BuildMode::detect() != BuildMode::Root;
-    if let Some(base) = &spec.base
-        && BuildMode::detect() != BuildMode::Root
-    {
-        return Err(ImageBuildError::Base {
-            name: base.name.clone(),
-            source: base::BaseImageError::NeedsRoot {
-                image: base.name.clone(),
-            },
-        });
-    }
 
     let rootfs = out_dir.join(ROOTFS);
     let work_seed = out_dir.join(WORK_SEED);
