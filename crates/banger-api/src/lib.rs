@@ -16,6 +16,7 @@ pub mod operation;
 pub mod paths;
 pub mod sessions;
 pub mod snapshots;
+pub mod usage;
 pub mod vms;
 
 pub use error::{ApiError, ErrorCode};

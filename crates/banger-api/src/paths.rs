@@ -20,6 +20,9 @@ pub const KERNEL_PULL: &str = "/v1/kernels/pull";
 /// `POST` (NDJSON progress): import a kernel file.
 pub const KERNEL_IMPORT: &str = "/v1/kernels/import";
 
+/// `POST`: remove the kernels no image uses.
+pub const KERNEL_PRUNE: &str = "/v1/kernels/prune";
+
 /// `GET`/`DELETE`: one kernel. Names are validated, so they need no escaping.
 pub fn kernel(name: &str) -> String {
     format!("{KERNELS}/{name}")
@@ -32,6 +35,10 @@ pub const IMAGE_REGISTER: &str = "/v1/images/register";
 pub const IMAGE_BUILD: &str = "/v1/images/build";
 /// `POST` (NDJSON progress): pull an OCI image into the managed store.
 pub const IMAGE_PULL: &str = "/v1/images/pull";
+/// `POST`: remove the managed images no VM uses.
+pub const IMAGE_PRUNE: &str = "/v1/images/prune";
+/// `GET`: host disk usage per VM, image, kernel and cache.
+pub const USAGE: &str = "/v1/usage";
 
 /// `GET`/`DELETE`: one image.
 pub fn image(name: &str) -> String {

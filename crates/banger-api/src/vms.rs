@@ -186,6 +186,21 @@ pub struct SshInfo {
     pub known_hosts: String,
 }
 
+/// One of a VM's own disks and what it really takes on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmDiskUsage {
+    /// Which disk: `overlay` (the upper layer of `/`) or `work` (`/root`).
+    pub name: String,
+    /// The disk's file on the host.
+    pub path: String,
+    /// Apparent size in bytes: the disk as the guest sees it.
+    pub size_bytes: u64,
+    /// Bytes the host has allocated for it (`st_blocks * 512`): sparse and
+    /// trimmed space counts nothing.
+    pub allocated_bytes: u64,
+}
+
 /// A VM as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -227,6 +242,10 @@ pub struct VmInfo {
     /// (in `<dir>/memory/`); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saved_memory_bytes: Option<u64>,
+    /// The VM's own disks (overlay, then work disk) and what each really
+    /// takes on the host; a disk whose file is missing is left out.
+    #[serde(default)]
+    pub disks: Vec<VmDiskUsage>,
     /// SSH details.
     pub ssh: SshInfo,
     /// Unix seconds.

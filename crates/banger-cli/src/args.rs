@@ -5,6 +5,7 @@ use banger_api::{ImageName, KernelName, VmName};
 use clap::{Args, Parser, Subcommand};
 
 mod mcp;
+mod prune;
 mod session;
 mod shell;
 mod snapshot;
@@ -14,12 +15,13 @@ mod web;
 mod workspace;
 
 pub use mcp::{McpArgs, McpClient, McpCommand, McpInstallArgs, McpServerArgs};
+pub use prune::PruneArgs;
 pub use session::{
     LogStreamArg, SessionCommand, SessionLogsArgs, SessionRef, SessionStartArgs, StdinModeArg,
 };
 pub use shell::{CompletionShell, CompletionsArgs, ManArgs};
 pub use snapshot::{SnapshotCommand, VmForkArgs};
-pub use system::SystemCommand;
+pub use system::{SystemCommand, SystemDfArgs};
 pub use tui::TuiArgs;
 pub use web::WebArgs;
 pub use workspace::{
@@ -359,6 +361,8 @@ pub enum ImageCommand {
     Delete(ImageDeleteArgs),
     /// Copy an unmanaged image's files into banger's store and verify them.
     Promote(ImageNameArg),
+    /// Remove the managed images no VM uses (keeps the default image unless --all) and say how much space came back.
+    Prune(PruneArgs),
 }
 
 /// Options of `banger image list`.
@@ -549,6 +553,8 @@ pub enum KernelCommand {
     Delete(KernelNameArg),
     /// Import a kernel file from this host.
     Import(KernelImportArgs),
+    /// Remove the installed kernels no image uses (keeps the catalog's default kernel unless --all) and say how much space came back.
+    Prune(PruneArgs),
 }
 
 /// Options of `banger kernel list`.

@@ -13,6 +13,7 @@ mod kernels;
 mod sessions;
 mod snapshots;
 pub mod ssh;
+mod usage;
 mod vms;
 
 pub use autostart::{StartError, connect_or_start};

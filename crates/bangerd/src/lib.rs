@@ -7,6 +7,8 @@
 //! - [`api`]: the route table, extractors, the mapping of domain errors to
 //!   HTTP statuses and error codes, progress streaming, the peer check. The
 //!   only module that knows HTTP.
+//! - [`usage`]: the host disk usage report (`system df`), above the domain
+//!   modules it reads.
 //! - Domain: [`sessions`], [`vms`], [`images`], [`kernels`], [`dns`]: what
 //!   the daemon does, each with its own error enum.
 //! - Below them: [`state`] (what every operation shares), [`store`] (SQLite),
@@ -28,4 +30,5 @@ pub mod progress;
 pub mod sessions;
 pub mod state;
 pub mod store;
+pub mod usage;
 pub mod vms;

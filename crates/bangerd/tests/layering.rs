@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["main"],
     &["api"],
+    &["usage"],
     &["sessions"],
     &["vms"],
     &["images"],

@@ -40,6 +40,8 @@ mod orphans;
 mod pause;
 #[path = "lifecycle/snapshot.rs"]
 mod snapshot;
+#[path = "lifecycle/space.rs"]
+mod space;
 #[path = "lifecycle/vmm_exit.rs"]
 mod vmm_exit;
 #[path = "lifecycle/vmm_faults.rs"]
@@ -182,6 +184,10 @@ fn main() -> ExitCode {
         (
             "create_with_a_symlinked_rootfs_is_refused",
             boot_files::create_with_a_symlinked_rootfs_is_refused,
+        ),
+        (
+            "usage_and_prunes_remove_only_what_nothing_uses",
+            space::usage_and_prunes_remove_only_what_nothing_uses,
         ),
     ])
 }

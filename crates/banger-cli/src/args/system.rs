@@ -1,5 +1,6 @@
 //! Arguments of `banger system ...`: the system install (root-owned
-//! binaries, the root helper and the owner's daemon as services).
+//! binaries, the root helper and the owner's daemon as services), and
+//! `system df`.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,16 @@ pub enum SystemCommand {
     Restart,
     /// Remove the services, binaries and metadata; the owner's VMs, images and config stay unless --purge (needs root).
     Uninstall(SystemUninstallArgs),
+    /// Show the host disk space banger really uses (allocated bytes) per VM, image, kernel and cache, with a total.
+    Df(SystemDfArgs),
+}
+
+/// Options of `banger system df`.
+#[derive(Debug, Args)]
+pub struct SystemDfArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `banger system install`.

@@ -1,4 +1,5 @@
-//! `banger image build|pull|register|list|show|delete|promote`.
+//! `banger image build|pull|register|list|show|delete|promote` (`prune`:
+//! space.rs).
 
 mod catalog;
 mod pull;
@@ -130,6 +131,9 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
                 );
             }
             eprintln!("deleted image {}", deleted.image.name);
+        }
+        ImageCommand::Prune(args) => {
+            return super::space::prune(super::space::PruneTarget::Images, &args).await;
         }
         ImageCommand::Promote(args) => {
             let client = super::connect(&paths).await?;

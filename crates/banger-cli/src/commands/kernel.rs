@@ -1,4 +1,4 @@
-//! `banger kernel list|pull|show|delete|import`.
+//! `banger kernel list|pull|show|delete|import` (`prune`: space.rs).
 
 use std::process::ExitCode;
 
@@ -89,6 +89,9 @@ pub async fn run(command: KernelCommand) -> anyhow::Result<ExitCode> {
                 "deleted kernel {} and its files in {}",
                 kernel.name, kernel.dir
             );
+        }
+        KernelCommand::Prune(args) => {
+            return super::space::prune(super::space::PruneTarget::Kernels, &args).await;
         }
         KernelCommand::Import(args) => {
             let request = KernelImportRequest {

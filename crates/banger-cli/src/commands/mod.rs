@@ -8,6 +8,7 @@ mod image;
 mod kernel;
 mod mcp;
 mod shell;
+mod space;
 mod system;
 mod tui;
 mod vm;
@@ -30,7 +31,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Kernel(command) => kernel::run(command).await,
         Command::Image(command) => image::run(command).await,
         Command::Vm(command) => vm::run(command).await,
-        Command::System(command) => system::run(command),
+        Command::System(command) => system::run(command).await,
         Command::Mcp(args) => mcp::run(args).await,
         Command::Tui(args) => tui::run(args).await,
         Command::Web(args) => web::run(args).await,

@@ -1,5 +1,6 @@
 //! `banger system install|status|restart|uninstall`: glue over
-//! banger_system. Progress goes to stderr, results to stdout.
+//! banger_system. Progress goes to stderr, results to stdout. (`system df`
+//! asks the daemon: `space.rs`.)
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use banger_system::{InstallOptions, UninstallOptions};
 use crate::args::SystemCommand;
 use crate::output;
 
-pub fn run(command: SystemCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: SystemCommand) -> anyhow::Result<ExitCode> {
     let metadata = Path::new(INSTALL_METADATA_PATH);
     let mut progress = |line: &str| eprintln!("{}", output::sanitize(line));
     match command {
@@ -73,6 +74,8 @@ pub fn run(command: SystemCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        // The daemon's report, not the system install's: see space.rs.
+        SystemCommand::Df(args) => return super::space::df(&args).await,
         SystemCommand::Restart => {
             banger_system::require_root("restart")?;
             banger_system::restart(metadata, &mut progress)?;

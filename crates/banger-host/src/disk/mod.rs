@@ -18,12 +18,15 @@
 //!   owner-only modes before it is published.
 //! - [`safe_open`]: opens a VM's boot files at each use without following
 //!   links or hanging on FIFOs, and checks they still are what they were.
+//! - [`usage`]: what a file or tree really takes on the host (allocated
+//!   bytes), for `vm show`, `vm list` and `system df`.
 
 pub mod clone;
 pub mod overlay;
 pub mod owner_only;
 pub mod safe_open;
 pub mod seed_cache;
+pub mod usage;
 pub mod validate;
 
 pub use clone::{CloneError, CloneMethod, CloneReport, clone_file, clone_work_seed, grow_ext4};
@@ -31,4 +34,5 @@ pub use overlay::{OverlayError, create_overlay_disk};
 pub use owner_only::{OwnerOnlyError, restrict_tree};
 pub use safe_open::{BootFileError, BootFileKind, check_boot_file, open_regular};
 pub use seed_cache::{SeedCacheError, clone_work_seed_cached, prepare_grown_seed};
+pub use usage::{Usage, UsageError, file_usage, tree_usage};
 pub use validate::{Ext4Info, ValidateError, validate_ext4_file, validate_ext4_image};

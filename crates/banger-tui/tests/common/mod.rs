@@ -47,6 +47,7 @@ pub fn vm(vm_name: &str, state: VmState, octet: u8) -> VmInfo {
             .then(|| "starting the VMM: qemu-system-x86_64 exited with status 1".to_owned()),
         nat: octet.is_multiple_of(2),
         saved_memory_bytes: (state == VmState::Paused).then_some(600 << 20),
+        disks: Vec::new(),
         ssh: SshInfo {
             user: "root".into(),
             ip: Ipv4Addr::new(172, 16, 0, octet),

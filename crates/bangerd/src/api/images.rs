@@ -1,4 +1,5 @@
-//! The `/v1/images` resource: list, show, register, build, pull, promote, delete.
+//! The `/v1/images` resource: list, show, register, build, pull, promote,
+//! delete, prune.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,6 +10,7 @@ use banger_api::images::{
     ImageBuildRequest, ImageDeleted, ImageInfo, ImagePullRequest, ImageRegisterRequest,
 };
 use banger_api::operation::OperationEvent;
+use banger_api::usage::{PruneReport, PruneRequest};
 use banger_api::{ApiError, ImageName};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -145,4 +147,17 @@ pub async fn promote(
     Ok(stream_blocking(move |progress| {
         images::promote(&state, &name, progress).map_err(ApiFailure::from)
     }))
+}
+
+/// Removes the managed images no VM uses (not the default image unless
+/// `all`), or with `dry_run` says what would go; lists what was kept and why.
+#[utoipa::path(post, path = "/v1/images/prune", tag = "images", request_body = PruneRequest,
+    responses((status = 200, description = "What was removed, the space that came back, and what was kept and why", body = PruneReport)))]
+pub async fn prune(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<PruneRequest>,
+) -> Result<Json<PruneReport>, ApiFailure> {
+    blocking(state, move |state| images::prune(state, &request))
+        .await
+        .map(Json)
 }

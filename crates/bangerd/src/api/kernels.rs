@@ -1,4 +1,5 @@
-//! The `/v1/kernels` resource: list, catalog, show, pull, import, delete.
+//! The `/v1/kernels` resource: list, catalog, show, pull, import, delete,
+//! prune.
 
 use std::path::PathBuf;
 
@@ -8,6 +9,7 @@ use axum::extract::State;
 use axum::response::Response;
 use banger_api::kernels::{CatalogKernel, KernelImportRequest, KernelInfo, KernelPullRequest};
 use banger_api::operation::OperationEvent;
+use banger_api::usage::{PruneReport, PruneRequest};
 use banger_api::{ApiError, KernelName};
 
 use super::path::NamePath;
@@ -108,4 +110,18 @@ pub async fn import(
         )
         .map_err(ApiFailure::from)
     }))
+}
+
+/// Removes the installed kernels no image uses (not the catalog's default
+/// kernel unless `all`), or with `dry_run` says what would go; lists what
+/// was kept and why.
+#[utoipa::path(post, path = "/v1/kernels/prune", tag = "kernels", request_body = PruneRequest,
+    responses((status = 200, description = "What was removed, the space that came back, and what was kept and why", body = PruneReport)))]
+pub async fn prune(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<PruneRequest>,
+) -> Result<Json<PruneReport>, ApiFailure> {
+    blocking(state, move |state| kernels::prune(state, &request))
+        .await
+        .map(Json)
 }

@@ -18,6 +18,7 @@ mod query;
 mod sessions;
 mod snapshots;
 mod stream;
+mod usage;
 mod vms;
 
 use axum::http::StatusCode;
@@ -52,7 +53,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "images", description = "Base images: root filesystem, work seed and kernel"),
         (name = "vms", description = "Virtual machines"),
         (name = "sessions", description = "Long-lived guest processes kept by the guest agent"),
-        (name = "snapshots", description = "VM snapshots (disks and memory at one instant) and forks")
+        (name = "snapshots", description = "VM snapshots (disks and memory at one instant) and forks"),
+        (name = "usage", description = "Host disk space banger uses (system df)")
     )
 )]
 struct ApiDoc;
@@ -69,12 +71,14 @@ fn route_table() -> OpenApiRouter<AppState> {
         .routes(routes!(kernels::show, kernels::delete))
         .routes(routes!(kernels::pull))
         .routes(routes!(kernels::import))
+        .routes(routes!(kernels::prune))
         .routes(routes!(images::list))
         .routes(routes!(images::show, images::delete))
         .routes(routes!(images::register))
         .routes(routes!(images::build))
         .routes(routes!(images::pull))
         .routes(routes!(images::promote))
+        .routes(routes!(images::prune))
         .routes(routes!(vms::list, vms::create))
         .routes(routes!(vms::adopt))
         .routes(routes!(vms::orphans))
@@ -100,6 +104,7 @@ fn route_table() -> OpenApiRouter<AppState> {
         .routes(routes!(snapshots::delete))
         .routes(routes!(snapshots::restore))
         .routes(routes!(snapshots::fork))
+        .routes(routes!(usage::report))
 }
 
 /// The OpenAPI document of the API, as served and checked in.

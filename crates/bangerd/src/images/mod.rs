@@ -10,6 +10,7 @@
 
 mod build;
 mod promote;
+mod prune;
 mod pull;
 mod recover;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use crate::store::{ImageRow, KernelRow, Store, StoreError};
 
 pub use build::{build, default_image_request};
 pub use promote::promote;
+pub use prune::prune;
 pub use pull::pull;
 pub use recover::recover;
 

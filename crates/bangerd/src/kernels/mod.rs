@@ -9,6 +9,7 @@
 //! blocking thread; progress goes to the caller's [`ProgressSink`].
 
 mod install;
+mod prune;
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,7 @@ use crate::state::AppState;
 use crate::store::{KernelRow, Store, StoreError};
 
 pub use install::InstallError;
+pub use prune::prune;
 
 /// Failures of kernel operations; each names the kernel or path involved.
 #[derive(Debug, thiserror::Error)]

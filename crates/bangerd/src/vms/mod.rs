@@ -24,7 +24,7 @@ mod stop;
 
 use std::path::{Path, PathBuf};
 
-use banger_api::vms::{SshInfo, VmBackend, VmInfo, VmSetRequest, VmState};
+use banger_api::vms::{SshInfo, VmBackend, VmDiskUsage, VmInfo, VmSetRequest, VmState};
 
 use banger_api::{ErrorCode, ImageName, VmName};
 
@@ -521,6 +521,7 @@ pub fn info(state: &AppState, row: &VmRow) -> VmInfo {
         nat: row.nat,
         saved_memory_bytes: (row.state == VmState::Paused)
             .then(|| pause::dir_bytes(&memory_dir(&row.dir))),
+        disks: disk_usage(&row.dir),
         ssh: SshInfo {
             user: "root".to_owned(),
             ip: row.ip,
@@ -531,6 +532,24 @@ pub fn info(state: &AppState, row: &VmRow) -> VmInfo {
         created_at: row.created_at,
         updated_at: row.updated_at,
     }
+}
+
+/// The VM's own disks in `dir` (overlay, then work disk) with their host
+/// usage; a missing file (a create that stopped early) is left out.
+pub fn disk_usage(dir: &Path) -> Vec<VmDiskUsage> {
+    [("overlay", "overlay.ext4"), ("work", "work.ext4")]
+        .into_iter()
+        .filter_map(|(name, file)| {
+            let path = dir.join(file);
+            let usage = banger_host::disk::file_usage(&path).ok()?;
+            Some(VmDiskUsage {
+                name: name.to_owned(),
+                path: path.display().to_string(),
+                size_bytes: usage.apparent_bytes,
+                allocated_bytes: usage.allocated_bytes,
+            })
+        })
+        .collect()
 }
 
 /// The VM called `name`.

@@ -102,9 +102,11 @@ where
 
 fn list_rows(vms: &[VmInfo]) -> Vec<Vec<String>> {
     let mut rows = vec![
-        ["NAME", "STATE", "IMAGE", "IP", "VCPU", "MEMORY", "DISK"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "NAME", "STATE", "IMAGE", "IP", "VCPU", "MEMORY", "DISK", "USED",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     for vm in vms {
         rows.push(vec![
@@ -115,9 +117,28 @@ fn list_rows(vms: &[VmInfo]) -> Vec<Vec<String>> {
             vm.vcpus.to_string(),
             format!("{} MiB", vm.memory_mib),
             human_bytes(vm.disk_bytes),
+            human_bytes(vm.disks.iter().map(|disk| disk.allocated_bytes).sum()),
         ]);
     }
     rows
+}
+
+/// One line per disk: what the host really holds, of the apparent size.
+fn disk_rows(vm: &VmInfo) -> Vec<Vec<String>> {
+    vm.disks
+        .iter()
+        .map(|disk| {
+            vec![
+                format!("{} disk", disk.name),
+                format!(
+                    "{} used on the host of {} ({})",
+                    human_bytes(disk.allocated_bytes),
+                    human_bytes(disk.size_bytes),
+                    disk.path
+                ),
+            ]
+        })
+        .collect()
 }
 
 /// The VM's image, or `(deleted)` after a forced image delete.
@@ -129,7 +150,7 @@ fn image(vm: &VmInfo) -> String {
 
 fn details(vm: &VmInfo) -> Vec<Vec<String>> {
     let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
-    vec![
+    let mut rows = vec![
         vec!["name".into(), vm.name.to_string()],
         vec!["state".into(), vm.state.to_string()],
         vec!["image".into(), image(vm)],
@@ -138,6 +159,9 @@ fn details(vm: &VmInfo) -> Vec<Vec<String>> {
         vec!["vcpus".into(), vm.vcpus.to_string()],
         vec!["memory".into(), format!("{} MiB", vm.memory_mib)],
         vec!["disk".into(), human_bytes(vm.disk_bytes)],
+    ];
+    rows.extend(disk_rows(vm));
+    rows.extend([
         vec![
             "backend".into(),
             vm.backend
@@ -153,5 +177,42 @@ fn details(vm: &VmInfo) -> Vec<Vec<String>> {
         vec!["console log".into(), vm.console_log.clone()],
         vec!["ssh".into(), format!("banger vm ssh {}", vm.name)],
         vec!["last error".into(), optional(&vm.last_error)],
-    ]
+    ]);
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> VmInfo {
+        serde_json::from_value(serde_json::json!({
+            "name": "alpha", "state": "running", "image": "debian-bookworm-minimal",
+            "vcpus": 2, "memory_mib": 2048, "disk_bytes": 8u64 << 30,
+            "ip": "172.16.0.2", "mac": "02:00:ac:10:00:02", "vsock_cid": 102,
+            "tap": "bgtap0", "backend": "qemu", "pid": 4242,
+            "dir": "/state/vms/alpha", "console_log": "/state/vms/alpha/console.log",
+            "last_error": null, "nat": false,
+            "disks": [
+                {"name": "overlay", "path": "/state/vms/alpha/overlay.ext4",
+                 "size_bytes": 4u64 << 30, "allocated_bytes": 12u64 << 20},
+                {"name": "work", "path": "/state/vms/alpha/work.ext4",
+                 "size_bytes": 8u64 << 30, "allocated_bytes": 300u64 << 20},
+            ],
+            "ssh": {"user": "root", "ip": "172.16.0.2", "host_alias": "alpha.vm",
+                "identity": "/state/ssh/id_ed25519", "known_hosts": "/state/ssh/known_hosts"},
+            "created_at": 1_700_000_000, "updated_at": 1_700_000_100,
+        }))
+        .expect("a VmInfo")
+    }
+
+    #[test]
+    fn list_and_show_give_each_disks_host_usage() {
+        let vm = sample();
+        insta::assert_snapshot!(
+            "vm_list",
+            output::table(&list_rows(std::slice::from_ref(&vm)))
+        );
+        insta::assert_snapshot!("vm_show", output::table(&details(&vm)));
+    }
 }
