@@ -403,3 +403,51 @@ fn grown_seed_cache_builds_once_and_clones_per_vm() {
     );
     assert!(entry.exists() && cache.join("notes.txt").exists());
 }
+
+/// A sparse file of `length` with 300 kB of `byte` at each of `offsets`.
+fn holey_file(path: &Path, length: u64, data: &[(u64, u8)]) {
+    let file = File::create(path).expect("create");
+    file.set_len(length).expect("len");
+    for &(offset, byte) in data {
+        file.write_all_at(&vec![byte; 300_000], offset)
+            .expect("write");
+    }
+    file.sync_all().expect("sync");
+}
+
+#[test]
+fn clone_file_copies_between_filesystems_and_fails_cleanly_when_full() {
+    // The source on /tmp's filesystem, the copies on tmpfs: copy_file_range
+    // refuses filesystems of different types (EXDEV since Linux 5.19), so
+    // this goes through the buffered fallback.
+    let Some(roomy) = banger_testkit::tmpfs::SmallTmpfs::mount("64m") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("holey");
+    let length = 32 * MIB + 7;
+    holey_file(&source, length, &[(0, 1), (9 * MIB + 3, 2), (30 * MIB, 3)]);
+    let dest = roomy.path().join("copy");
+    let report = clone_file(&source, &dest).expect("clone across filesystems");
+    assert_eq!(report.apparent_size, length);
+    assert_eq!(
+        fs::read(&source).expect("read"),
+        fs::read(&dest).expect("read")
+    );
+    assert!(allocated(&dest) < 8 * MIB, "sparse: {}", allocated(&dest));
+
+    // No room: the error names the copy and says why; no copy is left.
+    let Some(tiny) = banger_testkit::tmpfs::SmallTmpfs::mount("512k") else {
+        return;
+    };
+    let dest = tiny.path().join("copy");
+    let error = clone_file(&source, &dest).expect_err("no room");
+    let text = banger_host::error_chain(&error);
+    assert!(
+        matches!(&error, CloneError::Io { path, source, .. }
+            if path == &dest && source.raw_os_error() == Some(28)),
+        "{text}"
+    );
+    assert!(text.contains("No space left on device"), "{text}");
+    assert!(!dest.exists(), "a half-written copy is left");
+}

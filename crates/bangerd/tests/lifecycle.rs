@@ -26,6 +26,8 @@
 mod adopt;
 #[path = "lifecycle/boot_files.rs"]
 mod boot_files;
+#[path = "lifecycle/disk_full.rs"]
+mod disk_full;
 #[path = "lifecycle/events.rs"]
 mod events;
 #[path = "lifecycle/forced.rs"]
@@ -124,6 +126,10 @@ fn main() -> ExitCode {
         (
             "a_recycled_vmm_pid_is_never_signalled",
             vmm_faults::a_recycled_vmm_pid_is_never_signalled,
+        ),
+        (
+            "create_on_a_full_disk_fails_clearly_and_harms_nothing",
+            disk_full::create_on_a_full_disk_fails_clearly_and_harms_nothing,
         ),
         (
             "pause_resume_stop_and_delete_a_paused_vm",

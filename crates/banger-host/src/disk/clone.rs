@@ -203,14 +203,26 @@ fn copy_data_extents(
             let chunk = usize::try_from(end - in_offset)
                 .unwrap_or(usize::MAX)
                 .min(1 << 30);
-            let written = rustix::fs::copy_file_range(
+            let written = match rustix::fs::copy_file_range(
                 input,
                 Some(&mut in_offset),
                 output,
                 Some(&mut out_offset),
                 chunk,
-            )
-            .map_err(|errno| io_error("copy data into", dest)(errno.into()))?;
+            ) {
+                Ok(written) => written,
+                // Between filesystems of different types (refused since
+                // Linux 5.19: an image on ext4, the state dir on tmpfs), or
+                // where the filesystem cannot: copy through a buffer.
+                Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP) => {
+                    let written =
+                        copy_through_buffer(input, source, output, dest, in_offset, chunk)?;
+                    in_offset += written as u64;
+                    out_offset += written as u64;
+                    written
+                }
+                Err(errno) => return Err(io_error("copy data into", dest)(errno.into())),
+            };
             if written == 0 {
                 // The source shrank under us: what we have is not a copy.
                 return Err(io_error("copy data into", dest)(io::Error::new(
@@ -223,6 +235,34 @@ fn copy_data_extents(
         offset = end;
     }
     Ok(copied)
+}
+
+/// Copies up to `len` bytes at `offset` of `input` to the same offset of
+/// `output` through a buffer (at most 1 MiB at a time); returns how many
+/// (0 at the end of `input`).
+fn copy_through_buffer(
+    input: &File,
+    source: &Path,
+    output: &File,
+    dest: &Path,
+    offset: u64,
+    len: usize,
+) -> Result<usize, CloneError> {
+    let mut buffer = vec![0u8; len.min(1 << 20)];
+    let read = rustix::io::pread(input, &mut buffer[..], offset)
+        .map_err(|errno| io_error("read", source)(errno.into()))?;
+    let mut done = 0;
+    while done < read {
+        let written = rustix::io::pwrite(output, &buffer[done..read], offset + done as u64)
+            .map_err(|errno| io_error("copy data into", dest)(errno.into()))?;
+        if written == 0 {
+            return Err(io_error("copy data into", dest)(
+                io::ErrorKind::WriteZero.into(),
+            ));
+        }
+        done += written;
+    }
+    Ok(read)
 }
 
 /// Grows the ext4 image `path` to `size` bytes: extends the file (sparse)
