@@ -67,10 +67,13 @@ pub enum DatabaseProblem {
         cause: String,
     },
     /// `PRAGMA quick_check` found damage.
-    #[error("is damaged (SQLite's quick_check says: {first})")]
+    #[error("is damaged (SQLite's quick_check says: {first}{})", more_problems(*.more))]
     Damaged {
-        /// The first problem reported.
+        /// The first problem reported, one line.
         first: String,
+        /// How many more problems it reported (counted up to
+        /// [`MAX_PROBLEMS`]).
+        more: usize,
     },
 }
 
@@ -251,23 +254,48 @@ pub(super) fn inspect(path: &Path, state_dir: &Path) -> Result<(), StoreError> {
     }
     match quick_check(&connection) {
         Ok(None) => Ok(()),
-        Ok(Some(first)) => refuse(DatabaseProblem::Damaged { first }),
+        Ok(Some((first, more))) => refuse(DatabaseProblem::Damaged { first, more }),
         Err(error) => refuse(unreadable("run quick_check", &error)),
     }
 }
 
-/// The first problem `PRAGMA quick_check` reports, or `None` when it says
-/// `ok`.
-fn quick_check(connection: &Connection) -> rusqlite::Result<Option<String>> {
+/// Problems of a damaged database counted beyond the first.
+pub const MAX_PROBLEMS: usize = 1000;
+
+/// " and N more problems" for the [`DatabaseProblem::Damaged`] message.
+fn more_problems(more: usize) -> String {
+    match more {
+        0 => String::new(),
+        1 => "; 1 more problem".to_owned(),
+        n => format!("; {n} more problems"),
+    }
+}
+
+/// The first problem `PRAGMA quick_check` reports (its first line) and how
+/// many more it reports, or `None` when it says `ok`. One line only: a
+/// damaged file can yield hundreds of lines in one row, and the refusal
+/// must stay short enough that the database path and the recovery hint
+/// around it are read (the CLI shows only the end of a failed start's
+/// output).
+fn quick_check(connection: &Connection) -> rusqlite::Result<Option<(String, usize)>> {
     let mut statement = connection.prepare("PRAGMA quick_check")?;
     let mut rows = statement.query([])?;
+    let mut first = None;
+    let mut more = 0usize;
     while let Some(row) = rows.next()? {
-        let line: String = row.get(0)?;
-        if line != "ok" {
-            return Ok(Some(line));
+        let text: String = row.get(0)?;
+        if text == "ok" {
+            continue;
+        }
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            if first.is_none() {
+                first = Some(line.trim().to_owned());
+            } else if more < MAX_PROBLEMS {
+                more += 1;
+            }
         }
     }
-    Ok(None)
+    Ok(first.map(|first| (first, more)))
 }
 
 /// Page size times page count, when the header's page count is valid (its

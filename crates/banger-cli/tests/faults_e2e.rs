@@ -1,0 +1,299 @@
+//! The daemon SIGKILLed at each step of `vm create` (docs/reliability.md,
+//! "Fault matrix: the daemon"): a real `bangerd` started with
+//! `BANGER_FAULT=<point>` kills itself at that step (a hook that exists
+//! only in debug builds, `bangerd::fault`), the create dies with it, and a
+//! daemon started again without the fault must leave every VM running
+//! (adopted), stopped, or in error with a reason, or remove a create that
+//! never finished; nothing may leak (TAPs, nftables rules, files under the
+//! state and runtime dirs, rows, VMM/helper processes), and a create of
+//! the same name again works or says exactly why not.
+//!
+//! No guest needs to boot: the image is two empty ext4 files, so QEMU
+//! (TCG) runs a kernel that never reaches SSH, which is all the kill
+//! points before SSH need. Everything runs in a network namespace the test
+//! creates; the daemon's TAP pool is 0 so every TAP belongs to a VM.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::vm_suite::Suite;
+
+/// The fault points of `bangerd::fault::POINTS`, in the order a create
+/// reaches them, each with the VM name its case uses.
+const POINTS: &[(&str, &str)] = &[
+    ("create.after_row", "f-row"),
+    ("create.after_disks", "f-disks"),
+    ("boot.after_tap", "f-tap"),
+    ("boot.after_vmm_spawn", "f-spawn"),
+    ("boot.before_ssh", "f-ssh"),
+];
+
+fn mkfs(path: &Path, size: &str) {
+    assert!(
+        Command::new("truncate")
+            .args(["-s", size])
+            .arg(path)
+            .status()
+            .expect("truncate")
+            .success()
+    );
+    assert!(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(path)
+            .status()
+            .expect("mkfs")
+            .success()
+    );
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every VM as `vm list --json` shows it, by name.
+fn vms(suite: &Suite) -> Vec<serde_json::Value> {
+    suite
+        .json(&["vm", "list", "--json"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Pids of processes whose command line names a path inside `dir/`.
+fn processes_naming(dir: &Path) -> Vec<u32> {
+    let mut prefix = dir.as_os_str().as_encoded_bytes().to_vec();
+    prefix.push(b'/');
+    let mut found = Vec::new();
+    for entry in fs_err::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = fs_err::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        // Zombies keep no command line; only live processes count.
+        if cmdline
+            .windows(prefix.len())
+            .any(|window| window == prefix.as_slice())
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The daemon's nftables rules in the namespace (empty when it has none).
+fn nft_rules(suite: &Suite) -> String {
+    let output = suite
+        .netns
+        .wrap(Command::new("nft").args(["list", "ruleset"]))
+        .output()
+        .expect("nft runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Checks what a daemon restart must leave: every VM running, stopped or
+/// in error with a reason; TAPs, rules, files and processes only for what
+/// the records say exists.
+fn assert_nothing_leaked(suite: &Suite, context: &str) {
+    let vms = vms(suite);
+    let paths = suite.env.paths();
+    let mut names = BTreeSet::new();
+    let mut running_taps = BTreeSet::new();
+    for vm in &vms {
+        let name = vm["name"].as_str().expect("name").to_owned();
+        let state = vm["state"].as_str().expect("state");
+        match state {
+            "running" => {
+                if let Some(tap) = vm["tap"].as_str() {
+                    running_taps.insert(tap.to_owned());
+                }
+            }
+            "stopped" | "created" => {}
+            "error" => assert!(
+                vm["last_error"]
+                    .as_str()
+                    .is_some_and(|reason| !reason.is_empty()),
+                "{context}: VM {name} is in error without a reason: {vm}"
+            ),
+            other => panic!("{context}: VM {name} is {other} after a restart: {vm}"),
+        }
+        if state != "running" {
+            let leftovers = processes_naming(&paths.runtime_dir.join("vms").join(&name));
+            assert!(
+                leftovers.is_empty(),
+                "{context}: VM {name} is {state} but processes {leftovers:?} still use its runtime dir"
+            );
+            assert!(
+                !paths.runtime_dir.join("vms").join(&name).exists(),
+                "{context}: VM {name} is {state} but its runtime dir is left"
+            );
+        }
+        names.insert(name);
+    }
+    // Directories: exactly the VMs' own.
+    let dirs: BTreeSet<String> = fs_err::read_dir(paths.state_dir.join("vms"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(dirs, names, "{context}: VM directories and VM rows differ");
+    let run_dirs: BTreeSet<String> = fs_err::read_dir(paths.runtime_dir.join("vms"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        run_dirs.is_subset(&names),
+        "{context}: runtime dirs {run_dirs:?} of VMs that do not exist ({names:?})"
+    );
+    // No marker of an unfinished create outlives the restart.
+    for name in &names {
+        assert!(
+            !paths
+                .state_dir
+                .join("vms")
+                .join(name)
+                .join(".banger-creating")
+                .exists(),
+            "{context}: VM {name} still has its create-in-progress marker"
+        );
+    }
+    // TAPs (the pool is 0): exactly the running VMs'.
+    let taps: BTreeSet<String> = suite.taps().into_iter().collect();
+    assert_eq!(
+        taps, running_taps,
+        "{context}: TAPs in the namespace are not those of running VMs"
+    );
+    // Rules name no TAP that is not a running VM's.
+    let rules = nft_rules(suite);
+    for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')) {
+        // `bgtap*` (any TAP) is the anti-spoofing rule's wildcard.
+        if word.starts_with("bgtap") && word != "bgtap" {
+            assert!(
+                running_taps.contains(word),
+                "{context}: nftables still names TAP {word}:\n{rules}"
+            );
+        }
+    }
+}
+
+#[test]
+fn daemon_killed_at_each_step_of_create_leaves_nothing_behind() {
+    let mut suite = Suite::new("flt");
+    suite.vars.push(("BANGER_VMM".into(), "qemu".into()));
+    suite.vars.push(("BANGER_TAP_POOL_SIZE".into(), "0".into()));
+    suite.ok(&["kernel", "pull", "debian-cloud-amd64"]);
+    let rootfs = suite.env.root().join("root.ext4");
+    let seed = suite.env.root().join("seed.ext4");
+    mkfs(&rootfs, "64M");
+    mkfs(&seed, "64M");
+    suite.ok(&[
+        "image",
+        "register",
+        "--name",
+        "tiny",
+        "--rootfs",
+        rootfs.to_str().expect("utf-8"),
+        "--work-seed",
+        seed.to_str().expect("utf-8"),
+    ]);
+
+    for (point, name) in POINTS {
+        let started = Instant::now();
+        // A daemon of its own, with the fault set.
+        suite.ok(&["daemon", "stop"]);
+        let mut create = suite.banger(&["vm", "create", "--name", name, "--image", "tiny"]);
+        create.env("BANGER_FAULT", point);
+        let crashed = create.output().expect("banger runs");
+        assert!(
+            !crashed.status.success(),
+            "{point}: the create succeeded although its daemon was to die"
+        );
+        assert!(
+            suite.env.wait_for_no_daemon(Duration::from_secs(10)),
+            "{point}: the daemon did not die at its fault point ({})",
+            stderr(&crashed)
+        );
+        // A daemon without the fault starts and reconciles.
+        let context = format!("after a kill at {point}");
+        assert_nothing_leaked(&suite, &context);
+        let after: Vec<serde_json::Value> = vms(&suite)
+            .into_iter()
+            .filter(|vm| vm["name"] == *name)
+            .collect();
+        // A VM that does not run has no process left (a VMM spawned but not
+        // recorded included), whether it was kept or removed.
+        if after.first().is_none_or(|vm| vm["state"] != "running") {
+            let paths = suite.env.paths();
+            for dir in [
+                paths.runtime_dir.join("vms").join(name),
+                paths.state_dir.join("vms").join(name),
+            ] {
+                let leftovers = processes_naming(&dir);
+                assert!(
+                    leftovers.is_empty(),
+                    "{point}: {name} does not run, yet processes {leftovers:?} name {}",
+                    dir.display()
+                );
+            }
+        }
+        // The same name again: works, or says why not.
+        let again = suite.run(&[
+            "vm",
+            "create",
+            "--name",
+            name,
+            "--image",
+            "tiny",
+            "--no-start",
+        ]);
+        match after.first() {
+            None => assert!(
+                again.status.success(),
+                "{point}: the interrupted create was removed, yet {name} cannot be created again: {}",
+                stderr(&again)
+            ),
+            Some(vm) => {
+                assert!(
+                    !again.status.success(),
+                    "{point}: a second {name} was created"
+                );
+                let message = stderr(&again);
+                assert!(
+                    message.contains(&format!("a VM named {name} already exists")),
+                    "{point}: unclear refusal: {message}"
+                );
+                println!("{point}: VM {name} kept as {}", vm["state"]);
+            }
+        }
+        suite.ok(&["vm", "delete", "--force", name]);
+        assert_nothing_leaked(&suite, &format!("{context} and a delete"));
+        assert!(
+            processes_naming(&suite.env.paths().state_dir.join("vms").join(name)).is_empty(),
+            "{point}: processes of {name} outlived its delete"
+        );
+        println!(
+            "{point}: {} after the restart, checked in {:.1} s",
+            after
+                .first()
+                .map_or("removed".to_owned(), |vm| vm["state"].to_string()),
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
