@@ -8,6 +8,11 @@
 //! state and runtime dirs, rows, VMM/helper processes), and a create of
 //! the same name again works or says exactly why not.
 //!
+//! Then a host reboot is simulated: with a VM running, everything is
+//! SIGKILLed (daemon, VMM, helpers), the bridge, TAPs and nftables rules
+//! are deleted, and a new daemon must show the VM stopped; `vm start`
+//! rebuilds the bridge, the VM's TAP and its rules and runs its VMM again.
+//!
 //! No guest needs to boot: the image is two empty ext4 files, so QEMU
 //! (TCG) runs a kernel that never reaches SSH, which is all the kill
 //! points before SSH need. Everything runs in a network namespace the test
@@ -17,7 +22,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::vm_suite::Suite;
@@ -194,7 +199,7 @@ fn assert_nothing_leaked(suite: &Suite, context: &str) {
 }
 
 #[test]
-fn daemon_killed_at_each_step_of_create_leaves_nothing_behind() {
+fn daemon_killed_at_each_step_of_create_then_a_host_reboot_leave_nothing_behind() {
     let mut suite = Suite::new("flt");
     suite.vars.push(("BANGER_VMM".into(), "qemu".into()));
     suite.vars.push(("BANGER_TAP_POOL_SIZE".into(), "0".into()));
@@ -296,4 +301,150 @@ fn daemon_killed_at_each_step_of_create_leaves_nothing_behind() {
             started.elapsed().as_secs_f64()
         );
     }
+    host_reboot_is_survived(&suite);
+}
+
+/// Starts `banger args` in the background (a create or start that waits
+/// for an SSH that never answers here).
+fn spawn(suite: &Suite, args: &[&str]) -> Child {
+    suite
+        .banger(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("banger runs")
+}
+
+/// Waits until VM `name` is `running` (its VMM recorded) and returns its
+/// `vm show` JSON.
+fn wait_running(suite: &Suite, name: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let shown = suite.run(&["vm", "show", name, "--json"]);
+        if shown.status.success() {
+            let vm: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("VM JSON");
+            if vm["state"] == "running" {
+                return vm;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "VM {name} did not become running: {}",
+            String::from_utf8_lossy(&shown.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// SIGKILLs each of `pids` (processes this test's banger started).
+fn kill_pids(pids: impl IntoIterator<Item = u32>) {
+    for pid in pids {
+        if let Some(pid) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// The namespace's links, one name per entry.
+fn links(suite: &Suite) -> BTreeSet<String> {
+    suite
+        .in_netns("ip", &["-br", "link"])
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(|name| name.split('@').next().unwrap_or(name).to_owned())
+        .collect()
+}
+
+/// A host reboot (see the module doc) with one VM running.
+fn host_reboot_is_survived(suite: &Suite) {
+    let started = Instant::now();
+    let name = "f-reboot";
+    // Created, then started: a create whose guest never answered would be
+    // an interrupted create, removed by the next daemon (see above).
+    suite.ok(&[
+        "vm",
+        "create",
+        "--name",
+        name,
+        "--image",
+        "tiny",
+        "--no-start",
+    ]);
+    let mut first_start = spawn(suite, &["vm", "start", name]);
+    wait_running(suite, name);
+    // The reboot: every process of this environment dies at once, and the
+    // kernel's network state (bridge, TAPs, rules) is gone.
+    let daemons: Vec<u32> = suite
+        .env
+        .daemon_pids()
+        .into_iter()
+        .filter_map(|pid| u32::try_from(pid).ok())
+        .collect();
+    kill_pids(daemons);
+    kill_pids(processes_naming(suite.env.root()));
+    let _ = first_start.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_naming(suite.env.root()).is_empty() {
+        assert!(Instant::now() < deadline, "the VM's processes did not die");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for link in links(suite) {
+        if link == "banger0" || link.starts_with("bgtap") {
+            suite.in_netns("ip", &["link", "del", &link]);
+        }
+    }
+    suite.in_netns("nft", &["flush", "ruleset"]);
+
+    // A new daemon: the VM is stopped, with why.
+    let vm = suite.json(&["vm", "show", name, "--json"]);
+    assert_eq!(vm["state"], "stopped", "after the reboot: {vm}");
+    assert!(
+        vm["last_error"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("not running")),
+        "after the reboot the VM says why it stopped: {vm}"
+    );
+    assert_nothing_leaked(suite, "after the reboot");
+
+    // vm start rebuilds the network and runs the VMM again.
+    let mut start = spawn(suite, &["vm", "start", name]);
+    let vm = wait_running(suite, name);
+    let tap = vm["tap"]
+        .as_str()
+        .expect("a running VM has a TAP")
+        .to_owned();
+    let present = links(suite);
+    assert!(
+        present.contains("banger0"),
+        "no bridge after vm start: {present:?}"
+    );
+    assert!(
+        present.contains(&tap),
+        "no TAP {tap} after vm start: {present:?}"
+    );
+    let master = suite.in_netns("ip", &["-o", "link", "show", &tap]);
+    assert!(
+        master.contains("master banger0"),
+        "TAP {tap} is not on the bridge: {master}"
+    );
+    let rules = nft_rules(suite);
+    assert!(
+        rules.contains(&format!("\"{tap}\"")),
+        "the rules do not name the VM's TAP {tap}:\n{rules}"
+    );
+    let pid = vm["pid"].as_u64().expect("a running VM has a VMM pid");
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "VMM {pid} does not run"
+    );
+    suite.ok(&["vm", "delete", "--force", name]);
+    let _ = start.wait();
+    assert_nothing_leaked(suite, "after the reboot and a delete");
+    println!(
+        "host reboot: stopped, then started with bridge, TAP {tap} and rules, in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
