@@ -26,6 +26,8 @@
 mod adopt;
 #[path = "lifecycle/boot_files.rs"]
 mod boot_files;
+#[path = "lifecycle/concurrency.rs"]
+mod concurrency;
 #[path = "lifecycle/disk_full.rs"]
 mod disk_full;
 #[path = "lifecycle/events.rs"]
@@ -66,6 +68,14 @@ use world::{Fakes, World, chain, create, show, vm_name};
 fn main() -> ExitCode {
     harness::main(&[
         ("create_starts_a_running_vm", create_starts_a_running_vm),
+        (
+            "twenty_creates_of_one_name_make_exactly_one_vm",
+            concurrency::twenty_creates_of_one_name_make_exactly_one_vm,
+        ),
+        (
+            "twenty_creates_of_different_names_get_unique_addresses_macs_and_taps",
+            concurrency::twenty_creates_of_different_names_get_unique_addresses_macs_and_taps,
+        ),
         (
             "events_follow_a_vm_from_create_to_delete",
             events::events_follow_a_vm_from_create_to_delete,
