@@ -382,7 +382,7 @@ pub struct ImageBuildArgs {
     /// Name of the new image (default with --from-catalog: the entry's name).
     #[arg(long, required_unless_present = "from_catalog")]
     pub name: Option<ImageName>,
-    /// Build the image catalog's recipe NAME (see `banger image list --available`).
+    /// Make the image catalog's recipe NAME (see `banger image list --available`): a Debian entry is built; an OCI entry is pulled, then provisioned on when the entry says so ($BANGER_IMAGE_CATALOG names another catalog file).
     #[arg(long, value_name = "NAME", conflicts_with_all = ["suite", "minimal", "docker"])]
     pub from_catalog: Option<String>,
     /// Provision the installed image BASE (a glibc Debian or Ubuntu image, registered or pulled) instead of building from nothing; its suite comes from its /etc/os-release.

@@ -7,8 +7,9 @@
 //!   reaches banger's init), not the kill after 60 s.
 //! - `busybox-init`: the same plus busybox init with an inittab and an rcS
 //!   script (the OpenRC/runit-style stand-in: the image's own init runs its
-//!   scripts), pulled from an OCI layout; the agent serves SSH and
-//!   forwards the power button to init.
+//!   scripts), made by `image build --from-catalog` from an OCI entry of a
+//!   catalog file (`BANGER_IMAGE_CATALOG`) naming an OCI layout; the agent
+//!   serves SSH and forwards the power button to init.
 //!
 //! The catalog's `generic-6-12` kernel is pulled too (and must be 6.12):
 //! `busybox-noinit` is pulled with `--kernel-ref generic-6-12` and must run
@@ -275,13 +276,32 @@ fn pulled_images_of_any_init_boot_and_answer_ssh() {
     busybox_tree(&tree, "banger-busybox-init", true);
     tar_layer(&tree, &work.path().join("init.tar"));
     oci_layout(&layout, "init", &work.path().join("init.tar"));
-    suite.ok(&[
-        "image",
-        "pull",
-        &format!("oci:{}:init", layout.display()),
-        "--name",
-        "busybox-init",
-    ]);
+    // Made from an OCI entry of a catalog file (`image build --from-catalog`
+    // pulls it as it is: the entry is not provisioned).
+    let catalog = work.path().join("catalog.toml");
+    fs_err::write(
+        &catalog,
+        format!(
+            "schema = 1\ndefault = \"busybox-init\"\n[[image]]\nname = \"busybox-init\"\n\
+             description = \"busybox with its own init\"\noci = \"oci:{}:init\"\n\
+             kernel = \"debian-cloud-amd64\"\nprovision = false\ndocker = false\n",
+            layout.display()
+        ),
+    )
+    .expect("write the catalog");
+    let with_catalog = |args: &[&str]| {
+        let mut command = suite.banger(args);
+        command.env("BANGER_IMAGE_CATALOG", &catalog);
+        run(&mut command)
+    };
+    let available = with_catalog(&["image", "list", "--available"]);
+    assert!(
+        available.contains("busybox-init (default)") && available.contains("oci oci:"),
+        "{available}"
+    );
+    with_catalog(&["image", "build", "--from-catalog", "busybox-init"]);
+    let pulled = suite.json(&["image", "show", "busybox-init", "--json"]);
+    assert_eq!(pulled["kernel"], "debian-cloud-amd64", "{pulled}");
     boot_and_check(&suite, "bb-init", "busybox-init", "banger-busybox-init");
     let rcs = suite.ssh("bb-init", "cat /run/rcS.ok");
     assert!(

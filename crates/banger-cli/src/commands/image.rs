@@ -24,13 +24,23 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<ExitCode> {
         ImageCommand::Build(args) => {
             let packages_file = args.packages.as_deref().map(path_text).transpose()?;
             let request = match &args.from_catalog {
-                Some(entry) => catalog::build_request(
-                    entry,
+                Some(entry) => match catalog::plan(
+                    &banger_image::provision::catalog::catalog_image(entry)?,
                     args.name,
                     packages_file,
                     args.size,
                     args.kernel_ref,
-                )?,
+                )? {
+                    catalog::CatalogPlan::Build(request) => request,
+                    catalog::CatalogPlan::Pull { pull, then } => {
+                        let client = super::connect(&paths).await?;
+                        pull::pull(&client, pull, false).await?;
+                        match then {
+                            Some(request) => request,
+                            None => return Ok(ExitCode::SUCCESS),
+                        }
+                    }
+                },
                 None => ImageBuildRequest {
                     suite: args.suite,
                     packages_file,

@@ -1,9 +1,14 @@
-//! The image catalog (`images/catalog.toml`, embedded): named recipes for
+//! The image catalog (`images/catalog.toml`, embedded, or the file
+//! `$BANGER_IMAGE_CATALOG` names): named recipes for
 //! `banger image build --from-catalog NAME`, listed by
 //! `banger image list --available`.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+/// The environment variable naming a catalog file to use instead of the
+/// embedded one (same format).
+pub const CATALOG_ENV: &str = "BANGER_IMAGE_CATALOG";
 
 /// The catalog file.
 pub const CATALOG: &str = include_str!("../../../../images/catalog.toml");
@@ -12,8 +17,10 @@ pub const CATALOG: &str = include_str!("../../../../images/catalog.toml");
 #[derive(Debug, Error)]
 pub enum CatalogError {
     /// Not valid TOML of the catalog's shape.
-    #[error("the image catalog images/catalog.toml is invalid")]
+    #[error("the image catalog {origin} is invalid")]
     Parse {
+        /// Where it came from (`images/catalog.toml` or the file's path).
+        origin: String,
         /// The parse error.
         #[source]
         source: Box<toml::de::Error>,
@@ -25,6 +32,14 @@ pub enum CatalogError {
         name: String,
         /// What is wrong.
         problem: &'static str,
+    },
+    /// The file `$BANGER_IMAGE_CATALOG` names cannot be read.
+    #[error("cannot read the image catalog {path} (from ${CATALOG_ENV})")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
     },
     /// No entry of that name.
     #[error("no image {name:?} in the catalog; see `banger image list --available` ({known})")]
@@ -87,9 +102,10 @@ struct RawImage {
     docker: bool,
 }
 
-/// Parses a catalog's text.
-pub fn parse_catalog(text: &str) -> Result<Vec<CatalogImage>, CatalogError> {
+/// Parses a catalog's text (read from `origin`, for errors).
+pub fn parse_catalog(text: &str, origin: &str) -> Result<Vec<CatalogImage>, CatalogError> {
     let raw: RawCatalog = toml::from_str(text).map_err(|source| CatalogError::Parse {
+        origin: origin.to_owned(),
         source: Box::new(source),
     })?;
     let entry = |name: &str, problem| CatalogError::Entry {
@@ -118,15 +134,10 @@ pub fn parse_catalog(text: &str) -> Result<Vec<CatalogImage>, CatalogError> {
                     .map_err(|_| entry(name, "suite must be a Debian codename"))?;
                 CatalogBase::Suite(suite)
             }
-            (None, Some(reference)) => {
-                if image.provision {
-                    return Err(entry(
-                        name,
-                        "an OCI entry cannot be provisioned yet (provision = false)",
-                    ));
-                }
-                CatalogBase::Oci(reference)
+            (None, Some(reference)) if reference.is_empty() => {
+                return Err(entry(name, "oci must be an image reference"));
             }
+            (None, Some(reference)) => CatalogBase::Oci(reference),
             _ => return Err(entry(name, "give exactly one of suite and oci")),
         };
         if image.docker && !image.provision {
@@ -148,9 +159,24 @@ pub fn parse_catalog(text: &str) -> Result<Vec<CatalogImage>, CatalogError> {
     Ok(out)
 }
 
-/// The embedded catalog.
+/// The catalog: the file `$BANGER_IMAGE_CATALOG` names, else the embedded one.
 pub fn catalog() -> Result<Vec<CatalogImage>, CatalogError> {
-    parse_catalog(CATALOG)
+    load(std::env::var_os(CATALOG_ENV))
+}
+
+/// The catalog in file `path` (unset or empty: the embedded one).
+fn load(path: Option<std::ffi::OsString>) -> Result<Vec<CatalogImage>, CatalogError> {
+    match path.filter(|path| !path.is_empty()) {
+        Some(path) => {
+            let path = std::path::PathBuf::from(path);
+            let text = fs_err::read_to_string(&path).map_err(|source| CatalogError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            parse_catalog(&text, &path.display().to_string())
+        }
+        None => parse_catalog(CATALOG, "images/catalog.toml"),
+    }
 }
 
 /// The entry called `name`.
@@ -197,8 +223,8 @@ mod tests {
                 "exactly one",
             ),
             (
-                "oci = \"alpine\"\nprovision = true\ndocker = false\n",
-                "OCI",
+                "oci = \"\"\nprovision = true\ndocker = false\n",
+                "oci must be an image reference",
             ),
             (
                 "suite = \"bookworm\"\nprovision = false\ndocker = true\n",
@@ -209,10 +235,42 @@ mod tests {
                 "codename",
             ),
         ] {
-            let error = parse_catalog(&format!("{head}{body}"))
+            let error = parse_catalog(&format!("{head}{body}"), "test.toml")
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(problem), "{problem}: {error}");
         }
+    }
+
+    #[test]
+    fn a_catalog_file_replaces_the_embedded_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.toml");
+        fs_err::write(
+            &path,
+            "schema = 1\ndefault = \"u\"\n[[image]]\nname = \"u\"\ndescription = \"d\"\n\
+             oci = \"docker.io/library/ubuntu:24.04\"\nkernel = \"k\"\nprovision = true\ndocker = true\n",
+        )
+        .unwrap();
+        let all = load(Some(path.clone().into())).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            all[0].base,
+            CatalogBase::Oci("docker.io/library/ubuntu:24.04".into())
+        );
+        assert!(all[0].provision && all[0].docker && all[0].default);
+        assert_eq!(load(Some("".into())).unwrap(), catalog_embedded());
+
+        let missing = dir.path().join("missing.toml");
+        let error = load(Some(missing.clone().into())).unwrap_err().to_string();
+        assert!(error.contains(&missing.display().to_string()), "{error}");
+        assert!(error.contains(CATALOG_ENV), "{error}");
+        fs_err::write(&path, "schema = ").unwrap();
+        let error = load(Some(path.clone().into())).unwrap_err().to_string();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+    }
+
+    fn catalog_embedded() -> Vec<CatalogImage> {
+        parse_catalog(CATALOG, "images/catalog.toml").unwrap()
     }
 }

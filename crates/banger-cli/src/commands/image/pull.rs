@@ -111,18 +111,29 @@ impl PullReporter {
 pub async fn run(client: &DaemonClient, args: ImagePullArgs) -> anyhow::Result<()> {
     let request = ImagePullRequest {
         name: args.name,
-        reference: absolute_reference(&args.reference)?,
+        reference: args.reference,
         kernel_ref: args.kernel_ref,
         max_layer_bytes: args.max_layer_size,
         max_image_bytes: args.max_image_size,
     };
+    pull(client, request, args.json).await
+}
+
+/// Pulls `request` with live progress, printing the image as JSON when
+/// `json`, else a line on stderr.
+pub async fn pull(
+    client: &DaemonClient,
+    mut request: ImagePullRequest,
+    json: bool,
+) -> anyhow::Result<()> {
+    request.reference = absolute_reference(&request.reference)?;
     let mut reporter = PullReporter::new();
     let result = client
         .pull_image(&request, &mut |progress| reporter.show(progress))
         .await;
     reporter.finish();
     let image = result?;
-    if args.json {
+    if json {
         output::json(&image)?;
     } else {
         eprintln!(
