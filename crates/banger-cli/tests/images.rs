@@ -1,4 +1,5 @@
-//! `banger image register|list|show|promote|delete` end to end, with the
+//! `banger image register|list|show|promote|delete` (and the `system df`
+//! and dry-run `image prune`/`kernel prune` views of them) end to end, with the
 //! validation table for bad root filesystems. (`image build` is exercised
 //! by the VM suite, whose first `vm create` builds the default image.)
 
@@ -162,6 +163,37 @@ fn register_update_promote_and_delete() {
             .arg(&rootfs),
     );
     assert!(error.contains("managed by banger"), "{error}");
+
+    // system df counts the managed copy; a dry-run prune would remove it
+    // (no VM uses it) and removes nothing; the kernel prune keeps the
+    // kernel the image boots and says why.
+    let df = json(&ok(env.banger().args(["system", "df", "--json"])));
+    let image_bytes = df["images"][0]["total_bytes"].as_u64().unwrap_or(0);
+    assert!(df["images"][0]["name"] == "mine" && image_bytes > 0, "{df}");
+    assert!(
+        df["total_bytes"].as_u64().unwrap_or(0) >= image_bytes,
+        "{df}"
+    );
+    let dry = json(&ok(env.banger().args([
+        "image",
+        "prune",
+        "--dry-run",
+        "--json",
+    ])));
+    assert_eq!(dry["removed"][0]["name"], "mine", "{dry}");
+    assert_eq!(dry["freed_bytes"].as_u64(), Some(image_bytes), "{dry}");
+    assert!(env.paths().state_dir.join("images/mine").exists());
+    let kernels = json(&ok(env.banger().args([
+        "kernel",
+        "prune",
+        "--dry-run",
+        "--json",
+    ])));
+    assert_eq!(kernels["removed"], serde_json::json!([]), "{kernels}");
+    assert_eq!(
+        kernels["kept"][0]["reason"], "used by images mine",
+        "{kernels}"
+    );
 
     ok(env.banger().args(["image", "delete", "mine"]));
     assert!(

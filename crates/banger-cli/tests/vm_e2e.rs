@@ -81,7 +81,9 @@ fn allocated_bytes(path: &std::path::Path) -> u64 {
 /// periodic and shutdown trims, and under QEMU (`discard=unmap`) a trim after
 /// deleting 512 MiB in the guest returns at least 90% of it to the host.
 /// Firecracker's block device has no discard, which the guest sees.
-fn disks_give_space_back(suite: &Suite) {
+/// Returns, under QEMU, the work disk and its allocation with 256 MiB
+/// deleted but not yet trimmed, for the check after `vm stop`.
+fn disks_give_space_back(suite: &Suite) -> Option<(std::path::PathBuf, u64)> {
     assert_eq!(
         suite.ssh(
             "alpha",
@@ -103,17 +105,48 @@ fn disks_give_space_back(suite: &Suite) {
             !trimmed.contains("/root:"),
             "Firecracker's block device has no discard: {trimmed}"
         );
-        return;
+        return None;
     }
     assert!(
         trimmed.contains("/root:"),
         "the work disk is trimmed: {trimmed}"
     );
     let freed = written.saturating_sub(after);
+    eprintln!(
+        "trim: work.ext4 allocated {written} bytes with 512 MiB written, {after} after rm + fstrim: {freed} bytes back"
+    );
     assert!(
         freed >= (512u64 << 20) / 10 * 9,
         "the host got {freed} bytes back of 512 MiB deleted ({written} -> {after}): {trimmed}"
     );
+    // The daemon reports the same allocation: vm show per disk, system df
+    // per VM.
+    let shown = suite.json(&["vm", "show", "alpha", "--json"]);
+    let reported = shown["disks"]
+        .as_array()
+        .and_then(|disks| disks.iter().find(|disk| disk["name"] == "work"))
+        .and_then(|disk| disk["allocated_bytes"].as_u64())
+        .expect("the work disk in vm show");
+    assert!(
+        reported.abs_diff(after) < 64 << 20,
+        "{reported} vs {after}: {shown}"
+    );
+    let df = suite.json(&["system", "df", "--json"]);
+    let alpha_df = df["vms"]
+        .as_array()
+        .and_then(|vms| vms.iter().find(|vm| vm["name"] == "alpha"))
+        .expect("alpha in system df");
+    assert!(
+        alpha_df["disks_bytes"].as_u64().unwrap_or(0) >= reported,
+        "{df}"
+    );
+    // The trim at shutdown: 256 MiB written and deleted without a trim come
+    // back once the VM stops (checked after the suite's `vm stop`).
+    suite.ssh(
+        "alpha",
+        "dd if=/dev/urandom of=/root/trim-at-stop bs=1M count=256 iflag=fullblock status=none && sync && rm /root/trim-at-stop && sync",
+    );
+    Some((work.clone(), allocated_bytes(&work)))
 }
 
 fn pid_of(value: &serde_json::Value) -> rustix::process::Pid {
@@ -258,10 +291,19 @@ fn vm_lifecycle_end_to_end() {
         "alpha",
         "echo work > /root/in-root && echo system > /etc/in-etc && sync",
     );
-    disks_give_space_back(&suite);
+    let untrimmed = disks_give_space_back(&suite);
 
     // Stop and start: both the work disk and the overlay keep their files.
     suite.ok(&["vm", "stop", "alpha"]);
+    if let Some((work, before)) = untrimmed {
+        let after = allocated_bytes(&work);
+        eprintln!("trim at shutdown: work.ext4 {before} -> {after} bytes");
+        assert!(
+            before.saturating_sub(after) >= (256u64 << 20) / 10 * 9,
+            "banger-fstrim-shutdown.service gave back {} of 256 MiB ({before} -> {after})",
+            before.saturating_sub(after)
+        );
+    }
     assert_eq!(
         suite.json(&["vm", "show", "alpha", "--json"])["state"],
         "stopped"
