@@ -17,6 +17,7 @@ pub use error_chain::error_chain;
 pub mod kvm;
 pub mod net;
 pub mod privileged;
+pub mod process;
 pub mod root_helper;
 pub mod ssh;
 pub mod text;

@@ -178,24 +178,13 @@ impl BlobCache {
                 .to_str()
                 .and_then(|name| name.split('.').nth(1))
                 .and_then(|pid| pid.parse::<u32>().ok());
-            if !pid.is_some_and(process_runs) {
+            // A live writer keeps its file; a dead one (even a zombie not yet
+            // reaped: it writes nothing more) leaves it to us.
+            if !pid.is_some_and(banger_host::process::alive) {
                 let _ = fs_err::remove_file(entry.path());
             }
         }
     }
-}
-
-/// Whether process `pid` runs: it exists and is not a zombie (a killed
-/// daemon whose parent has not reaped it yet writes nothing more).
-pub fn process_runs(pid: u32) -> bool {
-    let Ok(stat) = fs_err::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the command name, which is in parentheses and may
-    // itself hold spaces or parentheses: read after the last ')'.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .is_some_and(|state| state != "Z" && state != "X")
 }
 
 #[cfg(test)]
@@ -238,21 +227,5 @@ mod tests {
         cache.clean_stale_temps();
         assert!(ours.exists());
         assert!(!dead.exists());
-    }
-
-    #[test]
-    fn a_zombie_does_not_run() {
-        assert!(process_runs(std::process::id()));
-        assert!(!process_runs(999_999_999));
-        // A child that exited and is not reaped yet is a zombie.
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while process_runs(pid) {
-            assert!(std::time::Instant::now() < deadline, "{pid} still runs");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
-        child.wait().unwrap();
     }
 }

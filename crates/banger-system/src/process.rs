@@ -39,13 +39,9 @@ impl BinaryMatch {
     }
 }
 
-/// Whether process `pid` is alive (exists and is not a zombie).
-pub fn alive(pid: u32) -> bool {
-    match fs_err::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat_field(&stat, 3).is_some_and(|state| state != "Z"),
-        Err(_) => false,
-    }
-}
+/// Whether process `pid` is alive (exists, neither a zombie nor dead): the
+/// one check all of banger uses.
+pub use banger_host::process::alive;
 
 /// The file `pid` runs, when we may read its `exe` link (a replaced file
 /// reads as `<path> (deleted)`).
@@ -85,8 +81,7 @@ pub fn binary_match(pid: u32, installed: &Path) -> BinaryMatch {
 
 /// When `pid` started (`/proc/<pid>/stat` field 22, in clock ticks after boot).
 pub fn start_time(pid: u32) -> Option<SystemTime> {
-    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let ticks: u64 = stat_field(&stat, 22)?.parse().ok()?;
+    let ticks = banger_host::process::read_stat(pid).ok()?.start_time_ticks;
     let boot = boot_time()?;
     let per_second = rustix::param::clock_ticks_per_second();
     if per_second == 0 {
@@ -126,17 +121,6 @@ pub fn find(comm: &str, uid_wanted: u32) -> Vec<u32> {
     pids
 }
 
-/// Field `n` (1-based, as in proc(5)) of a `/proc/<pid>/stat` line; the
-/// command name (field 2) may contain spaces and parentheses, so fields
-/// after it are counted from its last `)`.
-fn stat_field(stat: &str, n: usize) -> Option<&str> {
-    if n < 3 {
-        return None;
-    }
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(n - 3)
-}
-
 fn boot_time() -> Option<SystemTime> {
     let stat = fs_err::read_to_string("/proc/stat").ok()?;
     let seconds: u64 = stat
@@ -151,14 +135,6 @@ fn boot_time() -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_fields_are_counted_after_the_command_name() {
-        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 12345 0";
-        assert_eq!(stat_field(stat, 3), Some("S"));
-        assert_eq!(stat_field(stat, 4), Some("1"));
-        assert_eq!(stat_field(stat, 22), Some("12345"));
-    }
 
     #[test]
     fn this_process_runs_its_own_binary() {

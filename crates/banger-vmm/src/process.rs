@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use banger_host::process::{Stat, StatError};
 use rustix::io::Errno;
 pub use rustix::process::Signal;
 use rustix::process::{Pid, PidfdFlags, pidfd_open, pidfd_send_signal};
@@ -98,34 +99,12 @@ pub struct ProcessIdentity {
     pub exe: PathBuf,
 }
 
-/// Facts read from `/proc/<pid>/stat`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stat {
-    state: char,
-    start_time_ticks: u64,
-}
-
+/// `/proc/<pid>/stat` of `pid`, through the one parser (see
+/// [`banger_host::process`]).
 fn read_stat(pid: u32) -> Result<Stat, ProcessError> {
-    let path = PathBuf::from(format!("/proc/{pid}/stat"));
-    let text = fs_err::read_to_string(&path).map_err(|source| ProcessError::Proc {
-        pid,
-        path: path.clone(),
-        source,
-    })?;
-    parse_stat(&text).ok_or(ProcessError::MalformedStat { pid })
-}
-
-/// Parses `/proc/<pid>/stat`. The command name (field 2) may contain spaces
-/// and parentheses, so fields are counted from the *last* `)`.
-fn parse_stat(text: &str) -> Option<Stat> {
-    let (_, rest) = text.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // After the state (field 3) come fields 4..; field 22 is the 19th of those.
-    let start_time_ticks = fields.nth(18)?.parse().ok()?;
-    Some(Stat {
-        state,
-        start_time_ticks,
+    banger_host::process::read_stat(pid).map_err(|error| match error {
+        StatError::Read { path, source } => ProcessError::Proc { pid, path, source },
+        StatError::Malformed { .. } => ProcessError::MalformedStat { pid },
     })
 }
 
@@ -161,7 +140,7 @@ impl ProcessIdentity {
         let Ok(stat) = read_stat(self.pid) else {
             return false;
         };
-        if matches!(stat.state, 'Z' | 'X' | 'x') || stat.start_time_ticks != self.start_time_ticks {
+        if !stat.is_live() || stat.start_time_ticks != self.start_time_ticks {
             return false;
         }
         read_exe(self.pid).is_ok_and(|exe| same_exe(&self.exe, &exe))
@@ -172,9 +151,9 @@ impl ProcessIdentity {
     /// stopped VMM keeps its pid and sockets, so nothing but this tells a
     /// frozen guest from a busy one.
     pub fn is_stopped(&self) -> bool {
-        read_stat(self.pid).is_ok_and(|stat| {
-            matches!(stat.state, 'T' | 't') && stat.start_time_ticks == self.start_time_ticks
-        }) && self.is_alive_and_same()
+        read_stat(self.pid)
+            .is_ok_and(|stat| stat.is_stopped() && stat.start_time_ticks == self.start_time_ticks)
+            && self.is_alive_and_same()
     }
 
     /// The pid as rustix wants it; `None` for pids no process can have.
@@ -567,17 +546,6 @@ mod tests {
     /// What "at once" means for a noticed exit: far below the daemon's
     /// 2-second promise, far above scheduling noise.
     const PROMPTLY: Duration = Duration::from_millis(500);
-
-    #[test]
-    fn parses_stat_with_odd_command_names() {
-        let text =
-            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100";
-        let stat = parse_stat(text).unwrap();
-        assert_eq!(stat.state, 'S');
-        assert_eq!(stat.start_time_ticks, 987_654);
-        assert_eq!(parse_stat("garbage"), None);
-        assert_eq!(parse_stat("1 (x) S 1 2"), None);
-    }
 
     #[test]
     fn identity_of_self_is_alive() {

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use banger_config::Paths;
-use banger_oci::cache::{BlobCache, process_runs};
+use banger_oci::cache::BlobCache;
 
 use super::images_dir;
 
@@ -32,7 +32,8 @@ pub(super) fn remove_stale_partials(root: &Path) {
             .rsplit('-')
             .next()
             .and_then(|pid| pid.parse::<u32>().ok());
-        let stale = pid.is_some_and(|pid| pid != std::process::id() && !process_runs(pid));
+        let stale =
+            pid.is_some_and(|pid| pid != std::process::id() && !banger_host::process::alive(pid));
         if stale {
             tracing::info!(dir = %entry.path().display(), "removing the partial image of a stopped daemon");
             if let Err(error) = fs_err::remove_dir_all(entry.path()) {
