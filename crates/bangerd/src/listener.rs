@@ -1,4 +1,6 @@
-//! Claiming the daemon's single-instance locks and binding its private socket.
+//! Claiming the daemon's single-instance locks and binding its private
+//! socket; each connection's first request head gets a deadline
+//! ([`deadline`]).
 //!
 //! Exactly one daemon per runtime dir and one per state dir: the daemon holds
 //! an exclusive `flock` on `<runtime dir>/bangerd.lock` ([`InstanceLock`])
@@ -10,6 +12,10 @@
 //! a live socket is never stolen even from a daemon that somehow runs without
 //! the lock. The socket is created 0600 (via umask) so there is no window in
 //! which another user could connect.
+
+mod deadline;
+
+pub use deadline::{DeadlineListener, HEADER_READ_TIMEOUT, HeadDeadline};
 
 use std::io::{Seek, Write};
 use std::os::unix::net::{UnixListener, UnixStream};

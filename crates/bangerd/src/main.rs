@@ -159,6 +159,8 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let listener =
         tokio::net::UnixListener::from_std(listener).context("cannot register the socket")?;
+    let listener =
+        bangerd::listener::DeadlineListener::new(listener, bangerd::listener::HEADER_READ_TIMEOUT);
     let (shutdown_sender, mut shutdown) = watch::channel(false);
     let host = bangerd::host::Host::setup(&loaded.config).await;
     let state = AppState::new(paths, loaded.config, store, host, shutdown_sender.clone());

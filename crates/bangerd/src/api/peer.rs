@@ -13,6 +13,7 @@ use axum::serve::IncomingStream;
 use tokio::net::UnixListener;
 
 use super::ApiFailure;
+use crate::listener::{DeadlineListener, HeadDeadline};
 
 /// Credentials of a connected peer, from `SO_PEERCRED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,36 @@ impl Connected<IncomingStream<'_, UnixListener>> for PeerCredentials {
                 pid: None,
             },
         }
+    }
+}
+
+impl Connected<IncomingStream<'_, DeadlineListener>> for PeerCredentials {
+    fn connect_info(stream: IncomingStream<'_, DeadlineListener>) -> Self {
+        match stream.io().get_ref().peer_cred() {
+            Ok(credentials) => Self {
+                uid: Some(credentials.uid()),
+                pid: credentials.pid(),
+            },
+            Err(_) => Self {
+                uid: None,
+                pid: None,
+            },
+        }
+    }
+}
+
+/// The daemon's socket as axum serves it: every connection with a deadline
+/// on its first request head (`crate::listener::deadline`).
+impl axum::serve::Listener for DeadlineListener {
+    type Io = HeadDeadline<tokio::net::UnixStream>;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        DeadlineListener::accept(self).await
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        DeadlineListener::local_addr(self)
     }
 }
 
