@@ -215,6 +215,31 @@ mod tests {
     }
 
     #[test]
+    fn a_blob_that_does_not_fit_fails_naming_the_file_and_leaves_nothing() {
+        let Some(tmpfs) = banger_testkit::tmpfs::SmallTmpfs::mount("1m") else {
+            return;
+        };
+        let cache = BlobCache::new(tmpfs.path().join("oci"));
+        let data = vec![7u8; 3 << 20];
+        let digest = Digest::of(&data);
+        let error = cache
+            .store(&digest, data.len() as u64, &data[..], &mut |_| {})
+            .expect_err("3 MiB into a 1 MiB filesystem");
+        assert!(
+            matches!(&error, CacheError::Io { action: "write", path, source }
+                if path.starts_with(tmpfs.path()) && source.kind() == std::io::ErrorKind::StorageFull),
+            "{error:?}"
+        );
+        assert!(cache.get(&digest, data.len() as u64).is_none());
+        let left: Vec<_> = fs_err::read_dir(tmpfs.path().join("oci/tmp"))
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect();
+        assert!(left.is_empty(), "half-written temp files: {left:?}");
+    }
+
+    #[test]
     fn cleans_temps_of_dead_processes_only() {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlobCache::new(dir.path());
