@@ -41,9 +41,7 @@ fn pids(comm: &str, needle: &str) -> Vec<u32> {
         };
         let name = fs_err::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         let cmdline = fs_err::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if name.trim_end().starts_with(comm)
-            && String::from_utf8_lossy(&cmdline).contains(needle)
-        {
+        if name.trim_end().starts_with(comm) && String::from_utf8_lossy(&cmdline).contains(needle) {
             found.push(pid);
         }
     }
@@ -83,8 +81,7 @@ fn reason(shown: &serde_json::Value) -> String {
 /// The `banger doctor --json` guest-agent check of `vm`.
 fn agent_check(suite: &Suite, vm: &str) -> serde_json::Value {
     let output = suite.run(&["doctor", "--json"]);
-    let report: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("doctor --json");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("doctor --json");
     let checks = report["checks"].as_array().cloned().unwrap_or_default();
     checks
         .into_iter()
@@ -142,15 +139,13 @@ fn vsock_helper_and_vmm_faults_on_a_real_guest() {
     let shown = show(&suite, "fv");
     assert_eq!(shown["state"], "running", "{shown}");
     assert!(shown["last_error"].is_null(), "{shown}");
-    assert_eq!(
-        pids("vhost-device-vs", &run_dir).len(),
-        1,
-        "a new helper"
-    );
+    assert_eq!(pids("vhost-device-vs", &run_dir).len(), 1, "a new helper");
     assert_eq!(agent_check(&suite, "fv")["status"], "pass");
 
     // QEMU is SIGSTOPped, then continued, then stopped again and `vm stop`ped.
-    let qemu = shown["pid"].as_u64().and_then(|pid| u32::try_from(pid).ok());
+    let qemu = shown["pid"]
+        .as_u64()
+        .and_then(|pid| u32::try_from(pid).ok());
     let qemu = qemu.expect("the VMM pid");
     signal(qemu, rustix::process::Signal::STOP);
     let (shown, took) = wait_for(&suite, "fv", "told it is frozen", |shown| {
@@ -171,7 +166,10 @@ fn vsock_helper_and_vmm_faults_on_a_real_guest() {
     suite.ok(&["vm", "stop", "fv"]);
     let took = stopping.elapsed();
     println!("stop of a frozen QEMU took {took:?}");
-    assert!(took < Duration::from_secs(50), "killed at the timeout: {took:?}");
+    assert!(
+        took < Duration::from_secs(50),
+        "killed at the timeout: {took:?}"
+    );
     let shown = show(&suite, "fv");
     assert_eq!(shown["state"], "stopped", "{shown}");
     suite.ok(&["vm", "delete", "fv"]);
