@@ -134,6 +134,27 @@ impl ProcessIdentity {
         })
     }
 
+    /// This process's identity with the executable it runs now, for a
+    /// program started through a wrapper (a script that execs QEMU or
+    /// Firecracker): at spawn time /proc showed the wrapper, and a later
+    /// [`Self::is_alive_and_same`] would take the real VMM for another
+    /// process and never signal it. Call it once the program is ready (its
+    /// socket exists). Unchanged when the pid is gone or is another process
+    /// (a different start time).
+    pub fn current(&self) -> Self {
+        match (read_stat(self.pid), read_exe(self.pid)) {
+            (Ok(stat), Ok(exe))
+                if stat.is_live() && stat.start_time_ticks == self.start_time_ticks =>
+            {
+                Self {
+                    exe,
+                    ..self.clone()
+                }
+            }
+            _ => self.clone(),
+        }
+    }
+
     /// True when a process with this pid runs (not a zombie), started at the
     /// recorded time and runs the recorded executable.
     pub fn is_alive_and_same(&self) -> bool {
@@ -611,6 +632,36 @@ mod tests {
             kill_and_wait(&id).await.unwrap(),
             Some(ExitInfo::Signal { signal: 9 })
         );
+    }
+
+    #[tokio::test]
+    async fn a_wrapper_that_execs_is_known_by_its_current_program() {
+        // A wrapper script that execs the real program once it has run a
+        // moment, as a user's `qemu_bin` wrapper does.
+        let mut command = std::process::Command::new("sh");
+        command.args(["-c", "sleep 0.2; exec sleep 1000"]);
+        let spawned = spawn_detached(command).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while read_exe(spawned.pid).unwrap() == spawned.exe {
+            assert!(Instant::now() < deadline, "the wrapper never exec'd");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Seen as spawned, the wrapper is no longer there: it would never be
+        // signalled, and would outlive its VM.
+        assert!(!spawned.is_alive_and_same());
+        let current = spawned.current();
+        assert_ne!(current.exe, spawned.exe);
+        assert!(current.is_alive_and_same());
+        // Another process with that pid is not adopted.
+        let recycled = ProcessIdentity {
+            start_time_ticks: spawned.start_time_ticks + 1,
+            ..spawned.clone()
+        };
+        assert_eq!(recycled.current(), recycled);
+        let mut watch = ExitWatch::new(&current);
+        assert!(current.signal(Signal::KILL).unwrap());
+        let exit = tokio::time::timeout(PROMPTLY, watch.exited()).await;
+        assert_eq!(exit, Ok(ExitInfo::Signal { signal: 9 }));
     }
 
     /// Polls `check` for up to [`PROMPTLY`] (a signal's effect on the

@@ -210,7 +210,7 @@ impl FirecrackerVmm {
         }
         // Re-read the identity now that the API is up: a wrapper script that
         // execs Firecracker would have shown the shell at spawn time.
-        let vmm = ProcessIdentity::of(console.vmm.pid).unwrap_or(console.vmm.clone());
+        let vmm = console.vmm.current();
         Ok(RunningVm {
             name: spec.name.clone(),
             backend: BackendKind::Firecracker,

@@ -148,12 +148,14 @@ impl QemuVmm {
             kill_all(&[&console.vmm, &helper, &console.copier]).await;
             return Err(error);
         }
+        // Both made their sockets, so each runs its real program now (a
+        // wrapper script would have shown at spawn time).
         Ok(RunningVm {
             name: spec.name.clone(),
             backend: BackendKind::Qemu,
-            vmm: console.vmm,
+            vmm: console.vmm.current(),
             console_copier: console.copier,
-            helpers: vec![helper],
+            helpers: vec![helper.current()],
             run_dir: spec.run_dir.clone(),
             control_socket: paths.qmp,
             vsock_uds: paths.vsock_uds,
