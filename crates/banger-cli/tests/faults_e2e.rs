@@ -301,6 +301,7 @@ fn daemon_killed_at_each_step_of_create_then_a_host_reboot_leave_nothing_behind(
             started.elapsed().as_secs_f64()
         );
     }
+    println!("{}", start_killed_after_its_vmm_spawn_keeps_the_vm(&suite));
     println!("{}", host_reboot_is_survived(&suite));
 }
 
@@ -356,6 +357,64 @@ fn links(suite: &Suite) -> BTreeSet<String> {
         .filter_map(|line| line.split_whitespace().next())
         .map(|name| name.split('@').next().unwrap_or(name).to_owned())
         .collect()
+}
+
+/// A `vm start` (not a create) whose daemon dies right after spawning the
+/// VMM: the VM is kept, `stopped` with why, its unrecorded VMM and helpers
+/// are killed, and it starts again. Returns what it measured.
+fn start_killed_after_its_vmm_spawn_keeps_the_vm(suite: &Suite) -> String {
+    let started = Instant::now();
+    let name = "f-start";
+    suite.ok(&[
+        "vm",
+        "create",
+        "--name",
+        name,
+        "--image",
+        "tiny",
+        "--no-start",
+    ]);
+    suite.ok(&["daemon", "stop"]);
+    let mut start = suite.banger(&["vm", "start", name]);
+    start.env("BANGER_FAULT", "boot.after_vmm_spawn");
+    let crashed = start.output().expect("banger runs");
+    assert!(
+        !crashed.status.success(),
+        "the start succeeded although its daemon died"
+    );
+    assert!(
+        suite.env.wait_for_no_daemon(Duration::from_secs(10)),
+        "the daemon did not die at boot.after_vmm_spawn ({})",
+        stderr(&crashed)
+    );
+    let paths = suite.env.paths();
+    let run_dir = paths.runtime_dir.join("vms").join(name);
+    assert!(
+        !processes_naming(&run_dir).is_empty(),
+        "the unrecorded VMM should still run while no daemon does"
+    );
+    let vm = suite.json(&["vm", "show", name, "--json"]);
+    assert_eq!(vm["state"], "stopped", "a killed start keeps its VM: {vm}");
+    assert!(
+        vm["last_error"]
+            .as_str()
+            .is_some_and(|reason| !reason.is_empty()),
+        "the stopped VM says why: {vm}"
+    );
+    assert!(
+        processes_naming(&run_dir).is_empty(),
+        "the unrecorded VMM outlived the restart"
+    );
+    assert_nothing_leaked(suite, "after a start killed after its VMM spawn");
+    let mut again = spawn(suite, &["vm", "start", name]);
+    wait_running(suite, name);
+    suite.ok(&["vm", "delete", "--force", name]);
+    let _ = again.wait();
+    assert_nothing_leaked(suite, "after the restarted VM's delete");
+    format!(
+        "vm start killed after its VMM spawn: kept stopped, VMM killed, started again, in {:.1} s",
+        started.elapsed().as_secs_f64()
+    )
 }
 
 /// A host reboot (see the module doc) with one VM running; returns what
