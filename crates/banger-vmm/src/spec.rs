@@ -28,16 +28,6 @@ pub enum Accel {
     Tcg,
 }
 
-impl Accel {
-    /// The value for QEMU's `-accel`.
-    pub fn as_qemu_arg(self) -> &'static str {
-        match self {
-            Self::Kvm => "kvm",
-            Self::Tcg => "tcg",
-        }
-    }
-}
-
 /// One virtio block device. Attach order is the guest's device order:
 /// the first disk is `vda`, the second `vdb`, and so on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -66,7 +66,7 @@ pub const VSOCK_CHARDEV_ID: &str = "vsk";
 /// `qemu-system-x86_64` arguments (the program itself excluded). The serial
 /// console goes to stdout, which the caller connects to the console copier.
 pub fn qemu_args(spec: &VmSpec, paths: &QemuPaths) -> Vec<OsString> {
-    build(spec, paths, None)
+    build(spec, paths, None, host_cpus())
 }
 
 /// The arguments of a QEMU that loads the state saved in `state_file` (a
@@ -74,7 +74,35 @@ pub fn qemu_args(spec: &VmSpec, paths: &QemuPaths) -> Vec<OsString> {
 /// the state is loaded, started paused (`-S`) with `-incoming` reading the
 /// file.
 pub fn qemu_args_incoming(spec: &VmSpec, paths: &QemuPaths, state_file: &Path) -> Vec<OsString> {
-    build(spec, paths, Some(state_file))
+    build(spec, paths, Some(state_file), host_cpus())
+}
+
+/// CPUs this process may run on (1 when unknown).
+fn host_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// The `-accel` value. Under TCG, multi-threaded TCG (one host thread per
+/// vCPU) only when the host has a CPU to spare beyond the guest's vCPUs;
+/// otherwise one thread runs every vCPU in turn (`thread=single`). On an
+/// overcommitted host (2 CPUs, a 2-vCPU guest, builds beside it) QEMU 10's
+/// multi-threaded TCG crashed in PCI setup (`iotlb_to_section: Assertion
+/// section_index < d->map.sections_nb`, QEMU issue 3040) and stalled
+/// guests whose idle vCPU's timer never fired (RCU stall reports, no SSH),
+/// 2 boots in 3; single-threaded TCG booted 8 in 8 on the same host, as
+/// fast (docs/benchmarks.md).
+fn accel_arg(accel: crate::spec::Accel, vcpus: u8, host_cpus: usize) -> String {
+    match accel {
+        crate::spec::Accel::Kvm => "kvm".to_owned(),
+        crate::spec::Accel::Tcg => {
+            let threads = if host_cpus > usize::from(vcpus) {
+                "multi"
+            } else {
+                "single"
+            };
+            format!("tcg,thread={threads}")
+        }
+    }
 }
 
 /// The `exec:` migration URI that writes (`>`) or reads the state file.
@@ -85,7 +113,12 @@ pub fn exec_uri(write: bool, state_file: &Path) -> String {
     format!("exec:cat {redirect}'{}'", state_file.display())
 }
 
-fn build(spec: &VmSpec, paths: &QemuPaths, incoming: Option<&Path>) -> Vec<OsString> {
+fn build(
+    spec: &VmSpec,
+    paths: &QemuPaths,
+    incoming: Option<&Path>,
+    host_cpus: usize,
+) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     let mem = format!(
@@ -94,7 +127,7 @@ fn build(spec: &VmSpec, paths: &QemuPaths, incoming: Option<&Path>) -> Vec<OsStr
     );
     push(&["-name", &format!("banger-{}", spec.name)]);
     push(&["-M", "q35,memory-backend=mem0"]);
-    push(&["-accel", spec.accel.as_qemu_arg()]);
+    push(&["-accel", &accel_arg(spec.accel, spec.vcpus, host_cpus)]);
     if spec.accel == crate::spec::Accel::Kvm {
         push(&["-cpu", "host"]);
     } else {
@@ -202,7 +235,7 @@ mod tests {
     fn qemu_command_line_for_a_full_spec() {
         let spec = crate::spec::tests::sample_spec(Path::new("/vm"));
         let paths = QemuPaths::in_run_dir(&spec.run_dir);
-        insta::assert_snapshot!(render(&qemu_args(&spec, &paths)));
+        insta::assert_snapshot!(render(&build(&spec, &paths, None, 2)));
         insta::assert_snapshot!("vhost_vsock", render(&vhost_vsock_args(&spec, &paths)));
     }
 
@@ -235,6 +268,16 @@ mod tests {
         };
         assert_eq!(devices(&boot), devices(&resume));
         assert_eq!(exec_uri(true, Path::new("/a/b")), "exec:cat > '/a/b'");
+    }
+
+    #[test]
+    fn tcg_is_multi_threaded_only_with_a_cpu_to_spare() {
+        use crate::spec::Accel;
+        assert_eq!(accel_arg(Accel::Tcg, 2, 2), "tcg,thread=single");
+        assert_eq!(accel_arg(Accel::Tcg, 2, 1), "tcg,thread=single");
+        assert_eq!(accel_arg(Accel::Tcg, 2, 3), "tcg,thread=multi");
+        assert_eq!(accel_arg(Accel::Tcg, 1, 2), "tcg,thread=multi");
+        assert_eq!(accel_arg(Accel::Kvm, 8, 1), "kvm");
     }
 
     #[test]
