@@ -22,6 +22,26 @@ pub fn bare_image_var() -> (String, std::ffi::OsString) {
     ("BANGER_DEFAULT_IMAGE_NAME".to_owned(), BARE_IMAGE.into())
 }
 
+/// Set (to anything) in a suite's vars or the test's environment to make
+/// its daemon build [`BARE_IMAGE`] itself instead of reusing an earlier
+/// suite's build.
+pub const REBUILD_VAR: &str = "BANGER_TEST_REBUILD_BARE_IMAGE";
+
+/// Where the first bare suite to build [`BARE_IMAGE`] keeps a copy for the
+/// others (each builds the same recipe, about a minute under TCG): in
+/// `test-images/` of the (shared) cache dir `cache_dir`, keyed by the recipe (suite, package list
+/// and customisation script, `image_build::image_key`), so a changed recipe
+/// is built again.
+pub fn bare_image_copy(cache_dir: &std::path::Path) -> std::path::PathBuf {
+    use banger_image::image_build;
+    let packages = image_build::parse_package_list(image_build::DEFAULT_PACKAGES, "built-in")
+        .expect("the built-in package list parses");
+    let key = image_build::image_key(image_build::DEFAULT_SUITE, &packages);
+    cache_dir
+        .join("test-images")
+        .join(format!("daemon-bare-{key}"))
+}
+
 /// One VM suite.
 pub struct Suite {
     pub env: TestEnv,
@@ -179,6 +199,102 @@ impl Suite {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Whether this suite's first create may use the bare image an earlier
+    /// suite built (see [`bare_image_copy`]): a suite whose daemon defaults
+    /// to [`BARE_IMAGE`], unless it set [`REBUILD_VAR`] to test the build.
+    fn reuses_bare_image(&self) -> bool {
+        let var = |name: &str| {
+            self.vars
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        var("BANGER_DEFAULT_IMAGE_NAME").is_some_and(|value| value == BARE_IMAGE)
+            && var(REBUILD_VAR).is_none()
+            && std::env::var_os(REBUILD_VAR).is_none()
+    }
+
+    /// Makes the saved copy in `dir` this daemon's managed [`BARE_IMAGE`]:
+    /// registered (with the default kernel, pulled first), then
+    /// promoted, which copies the files into the state dir and checks them.
+    fn install_bare_image(&self, dir: &std::path::Path) {
+        let rootfs = dir.join("rootfs.ext4");
+        let seed = dir.join("work-seed.ext4");
+        for args in [
+            vec!["kernel", "pull", "debian-cloud-amd64"],
+            vec![
+                "image",
+                "register",
+                "--name",
+                BARE_IMAGE,
+                "--rootfs",
+                rootfs.to_str().expect("UTF-8 cache path"),
+                "--work-seed",
+                seed.to_str().expect("UTF-8 cache path"),
+                "--kernel-ref",
+                "debian-cloud-amd64",
+            ],
+            vec!["image", "promote", BARE_IMAGE],
+        ] {
+            let mut command = self.env.banger();
+            command
+                .args(&args)
+                .envs(self.vars.iter().map(|(key, value)| (key, value)))
+                .stdin(Stdio::null());
+            let output = command.output().expect("banger runs");
+            assert!(
+                output.status.success(),
+                "banger {args:?} (reusing the saved bare image {}) failed: {}",
+                dir.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        eprintln!(
+            "reused the bare image an earlier suite built ({}; {REBUILD_VAR}=1 builds it instead)",
+            dir.display()
+        );
+    }
+
+    /// Keeps a copy of the [`BARE_IMAGE`] this suite's daemon just built for
+    /// the suites after it (written to a temp dir, then renamed).
+    fn save_bare_image(&self) {
+        let shown = self.json_in_host(&["image", "show", BARE_IMAGE, "--json"]);
+        let target = bare_image_copy(&self.env.paths().cache_dir);
+        let parent = target.parent().expect("a cache subdir");
+        fs_err::create_dir_all(parent).expect("create the test image cache");
+        let temp = tempfile::tempdir_in(parent).expect("temp dir in the test image cache");
+        for (field, file) in [("rootfs", "rootfs.ext4"), ("work_seed", "work-seed.ext4")] {
+            let source = shown[field].as_str().expect("image file path");
+            let status = Command::new("cp")
+                .args(["--sparse=always", "--reflink=auto", source])
+                .arg(temp.path().join(file))
+                .status()
+                .expect("cp runs");
+            assert!(status.success(), "copy {source} into the test image cache");
+        }
+        let kept = temp.keep();
+        if fs_err::rename(&kept, &target).is_err() {
+            // Another run saved it first.
+            let _ = fs_err::remove_dir_all(&kept);
+        }
+    }
+
+    /// `banger ARGS` in the host namespace, parsed as JSON.
+    fn json_in_host(&self, args: &[&str]) -> serde_json::Value {
+        let mut command = self.env.banger();
+        command
+            .args(args)
+            .envs(self.vars.iter().map(|(key, value)| (key, value)))
+            .stdin(Stdio::null());
+        let output = command.output().expect("banger runs");
+        assert!(
+            output.status.success(),
+            "banger {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("JSON output")
+    }
+
     /// The suite's first VM, created in the host namespace with
     /// `--no-start`: no image exists yet, so the default Debian image is
     /// built and the default kernel pulled, which needs the Debian mirror
@@ -186,6 +302,13 @@ impl Suite {
     /// daemon is stopped afterwards so the next command starts one inside
     /// the namespace. Returns the VM's JSON and the command's stderr.
     pub fn create_in_host_namespace(&self, name: &str) -> (serde_json::Value, String) {
+        let reuse = self.reuses_bare_image();
+        let saved = reuse
+            .then(|| bare_image_copy(&self.env.paths().cache_dir))
+            .filter(|dir| dir.is_dir());
+        if let Some(dir) = &saved {
+            self.install_bare_image(dir);
+        }
         let mut first = self.env.banger();
         first
             .args(["vm", "create", "--name", name, "--no-start", "--json"])
@@ -195,6 +318,9 @@ impl Suite {
         let stderr = String::from_utf8_lossy(&create.stderr).into_owned();
         assert!(create.status.success(), "create failed: {stderr}");
         let vm: serde_json::Value = serde_json::from_slice(&create.stdout).expect("VM JSON");
+        if reuse && saved.is_none() {
+            self.save_bare_image();
+        }
         let mut stop = self.env.banger();
         assert!(
             stop.args(["daemon", "stop"])
