@@ -146,6 +146,14 @@ pub enum VmmError {
         /// Underlying error.
         source: QmpError,
     },
+    /// A resume found no saved state in the memory directory.
+    #[error("VM {vm}: no saved state in {} (qemu.mapped or qemu.state)", dir.display())]
+    NoSavedState {
+        /// VM name.
+        vm: String,
+        /// The memory directory.
+        dir: std::path::PathBuf,
+    },
     /// Saving or loading a QEMU VM's state failed.
     #[error("VM {vm}")]
     Migrate {
@@ -369,7 +377,8 @@ impl RunningVm {
 
     /// Pauses the VM into `memory_dir` (an existing, empty, private
     /// directory): guest memory and device state are written there (QEMU:
-    /// [`crate::qemu::migrate::STATE_FILE`] by migration; Firecracker:
+    /// [`crate::qemu::migrate::MAPPED_STATE_FILE`] or, before QEMU 9,
+    /// [`crate::qemu::migrate::STATE_FILE`], by migration; Firecracker:
     /// [`crate::firecracker::pause::MEMORY_FILE`] and `STATE_FILE` by
     /// snapshot), then the VMM ends and helpers are stopped, so the VM's CPU
     /// and memory go back to the host. Resume with [`crate::Vmm::resume`].
@@ -377,15 +386,12 @@ impl RunningVm {
     /// caller's to remove.
     pub async fn pause(&self, memory_dir: &Path) -> Result<(), VmmError> {
         match self.backend {
-            BackendKind::Qemu => crate::qemu::migrate::save(
-                &self.control_socket,
-                &memory_dir.join(crate::qemu::migrate::STATE_FILE),
-            )
-            .await
-            .map_err(|source| VmmError::Migrate {
-                vm: self.name.clone(),
-                source,
-            })?,
+            BackendKind::Qemu => crate::qemu::migrate::save(&self.control_socket, memory_dir)
+                .await
+                .map_err(|source| VmmError::Migrate {
+                    vm: self.name.clone(),
+                    source,
+                })?,
             BackendKind::Firecracker => {
                 crate::firecracker::pause::save(&self.control_socket, memory_dir)
                     .await

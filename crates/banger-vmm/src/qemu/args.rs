@@ -69,12 +69,25 @@ pub fn qemu_args(spec: &VmSpec, paths: &QemuPaths) -> Vec<OsString> {
     build(spec, paths, None, host_cpus())
 }
 
-/// The arguments of a QEMU that loads the state saved in `state_file` (a
-/// resume): the same devices but the vsock device, which is plugged in once
-/// the state is loaded, started paused (`-S`) with `-incoming` reading the
-/// file.
-pub fn qemu_args_incoming(spec: &VmSpec, paths: &QemuPaths, state_file: &Path) -> Vec<OsString> {
-    build(spec, paths, Some(state_file), host_cpus())
+/// Where a resuming QEMU reads its saved state from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    /// A migration stream in this file, read through `exec:cat` (any QEMU).
+    Stream(&'a Path),
+    /// `-incoming defer`: the caller sets the migration's capabilities and
+    /// starts it over QMP (a `mapped-ram` file, QEMU 9 and later).
+    Deferred,
+}
+
+/// The arguments of a QEMU that loads a saved state (a resume): the same
+/// devices but the vsock device, which is plugged in once the state is
+/// loaded, started paused (`-S`) with `-incoming` as `incoming` says.
+pub fn qemu_args_incoming(
+    spec: &VmSpec,
+    paths: &QemuPaths,
+    incoming: Incoming<'_>,
+) -> Vec<OsString> {
+    build(spec, paths, Some(incoming), host_cpus())
 }
 
 /// CPUs this process may run on (1 when unknown).
@@ -116,7 +129,7 @@ pub fn exec_uri(write: bool, state_file: &Path) -> String {
 fn build(
     spec: &VmSpec,
     paths: &QemuPaths,
-    incoming: Option<&Path>,
+    incoming: Option<Incoming<'_>>,
     host_cpus: usize,
 ) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
@@ -208,10 +221,13 @@ fn build(
                 .into(),
             );
         }
-        Some(state_file) => {
+        Some(incoming) => {
             args.push("-S".into());
             args.push("-incoming".into());
-            args.push(exec_uri(false, state_file).into());
+            args.push(match incoming {
+                Incoming::Stream(state_file) => exec_uri(false, state_file).into(),
+                Incoming::Deferred => "defer".into(),
+            });
         }
     }
     args.push("-qmp".into());
@@ -247,7 +263,7 @@ mod tests {
         let resume = render(&qemu_args_incoming(
             &spec,
             &paths,
-            Path::new("/state/memory/qemu.state"),
+            Incoming::Stream(Path::new("/state/memory/qemu.state")),
         ));
         assert!(boot.contains("vhost-user-vsock-pci,chardev=vsk,id=vsock0,bus=vsockport"));
         assert!(!boot.contains("-incoming"));
@@ -268,6 +284,14 @@ mod tests {
         };
         assert_eq!(devices(&boot), devices(&resume));
         assert_eq!(exec_uri(true, Path::new("/a/b")), "exec:cat > '/a/b'");
+        // A mapped-ram state is loaded over QMP once QEMU is up.
+        let deferred = render(&qemu_args_incoming(&spec, &paths, Incoming::Deferred));
+        assert!(
+            deferred
+                .ends_with("-S\n-incoming\ndefer\n-qmp\nunix:/vm/run/qmp.sock,server=on,wait=off"),
+            "{deferred}"
+        );
+        assert_eq!(devices(&boot), devices(&deferred));
     }
 
     #[test]

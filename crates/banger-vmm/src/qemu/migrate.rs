@@ -22,8 +22,33 @@ use thiserror::Error;
 use super::args::{VSOCK_CHARDEV_ID, VSOCK_DEVICE_ID, VSOCK_PORT_ID, exec_uri};
 use super::qmp::{Qmp, QmpError, connect};
 
-/// The state file inside the directory a pause writes.
+/// The state file a pause writes as a migration stream (QEMU before 9).
 pub const STATE_FILE: &str = "qemu.state";
+/// The state file a pause writes with QEMU's `mapped-ram` capability (QEMU 9
+/// and later): each RAM page at its own offset of a sparse file, so zero
+/// pages take no space and are never touched when the state is loaded.
+pub const MAPPED_STATE_FILE: &str = "qemu.mapped";
+/// The first QEMU major version with `mapped-ram` (and `file:` migration).
+const MAPPED_RAM_SINCE: u64 = 9;
+
+/// A saved state found in a memory directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SavedState {
+    /// [`STATE_FILE`]: a stream, loaded through `exec:cat`.
+    Stream(PathBuf),
+    /// [`MAPPED_STATE_FILE`]: loaded with `mapped-ram` from a `file:` URI.
+    Mapped(PathBuf),
+}
+
+/// The state a pause left in `memory_dir`, if any.
+pub fn saved_state(memory_dir: &Path) -> Option<SavedState> {
+    let mapped = memory_dir.join(MAPPED_STATE_FILE);
+    if mapped.is_file() {
+        return Some(SavedState::Mapped(mapped));
+    }
+    let stream = memory_dir.join(STATE_FILE);
+    stream.is_file().then_some(SavedState::Stream(stream))
+}
 
 /// How long the guest gets to eject the vsock device. A guest that does
 /// not answer ACPI hotplug within this is not paused.
@@ -97,17 +122,22 @@ async fn command(
     }
 }
 
-/// Saves the running VM behind QMP `socket` into `state_file` and quits
-/// QEMU. On failure the VM is left running (the vsock device plugged back
-/// in where that is still possible) and nothing is written but what the
-/// caller removes.
-pub async fn save(socket: &Path, state_file: &Path) -> Result<(), MigrateError> {
-    if state_file.to_string_lossy().contains('\'') {
-        return Err(MigrateError::QuotedPath {
-            path: state_file.to_path_buf(),
-        });
-    }
+/// Saves the running VM behind QMP `socket` into `memory_dir` and quits
+/// QEMU: as [`MAPPED_STATE_FILE`] when the QEMU has `mapped-ram`, else as
+/// [`STATE_FILE`]. On failure the VM is left running (the vsock device
+/// plugged back in where that is still possible) and nothing is written
+/// but what the caller removes.
+pub async fn save(socket: &Path, memory_dir: &Path) -> Result<(), MigrateError> {
     let mut qmp = connect(socket).await?;
+    let target = if qemu_major(&mut qmp).await? >= MAPPED_RAM_SINCE {
+        SavedState::Mapped(memory_dir.join(MAPPED_STATE_FILE))
+    } else {
+        let path = memory_dir.join(STATE_FILE);
+        if path.to_string_lossy().contains('\'') {
+            return Err(MigrateError::QuotedPath { path });
+        }
+        SavedState::Stream(path)
+    };
     command(
         &mut qmp,
         "device_del",
@@ -131,7 +161,7 @@ pub async fn save(socket: &Path, state_file: &Path) -> Result<(), MigrateError> 
             });
         }
     }
-    match migrate_out(&mut qmp, state_file).await {
+    match migrate_out(&mut qmp, &target).await {
         Ok(()) => {
             // QEMU may close the connection before answering `quit`; the
             // caller waits for the process to exit either way.
@@ -150,14 +180,41 @@ pub async fn save(socket: &Path, state_file: &Path) -> Result<(), MigrateError> 
     }
 }
 
-async fn migrate_out(qmp: &mut Qmp, state_file: &Path) -> Result<(), MigrateError> {
-    command(qmp, "stop", None).await?;
+/// The major version of the QEMU behind `qmp`.
+async fn qemu_major(qmp: &mut Qmp) -> Result<u64, MigrateError> {
+    let version = command(qmp, "query-version", None).await?;
+    Ok(version
+        .pointer("/qemu/major")
+        .and_then(Value::as_u64)
+        .unwrap_or(0))
+}
+
+/// Turns on `mapped-ram` for the next migration (either direction).
+async fn enable_mapped_ram(qmp: &mut Qmp) -> Result<(), MigrateError> {
     command(
         qmp,
-        "migrate",
-        Some(json!({ "uri": exec_uri(true, state_file) })),
+        "migrate-set-capabilities",
+        Some(json!({ "capabilities": [{ "capability": "mapped-ram", "state": true }] })),
     )
     .await?;
+    Ok(())
+}
+
+/// The `file:` URI of a mapped-ram state file.
+fn file_uri(path: &Path) -> String {
+    format!("file:{}", path.display())
+}
+
+async fn migrate_out(qmp: &mut Qmp, target: &SavedState) -> Result<(), MigrateError> {
+    command(qmp, "stop", None).await?;
+    let uri = match target {
+        SavedState::Stream(path) => exec_uri(true, path),
+        SavedState::Mapped(path) => {
+            enable_mapped_ram(qmp).await?;
+            file_uri(path)
+        }
+    };
+    command(qmp, "migrate", Some(json!({ "uri": uri }))).await?;
     let deadline = Instant::now() + MIGRATE_TIMEOUT;
     loop {
         let status = command(qmp, "query-migrate", None).await?;
@@ -202,12 +259,27 @@ async fn plug_vsock(qmp: &mut Qmp) -> Result<Value, MigrateError> {
     .await
 }
 
-/// For a QEMU started with [`super::args::qemu_args_incoming`]: waits until
-/// it has loaded the state, plugs the vsock device in and lets the guest
-/// run; with `network` [`crate::NetworkAtResume::Disconnected`] the NIC's
-/// link is down first (QEMU drops what the guest sends) until [`set_link`].
-pub async fn load(socket: &Path, network: crate::NetworkAtResume) -> Result<(), MigrateError> {
+/// For a QEMU started with [`super::args::qemu_args_incoming`]: starts the
+/// load of a [`SavedState::Mapped`] state (its QEMU was started with
+/// `-incoming defer`), waits until the state is loaded, plugs the vsock
+/// device in and lets the guest run; with `network`
+/// [`crate::NetworkAtResume::Disconnected`] the NIC's link is down first
+/// (QEMU drops what the guest sends) until [`set_link`].
+pub async fn load(
+    socket: &Path,
+    state: &SavedState,
+    network: crate::NetworkAtResume,
+) -> Result<(), MigrateError> {
     let mut qmp = connect(socket).await?;
+    if let SavedState::Mapped(path) = state {
+        enable_mapped_ram(&mut qmp).await?;
+        command(
+            &mut qmp,
+            "migrate-incoming",
+            Some(json!({ "uri": file_uri(path) })),
+        )
+        .await?;
+    }
     let deadline = Instant::now() + MIGRATE_TIMEOUT;
     loop {
         let status = command(&mut qmp, "query-status", None).await?;
@@ -231,6 +303,7 @@ pub async fn load(socket: &Path, network: crate::NetworkAtResume) -> Result<(), 
         }
         tokio::time::sleep(POLL).await;
     }
+    tracing::debug!(qmp = %socket.display(), "saved state loaded; plugging the vsock device back");
     plug_vsock(&mut qmp).await?;
     if network == crate::NetworkAtResume::Disconnected {
         command(&mut qmp, "set_link", Some(link(false))).await?;
@@ -294,6 +367,10 @@ mod tests {
             listener,
             vec![
                 (
+                    "query-version",
+                    "{\"return\": {\"qemu\": {\"major\": 7, \"minor\": 2, \"micro\": 0}}}\n",
+                ),
+                (
                     "device_del",
                     "{\"return\": {}}\n{\"event\": \"DEVICE_DELETED\", \"data\": {\"path\": \"/machine/peripheral/vsock0/virtio-backend\"}}\n{\"event\": \"DEVICE_DELETED\", \"data\": {\"device\": \"vsock0\"}}\n",
                 ),
@@ -307,13 +384,55 @@ mod tests {
                 ("quit", "{\"return\": {}}\n"),
             ],
         ));
-        let file = dir.path().join("memory").join(STATE_FILE);
-        save(&socket, &file).await.unwrap();
+        let memory = dir.path().join("memory");
+        save(&socket, &memory).await.unwrap();
         let seen = server.await.unwrap();
-        assert_eq!(seen.len(), 7, "{seen:?}");
-        assert!(seen[1].contains("\"id\":\"vsock0\""), "{seen:?}");
+        assert_eq!(seen.len(), 8, "{seen:?}");
+        assert!(seen[2].contains("\"id\":\"vsock0\""), "{seen:?}");
+        let file = memory.join(STATE_FILE);
         assert!(
-            seen[3].contains(&format!("exec:cat > '{}'", file.display())),
+            seen[4].contains(&format!("exec:cat > '{}'", file.display())),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_qemu_with_mapped_ram_saves_to_a_mapped_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let server = tokio::spawn(fake_qmp(
+            listener,
+            vec![
+                (
+                    "query-version",
+                    "{\"return\": {\"qemu\": {\"major\": 10, \"minor\": 0, \"micro\": 2}}}\n",
+                ),
+                (
+                    "device_del",
+                    "{\"return\": {}}\n{\"event\": \"DEVICE_DELETED\", \"data\": {\"device\": \"vsock0\"}}\n",
+                ),
+                ("stop", "{\"return\": {}}\n"),
+                ("migrate-set-capabilities", "{\"return\": {}}\n"),
+                ("migrate", "{\"return\": {}}\n"),
+                (
+                    "query-migrate",
+                    "{\"return\": {\"status\": \"completed\"}}\n",
+                ),
+                ("quit", "{\"return\": {}}\n"),
+            ],
+        ));
+        // A quote is fine in a file: URI (no shell reads it).
+        let memory = dir.path().join("it's memory");
+        save(&socket, &memory).await.unwrap();
+        let seen = server.await.unwrap();
+        assert!(
+            seen[4].contains("\"capability\":\"mapped-ram\"") && seen[4].contains("\"state\":true"),
+            "{seen:?}"
+        );
+        let file = memory.join(MAPPED_STATE_FILE);
+        assert!(
+            seen[5].contains(&format!("\"uri\":\"file:{}\"", file.display())),
             "{seen:?}"
         );
     }
@@ -326,6 +445,10 @@ mod tests {
         let server = tokio::spawn(fake_qmp(
             listener,
             vec![
+                (
+                    "query-version",
+                    "{\"return\": {\"qemu\": {\"major\": 7, \"minor\": 2, \"micro\": 0}}}\n",
+                ),
                 (
                     "device_del",
                     "{\"return\": {}}\n{\"event\": \"DEVICE_DELETED\", \"data\": {\"device\": \"vsock0\"}}\n",
@@ -341,9 +464,7 @@ mod tests {
                 ("cont", "{\"return\": {}}\n"),
             ],
         ));
-        let error = save(&socket, &dir.path().join(STATE_FILE))
-            .await
-            .unwrap_err();
+        let error = save(&socket, dir.path()).await.unwrap_err();
         assert!(error.to_string().contains("No space left"), "{error}");
         let seen = server.await.unwrap();
         assert!(seen.last().unwrap().contains("\"cont\""), "{seen:?}");
@@ -367,7 +488,8 @@ mod tests {
                 ("cont", "{\"return\": {}}\n"),
             ],
         ));
-        load(&socket, crate::NetworkAtResume::Connected)
+        let state = SavedState::Stream(dir.path().join(STATE_FILE));
+        load(&socket, &state, crate::NetworkAtResume::Connected)
             .await
             .unwrap();
         let seen = server.await.unwrap();
@@ -392,7 +514,8 @@ mod tests {
                 ("cont", "{\"return\": {}}\n"),
             ],
         ));
-        load(&socket, crate::NetworkAtResume::Disconnected)
+        let state = SavedState::Stream(dir.path().join(STATE_FILE));
+        load(&socket, &state, crate::NetworkAtResume::Disconnected)
             .await
             .unwrap();
         let seen = server.await.unwrap();
@@ -409,10 +532,77 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_quote_in_the_path_is_refused_before_anything_is_sent() {
-        let error = save(Path::new("/nonexistent.sock"), Path::new("/tmp/it's"))
-            .await
-            .unwrap_err();
+    async fn a_mapped_state_is_loaded_over_qmp_with_mapped_ram() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let server = tokio::spawn(fake_qmp(
+            listener,
+            vec![
+                ("migrate-set-capabilities", "{\"return\": {}}\n"),
+                ("migrate-incoming", "{\"return\": {}}\n"),
+                (
+                    "query-status",
+                    "{\"return\": {\"status\": \"inmigrate\"}}\n",
+                ),
+                ("query-status", "{\"return\": {\"status\": \"paused\"}}\n"),
+                ("device_add", "{\"return\": {}}\n"),
+                ("cont", "{\"return\": {}}\n"),
+            ],
+        ));
+        let file = dir.path().join(MAPPED_STATE_FILE);
+        load(
+            &socket,
+            &SavedState::Mapped(file.clone()),
+            crate::NetworkAtResume::Connected,
+        )
+        .await
+        .unwrap();
+        let seen = server.await.unwrap();
+        assert!(
+            seen[1].contains("\"capability\":\"mapped-ram\""),
+            "{seen:?}"
+        );
+        assert!(
+            seen[2].contains(&format!("\"uri\":\"file:{}\"", file.display())),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn the_saved_state_is_found_by_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(saved_state(dir.path()), None);
+        fs_err::write(dir.path().join(STATE_FILE), "").unwrap();
+        assert_eq!(
+            saved_state(dir.path()),
+            Some(SavedState::Stream(dir.path().join(STATE_FILE)))
+        );
+        fs_err::write(dir.path().join(MAPPED_STATE_FILE), "").unwrap();
+        assert_eq!(
+            saved_state(dir.path()),
+            Some(SavedState::Mapped(dir.path().join(MAPPED_STATE_FILE)))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_quote_in_a_stream_path_is_refused_before_the_vm_is_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let server = tokio::spawn(fake_qmp(
+            listener,
+            vec![(
+                "query-version",
+                "{\"return\": {\"qemu\": {\"major\": 7, \"minor\": 2, \"micro\": 0}}}\n",
+            )],
+        ));
+        let error = save(&socket, &dir.path().join("it's")).await.unwrap_err();
         assert!(matches!(error, MigrateError::QuotedPath { .. }), "{error}");
+        let seen = server.await.unwrap();
+        assert!(
+            !seen.iter().any(|line| line.contains("device_del")),
+            "{seen:?}"
+        );
     }
 }

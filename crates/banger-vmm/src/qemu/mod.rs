@@ -54,10 +54,17 @@ impl QemuVmm {
         memory_dir: &Path,
         network: crate::NetworkAtResume,
     ) -> Result<RunningVm, VmmError> {
-        let running = self
-            .launch(spec, Some(&memory_dir.join(migrate::STATE_FILE)))
-            .await?;
-        if let Err(source) = migrate::load(&running.control_socket, network).await {
+        let state = migrate::saved_state(memory_dir).ok_or_else(|| VmmError::NoSavedState {
+            vm: spec.name.clone(),
+            dir: memory_dir.to_path_buf(),
+        })?;
+        let incoming = match &state {
+            migrate::SavedState::Stream(path) => args::Incoming::Stream(path),
+            migrate::SavedState::Mapped(_) => args::Incoming::Deferred,
+        };
+        let running = self.launch(spec, Some(incoming)).await?;
+        tracing::debug!(vm = %spec.name, "QEMU is up; loading the saved state");
+        if let Err(source) = migrate::load(&running.control_socket, &state, network).await {
             let exited = running.status();
             kill_all(&running.processes().collect::<Vec<_>>()).await;
             let _ = running.cleanup().await;
@@ -77,7 +84,11 @@ impl QemuVmm {
         Ok(running)
     }
 
-    async fn launch(&self, spec: &VmSpec, incoming: Option<&Path>) -> Result<RunningVm, VmmError> {
+    async fn launch(
+        &self,
+        spec: &VmSpec,
+        incoming: Option<args::Incoming<'_>>,
+    ) -> Result<RunningVm, VmmError> {
         spec.validate()?;
         let paths = QemuPaths::in_run_dir(&spec.run_dir);
         prepare_run_dir(spec, &[&paths.qmp, &paths.vhost_user, &paths.vsock_uds])?;

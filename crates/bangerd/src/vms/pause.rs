@@ -38,8 +38,11 @@ pub(super) fn partial_dir(vm_dir: &Path) -> PathBuf {
     vm_dir.join("memory.partial")
 }
 
-/// Bytes of the regular files directly in `dir` (0 when it is missing).
+/// Bytes the regular files directly in `dir` take on disk (0 when it is
+/// missing): allocated blocks, not lengths, as QEMU's mapped-ram state file
+/// is as long as the guest's memory but holds only the pages in use.
 pub fn dir_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let Ok(entries) = fs_err::read_dir(dir) else {
         return 0;
     };
@@ -47,7 +50,7 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         .flatten()
         .filter_map(|entry| entry.metadata().ok())
         .filter(|meta| meta.is_file())
-        .map(|meta| meta.len())
+        .map(|meta| meta.blocks() * 512)
         .sum()
 }
 
@@ -278,6 +281,7 @@ pub async fn resume_as_locked(
             return fail(state, &mut vm, VmError::step(name, "resume its VMM", error)).await;
         }
     };
+    tracing::debug!(vm = %name, took = ?started.elapsed(), "VMM resumed from the saved memory");
     vm.vmm = VmmHandle::Recorded(Box::new(running.clone()));
     if let Err(error) = set_state(state, &mut vm, VmState::Running, None) {
         let _ = running.stop(Duration::from_secs(5)).await;
