@@ -37,25 +37,6 @@ const POINTS: &[(&str, &str)] = &[
     ("boot.before_ssh", "f-ssh"),
 ];
 
-fn mkfs(path: &Path, size: &str) {
-    assert!(
-        Command::new("truncate")
-            .args(["-s", size])
-            .arg(path)
-            .status()
-            .expect("truncate")
-            .success()
-    );
-    assert!(
-        Command::new("mkfs.ext4")
-            .args(["-q", "-F"])
-            .arg(path)
-            .status()
-            .expect("mkfs")
-            .success()
-    );
-}
-
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -206,8 +187,8 @@ fn daemon_killed_at_each_step_of_create_then_a_host_reboot_leave_nothing_behind(
     suite.ok(&["kernel", "pull", "debian-cloud-amd64"]);
     let rootfs = suite.env.root().join("root.ext4");
     let seed = suite.env.root().join("seed.ext4");
-    mkfs(&rootfs, "64M");
-    mkfs(&seed, "64M");
+    banger_testkit::mkfs_ext4(&rootfs, "64M");
+    banger_testkit::mkfs_ext4(&seed, "64M");
     suite.ok(&[
         "image",
         "register",

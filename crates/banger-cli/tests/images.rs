@@ -9,25 +9,6 @@ use std::process::Command;
 use banger_testkit::TestEnv;
 use banger_testkit::cli::{fails, json, ok};
 
-fn mkfs(path: &Path, size: &str) {
-    assert!(
-        Command::new("truncate")
-            .args(["-s", size])
-            .arg(path)
-            .status()
-            .expect("truncate")
-            .success()
-    );
-    assert!(
-        Command::new("mkfs.ext4")
-            .args(["-q", "-F"])
-            .arg(path)
-            .status()
-            .expect("mkfs")
-            .success()
-    );
-}
-
 /// A kernel to register images against: the Debian cloud kernel, imported
 /// from the shared cache's unpacked package under the name `test-kernel`.
 fn install_kernel(env: &TestEnv) {
@@ -109,8 +90,8 @@ fn register_update_promote_and_delete() {
     fs_err::create_dir_all(&files).expect("dir");
     let rootfs = files.join("root.ext4");
     let seed = files.join("seed.ext4");
-    mkfs(&rootfs, "64M");
-    mkfs(&seed, "16M");
+    banger_testkit::mkfs_ext4(&rootfs, "64M");
+    banger_testkit::mkfs_ext4(&seed, "16M");
 
     ok(env
         .banger()
@@ -219,7 +200,7 @@ fn register_with_its_own_kernel_owns_that_kernel() {
         "--json",
     ])));
     let rootfs = env.root().join("root.ext4");
-    mkfs(&rootfs, "64M");
+    banger_testkit::mkfs_ext4(&rootfs, "64M");
     let modules = Path::new(kernel["dir"].as_str().expect("dir"))
         .join("modules")
         .join(kernel["version"].as_str().expect("version"));

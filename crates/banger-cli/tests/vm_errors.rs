@@ -1,29 +1,10 @@
 //! Bad `vm` input gets a clear error and leaves nothing behind. No guest is
 //! booted here; an unmanaged image made of empty ext4 files is enough.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use banger_testkit::TestEnv;
 use banger_testkit::netns::NetNs;
-
-fn mkfs(path: &std::path::Path, size: &str) {
-    assert!(
-        Command::new("truncate")
-            .args(["-s", size])
-            .arg(path)
-            .status()
-            .expect("truncate")
-            .success()
-    );
-    assert!(
-        Command::new("mkfs.ext4")
-            .args(["-q", "-F"])
-            .arg(path)
-            .status()
-            .expect("mkfs")
-            .success()
-    );
-}
 
 #[test]
 fn bad_vm_requests_are_refused_and_leave_nothing_behind() {
@@ -67,8 +48,8 @@ fn bad_vm_requests_are_refused_and_leave_nothing_behind() {
     ok(&["kernel", "pull", "debian-cloud-amd64"]);
     let rootfs = env.root().join("root.ext4");
     let seed = env.root().join("seed.ext4");
-    mkfs(&rootfs, "64M");
-    mkfs(&seed, "64M");
+    banger_testkit::mkfs_ext4(&rootfs, "64M");
+    banger_testkit::mkfs_ext4(&seed, "64M");
     let register_tiny = || {
         ok(&[
             "image",

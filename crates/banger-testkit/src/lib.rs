@@ -49,6 +49,31 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     binary
 }
 
+/// Makes `path` an empty ext4 filesystem image of `size` (as `truncate -s`
+/// takes it, e.g. `64M`): a stand-in root filesystem or work seed.
+pub fn mkfs_ext4(path: &Path, size: &str) {
+    assert!(
+        Command::new("truncate")
+            .args(["-s", size])
+            .arg(path)
+            .status()
+            .expect("truncate runs")
+            .success(),
+        "truncate {}",
+        path.display()
+    );
+    assert!(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(path)
+            .status()
+            .expect("mkfs.ext4 runs (e2fsprogs)")
+            .success(),
+        "mkfs.ext4 {}",
+        path.display()
+    );
+}
+
 impl TestEnv {
     /// Creates fresh, empty directories.
     pub fn new() -> Self {
