@@ -43,6 +43,18 @@ fn bad_root_filesystems_are_refused_and_nothing_is_registered() {
             .collect::<Vec<_>>(),
     )
     .expect("random");
+    // An ext4 image cut short, and a 1 TiB sparse file of nothing.
+    let truncated = dir.join("truncated.ext4");
+    banger_testkit::mkfs_ext4(&truncated, "64M");
+    fs_err::OpenOptions::new()
+        .write(true)
+        .open(&truncated)
+        .and_then(|file| file.set_len(1 << 20))
+        .expect("truncate the ext4 image");
+    let huge = dir.join("huge.img");
+    fs_err::File::create(&huge)
+        .and_then(|file| file.set_len(1 << 40))
+        .expect("a 1 TiB sparse file");
     let device_link = dir.join("device-link");
     fs_err::os::unix::fs::symlink("/dev/null", &device_link).expect("symlink");
     let cases: Vec<(PathBuf, &str)> = vec![
@@ -53,6 +65,8 @@ fn bad_root_filesystems_are_refused_and_nothing_is_registered() {
         (empty, "is empty"),
         (qcow, "qcow"),
         (random, "not an ext4"),
+        (truncated, "truncated: the filesystem needs 67108864 bytes"),
+        (huge, "not an ext4"),
     ];
     for (path, expected) in cases {
         let error = fails(

@@ -410,16 +410,47 @@ fn non_utf8_and_long_paths_work() {
     fs_err::write(world.repo.join(odd), "latin-1 name\n").expect("write");
     let long = "d".repeat(60) + "/" + &"f".repeat(120) + ".txt";
     write(&world.repo.join(&long), "long\n");
+    // Names that read as options to a command that takes paths, and a
+    // newline.
+    for name in ["-rf", "--force", "-", "two\nlines"] {
+        write(&world.repo.join(name), &format!("{name:?}\n"));
+    }
     git(&world.repo, &["add", "-A"]);
     git(&world.repo, &["commit", "-q", "-m", "odd names"]);
+    // And the same, untracked and changed, for the paths sent as edits.
+    write(&world.repo.join("-n"), "untracked\n");
+    write(&world.repo.join("--force"), "edited\n");
     let guest = world.guest("odd");
-    world.prepare(&guest, options()).expect("prepare");
+    world
+        .prepare(
+            &guest,
+            options_with(|options| options.include_untracked = true),
+        )
+        .expect("prepare");
+    for name in ["-rf", "-", "two\nlines"] {
+        assert_eq!(
+            fs_err::read_to_string(guest.join(name)).expect("odd file"),
+            format!("{name:?}\n")
+        );
+    }
+    assert_eq!(
+        fs_err::read_to_string(guest.join("--force")).expect("--force"),
+        "edited\n"
+    );
+    assert_eq!(
+        fs_err::read_to_string(guest.join("-n")).expect("-n"),
+        "untracked\n"
+    );
     assert_eq!(
         fs_err::read(guest.join(odd)).expect("odd file"),
         b"latin-1 name\n"
     );
     assert_eq!(fs_err::read(guest.join(&long)).expect("long"), b"long\n");
-    assert_eq!(git_raw(&guest, &["status", "--porcelain"]), "");
+    // The guest's checkout sees exactly the host's two changes.
+    assert_eq!(
+        git_raw(&guest, &["status", "--porcelain"]),
+        " M --force\n?? -n\n"
+    );
 }
 
 #[test]
