@@ -172,6 +172,7 @@ async fn serve(
     tokio::spawn(bangerd::vms::agent::poll_loop(state.clone()));
     let _web = start_web(&state).await;
     let owner = OwnerUid(rustix::process::getuid().as_raw());
+    let stopping = state.clone();
     let app = bangerd::api::router(state, owner);
 
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
@@ -200,5 +201,6 @@ async fn serve(
         result = server => result.context("API server failed")?,
         () = drain_deadline => tracing::warn!("clients did not disconnect within {DRAIN_TIMEOUT:?}; stopping anyway"),
     }
+    bangerd::vms::release_spare_taps(&stopping).await;
     Ok(())
 }

@@ -69,6 +69,10 @@ fn main() -> ExitCode {
     harness::main(&[
         ("create_starts_a_running_vm", create_starts_a_running_vm),
         (
+            "a_clean_stop_leaves_no_spare_taps",
+            a_clean_stop_leaves_no_spare_taps,
+        ),
+        (
             "twenty_creates_of_one_name_make_exactly_one_vm",
             concurrency::twenty_creates_of_one_name_make_exactly_one_vm,
         ),
@@ -213,6 +217,38 @@ pub(crate) fn ready(world: &World, fakes: Fakes) -> bangerd::state::AppState {
     let state = world.daemon(fakes);
     world.install_image(&state);
     state
+}
+
+/// A daemon's clean stop deletes its TAP pool's spares and nothing else:
+/// the running VM keeps its TAP, and no TAP is left for nobody.
+fn a_clean_stop_leaves_no_spare_taps() {
+    let mut world = World::new();
+    world.config.tap_pool_size = 3;
+    let state = ready(&world, Fakes::Working);
+    world.block_on(async {
+        create(&state, "lc-spares", false, false)
+            .await
+            .expect("create");
+        let vm = show(&state, "lc-spares");
+        let tap = vm.tap.clone().expect("the VM's TAP");
+        // The pool refills in the background: wait for its spares.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while world.net.taps().len() < 4 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pool never refilled: {:?}",
+                world.net.taps().keys().collect::<Vec<_>>()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        vms::release_spare_taps(&state).await;
+        let left: Vec<String> = world.net.taps().keys().map(ToString::to_string).collect();
+        assert_eq!(left, [tap.clone()], "only the running VM's TAP is left");
+        vms::delete(&state, &vm_name("lc-spares"), true)
+            .await
+            .expect("delete");
+        assert!(world.net.taps().is_empty(), "{:?}", world.net.taps());
+    });
 }
 
 fn create_starts_a_running_vm() {

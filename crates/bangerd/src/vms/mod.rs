@@ -38,7 +38,7 @@ pub use create::create;
 pub use delete::delete;
 pub use fork::fork;
 pub use interrupted::finish_interrupted;
-pub use monitor::{HEALTH_TICK, UNHEALTHY, monitor_loop, recover};
+pub use monitor::{HEALTH_TICK, UNHEALTHY, monitor_loop, recover, release_spare_taps};
 pub use pause::{memory_dir, pause, resume};
 pub use stop::{kill, stop};
 

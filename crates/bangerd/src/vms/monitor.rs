@@ -157,6 +157,20 @@ pub async fn recover(state: &AppState) {
     }
 }
 
+/// At a clean daemon stop: deletes the TAP pool's spares. VMs' own TAPs
+/// stay with their VMs, which outlive the daemon. Without this the spares
+/// stayed on the host, and a next daemon with no VM that ever started does
+/// not reconcile TAPs (it leaves the host's network alone until a first
+/// start), so each such restart left a pool's worth of TAPs behind.
+pub async fn release_spare_taps(state: &AppState) {
+    let Some(network) = state.host().network_if_ready() else {
+        return;
+    };
+    if let Err(error) = network.pool.drain().await {
+        tracing::warn!(error = %crate::error::error_chain(&error), "cannot delete the TAP pool's spares");
+    }
+}
+
 /// Runtime dirs (`<runtime>/vms/<name>`) of VMs that are not running.
 fn remove_unclaimed_run_dirs(state: &AppState) {
     let root = state.paths().runtime_dir.join("vms");
