@@ -230,7 +230,7 @@ fn a_clean_stop_leaves_no_spare_taps() {
             .await
             .expect("create");
         let vm = show(&state, "lc-spares");
-        let tap = vm.tap.clone().expect("the VM's TAP");
+        let tap = vm.tap.expect("the VM's TAP");
         // The pool refills in the background: wait for its spares.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while world.net.taps().len() < 4 {
@@ -243,7 +243,7 @@ fn a_clean_stop_leaves_no_spare_taps() {
         }
         vms::release_spare_taps(&state).await;
         let left: Vec<String> = world.net.taps().keys().map(ToString::to_string).collect();
-        assert_eq!(left, [tap.clone()], "only the running VM's TAP is left");
+        assert_eq!(left, [tap], "only the running VM's TAP is left");
         vms::delete(&state, &vm_name("lc-spares"), true)
             .await
             .expect("delete");
