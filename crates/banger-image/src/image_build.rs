@@ -123,6 +123,21 @@ pub enum ImageBuildError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// mmdebstrap failed because a disk filled up: the build's output
+    /// directory (its staging tree) or the package cache.
+    #[error(
+        "the image build ran out of disk space (its output goes to {out_dir}; the package cache is {cache}): {line}; free some space and build again; full log: {log}"
+    )]
+    NoSpace {
+        /// Where the image was being built.
+        out_dir: PathBuf,
+        /// The package cache.
+        cache: PathBuf,
+        /// The output line that said so.
+        line: String,
+        /// The build log.
+        log: PathBuf,
+    },
     /// mmdebstrap failed; its full output is in the log.
     #[error("mmdebstrap failed ({status}); last output: {tail}; full log: {log}")]
     Mmdebstrap {

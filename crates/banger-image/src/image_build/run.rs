@@ -241,9 +241,16 @@ fn installed_packages(tree: &Path) -> Result<Vec<String>, ImageBuildError> {
 }
 
 /// Runs mmdebstrap, copying all output to `log` and reporting progress.
+/// What a failed mmdebstrap said of a full disk, if anything.
+fn no_space_line(line: &str) -> bool {
+    line.contains("No space left on device") || line.contains("Disk quota exceeded")
+}
+
+/// Runs mmdebstrap; `out_dir` and `cache` are named when a disk fills up.
 fn run_mmdebstrap(
     args: &[OsString],
     log: &Path,
+    (out_dir, cache): (&Path, &Path),
     progress: &mut dyn FnMut(&str, &str),
 ) -> Result<(), ImageBuildError> {
     let log_file = fs_err::File::create(log).map_err(io_err(log))?;
@@ -293,9 +300,13 @@ fn run_mmdebstrap(
     // last few lines.
     let mut tail: Vec<String> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
+    let mut no_space: Option<String> = None;
     for line in rx {
         if let Some((stage, msg)) = parser.line(&line) {
             progress(stage, &msg);
+        }
+        if no_space.is_none() && no_space_line(&line) {
+            no_space = Some(line.clone());
         }
         if line.starts_with("E: ") && errors.len() < 4 {
             errors.push(line.clone());
@@ -309,6 +320,14 @@ fn run_mmdebstrap(
         let _ = r.join();
     }
     let status = child.wait().map_err(io_err(log))?;
+    if let (false, Some(line)) = (status.success(), no_space) {
+        return Err(ImageBuildError::NoSpace {
+            out_dir: out_dir.to_owned(),
+            cache: cache.to_owned(),
+            line,
+            log: log.to_owned(),
+        });
+    }
     if !status.success() {
         return Err(ImageBuildError::Mmdebstrap {
             status: status.to_string(),
@@ -527,7 +546,7 @@ pub(super) fn build(
         let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
         args.splice(at..at, prepared.hooks());
     }
-    run_mmdebstrap(&args, log, progress)?;
+    run_mmdebstrap(&args, log, (out_dir, &cache), progress)?;
     note(log, &format!("mmdebstrap finished after {}", secs(start)));
 
     // The new cache holds exactly what this build used, so it replaces the

@@ -238,6 +238,16 @@ impl ImageError {
                 _ => ErrorCode::BadRequest,
             },
             Self::Kernel(kernel) => kernel.code(),
+            // A full disk is the host's state, not a bug: as for a pause or a
+            // snapshot without space.
+            Self::Build { source, .. }
+                if matches!(
+                    **source,
+                    banger_image::image_build::ImageBuildError::NoSpace { .. }
+                ) =>
+            {
+                ErrorCode::Unavailable
+            }
             Self::Io { .. }
             | Self::KernelMissing { .. }
             | Self::Build { .. }

@@ -413,3 +413,28 @@ fn from_image_refuses_conflicts_missing_and_unsupported_bases_before_any_work() 
         "{leftovers:?}"
     );
 }
+
+#[test]
+fn a_build_that_ran_out_of_space_is_unavailable_not_internal() {
+    use banger_image::image_build::ImageBuildError;
+    let build = |source| ImageError::Build {
+        name: "img".into(),
+        log: PathBuf::from("/state/logs/image-build-img.log"),
+        source: Box::new(source),
+    };
+    let full = build(ImageBuildError::NoSpace {
+        out_dir: PathBuf::from("/state/images/.partial-img-1"),
+        cache: PathBuf::from("/cache/apt-archives/bookworm"),
+        line: "tar: x.deb: Cannot write: No space left on device".into(),
+        log: PathBuf::from("/state/logs/image-build-img.log"),
+    });
+    assert_eq!(full.code(), ErrorCode::Unavailable);
+    let chain = crate::error::error_chain(&full);
+    assert!(chain.contains("ran out of disk space"), "{chain}");
+    let other = build(ImageBuildError::Mmdebstrap {
+        status: "exit status: 1".into(),
+        tail: "E: broken".into(),
+        log: PathBuf::from("/state/logs/image-build-img.log"),
+    });
+    assert_eq!(other.code(), ErrorCode::Internal);
+}
