@@ -2,8 +2,9 @@
 //! the state dir on a small tmpfs, filled up to a few hundred KiB with one
 //! VM running. A create then fails with an out-of-space error naming the
 //! file it could not make, leaves no row, directory or TAP, and the running
-//! VM goes on (stop, start); the database reads and is reopened by a
-//! restarted daemon intact, and once space is freed the same create works.
+//! VM goes on (stop, start); a pause is refused before writing its memory;
+//! the database reads and is reopened by a restarted daemon intact, and once
+//! space is freed the same create works.
 
 use std::os::fd::AsFd as _;
 use std::path::Path;
@@ -66,6 +67,23 @@ pub fn create_on_a_full_disk_fails_clearly_and_harms_nothing() {
         assert!(
             !world.vm_dir("lc-full-b").exists(),
             "nothing half-written is left"
+        );
+
+        // A pause needs room for the guest's memory: refused before
+        // anything is written, the VM keeps running.
+        let refused = vms::pause(&state, &a)
+            .await
+            .expect_err("no room for the memory");
+        let text = chain(&refused);
+        println!("  pause on a full disk: {text}");
+        assert_eq!(refused.code(), banger_api::ErrorCode::Unavailable, "{text}");
+        assert!(
+            text.contains(&world.vm_dir("lc-full-a").display().to_string()),
+            "names where the memory would go: {text}"
+        );
+        assert!(
+            !vms::memory_dir(&world.vm_dir("lc-full-a")).exists(),
+            "no memory file was started"
         );
 
         // The other VM goes on, and the database answers.
