@@ -2,7 +2,7 @@
 //! busybox guest of `qemu_boot.rs` with the static agent boots, answers
 //! `Health` over vsock, is paused into a directory (the vsock device is
 //! unplugged through ACPI hotplug, the state migrated into
-//! `qemu.state`, QEMU and vhost-device-vsock end), then resumed by a new
+//! `qemu.mapped`, or `qemu.state` before QEMU 9; QEMU and vhost-device-vsock end), then resumed by a new
 //! QEMU with `-incoming` and a new vsock helper and device: the agent
 //! answers again with an uptime that went on from before the pause (the same
 //! guest, not a reboot) and the guest's marker process is still there.
@@ -201,9 +201,23 @@ fn pause_and_resume_keep_the_guest() {
             "{process:?} still runs after the pause"
         );
     }
-    let state = memory.join(banger_vmm::qemu::migrate::STATE_FILE);
-    let size = fs_err::metadata(&state).unwrap().len();
-    println!("  state file {size} bytes");
+    // QEMU 9 and later save a sparse mapped-ram file, older QEMU a stream;
+    // either holds the guest's memory in use (its allocated blocks).
+    let state = match banger_vmm::qemu::migrate::saved_state(&memory) {
+        Some(
+            banger_vmm::qemu::migrate::SavedState::Mapped(path)
+            | banger_vmm::qemu::migrate::SavedState::Stream(path),
+        ) => path,
+        None => panic!("no saved state in {}", memory.display()),
+    };
+    let size = {
+        use std::os::unix::fs::MetadataExt;
+        fs_err::metadata(&state).unwrap().blocks() * 512
+    };
+    println!(
+        "  state file {} with {size} bytes allocated",
+        state.display()
+    );
     assert!(size > 1 << 20, "{size}");
     drop(guard);
 
