@@ -243,17 +243,22 @@ fn frozen_vmm_is_killed_after_timeout() {
     if !spec_present() {
         return;
     }
+    let runtime = common::runtime();
+
+    // A VMM that never shuts down (the fake started as a wedged one) is
+    // killed once the stop timeout has passed.
     let dir = common::short_tempdir();
     let spec = vm_spec(dir.path());
+    let wedged = dir
+        .path()
+        .join(banger_testkit::fake_firecracker::WEDGED_NAME);
+    fs_err::os::unix::fs::symlink(std::env::current_exe().unwrap(), &wedged).unwrap();
     let vmm = FirecrackerVmm {
-        firecracker_bin: std::env::current_exe().unwrap(),
+        firecracker_bin: wedged,
         copier: common::copier(),
     };
-    let runtime = common::runtime();
     let vm = runtime.block_on(vmm.start(&spec)).unwrap();
     let guard = KillOnDrop(vm.clone());
-    // A VMM that cannot answer its API (SIGSTOP) stands in for a wedged one.
-    assert!(vm.kill(banger_vmm::Signal::STOP).unwrap());
     let started = std::time::Instant::now();
     let outcome = runtime.block_on(vm.stop(Duration::from_secs(1))).unwrap();
     let elapsed = started.elapsed();
@@ -265,7 +270,42 @@ fn frozen_vmm_is_killed_after_timeout() {
         "{outcome:?}"
     );
     // The stop timeout bounds the whole stop, API request included.
-    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
+    for process in vm.processes() {
+        assert!(!process.is_alive_and_same(), "{process:?} still runs");
+    }
+    drop(guard);
+
+    // A VMM frozen by SIGSTOP is continued first and shuts down cleanly,
+    // well before the timeout.
+    let dir = common::short_tempdir();
+    let spec = vm_spec(dir.path());
+    let vmm = FirecrackerVmm {
+        firecracker_bin: std::env::current_exe().unwrap(),
+        copier: common::copier(),
+    };
+    let vm = runtime.block_on(vmm.start(&spec)).unwrap();
+    let guard = KillOnDrop(vm.clone());
+    assert!(vm.kill(banger_vmm::Signal::STOP).unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !vm.vmm.is_stopped() {
+        assert!(std::time::Instant::now() < deadline, "SIGSTOP never took");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = std::time::Instant::now();
+    let outcome = runtime.block_on(vm.stop(Duration::from_secs(5))).unwrap();
+    assert!(
+        matches!(outcome, StopOutcome::Graceful(_)),
+        "a frozen VMM is continued and stops cleanly: {outcome:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     for process in vm.processes() {
         assert!(!process.is_alive_and_same(), "{process:?} still runs");
     }

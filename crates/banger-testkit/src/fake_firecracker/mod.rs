@@ -510,10 +510,20 @@ pub fn records_path(api_sock: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The executable name (a symlink to the test binary) that makes
+/// [`run_as_process`] a wedged VMM: it accepts `SendCtrlAltDel` but never
+/// shuts down, as a Firecracker whose guest ignores the request.
+pub const WEDGED_NAME: &str = "wedged-firecracker";
+
 /// Executable mode: behaves like `firecracker --api-sock PATH` (other
 /// arguments are ignored). Serves the validating fake, prints a console line
-/// after `InstanceStart`, and exits 0 on `SendCtrlAltDel`.
+/// after `InstanceStart`, and exits 0 on `SendCtrlAltDel`, unless started
+/// under the name [`WEDGED_NAME`].
 pub fn run_as_process(args: impl IntoIterator<Item = String>) -> ExitCode {
+    let wedged = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .is_some_and(|argv0| argv0.file_name().is_some_and(|name| name == WEDGED_NAME));
     let mut args = args.into_iter();
     let mut api_sock = None;
     while let Some(arg) = args.next() {
@@ -554,6 +564,12 @@ pub fn run_as_process(args: impl IntoIterator<Item = String>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if wedged {
+            fake.instance_start().await;
+            let _ = writeln!(std::io::stdout(), "fake-firecracker: guest started");
+            // Requests are answered; the process never ends by itself.
+            std::future::pending::<()>().await;
+        }
         // stdout is the "serial console" a VMM writes.
         tokio::select! {
             () = fake.instance_start() => {
