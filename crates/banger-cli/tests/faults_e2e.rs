@@ -55,14 +55,7 @@ fn processes_naming(dir: &Path) -> Vec<u32> {
     let mut prefix = dir.as_os_str().as_encoded_bytes().to_vec();
     prefix.push(b'/');
     let mut found = Vec::new();
-    for entry in fs_err::read_dir("/proc").expect("read /proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in banger_host::process::all_pids() {
         let Ok(cmdline) = fs_err::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };

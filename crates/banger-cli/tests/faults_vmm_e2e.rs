@@ -31,14 +31,7 @@ fn show(suite: &Suite, vm: &str) -> serde_json::Value {
 /// name starts with `comm` (it is cut at 15 characters).
 fn pids(comm: &str, needle: &str) -> Vec<u32> {
     let mut found = Vec::new();
-    for entry in fs_err::read_dir("/proc").expect("read /proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in banger_host::process::all_pids() {
         let name = fs_err::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         let cmdline = fs_err::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         if name.trim_end().starts_with(comm) && String::from_utf8_lossy(&cmdline).contains(needle) {

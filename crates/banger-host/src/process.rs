@@ -88,9 +88,29 @@ pub fn alive(pid: u32) -> bool {
     read_stat(pid).is_ok_and(|stat| stat.is_live())
 }
 
+/// Every process id in `/proc` now (empty when `/proc` cannot be read).
+/// A process may end before its entry is read: callers treat missing
+/// files as "gone".
+pub fn all_pids() -> Vec<u32> {
+    let Ok(entries) = fs_err::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_pids_has_this_process_and_only_numbers() {
+        let pids = all_pids();
+        assert!(pids.contains(&std::process::id()), "{pids:?}");
+        assert!(!pids.contains(&0));
+    }
 
     #[test]
     fn fields_are_counted_after_the_last_parenthesis() {

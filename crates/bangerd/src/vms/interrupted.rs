@@ -117,19 +117,9 @@ fn leftover_processes(run_dir: &Path, vm_dir: &Path) -> Vec<ProcessIdentity> {
         .collect();
     let me = std::process::id();
     let uid = rustix::process::geteuid().as_raw();
-    let Ok(entries) = fs_err::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me || !owned_by(&entry.path(), uid) {
+    for pid in banger_host::process::all_pids() {
+        if pid == me || !owned_by(&PathBuf::from(format!("/proc/{pid}")), uid) {
             continue;
         }
         let Ok(cmdline) = fs_err::read(PathBuf::from(format!("/proc/{pid}/cmdline"))) else {

@@ -122,22 +122,12 @@ impl std::fmt::Debug for Process {
 pub fn processes_mentioning(needle: &Path) -> Vec<Process> {
     let needle = needle.as_os_str().as_bytes();
     let me = std::process::id();
-    let Ok(entries) = fs_err::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in banger_host::process::all_pids() {
         if pid == me || !is_live(pid) {
             continue;
         }
-        let Ok(cmdline) = fs_err::read(entry.path().join("cmdline")) else {
+        let Ok(cmdline) = fs_err::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
         if cmdline.windows(needle.len()).any(|window| window == needle) {
