@@ -88,16 +88,7 @@ fn a_database_with_flipped_bytes_is_refused_and_nothing_is_touched() {
         message.contains("Restore the database from a backup"),
         "{message}"
     );
-    assert_eq!(
-        fs_err::read(&database).expect("the database is kept"),
-        bytes,
-        "the database was changed"
-    );
-    assert_eq!(
-        fs_err::read(&disk).expect("the disk is kept"),
-        disk_bytes,
-        "the VM's disk was changed"
-    );
+    assert_untouched(&database, &bytes, &disk, &disk_bytes);
 }
 
 #[test]
@@ -117,13 +108,18 @@ fn a_database_from_a_newer_banger_with_vms_is_refused_and_nothing_is_touched() {
     let message = refused_at_start(&env, &database);
     assert!(message.contains("schema version 999"), "{message}");
     assert!(message.contains("upgrade banger"), "{message}");
+    assert_untouched(&database, &bytes, &disk, &disk_bytes);
+}
+
+/// The refused start changed neither the database nor the VM's disk.
+fn assert_untouched(database: &Path, bytes: &[u8], disk: &Path, disk_bytes: &[u8]) {
     assert_eq!(
-        fs_err::read(&database).expect("the database is kept"),
+        fs_err::read(database).expect("the database is kept"),
         bytes,
         "the database was changed"
     );
     assert_eq!(
-        fs_err::read(&disk).expect("the disk is kept"),
+        fs_err::read(disk).expect("the disk is kept"),
         disk_bytes,
         "the VM's disk was changed"
     );

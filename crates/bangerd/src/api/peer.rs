@@ -24,9 +24,10 @@ pub struct PeerCredentials {
     pub pid: Option<i32>,
 }
 
-impl Connected<IncomingStream<'_, UnixListener>> for PeerCredentials {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        match stream.io().peer_cred() {
+impl PeerCredentials {
+    /// What the kernel says of the process at the other end of `stream`.
+    fn of(stream: &tokio::net::UnixStream) -> Self {
+        match stream.peer_cred() {
             Ok(credentials) => Self {
                 uid: Some(credentials.uid()),
                 pid: credentials.pid(),
@@ -39,18 +40,15 @@ impl Connected<IncomingStream<'_, UnixListener>> for PeerCredentials {
     }
 }
 
+impl Connected<IncomingStream<'_, UnixListener>> for PeerCredentials {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        Self::of(stream.io())
+    }
+}
+
 impl Connected<IncomingStream<'_, DeadlineListener>> for PeerCredentials {
     fn connect_info(stream: IncomingStream<'_, DeadlineListener>) -> Self {
-        match stream.io().get_ref().peer_cred() {
-            Ok(credentials) => Self {
-                uid: Some(credentials.uid()),
-                pid: credentials.pid(),
-            },
-            Err(_) => Self {
-                uid: None,
-                pid: None,
-            },
-        }
+        Self::of(stream.io().get_ref())
     }
 }
 
