@@ -17,15 +17,24 @@ use common::vm_suite::Suite;
 /// A tmux server of the test's own, running one session: the TUI.
 struct Tmux {
     socket: PathBuf,
+    /// Where the pane's shell writes the program's exit status.
+    status_file: PathBuf,
 }
 
 impl Tmux {
     /// Starts `command` (program, arguments and environment) in a detached
     /// `width` × `height` session; the pane stays after the program exits so
-    /// its exit status and last screen can be read.
+    /// its last screen can be read.
+    ///
+    /// The pane runs a shell that runs the program in the foreground and
+    /// writes its exit status to a file. tmux's own `pane_dead_status` is
+    /// not used: tmux 3.3 sometimes never reaps the pane's process (it
+    /// stays a zombie with the pane dead and no status), which made the
+    /// test fail after the TUI had exited 0.
     fn start(dir: &Path, command: &Command, width: u16, height: u16) -> Self {
         let socket = dir.join("tmux.sock");
         let config = dir.join("tmux.conf");
+        let status_file = dir.join("tui.status");
         fs_err::write(&config, "set -g remain-on-exit on\nset -g status off\n").expect("tmux.conf");
         let mut tmux = Command::new("tmux");
         tmux.arg("-S")
@@ -35,6 +44,15 @@ impl Tmux {
             .args(["new-session", "-d", "-s", "tui"])
             .args(["-x", &width.to_string(), "-y", &height.to_string()])
             .arg("--")
+            // $0 is the status file, "$@" the program and its arguments;
+            // the status goes through a temporary name so a reader never
+            // sees half of it.
+            .args([
+                "sh",
+                "-c",
+                r#""$@"; echo $? > "$0.part" && mv "$0.part" "$0""#,
+            ])
+            .arg(&status_file)
             .arg(command.get_program())
             .args(command.get_args());
         // The server starts from this client and keeps its environment, so
@@ -47,7 +65,10 @@ impl Tmux {
         }
         let status = tmux.status().expect("tmux runs");
         assert!(status.success(), "tmux new-session failed");
-        Self { socket }
+        Self {
+            socket,
+            status_file,
+        }
     }
 
     fn tmux(&self, args: &[&str]) -> String {
@@ -100,30 +121,20 @@ impl Tmux {
         }
     }
 
-    /// The pane's exit status once its program ended.
+    /// The program's exit status (128 + the signal that ended it) once it
+    /// ended.
     fn exit_status(&self, timeout: Duration) -> i32 {
         let deadline = Instant::now() + timeout;
         loop {
-            let dead = self.tmux(&[
-                "display-message",
-                "-p",
-                "-t",
-                "tui",
-                "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}",
-            ]);
-            // tmux marks the pane dead when its terminal closes, and learns
-            // the status (or the signal) only once it has reaped the
-            // process: until then both are empty, so keep asking.
-            let mut fields = dead.trim().split(':');
-            if fields.next() == Some("1") {
-                let status = fields.next().and_then(|code| code.parse::<i32>().ok());
-                let signal = fields.next().and_then(|signal| signal.parse::<i32>().ok());
-                if let Some(status) = status {
-                    return status;
+            match fs_err::read_to_string(&self.status_file) {
+                Ok(status) => {
+                    return status
+                        .trim()
+                        .parse()
+                        .unwrap_or_else(|_| panic!("the pane's shell wrote {status:?}"));
                 }
-                if let Some(signal) = signal {
-                    return 128 + signal;
-                }
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => panic!("{error}"),
             }
             assert!(
                 Instant::now() < deadline,
