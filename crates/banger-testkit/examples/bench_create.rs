@@ -20,9 +20,12 @@
 //! 1. **banger**: spawn `banger vm create` and time it until it returns
 //!    (`create_ms`: SSH answered and the daemon replied). In parallel this
 //!    program polls the guest's port 22 for an `SSH-2.0-` banner with the
-//!    daemon's own probe (`banger_host::ssh::wait_for_ssh`, 100 ms interval)
+//!    daemon's own probe (`banger_host::ssh::wait_for_ssh`: every 100 ms
+//!    until the guest answers, every 5 ms once it refuses connections)
 //!    and records `ssh_ready_ms` from the moment the CLI was spawned. The
-//!    QEMU process's start time (`/proc/<pid>/stat`) gives `pre_spawn_ms`.
+//!    daemon starts this program as QEMU (`qemu_bin`); it writes down the
+//!    moment it started and execs the real QEMU, which gives `pre_spawn_ms`
+//!    to the microsecond (the bare path starts QEMU the same way).
 //! 2. Capture the VM's exact QEMU and vhost-device-vsock command lines and
 //!    its per-VM initrd, then delete the VM.
 //! 3. **bare**: `banger vm create --no-start` a second VM only to get pristine
@@ -69,8 +72,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 const BARE_TAP: &str = "bgbench0";
 /// How long a guest may take to answer SSH (TCG boots take 20-45 s).
 const SSH_TIMEOUT: Duration = Duration::from_secs(300);
-/// The daemon's SSH poll interval (banger_host::ssh::wait), for the report.
+/// The daemon's SSH poll intervals (banger_host::ssh::wait), for the
+/// report: while the guest's address does not answer, and once the guest
+/// refuses connections.
 const SSH_POLL_MS: u64 = 100;
+const SSH_POLL_REFUSED_MS: u64 = 5;
 /// The catalog kernel the default image boots.
 const KERNEL: &str = "debian-cloud-amd64";
 /// How often the bare path checks for vhost-device-vsock's socket: finer
@@ -124,7 +130,16 @@ fn parse_options() -> Result<Options> {
     Ok(options)
 }
 
+/// Set (to the real QEMU) when this program is started as QEMU: it then
+/// records when it started and becomes that QEMU (see [`stamp_and_exec`]).
+const STAMP_EXEC_VAR: &str = "BENCH_STAMP_EXEC";
+/// Where those start times go, one file per pid.
+const STAMP_DIR_VAR: &str = "BENCH_STAMP_DIR";
+
 fn main() -> ExitCode {
+    if let Some(real) = std::env::var_os(STAMP_EXEC_VAR) {
+        return stamp_and_exec(&real);
+    }
     let options = match parse_options() {
         Ok(options) => options,
         Err(error) => {
@@ -184,6 +199,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// Run as QEMU (banger's `qemu_bin` and the bare path both start this
+/// program with [`STAMP_EXEC_VAR`] naming the real one): writes the
+/// CLOCK_BOOTTIME nanoseconds of this moment to `$BENCH_STAMP_DIR/<pid>`
+/// and execs the real QEMU with the same arguments and pid. `/proc`'s
+/// start time counts in 10 ms ticks, too coarse for a 30 ms target; both
+/// paths pay the same extra exec, after the stamp.
+fn stamp_and_exec(real: &OsStr) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let now = boottime_now();
+    if let Some(dir) = std::env::var_os(STAMP_DIR_VAR) {
+        let path = Path::new(&dir).join(std::process::id().to_string());
+        if let Err(error) = fs_err::write(&path, now.as_nanos().to_string()) {
+            eprintln!("bench_create (as QEMU): {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let error = std::process::Command::new(real)
+        .args(std::env::args_os().skip(1))
+        .env_remove(STAMP_EXEC_VAR)
+        .env_remove(STAMP_DIR_VAR)
+        .exec();
+    eprintln!(
+        "bench_create (as QEMU): cannot run {}: {error}",
+        real.to_string_lossy()
+    );
+    ExitCode::FAILURE
+}
+
 /// The isolated environment and the binaries.
 struct Bench {
     env: TestEnv,
@@ -192,6 +235,10 @@ struct Bench {
     agent: Option<PathBuf>,
     /// Our own files for the bare runs (initrd copy, sockets, console).
     bare_dir: PathBuf,
+    /// The real QEMU, which this program execs when started as QEMU.
+    qemu: PathBuf,
+    /// Where the QEMU start stamps go.
+    stamp_dir: PathBuf,
 }
 
 impl Bench {
@@ -240,12 +287,18 @@ impl Bench {
         let env = TestEnv::new().with_shared_cache();
         let bare_dir = env.root().join("bare");
         fs_err::create_dir_all(&bare_dir)?;
+        let stamp_dir = env.root().join("qemu-starts");
+        fs_err::create_dir_all(&stamp_dir)?;
+        let qemu = banger_host::tools::find_program(Path::new("qemu-system-x86_64"))
+            .ok_or("qemu-system-x86_64 is not on PATH (scripts/install-deps.sh installs it)")?;
         Ok(Self {
             env,
             banger,
             bangerd,
             agent,
             bare_dir,
+            qemu,
+            stamp_dir,
         })
     }
 
@@ -270,11 +323,31 @@ impl Bench {
             // QEMU is the backend that boots guests here; the comparison is
             // against a QEMU command line anyway.
             .env("BANGER_VMM", "qemu");
+        self.as_qemu(&mut command);
         if let Some(agent) = &self.agent {
             command.env("BANGER_AGENT_BIN", agent);
         }
         command.args(args).stdin(Stdio::null());
         command.into()
+    }
+
+    /// Makes `command` (or the daemon it starts) start this program as
+    /// QEMU, so QEMU's start is stamped (see [`stamp_and_exec`]).
+    fn as_qemu(&self, command: &mut std::process::Command) {
+        command
+            .env(
+                "BANGER_QEMU_BIN",
+                std::env::current_exe().unwrap_or_default(),
+            )
+            .env(STAMP_EXEC_VAR, &self.qemu)
+            .env(STAMP_DIR_VAR, &self.stamp_dir);
+    }
+
+    /// When QEMU process `pid` started (CLOCK_BOOTTIME), from its stamp.
+    fn qemu_start(&self, pid: u32) -> Result<Duration> {
+        let path = self.stamp_dir.join(pid.to_string());
+        let nanos: u64 = fs_err::read_to_string(&path)?.trim().parse()?;
+        Ok(Duration::from_nanos(nanos))
     }
 
     /// Runs a `banger` command to completion; its stdout on success.
@@ -399,22 +472,6 @@ fn boottime_now() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// A process's start time since boot (clock-tick resolution, 10 ms).
-fn process_start(pid: u32) -> Result<Duration> {
-    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat"))?;
-    let (_, rest) = stat.rsplit_once(')').ok_or("bad /proc stat")?;
-    // Fields after the command name start at field 3 (state); starttime is 22.
-    let ticks: u64 = rest
-        .split_whitespace()
-        .nth(19)
-        .ok_or("short /proc stat")?
-        .parse()?;
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = u64::try_from(hz).ok().filter(|hz| *hz > 0).unwrap_or(100);
-    Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
-}
-
 /// `/proc/<pid>/cmdline` split into arguments, and the executable.
 fn command_line(pid: u32) -> Result<(PathBuf, Vec<OsString>)> {
     let raw = fs_err::read(format!("/proc/{pid}/cmdline"))?;
@@ -467,7 +524,8 @@ fn text<'a>(value: &'a Value, key: &str) -> Result<&'a str> {
 }
 
 /// Waits until `ip:22` sends an SSH banner with the daemon's own probe
-/// (`wait_for_ssh`: an attempt every 100 ms, each up to 1 s), so both paths
+/// (`wait_for_ssh`: an attempt every 100 ms while the address does not
+/// answer, every 5 ms once the guest refuses connections), so both paths
 /// see the same polling granularity. Overlapping attempts would be finer,
 /// but they flood a TCG guest's sshd (MaxStartups) until it stops answering.
 async fn ssh_ready_at(ip: Ipv4Addr, timeout: Duration) -> Result<Instant> {
@@ -566,7 +624,7 @@ async fn banger_run(bench: &Bench, name: &str) -> Result<BangerRun> {
     if shown_ip != ip {
         return Err(format!("probed {ip} but the VM has {shown_ip}").into());
     }
-    let pre_spawn = process_start(pid)?.saturating_sub(start_boot);
+    let pre_spawn = bench.qemu_start(pid)?.saturating_sub(start_boot);
     let qemu = command_line(pid)?;
     let run_dir = bench.env.paths().runtime_dir.join("vms").join(name);
     let vhost = command_line(find_vhost(&run_dir)?)?;
@@ -678,14 +736,19 @@ async fn bare_run(bench: &Bench, run: &BangerRun, disks_dir: &Path) -> Result<Ba
         }
         tokio::time::sleep(BARE_SOCKET_POLL).await;
     }
-    let mut qemu = KillOnDrop(Some(
-        tokio::process::Command::new(&run.qemu.0)
+    let mut qemu = {
+        // Started the way banger starts it: through the stamp (which execs
+        // run.qemu.0, the real QEMU).
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        bench.as_qemu(&mut command);
+        command
+            .env(STAMP_EXEC_VAR, &run.qemu.0)
             .args(&qemu_args)
             .stdin(Stdio::null())
             .stdout(console.try_clone()?.into_file())
-            .stderr(console.into_file())
-            .spawn()?,
-    ));
+            .stderr(console.into_file());
+        KillOnDrop(Some(tokio::process::Command::from(command).spawn()?))
+    };
     let qemu_pid = qemu
         .0
         .as_ref()
@@ -702,9 +765,7 @@ async fn bare_run(bench: &Bench, run: &BangerRun, disks_dir: &Path) -> Result<Ba
             )),
         }
     };
-    let pre_spawn = process_start(qemu_pid)
-        .map(|started| started.saturating_sub(start_boot))
-        .unwrap_or_default();
+    let pre_spawn = bench.qemu_start(qemu_pid)?.saturating_sub(start_boot);
     qemu.kill().await;
     vhost.kill().await;
     let ssh_ready = ready?;
@@ -890,6 +951,7 @@ async fn run(bench: &Bench, options: &Options) -> Result<Value> {
                 "iterations": options.iterations,
                 "warmup_iterations": options.warmup,
                 "ssh_poll_interval_ms": SSH_POLL_MS,
+                "ssh_poll_interval_refused_ms": SSH_POLL_REFUSED_MS,
                 "guest_agent": bench.agent.is_some(),
             });
         }

@@ -13,7 +13,7 @@
 //!   the daemon does, each with its own error enum.
 //! - Below them: [`state`] (what every operation shares), [`store`] (SQLite),
 //!   [`host`] (network, VMM choice, programs), [`progress`], [`error`],
-//!   [`listener`] and [`logging`]; [`fault`] (test-only crash points) at
+//!   [`listener`], [`logging`] and [`step_timer`]; [`fault`] (test-only crash points) at
 //!   the very bottom.
 
 pub mod api;
@@ -29,6 +29,7 @@ pub mod logging;
 pub mod progress;
 pub mod sessions;
 pub mod state;
+pub mod step_timer;
 pub mod store;
 pub mod usage;
 pub mod vms;

@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["state"],
     &["host", "store", "listener", "logging", "progress"],
     &["events"],
-    &["error", "fault"],
+    &["error", "fault", "step_timer"],
 ];
 
 /// Modules allowed to name HTTP server types.

@@ -11,8 +11,15 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-/// Pause between probes.
+/// Pause between probes while the guest's address does not answer (its
+/// network is not up: each attempt waits for ARP until its connect budget).
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Pause between probes once the guest refuses connections: its network is
+/// up and sshd is coming. A refused connect is one SYN answered by the
+/// guest's kernel (sshd never sees it), so polling this often costs the
+/// guest nothing and tells the caller within milliseconds that sshd
+/// listens; at 100 ms a create reported readiness 50 ms late on average.
+const POLL_INTERVAL_REFUSED: Duration = Duration::from_millis(5);
 /// Longest a single attempt (connect plus banner) may take: sshd under
 /// emulation can be slow to send its banner once connected.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,6 +67,18 @@ pub enum ProbeError {
     },
 }
 
+impl ProbeError {
+    /// How long to wait before the next probe after this failure.
+    fn next_poll(&self) -> Duration {
+        match self {
+            Self::Connect(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                POLL_INTERVAL_REFUSED
+            }
+            _ => POLL_INTERVAL,
+        }
+    }
+}
+
 /// sshd did not answer in time.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -79,8 +98,9 @@ pub struct SshWaitError {
     pub last_failure: String,
 }
 
-/// Polls `ip:port` about every 100 ms until a connection yields an SSH-2.0
-/// identification line, and returns how long that took. Gives up after
+/// Polls `ip:port` until a connection yields an SSH-2.0 identification
+/// line, and returns how long that took: every 100 ms while the address
+/// does not answer, every 5 ms once connections are refused. Gives up after
 /// `timeout` with the last failure in the error.
 pub async fn wait_for_ssh(
     ip: Ipv4Addr,
@@ -101,7 +121,7 @@ pub async fn wait_for_ssh(
         let remaining = deadline
             .saturating_duration_since(now)
             .max(Duration::from_millis(10));
-        match probe(
+        let interval = match probe(
             addr,
             remaining.min(CONNECT_TIMEOUT),
             remaining.min(ATTEMPT_TIMEOUT),
@@ -109,13 +129,16 @@ pub async fn wait_for_ssh(
         .await
         {
             Ok(()) => return Ok(start.elapsed()),
-            Err(failure) => last_failure = crate::error_chain(&failure),
-        }
+            Err(failure) => {
+                last_failure = crate::error_chain(&failure);
+                failure.next_poll()
+            }
+        };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             break;
         }
-        tokio::time::sleep(POLL_INTERVAL.min(remaining)).await;
+        tokio::time::sleep(interval.min(remaining)).await;
     }
     Err(SshWaitError {
         addr,
@@ -233,5 +256,21 @@ mod tests {
             .await
             .expect_err("closed");
         assert!(error.last_failure.starts_with("connect:"), "{error}");
+        // Refusals are retried at the short interval, not every 100 ms
+        // (which would make 3 or 4 attempts in 300 ms).
+        assert!(error.attempts >= 10, "{error}");
+    }
+
+    #[test]
+    fn only_a_refusal_shortens_the_poll() {
+        let refused = ProbeError::Connect(std::io::ErrorKind::ConnectionRefused.into());
+        assert_eq!(refused.next_poll(), POLL_INTERVAL_REFUSED);
+        let unreachable = ProbeError::Connect(std::io::ErrorKind::HostUnreachable.into());
+        assert_eq!(unreachable.next_poll(), POLL_INTERVAL);
+        let silent = ProbeError::ConnectTimeout {
+            budget: CONNECT_TIMEOUT,
+        };
+        assert_eq!(silent.next_poll(), POLL_INTERVAL);
+        assert_eq!(ProbeError::ClosedBeforeBanner.next_poll(), POLL_INTERVAL);
     }
 }

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::progress::ProgressSink;
 use crate::state::AppState;
+use crate::step_timer::StepTimer;
 use crate::store::{VmRow, VmmHandle};
 
 /// Starts a VM (taking its lock) and waits for SSH.
@@ -34,6 +35,7 @@ pub async fn start_locked(
     name: &VmName,
     progress: &ProgressSink,
 ) -> Result<VmInfo, VmError> {
+    let mut timer = StepTimer::start("start", name.as_str());
     let mut vm = row(&state.store(), name)?;
     // A VMM that may still run must never get a twin on the same disks.
     super::recorded_vmm(&vm)?;
@@ -61,7 +63,8 @@ pub async fn start_locked(
         "network",
         format!("attaching VM {name} to bridge {}", network.bridge),
     );
-    let spec = prepare_launch(state, &mut vm, network, boot, vmm.kind(), accel).await?;
+    timer.step("checks");
+    let spec = prepare_launch(state, &mut vm, network, boot, vmm.kind(), accel, &mut timer).await?;
     progress.stage(
         "boot",
         format!(
@@ -71,12 +74,8 @@ pub async fn start_locked(
             vm.memory_mib
         ),
     );
-    let running = match vmm.start(&spec).await {
-        Ok(running) => running,
-        Err(error) => {
-            return fail(state, &mut vm, VmError::step(name, "start its VMM", error)).await;
-        }
-    };
+    let running = launch(state, &mut vm, vmm.start(&spec), "start its VMM").await?;
+    timer.step("vmm");
     crate::fault::point("boot.after_vmm_spawn");
     vm.backend = Some(backend_name(running.backend));
     vm.vmm = VmmHandle::Recorded(Box::new(running.clone()));
@@ -93,6 +92,7 @@ pub async fn start_locked(
     // this call holds the lock the watcher records nothing: the wait below
     // sees the exit too and records it itself.
     super::monitor::watch(state, name, &running);
+    timer.step("record");
     crate::fault::point("boot.before_ssh");
 
     progress.stage(
@@ -109,6 +109,7 @@ pub async fn start_locked(
         answer = host.wait_for_ssh(vm.ip) => Ok(answer),
         exit = vmm_exit(&running) => Err(exit),
     };
+    timer.step("ssh");
     let answer = match waited {
         Ok(answer) => answer,
         Err(exit) => return vmm_exited(state, &mut vm, &running, exit).await,
@@ -272,10 +273,42 @@ async fn failed(state: &AppState, vm: &mut VmRow, error: VmError) -> VmError {
     error
 }
 
+/// Runs `start` (a VMM start or resume, failing as `what`) while the
+/// firewall rules are brought up to date with the VM in them, and returns
+/// the running VMM once both are done. If either fails, the VMM is stopped
+/// and the attempt ends through [`fail`].
+///
+/// Why at the same time: the rules are one `nft` transaction, 10-20 ms of
+/// a start that otherwise takes 30. Until it lands, the VM's TAP has no
+/// rules of its own, which withholds and never grants: its NAT accept is
+/// not there yet, and every running guest's address is already kept from
+/// other TAPs by that guest's rules (docs/networking.md). And a guest
+/// cannot send a packet within milliseconds of its VMM's start anyway.
+pub(super) async fn launch(
+    state: &AppState,
+    vm: &mut VmRow,
+    start: impl Future<Output = Result<RunningVm, banger_vmm::VmmError>>,
+    what: &'static str,
+) -> Result<RunningVm, VmError> {
+    let (firewall, started) = tokio::join!(super::firewall::apply(state), start);
+    let name = vm.name.clone();
+    match (started, firewall) {
+        (Ok(running), Ok(())) => Ok(running),
+        (Err(error), _) => Err(failed(state, vm, VmError::step(&name, what, error)).await),
+        (Ok(running), Err(error)) => {
+            let _ = running.stop(Duration::from_secs(5)).await;
+            let _ = running.cleanup().await;
+            let error = VmError::step(&name, "apply its firewall rules", error);
+            Err(failed(state, vm, error).await)
+        }
+    }
+}
+
 /// What a start and a resume do before their VMM runs: the VM (already
 /// `starting`) gets a TAP from the pool, recorded on its row, DNS is ready
-/// on the bridge, the firewall rules include it, and its spec is built. A
-/// failed step ends the attempt through [`fail`] and is returned.
+/// on the bridge, and its spec is built. A failed step ends the attempt
+/// through [`fail`] and is returned. The firewall rules follow in
+/// [`launch`].
 pub(super) async fn prepare_launch(
     state: &AppState,
     vm: &mut VmRow,
@@ -283,6 +316,7 @@ pub(super) async fn prepare_launch(
     boot: BootFiles,
     kind: BackendKind,
     accel: banger_vmm::Accel,
+    timer: &mut StepTimer,
 ) -> Result<VmSpec, VmError> {
     let name = vm.name.clone();
     let tap = match network.pool.take().await {
@@ -293,12 +327,9 @@ pub(super) async fn prepare_launch(
     };
     vm.tap = Some(tap.as_str().to_owned());
     state.store().update_vm(vm)?;
-    crate::dns::bridge_ready(state).await;
-    if let Err(error) = super::firewall::apply(state).await {
-        let error = VmError::step(&name, "apply its firewall rules", error);
-        return Err(failed(state, vm, error).await);
-    }
     crate::fault::point("boot.after_tap");
+    crate::dns::bridge_ready(state).await;
+    timer.step("tap");
     let run_dir = run_dir(&state.paths().runtime_dir, &name);
     let spec = {
         let (state, vm, tap_name) = (state.clone(), vm.clone(), tap.as_str().to_owned());
@@ -307,6 +338,7 @@ pub(super) async fn prepare_launch(
         })
         .await
     };
+    timer.step("boot files");
     match spec {
         Ok(Ok(spec)) => Ok(spec),
         Ok(Err(error)) => Err(failed(state, vm, error).await),

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::progress::ProgressSink;
 use crate::state::AppState;
+use crate::step_timer::StepTimer;
 use crate::store::{ImageRow, VmRow, VmmHandle};
 
 /// Creates a VM and, unless asked not to, starts it and waits for SSH.
@@ -45,6 +46,12 @@ async fn create_steps(
 ) -> Result<VmInfo, VmError> {
     check_resources(state, resource_request(request))?;
     let requested_name = request.name.clone();
+    let mut timer = StepTimer::start(
+        "create",
+        requested_name
+            .as_ref()
+            .map_or_else(|| "(new)".to_owned(), ToString::to_string),
+    );
     if let Some(name) = &requested_name {
         // Its VMM sockets must fit in sun_path; refuse before making anything.
         state
@@ -70,7 +77,9 @@ async fn create_steps(
         host.vmm(state.config())
             .map_err(|source| VmError::HostUnavailable { name, source })?;
     }
+    timer.step("checks");
     let image = resolve_image(state, request.image.as_ref(), progress).await?;
+    timer.step("image");
     // Before anything is made or read: a rootfs or seed swapped for a FIFO,
     // link or device since register is refused at once (the seed clone
     // below would otherwise hang on a FIFO).
@@ -148,6 +157,8 @@ async fn create_steps(
     drop(images);
     crate::fault::point("create.after_row");
     let name = row.name.clone();
+    timer.rename(name.as_str());
+    timer.step("record");
     progress.name_known(name.as_str());
     let lock = state.vm_lock(&name);
     let _guard = lock.lock().await;
@@ -170,6 +181,8 @@ async fn create_steps(
         undo_create(state, &row, made_dir).await;
         return Err(error);
     }
+    timer.step("disks");
+    drop(timer);
     crate::fault::point("create.after_disks");
     tracing::info!(vm = %name, ip = %row.ip, image = %image.name, "VM created");
     if request.no_start {

@@ -20,6 +20,7 @@ use super::boot::{backend_name, boot_files, fail, release_tap, vmm_exit, vmm_exi
 use super::{VmError, info, row, run_dir, set_state};
 use crate::progress::ProgressSink;
 use crate::state::AppState;
+use crate::step_timer::StepTimer;
 use crate::store::{VmRow, VmmHandle};
 
 /// Space kept free beyond the guest's memory when pausing (device state,
@@ -227,6 +228,7 @@ pub async fn resume_as_locked(
     progress: &ProgressSink,
     who: ResumeAs,
 ) -> Result<VmInfo, VmError> {
+    let mut timer = StepTimer::start("resume", name.as_str());
     let mut vm = row(&state.store(), name)?;
     super::recorded_vmm(&vm)?;
     if vm.state == VmState::Running {
@@ -264,8 +266,10 @@ pub async fn resume_as_locked(
     let boot = boot_files(state, &vm, vmm.kind())?;
 
     set_state(state, &mut vm, VmState::Starting, None)?;
+    timer.step("checks");
     let spec =
-        super::boot::prepare_launch(state, &mut vm, network, boot, vmm.kind(), accel).await?;
+        super::boot::prepare_launch(state, &mut vm, network, boot, vmm.kind(), accel, &mut timer)
+            .await?;
     progress.stage(
         "resume",
         format!("resuming VM {name} from its saved memory"),
@@ -275,13 +279,19 @@ pub async fn resume_as_locked(
         ResumeAs::Itself => banger_vmm::NetworkAtResume::Connected,
         ResumeAs::NewIdentity => banger_vmm::NetworkAtResume::Disconnected,
     };
+    // Before the VMM runs (unlike a cold start, see boot::launch): a
+    // resumed guest is up at once and may send on its network right away.
+    if let Err(error) = super::firewall::apply(state).await {
+        let error = VmError::step(name, "apply its firewall rules", error);
+        return fail(state, &mut vm, error).await;
+    }
     let running = match vmm.resume(&spec, &memory, network).await {
         Ok(running) => running,
         Err(error) => {
             return fail(state, &mut vm, VmError::step(name, "resume its VMM", error)).await;
         }
     };
-    tracing::debug!(vm = %name, took = ?started.elapsed(), "VMM resumed from the saved memory");
+    timer.step("vmm");
     vm.vmm = VmmHandle::Recorded(Box::new(running.clone()));
     if let Err(error) = set_state(state, &mut vm, VmState::Running, None) {
         let _ = running.stop(Duration::from_secs(5)).await;
@@ -313,6 +323,7 @@ pub async fn resume_as_locked(
             return fail(state, &mut vm, error).await;
         }
     }
+    timer.step("guest");
     tracing::info!(vm = %name, took = ?started.elapsed(), "VM resumed");
     progress.stage("ssh", format!("waiting for SSH on {}", vm.ip));
     let waited = tokio::select! {
@@ -320,6 +331,7 @@ pub async fn resume_as_locked(
         answer = host.wait_for_ssh(vm.ip) => Ok(answer),
         exit = vmm_exit(&running) => Err(exit),
     };
+    timer.step("ssh");
     match waited {
         Err(exit) => vmm_exited(state, &mut vm, &running, exit).await,
         Ok(Ok(took)) => {
