@@ -17,6 +17,9 @@
 //! - `banger/auth/<id>` (0600) -> the credential file's path under `/root`
 //!   (see [`crate::auth_files`]).
 //!
+//! The daemon puts the agent in a cached base with the initramfs instead
+//! ([`crate::initrd_base`]), so a start writes only the small rest.
+//!
 //! Every value is validated here, because `/init` runs as PID 1 with no
 //! further checks: a newline smuggled into a hostname would add a config line.
 

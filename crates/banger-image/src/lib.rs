@@ -34,6 +34,7 @@ mod elf;
 pub mod guest_config;
 pub mod image_build;
 pub mod initramfs;
+pub mod initrd_base;
 pub mod kernel;
 pub mod modules;
 pub mod modules_disk;

@@ -338,7 +338,7 @@ pub(super) async fn prepare_launch(
         })
         .await
     };
-    timer.step("boot files");
+    timer.step("boot_files");
     match spec {
         Ok(Ok(spec)) => Ok(spec),
         Ok(Err(error)) => Err(failed(state, vm, error).await),
@@ -458,13 +458,6 @@ fn build_spec(
         .map_err(|error| VmError::step(name, "create its runtime dir", error))?;
     let user_key = banger_host::ssh::keys::ensure_user_key(&config.ssh_key_path)
         .map_err(|error| VmError::step(name, "load the SSH user key", error))?;
-    let agent = match &state.host().agent {
-        Some(path) => Some(
-            fs_err::read(path)
-                .map_err(|error| VmError::step(name, "read the guest agent", error))?,
-        ),
-        None => None,
-    };
     // Fixed paths in the owner's home only (docs/vms.md, "Agent credentials").
     let auth_files = match &state.paths().home_dir {
         Some(home) => {
@@ -497,12 +490,19 @@ fn build_spec(
             private_key: read_text(name, &vm.dir.join("ssh_host_ed25519_key"))?,
             public_key: read_text(name, &vm.dir.join("ssh_host_ed25519_key.pub"))?,
         }],
-        agent,
+        // In the cached base with the initramfs (banger_image::initrd_base).
+        agent: None,
         auth_files,
     };
     let initrd = run_dir.join("initrd.img");
-    banger_image::guest_config::write_vm_initrd(&boot.initramfs, &guest, &initrd)
-        .map_err(|error| VmError::step(name, "write its initrd", error))?;
+    banger_image::initrd_base::write_vm_initrd_cached(
+        &state.paths().cache_dir.join("initrd-bases"),
+        &boot.initramfs,
+        state.host().agent.as_deref(),
+        &guest,
+        &initrd,
+    )
+    .map_err(|error| VmError::step(name, "write its initrd", error))?;
     let mut cmdline = banger_image::artifacts::DEFAULT_CMDLINE.to_owned();
     if backend == BackendKind::Firecracker {
         cmdline.push_str(" reboot=k");
