@@ -152,7 +152,7 @@ enum BaseWriteError {
 fn write_base(
     initramfs: &Path,
     agent: Option<&Path>,
-    out: &std::fs::File,
+    out: impl Write,
 ) -> Result<(), BaseWriteError> {
     let mut out = std::io::BufWriter::new(out);
     let mut source = fs_err::File::open(initramfs)
