@@ -392,16 +392,19 @@ fn grown_seed_cache_builds_once_and_clones_per_vm() {
         "{shrink}"
     );
 
-    // Pruning keeps what is asked for, deletes other entries, ignores
-    // foreign files.
+    // Pruning keeps every entry of the seeds asked for, deletes the
+    // entries of other seeds (here: a seed since deleted), ignores foreign
+    // files.
     prepare_grown_seed(&cache, &seed, GIB).expect("1 GiB entry");
+    let gone_seed = make_seed(&dir.path().join("gone"), 256 * MIB, 2);
+    prepare_grown_seed(&cache, &gone_seed, GIB).expect("entry of another seed");
+    let gone_entry = entry_path(&cache, &gone_seed, GIB).expect("entry");
+    fs::remove_file(&gone_seed).expect("delete that seed");
     fs::write(cache.join("notes.txt"), "mine").expect("foreign file");
-    let deleted = prune(&cache, &[(seed.as_path(), 512 * MIB)]).expect("prune");
-    assert_eq!(
-        deleted,
-        vec![entry_path(&cache, &seed, GIB).expect("entry")]
-    );
+    let deleted = prune(&cache, &[seed.as_path()]).expect("prune");
+    assert_eq!(deleted, vec![gone_entry]);
     assert!(entry.exists() && cache.join("notes.txt").exists());
+    assert!(entry_path(&cache, &seed, GIB).expect("entry").exists());
 }
 
 /// A sparse file of `length` with 300 kB of `byte` at each of `offsets`.

@@ -12,7 +12,8 @@
 //! Entries are keyed by the seed's identity (device, inode, size,
 //! modification time), so a rebuilt seed never reuses a stale entry; each
 //! entry costs about the seed's data in disk space. Removing entries of
-//! images that no longer exist is the caller's job ([`prune`]).
+//! images that no longer exist is the caller's job ([`prune`]; the daemon
+//! prunes after every image delete).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -43,19 +44,24 @@ pub enum SeedCacheError {
 
 /// The cache file for `seed` grown to `size` (whether or not it exists).
 pub fn entry_path(cache_dir: &Path, seed: &Path, size: u64) -> Result<PathBuf, SeedCacheError> {
+    Ok(cache_dir.join(format!("{}{size}.ext4", entry_name_prefix(seed)?)))
+}
+
+/// The start of the file name of every entry for `seed` (any size).
+fn entry_name_prefix(seed: &Path) -> Result<String, SeedCacheError> {
     let metadata = fs_err::metadata(seed).map_err(|source| SeedCacheError::Io {
         op: "stat",
         path: seed.to_owned(),
         source,
     })?;
-    Ok(cache_dir.join(format!(
-        "{ENTRY_PREFIX}{:x}-{:x}-{:x}-{}.{}-{size}.ext4",
+    Ok(format!(
+        "{ENTRY_PREFIX}{:x}-{:x}-{:x}-{}.{}-",
         metadata.dev(),
         metadata.ino(),
         metadata.size(),
         metadata.mtime(),
         metadata.mtime_nsec(),
-    )))
+    ))
 }
 
 /// Returns the cached copy of `seed` grown to `size`, building it first if
@@ -113,17 +119,16 @@ pub fn clone_work_seed_cached(
     Ok(clone_file(&grown, dest)?)
 }
 
-/// Deletes every cache entry in `cache_dir` except those for the
-/// (seed, size) pairs in `keep`. Returns the deleted paths. Files that are
-/// not cache entries are left alone.
-pub fn prune(cache_dir: &Path, keep: &[(&Path, u64)]) -> Result<Vec<PathBuf>, SeedCacheError> {
-    let mut wanted = Vec::new();
-    for (seed, size) in keep {
-        // A seed that vanished has no entry worth keeping.
-        if let Ok(path) = entry_path(cache_dir, seed, *size) {
-            wanted.push(path);
-        }
-    }
+/// Deletes every cache entry in `cache_dir` except those (of any size)
+/// for the seeds in `keep`: entries of seeds that were deleted or rebuilt
+/// are never used again. Returns the deleted paths. Files that are not
+/// cache entries are left alone.
+pub fn prune(cache_dir: &Path, keep: &[&Path]) -> Result<Vec<PathBuf>, SeedCacheError> {
+    // A seed that vanished has no entry worth keeping.
+    let wanted: Vec<String> = keep
+        .iter()
+        .filter_map(|seed| entry_name_prefix(seed).ok())
+        .collect();
     let entries = match fs_err::read_dir(cache_dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -142,7 +147,12 @@ pub fn prune(cache_dir: &Path, keep: &[(&Path, u64)]) -> Result<Vec<PathBuf>, Se
             .file_name()
             .to_str()
             .is_some_and(|name| name.starts_with(ENTRY_PREFIX) && name.ends_with(".ext4"));
-        if is_entry && !wanted.contains(&path) {
+        let kept = entry.file_name().to_str().is_some_and(|name| {
+            wanted
+                .iter()
+                .any(|prefix| name.starts_with(prefix.as_str()))
+        });
+        if is_entry && !kept {
             fs_err::remove_file(&path).map_err(|source| SeedCacheError::Io {
                 op: "remove",
                 path: path.clone(),

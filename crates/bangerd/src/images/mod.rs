@@ -609,6 +609,7 @@ pub fn delete(state: &AppState, name: &ImageName, force: bool) -> Result<ImageDe
             Err(error) => failure = failure.or(Some(error)),
         }
     }
+    prune_grown_seeds(state);
     if let Some(error) = failure {
         return Err(error);
     }
@@ -620,6 +621,36 @@ pub fn delete(state: &AppState, name: &ImageName, force: bool) -> Result<ImageDe
         image,
         removed_files,
     })
+}
+
+/// The cache directory of grown work seeds (`banger_host::disk::seed_cache`).
+pub const GROWN_SEEDS_DIR: &str = "grown-seeds";
+
+/// Removes the grown copies of work seeds that no image has any more (a
+/// deleted or rebuilt image's): nothing would ever clone them again. A
+/// failure is logged, never fatal: the caches are a speed-up.
+pub fn prune_grown_seeds(state: &AppState) {
+    let seeds: Vec<PathBuf> = match state.store().images() {
+        Ok(images) => images
+            .into_iter()
+            .filter_map(|image| image.work_seed)
+            .collect(),
+        Err(error) => {
+            tracing::warn!(error = %crate::error::error_chain(&error), "cannot list images to prune grown work seeds");
+            return;
+        }
+    };
+    let keep: Vec<&Path> = seeds.iter().map(PathBuf::as_path).collect();
+    let dir = state.paths().cache_dir.join(GROWN_SEEDS_DIR);
+    match banger_host::disk::seed_cache::prune(&dir, &keep) {
+        Ok(deleted) if !deleted.is_empty() => {
+            tracing::info!(count = deleted.len(), dir = %dir.display(), "removed grown work seeds of images that are gone");
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(error = %crate::error::error_chain(&error), "cannot prune grown work seeds");
+        }
+    }
 }
 
 /// Removes `dir` if it lies inside `root` (banger's own store); anything

@@ -105,5 +105,10 @@ pub fn prune(state: &AppState, request: &PruneRequest) -> Result<PruneReport, Im
             }
         }
     }
+    if !request.dry_run {
+        // Also the leftovers of images deleted by an older banger, which
+        // did not prune them.
+        super::prune_grown_seeds(state);
+    }
     Ok(report)
 }

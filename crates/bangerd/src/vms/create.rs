@@ -367,7 +367,7 @@ fn prepare_files(
             // check stays a few milliseconds.
             super::boot::check_boot_file(&image.name, "work seed", seed, BootFileKind::Ext4)?;
             banger_host::disk::seed_cache::clone_work_seed_cached(
-                &paths.cache_dir.join("grown-seeds"),
+                &paths.cache_dir.join(crate::images::GROWN_SEEDS_DIR),
                 seed,
                 &work,
                 row.disk_bytes,

@@ -180,11 +180,21 @@ pub fn usage_and_prunes_remove_only_what_nothing_uses() {
     );
     assert!(unused.exists() && own.exists() && own_kernel_dir.exists());
 
+    // Grown copies of a work seed no image has (left by an image deleted
+    // before banger pruned them) go with a prune; other files stay.
+    let grown = state.paths().cache_dir.join("grown-seeds");
+    fs_err::create_dir_all(&grown).expect("grown-seeds dir");
+    let stale = grown.join("grown-fe00-1234-4000000-1796000000.5-8589934592.ext4");
+    fs_err::write(&stale, b"a grown seed of a deleted image").expect("stale entry");
+    fs_err::write(grown.join("notes.txt"), b"not an entry").expect("foreign file");
+
     // The prune itself: the same images, their directories gone.
     let pruned = bangerd::images::prune(&state, &PruneRequest::default()).expect("image prune");
     assert_eq!(names(&pruned), names(&planned));
     assert_eq!(pruned.freed_bytes, planned.freed_bytes);
     assert!(!unused.exists() && !own.exists() && !own_kernel_dir.exists());
+    assert!(!stale.exists(), "the stale grown seed is gone");
+    assert!(grown.join("notes.txt").exists());
 
     // Kernels: the unused one goes; the one an image boots stays.
     let kernels = bangerd::kernels::prune(&state, &PruneRequest::default()).expect("kernel prune");
