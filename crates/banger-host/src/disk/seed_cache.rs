@@ -116,7 +116,16 @@ pub fn clone_work_seed_cached(
     size: u64,
 ) -> Result<CloneReport, SeedCacheError> {
     let grown = prepare_grown_seed(cache_dir, seed, size)?;
-    Ok(clone_file(&grown, dest)?)
+    match clone_file(&grown, dest) {
+        // Pruned between the two steps (another daemon sharing this cache
+        // deleted an image and pruned what its own images do not use):
+        // make it again, once.
+        Err(_) if grown != seed && !grown.exists() && !dest.exists() => {
+            let grown = prepare_grown_seed(cache_dir, seed, size)?;
+            Ok(clone_file(&grown, dest)?)
+        }
+        result => Ok(result?),
+    }
 }
 
 /// Deletes every cache entry in `cache_dir` except those (of any size)
