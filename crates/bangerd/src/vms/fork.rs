@@ -103,7 +103,7 @@ pub async fn fork(
     let copies = u64::try_from(names.len()).unwrap_or(u64::MAX);
     snapshot::check_space(
         source,
-        "the forks' disks",
+        "copying its disks for the forks",
         &src.dir,
         disks.saturating_mul(copies),
     )?;

@@ -2,7 +2,8 @@
 //! the state dir on a small tmpfs, filled up to a few hundred KiB with one
 //! VM running. A create then fails with an out-of-space error naming the
 //! file it could not make, leaves no row, directory or TAP, and the running
-//! VM goes on (stop, start); a pause is refused before writing its memory;
+//! VM goes on (stop, start); a pause, a snapshot and a fork are refused
+//! before writing anything;
 //! the database reads and is reopened by a restarted daemon intact, and once
 //! space is freed the same create works.
 
@@ -85,6 +86,39 @@ pub fn create_on_a_full_disk_fails_clearly_and_harms_nothing() {
             !vms::memory_dir(&world.vm_dir("lc-full-a")).exists(),
             "no memory file was started"
         );
+
+        // A snapshot and a fork need the same room (memory, disk copies):
+        // refused before anything is written, nothing is left.
+        let snapshot = banger_api::snapshots::SnapshotCreateRequest {
+            name: Some(banger_api::SnapshotName::parse("full").expect("snapshot name")),
+        };
+        let refused = vms::snapshot::create(&state, &a, &snapshot, &ProgressSink::discard())
+            .await
+            .expect_err("no room for a snapshot");
+        let text = bangerd::error::error_chain(&refused);
+        println!("  snapshot on a full disk: {text}");
+        assert_eq!(refused.code(), banger_api::ErrorCode::Unavailable, "{text}");
+        assert!(
+            vms::snapshot::list(&state, &a).expect("list").is_empty(),
+            "no snapshot was recorded"
+        );
+        assert!(
+            !vms::snapshot::snapshots_dir(&world.vm_dir("lc-full-a"))
+                .join("full")
+                .exists()
+        );
+        let fork = banger_api::snapshots::VmForkRequest {
+            name: vm_name("lc-full-fork"),
+            count: None,
+        };
+        let refused = vms::fork(&state, &a, &fork, &ProgressSink::discard())
+            .await
+            .expect_err("no room for a fork");
+        let text = bangerd::error::error_chain(&refused);
+        println!("  fork on a full disk: {text}");
+        assert_eq!(refused.code(), banger_api::ErrorCode::Unavailable, "{text}");
+        world.assert_gone(&state, "lc-full-fork");
+        assert!(!world.vm_dir("lc-full-fork").exists());
 
         // The other VM goes on, and the database answers.
         world.assert_running(&state, "lc-full-a");
