@@ -35,6 +35,35 @@ pub async fn start_locked(
     name: &VmName,
     progress: &ProgressSink,
 ) -> Result<VmInfo, VmError> {
+    start_locked_with_disks(state, name, progress, &mut None).await
+}
+
+/// A new VM's disks, still being made on a worker thread (see
+/// `create`): the first start waits for them before its VMM runs.
+#[derive(Debug)]
+pub(super) struct PendingDisks(pub(super) tokio::task::JoinHandle<Result<(), VmError>>);
+
+/// Waits for `pending` disks, if any (once: the slot is emptied).
+pub(super) async fn wait_for_disks(
+    name: &VmName,
+    pending: &mut Option<PendingDisks>,
+) -> Result<(), VmError> {
+    match pending.take() {
+        None => Ok(()),
+        Some(PendingDisks(task)) => match task.await {
+            Ok(result) => result,
+            Err(join) => Err(VmError::step(name, "prepare its disks", join)),
+        },
+    }
+}
+
+/// [`start_locked`] of a new VM whose disks may still be `pending`.
+pub(super) async fn start_locked_with_disks(
+    state: &AppState,
+    name: &VmName,
+    progress: &ProgressSink,
+    pending: &mut Option<PendingDisks>,
+) -> Result<VmInfo, VmError> {
     let mut timer = StepTimer::start("start", name.as_str());
     let mut vm = row(&state.store(), name)?;
     // A VMM that may still run must never get a twin on the same disks.
@@ -65,6 +94,10 @@ pub async fn start_locked(
     );
     timer.step("checks");
     let spec = prepare_launch(state, &mut vm, network, boot, vmm.kind(), accel, &mut timer).await?;
+    if let Err(error) = wait_for_disks(name, pending).await {
+        return fail(state, &mut vm, error).await;
+    }
+    timer.step("disks");
     progress.stage(
         "boot",
         format!(

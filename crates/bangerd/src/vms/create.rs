@@ -170,9 +170,9 @@ async fn create_steps(
         ),
     );
     let (made_dir, prepared) = {
-        let (state, row, image) = (state.clone(), row.clone(), image.clone());
+        let (state, row) = (state.clone(), row.clone());
         prepare_on_worker(
-            move |made_dir| prepare_files(&state, &row, &image, made_dir),
+            move |made_dir| prepare_identity(&state, &row, made_dir),
             |join| VmError::step(&name, "prepare its files", join),
         )
         .await
@@ -181,15 +181,37 @@ async fn create_steps(
         undo_create(state, &row, made_dir).await;
         return Err(error);
     }
-    timer.step("disks");
+    timer.step("identity");
+    // The disk copies (a few MB) run on a worker thread while the start
+    // gets the TAP and writes the initrd, which needs only the host key;
+    // the start waits for them before the VMM runs (`PendingDisks`).
+    let mut disks = {
+        let (state, row, image) = (state.clone(), row.clone(), image.clone());
+        let name = name.clone();
+        Some(super::boot::PendingDisks(tokio::task::spawn_blocking(
+            move || {
+                prepare_disks(&state, &row, &image)?;
+                crate::fault::point("create.after_disks");
+                tracing::info!(vm = %name, ip = %row.ip, image = %image.name, "VM created");
+                Ok(())
+            },
+        )))
+    };
     drop(timer);
-    crate::fault::point("create.after_disks");
-    tracing::info!(vm = %name, ip = %row.ip, image = %image.name, "VM created");
     if request.no_start {
+        let ready = super::boot::wait_for_disks(&name, &mut disks).await;
+        if let Err(error) = ready {
+            undo_create(state, &row, true).await;
+            return Err(error);
+        }
         remove_creating_marker(&row);
         return Ok(super::info(state, &row));
     }
-    match super::boot::start_locked(state, &name, progress).await {
+    let started = super::boot::start_locked_with_disks(state, &name, progress, &mut disks).await;
+    // Never undo under a copy still running (a start that failed before
+    // it waited for the disks).
+    let disks_ready = super::boot::wait_for_disks(&name, &mut disks).await;
+    match started.and_then(|info| disks_ready.map(|()| info)) {
         // A VM whose SSH never answered stays, so its console can be read.
         Err(error) if !matches!(error, VmError::SshTimeout { .. }) => {
             tracing::warn!(vm = %name, "first start failed; removing the new VM");
@@ -339,20 +361,20 @@ pub(super) async fn prepare_on_worker<E: Send + 'static>(
     }
 }
 
-/// Creates the VM directory: overlay disk, work disk, host key, known_hosts
-/// entry. Sets `made_dir` once the directory is this create's own, so a
-/// failure removes it only then.
-fn prepare_files(
-    state: &AppState,
-    row: &VmRow,
-    image: &ImageRow,
-    made_dir: &mut bool,
-) -> Result<(), VmError> {
-    let name = &row.name;
-    let paths = state.paths();
+/// Creates the VM directory with its create-in-progress marker, host key
+/// and known_hosts entry. Sets `made_dir` once the directory is this
+/// create's own, so a failure removes it only then.
+fn prepare_identity(state: &AppState, row: &VmRow, made_dir: &mut bool) -> Result<(), VmError> {
     make_vm_dir(state, row, made_dir)?;
     write_private(&row.dir.join(CREATING_MARKER), b"")
-        .map_err(|error| VmError::step(name, "mark its create as in progress", error))?;
+        .map_err(|error| VmError::step(&row.name, "mark its create as in progress", error))?;
+    install_host_key(state, row)
+}
+
+/// Makes the VM's overlay and work disks in its directory.
+fn prepare_disks(state: &AppState, row: &VmRow, image: &ImageRow) -> Result<(), VmError> {
+    let name = &row.name;
+    let paths = state.paths();
     let overlay = row.dir.join("overlay.ext4");
     banger_host::disk::overlay::create_overlay_disk(
         &paths.cache_dir.join("overlay-templates"),
@@ -384,7 +406,7 @@ fn prepare_files(
                 .map_err(|error| VmError::step(name, "create an empty work disk", error))?;
         }
     }
-    install_host_key(state, row)
+    Ok(())
 }
 
 /// Creates the VM's own directory (0700). Sets `made_dir` once it is this
