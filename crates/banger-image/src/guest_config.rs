@@ -59,6 +59,14 @@ pub enum GuestConfigError {
     Cpio(#[from] CpioError),
 }
 
+impl GuestConfigError {
+    /// Wraps an IO error on `path` (for `map_err`).
+    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Self + use<> {
+        let path = path.to_owned();
+        move |source| Self::Io { path, source }
+    }
+}
+
 /// Static IPv4 configuration, applied by `/init` with busybox `ip`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkConfig {
@@ -304,10 +312,7 @@ pub fn write_vm_initrd(
     config: &GuestConfig,
     out: &Path,
 ) -> Result<(), GuestConfigError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| GuestConfigError::Io { path, source }
-    };
+    let io = GuestConfigError::io;
     let archive = config.archive()?;
     let mut data = fs_err::read(initramfs).map_err(io(initramfs))?;
     data.resize(data.len().div_ceil(4) * 4, 0);

@@ -51,10 +51,7 @@ fn cached_base(
     initramfs: &Path,
     agent: Option<&Path>,
 ) -> Result<(PathBuf, fs_err::File), GuestConfigError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| GuestConfigError::Io { path, source }
-    };
+    let io = GuestConfigError::io;
     let initramfs_key = file_key(initramfs).map_err(io(initramfs))?;
     let agent_key = match agent {
         Some(agent) => file_key(agent).map_err(io(agent))?,
@@ -104,10 +101,7 @@ fn write_on_base(
     config: &GuestConfig,
     out: &Path,
 ) -> Result<(), GuestConfigError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| GuestConfigError::Io { path, source }
-    };
+    let io = GuestConfigError::io;
     let archive = config.archive()?;
     let tmp = out.with_extension("tmp");
     {
