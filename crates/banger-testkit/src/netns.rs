@@ -14,7 +14,12 @@ impl NetNs {
     /// Creates `bgt-<tag>-<pid>` with loopback up. Needs root.
     pub fn new(tag: &str) -> Self {
         let name = format!("bgt-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        // A namespace of an earlier run with this pid, if any; its absence
+        // (the usual case) is no news, so ip's complaint is not shown.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(std::process::Stdio::null())
+            .status();
         let status = Command::new("ip")
             .args(["netns", "add", &name])
             .status()
