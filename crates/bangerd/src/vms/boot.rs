@@ -107,7 +107,7 @@ pub(super) async fn start_locked_with_disks(
             vm.memory_mib
         ),
     );
-    let running = launch(state, &mut vm, vmm.start(&spec), "start its VMM").await?;
+    let running = launch(state, &mut vm, vmm.start(&spec)).await?;
     timer.step("vmm");
     crate::fault::point("boot.after_vmm_spawn");
     vm.backend = Some(backend_name(running.backend));
@@ -306,10 +306,10 @@ async fn failed(state: &AppState, vm: &mut VmRow, error: VmError) -> VmError {
     error
 }
 
-/// Runs `start` (a VMM start or resume, failing as `what`) while the
-/// firewall rules are brought up to date with the VM in them, and returns
-/// the running VMM once both are done. If either fails, the VMM is stopped
-/// and the attempt ends through [`fail`].
+/// Runs `start` (the VMM's cold start) while the firewall rules are brought
+/// up to date with the VM in them, and returns the running VMM once both
+/// are done. If either fails, the VMM is stopped and the attempt ends
+/// through [`fail`]. (A resume applies the rules first: see `pause`.)
 ///
 /// Why at the same time: the rules are one `nft` transaction, 10-20 ms of
 /// a start that otherwise takes 30. Until it lands, the VM's TAP has no
@@ -317,17 +317,19 @@ async fn failed(state: &AppState, vm: &mut VmRow, error: VmError) -> VmError {
 /// not there yet, and every running guest's address is already kept from
 /// other TAPs by that guest's rules (docs/networking.md). And a guest
 /// cannot send a packet within milliseconds of its VMM's start anyway.
-pub(super) async fn launch(
+async fn launch(
     state: &AppState,
     vm: &mut VmRow,
     start: impl Future<Output = Result<RunningVm, banger_vmm::VmmError>>,
-    what: &'static str,
 ) -> Result<RunningVm, VmError> {
     let (firewall, started) = tokio::join!(super::firewall::apply(state), start);
     let name = vm.name.clone();
     match (started, firewall) {
         (Ok(running), Ok(())) => Ok(running),
-        (Err(error), _) => Err(failed(state, vm, VmError::step(&name, what, error)).await),
+        (Err(error), _) => {
+            let error = VmError::step(&name, "start its VMM", error);
+            Err(failed(state, vm, error).await)
+        }
         (Ok(running), Err(error)) => {
             let _ = running.stop(Duration::from_secs(5)).await;
             let _ = running.cleanup().await;
