@@ -123,11 +123,7 @@ fn write_on_base(
                 ),
             }
         })?;
-        // Every archive starts on a 4-byte boundary (the kernel skips the
-        // NUL padding between them).
-        let padding = copied.next_multiple_of(4) - copied;
-        file.write_all(&[0u8; 3][..padding as usize])
-            .map_err(io(&tmp))?;
+        pad_to_archive_boundary(&mut file, copied).map_err(io(&tmp))?;
         file.write_all(&archive).map_err(io(&tmp))?;
     }
     fs_err::rename(&tmp, out).map_err(io(out))?;
@@ -152,9 +148,7 @@ fn write_base(
     let mut source = fs_err::File::open(initramfs)
         .map_err(|error| BaseWriteError::Read(initramfs.to_owned(), error))?;
     let copied = std::io::copy(&mut source, &mut out).map_err(BaseWriteError::Write)?;
-    let padding = copied.next_multiple_of(4) - copied;
-    out.write_all(&[0u8; 3][..padding as usize])
-        .map_err(BaseWriteError::Write)?;
+    pad_to_archive_boundary(&mut out, copied).map_err(BaseWriteError::Write)?;
     if let Some(agent) = agent {
         let bytes =
             fs_err::read(agent).map_err(|error| BaseWriteError::Read(agent.to_owned(), error))?;
@@ -167,6 +161,14 @@ fn write_base(
     }
     out.flush().map_err(BaseWriteError::Write)?;
     Ok(())
+}
+
+/// After `written` bytes, writes the NULs that bring `out` to a 4-byte
+/// boundary: every archive in an initrd starts on one (the kernel skips the
+/// NUL padding between them).
+fn pad_to_archive_boundary(mut out: impl Write, written: u64) -> std::io::Result<()> {
+    let padding = written.next_multiple_of(4) - written;
+    out.write_all(&[0u8; 3][..padding as usize])
 }
 
 /// A file's identity for the cache key: device, inode, size and

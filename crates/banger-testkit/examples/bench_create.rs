@@ -237,6 +237,8 @@ struct Bench {
     bare_dir: PathBuf,
     /// The real QEMU, which this program execs when started as QEMU.
     qemu: PathBuf,
+    /// This program, started as QEMU (see [`stamp_and_exec`]).
+    exe: PathBuf,
     /// Where the QEMU start stamps go.
     stamp_dir: PathBuf,
 }
@@ -299,6 +301,7 @@ impl Bench {
             bare_dir,
             qemu,
             stamp_dir,
+            exe,
         })
     }
 
@@ -337,10 +340,7 @@ impl Bench {
     /// QEMU, so QEMU's start is stamped (see [`stamp_and_exec`]).
     fn as_qemu(&self, command: &mut std::process::Command) {
         command
-            .env(
-                "BANGER_QEMU_BIN",
-                std::env::current_exe().unwrap_or_default(),
-            )
+            .env("BANGER_QEMU_BIN", &self.exe)
             .env(STAMP_EXEC_VAR, &self.qemu)
             .env(STAMP_DIR_VAR, &self.stamp_dir);
     }
@@ -778,7 +778,7 @@ async fn bare_run(bench: &Bench, run: &BangerRun, disks_dir: &Path) -> Result<Ba
     let mut qemu = {
         // Started the way banger starts it: through the stamp (which execs
         // run.qemu.0, the real QEMU).
-        let mut command = std::process::Command::new(std::env::current_exe()?);
+        let mut command = std::process::Command::new(&bench.exe);
         bench.as_qemu(&mut command);
         command
             .env(STAMP_EXEC_VAR, &run.qemu.0)

@@ -152,15 +152,14 @@ pub fn prune(cache_dir: &Path, keep: &[&Path]) -> Result<Vec<PathBuf>, SeedCache
     let mut deleted = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
-        let is_entry = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|name| name.starts_with(ENTRY_PREFIX) && name.ends_with(".ext4"));
-        let kept = entry.file_name().to_str().is_some_and(|name| {
-            wanted
-                .iter()
-                .any(|prefix| name.starts_with(prefix.as_str()))
-        });
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str() else {
+            continue;
+        };
+        let is_entry = name.starts_with(ENTRY_PREFIX) && name.ends_with(".ext4");
+        let kept = wanted
+            .iter()
+            .any(|prefix| name.starts_with(prefix.as_str()));
         if is_entry && !kept {
             fs_err::remove_file(&path).map_err(|source| SeedCacheError::Io {
                 op: "remove",
