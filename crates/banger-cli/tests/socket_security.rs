@@ -76,8 +76,7 @@ fn other_uid_is_refused_by_permissions_and_by_peer_credentials() {
     fs_err::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod dir");
     let banger = tools.path().join("banger");
-    fs_err::copy(workspace_binary("banger"), &banger).expect("copy banger");
-    fs_err::set_permissions(&banger, std::fs::Permissions::from_mode(0o755)).expect("chmod banger");
+    banger_testkit::install_executable(&workspace_binary("banger"), &banger);
 
     let as_other = |extra_caps: bool| {
         let mut command = env.command("setpriv");

@@ -172,15 +172,10 @@ fn provisioned_default_image_end_to_end() {
     let fake_bin = suite.env.root().join("fake-bin");
     fs_err::create_dir_all(&fake_bin).expect("mkdir");
     let fake = fake_bin.join("opencode");
-    fs_err::write(
+    banger_testkit::write_executable(
         &fake,
         "#!/bin/sh\nprintf 'argv=%s\\n' \"$*\"\nprintf 'user=%s\\npw=%s\\n' \"$OPENCODE_SERVER_USERNAME\" \"$OPENCODE_SERVER_PASSWORD\"\n",
-    )
-    .expect("write the stand-in");
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        fs_err::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
+    );
     let path = format!(
         "{}:{}",
         fake_bin.display(),

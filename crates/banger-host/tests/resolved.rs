@@ -3,24 +3,18 @@
 
 use fs_err as fs;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use banger_host::net::resolved::{self, Integration, Resolvectl, ResolvedError};
-
-/// Writing an executable while another thread forks can make exec fail
-/// with ETXTBSY (the fork inherits the write fd); tests take turns.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 /// A fake resolvectl: prints `systemd VERSION` for --version, appends its
 /// arguments to `calls`, and fails (with a message) for `fail_on`.
 fn fake_resolvectl(dir: &Path, version: u32, fail_on: &str) -> PathBuf {
     let calls = dir.join("calls");
     let script = dir.join("resolvectl");
-    fs::write(
+    banger_testkit::write_executable(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh\n\
              if [ \"$1\" = --version ]; then echo 'systemd {version} ({version}.1-1)'; exit 0; fi\n\
              echo \"$*\" >> '{calls}'\n\
@@ -28,9 +22,7 @@ fn fake_resolvectl(dir: &Path, version: u32, fail_on: &str) -> PathBuf {
              exit 0\n",
             calls = calls.display()
         ),
-    )
-    .expect("write fake");
-    fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    );
     script
 }
 
@@ -44,7 +36,6 @@ fn calls(dir: &Path) -> Vec<String> {
 
 #[test]
 fn configure_and_revert_a_link() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let ctl = Resolvectl::at(fake_resolvectl(dir.path(), 252, "none"));
     assert_eq!(ctl.version().expect("version"), 252);
@@ -78,7 +69,6 @@ fn configure_and_revert_a_link() {
 
 #[test]
 fn old_resolved_and_loopback_servers() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let old = Resolvectl::at(fake_resolvectl(dir.path(), 245, "none"));
     let server: SocketAddr = "172.16.0.1:42069".parse().expect("addr");
@@ -104,7 +94,6 @@ fn old_resolved_and_loopback_servers() {
 
 #[test]
 fn failures_carry_the_command_and_stderr() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let ctl = Resolvectl::at(fake_resolvectl(dir.path(), 252, "domain"));
     let err = ctl
@@ -136,7 +125,6 @@ fn failures_carry_the_command_and_stderr() {
 
 #[test]
 fn detection() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = tempfile::tempdir().expect("tempdir");
     let bin = root.path().join("bin");
     fs::create_dir_all(&bin).expect("mkdir");

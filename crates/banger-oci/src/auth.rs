@@ -328,13 +328,10 @@ mod tests {
         let bin = dir.path().join("bin");
         fs_err::create_dir(&bin).unwrap();
         let helper = bin.join("docker-credential-banger-test");
-        fs_err::write(
+        banger_testkit::write_executable(
             &helper,
             "#!/bin/sh\nread server\n[ \"$1\" = get ] || exit 2\nprintf '{\"ServerURL\":\"%s\",\"Username\":\"carol\",\"Secret\":\"tok-%s\"}' \"$server\" \"$server\"\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        fs_err::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
         let path = write(
             dir.path(),
             r#"{"credHelpers":{"reg.example:443":"banger-test"}}"#,

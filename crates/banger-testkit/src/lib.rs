@@ -74,6 +74,52 @@ pub fn mkfs_ext4(path: &Path, size: &str) {
     );
 }
 
+/// Writes an executable script (mode 0755) that a test is about to run.
+///
+/// The file is written by a child `sh`, not by this process. A test binary
+/// runs tests on many threads; a child forked by another thread while this
+/// process held the file open for writing keeps that descriptor until it
+/// execs, and running the script in that window fails with `ETXTBSY` ("Text
+/// file busy"). A descriptor held by another process is never inherited.
+pub fn write_executable(path: &Path, contents: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new("sh")
+        .args(["-c", "cat > \"$0\" && chmod 755 \"$0\""])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh runs");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(contents.as_bytes())
+        .expect("script written to sh");
+    let status = child.wait().expect("sh exits");
+    assert!(
+        status.success(),
+        "writing {} failed: {status}",
+        path.display()
+    );
+}
+
+/// Copies the executable `source` to `dest` with mode 0755, by a child
+/// `install`, for the reason given at [`write_executable`].
+pub fn install_executable(source: &Path, dest: &Path) {
+    let status = Command::new("install")
+        .args(["-m", "755"])
+        .arg(source)
+        .arg(dest)
+        .status()
+        .expect("install runs");
+    assert!(
+        status.success(),
+        "installing {} as {} failed: {status}",
+        source.display(),
+        dest.display()
+    );
+}
+
 impl TestEnv {
     /// Creates fresh, empty directories.
     pub fn new() -> Self {

@@ -44,11 +44,9 @@ pub fn debian_kernel() -> Option<Kernel> {
     Some(k)
 }
 
-/// Writes an executable file.
+/// Writes an executable file (see [`banger_testkit::write_executable`]).
 pub fn write_exec(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    fs_err::write(path, text).unwrap();
-    fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    banger_testkit::write_executable(path, text);
 }
 
 /// Makes a busybox-only root tree at `root` whose `/sbin/init` is `init_script`.

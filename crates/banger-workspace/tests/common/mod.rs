@@ -102,8 +102,7 @@ impl World {
         let bin = tmp.path().join("bin");
         fs_err::create_dir_all(&bin).expect("mkdir");
         let ssh = bin.join("ssh");
-        fs_err::write(&ssh, FAKE_SSH).expect("write fake ssh");
-        fs_err::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        banger_testkit::write_executable(&ssh, FAKE_SSH);
         Self { tmp, repo, ssh }
     }
 

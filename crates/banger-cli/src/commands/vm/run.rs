@@ -190,12 +190,10 @@ mod tests {
         fs_err::create_dir_all(&repo).unwrap();
         fs_err::create_dir_all(&bin).unwrap();
         // A stand-in mise that records its arguments and working directory.
-        fs_err::write(bin.join("mise"), "#!/bin/sh\necho \"mise $* in $(pwd)\"\n").unwrap();
-        fs_err::set_permissions(
-            bin.join("mise"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        banger_testkit::write_executable(
+            &bin.join("mise"),
+            "#!/bin/sh\necho \"mise $* in $(pwd)\"\n",
+        );
         let log = temp.path().join("cache/banger/mise-install.log");
         run_script(&repo, &log, &format!("{}:/usr/bin:/bin", bin.display()));
         let content = wait_for(&log, "mise install in");
