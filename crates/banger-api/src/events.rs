@@ -54,6 +54,18 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A running VM's health changed while its state stayed `running`:
+    /// its VMM stopped answering (SIGSTOP, a debugger) or a helper it needs
+    /// exited, or that was mended. The VM's `last_error` now holds the same
+    /// text.
+    VmHealth {
+        /// The VM.
+        vm: VmName,
+        /// What is wrong and what to do about it (it starts `unhealthy: `);
+        /// absent when the VM is healthy again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        warning: Option<String>,
+    },
     /// A VM's record was removed.
     VmDeleted {
         /// The VM.

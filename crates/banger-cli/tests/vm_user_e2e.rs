@@ -180,8 +180,7 @@ fn vm_flow_as_an_unprivileged_user_through_the_root_helper() {
         std::env::var_os("HOME").expect("HOME"),
     )])
     .expect("vhost-device-vsock is installed (scripts/install-deps.sh)");
-    fs_err::copy(&vhost_vsock, lib_dir.join("vhost-device-vsock"))
-        .expect("copy vhost-device-vsock");
+    banger_testkit::install_executable(&vhost_vsock, &lib_dir.join("vhost-device-vsock"));
     let metadata = InstallMetadata {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         owner_uid: uid,

@@ -307,6 +307,27 @@ async fn drive(suite: &Suite, login_url: &str, shots: &Path) {
     .await;
     wait_text(&browser, "#console", PAGE_TIMEOUT, |text| !text.is_empty()).await;
     screenshot(&browser, shots, "web-vm.png").await;
+    // A frozen VMM shows as the last error at once (the `vm_health`
+    // event), and goes when it runs again.
+    let pid = suite.json(&["vm", "show", VM, "--json"])["pid"]
+        .as_u64()
+        .expect("a running VM has a pid")
+        .to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -STOP {pid}: {status}");
+    wait_text(&browser, "#last-error", PAGE_TIMEOUT, |text| {
+        text.starts_with("unhealthy: ") && text.contains("is stopped")
+    })
+    .await;
+    let status = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -CONT {pid}: {status}");
+    wait_text(&browser, "#last-error", PAGE_TIMEOUT, |text| text == "–").await;
     click_when_enabled(&browser, "button[data-action=\"stop\"]", PAGE_TIMEOUT).await;
     wait_text(&browser, "#vm-title .state", PAGE_TIMEOUT, |text| {
         text == "stopped"

@@ -362,7 +362,7 @@ fn random_update(app: &App, rng: &mut Lcg, seq: &mut u64) -> DaemonUpdate {
         })
     };
     let pending: Vec<OpId> = app.pending.iter().map(|pending| pending.id).collect();
-    match rng.next(13) {
+    match rng.next(14) {
         0 => DaemonUpdate::Vm(name(vm_name), Ok(vm(vm_name, state, 20))),
         1 => event(EventKind::VmDeleted { vm: name(vm_name) }),
         2 => event(EventKind::VmState {
@@ -408,6 +408,10 @@ fn random_update(app: &App, rng: &mut Lcg, seq: &mut u64) -> DaemonUpdate {
                 Err("no space for the memory".into())
             },
         },
+        12 => event(EventKind::VmHealth {
+            vm: name(vm_name),
+            warning: (rng.next(2) == 0).then(|| "unhealthy: the VMM is stopped".to_owned()),
+        }),
         9 => DaemonUpdate::EventsLost("gone".into()),
         10 => DaemonUpdate::EventsConnected,
         _ => DaemonUpdate::Images(Ok(vec![image("debian-bookworm", true, &[vm_name])])),
@@ -445,4 +449,36 @@ fn long_walk_of_keys_and_updates() {
             press(&mut app, KeyCode::Char('1'));
         }
     }
+}
+
+#[test]
+fn health_events_set_and_clear_the_last_error() {
+    let mut app = one_vm_app(Theme::new(false));
+    let health = |seq, warning: Option<&str>| {
+        DaemonUpdate::Event(DaemonEvent {
+            seq,
+            time_unix_ms: 0,
+            event: EventKind::VmHealth {
+                vm: name("dev"),
+                warning: warning.map(str::to_owned),
+            },
+        })
+    };
+    let warning = "unhealthy: the VMM (pid 42) is stopped";
+    assert!(app.apply(health(1, Some(warning))).is_empty());
+    let vm = app.vm(&name("dev")).expect("dev is listed");
+    assert_eq!(vm.last_error.as_deref(), Some(warning));
+    assert_eq!(vm.state, VmState::Running);
+    app.apply(health(2, None));
+    assert_eq!(app.vm(&name("dev")).expect("dev").last_error, None);
+    // A VM the TUI does not list is not made up.
+    app.apply(DaemonUpdate::Event(DaemonEvent {
+        seq: 3,
+        time_unix_ms: 0,
+        event: EventKind::VmHealth {
+            vm: name("other"),
+            warning: Some(warning.to_owned()),
+        },
+    }));
+    assert!(app.vm(&name("other")).is_none());
 }

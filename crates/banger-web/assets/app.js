@@ -245,8 +245,8 @@ function vmView(name) {
             ["Image", vm.image || "–"], ["vCPUs", vm.vcpus], ["Memory", bytes(memTop)],
             ["Disk", bytes(vm.disk_bytes)], ["IP", vm.ip], ["SSH", vm.ssh.host_alias],
             ["Backend", vm.backend || "–"], ["PID", vm.pid || "–"], ["NAT", vm.nat ? "on" : "off"],
-            ["Last error", vm.last_error || "–"],
-          ].map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]))),
+            ["Last error", vm.last_error || "–", "last-error"],
+          ].map(([k, v, id]) => [h("dt", { text: k }), h("dd", { id, text: v })]))),
           h("section", { class: "card", id: "charts" }, view.charts(vm)),
         ),
         h("h2", { text: "Ports" }),
@@ -451,6 +451,12 @@ function onEvent(message) {
       if (view && view.name === event.vm && (event.to === "running" || event.to === "stopped")) {
         view.load().then(redraw, showError);
       } else if (!vm) { reload(); return; }
+      if (view && view.showsVms) redraw();
+      break;
+    }
+    case "vm_health": {
+      const vm = store.vms.get(event.vm);
+      if (vm) vm.last_error = event.warning || null;
       if (view && view.showsVms) redraw();
       break;
     }

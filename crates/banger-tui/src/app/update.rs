@@ -37,6 +37,12 @@ impl App {
                         self.detail_for = None;
                     }
                 }
+                EventKind::VmHealth { vm, warning } => {
+                    if let Some(mut row) = self.vm(&vm).cloned() {
+                        row.last_error = warning;
+                        self.upsert_vm(row);
+                    }
+                }
                 EventKind::VmDeleted { vm } => self.remove_vm(&vm),
                 EventKind::Stats { vm, stats } => {
                     if self.vm(&vm).is_some() {

@@ -37,6 +37,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use banger_api::VmName;
+use banger_api::events::EventKind;
 use banger_api::vms::VmState;
 use banger_host::net::names::TapName;
 use banger_vmm::{Adoption, ExitInfo, ProcessIdentity, RunningVm};
@@ -314,8 +315,16 @@ fn record_health_locked(
         Some(warning) => tracing::warn!(vm = %name, warning = %warning, "VM unhealthy"),
         None => tracing::info!(vm = %name, "VM healthy again"),
     }
-    match set_state(state, &mut vm, VmState::Running, new) {
-        Ok(()) => true,
+    match set_state(state, &mut vm, VmState::Running, new.clone()) {
+        Ok(()) => {
+            // The state did not change, so the store published nothing;
+            // watchers (TUI, web UI) learn of the health here.
+            state.events().publish(EventKind::VmHealth {
+                vm: name.clone(),
+                warning: new,
+            });
+            true
+        }
         Err(error) => {
             tracing::error!(vm = %name, error = %crate::error::error_chain(&error), "cannot record the VM's health");
             false

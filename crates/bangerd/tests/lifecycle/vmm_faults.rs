@@ -14,6 +14,7 @@
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use banger_api::events::EventKind;
 use banger_api::vms::{VmInfo, VmSignal, VmState};
 use banger_vmm::process::{ProcessIdentity, Signal};
 use bangerd::progress::ProgressSink;
@@ -75,6 +76,7 @@ pub fn a_stopped_vmm_is_reported_and_stop_kill_start_delete_work() {
         create(&state, "lc-frozen", false, false)
             .await
             .expect("create");
+        let mut events = state.events().subscribe();
         let vmm = signal_vmm(&state, "lc-frozen", Signal::STOP);
         let (vm, took) = wait_for(&state, "lc-frozen", "reported frozen", |vm| {
             unhealthy_with(vm, "is stopped (SIGSTOP")
@@ -95,6 +97,19 @@ pub fn a_stopped_vmm_is_reported_and_stop_kill_start_delete_work() {
         })
         .await;
         println!("  SIGCONT reported after {took:?}");
+        // Watchers (TUI, web UI) were told both changes, in order.
+        let mut health = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if let EventKind::VmHealth { vm, warning } = &event.event
+                && *vm == name
+            {
+                health.push(warning.clone());
+            }
+        }
+        assert!(
+            matches!(health.as_slice(), [Some(warning), None] if warning.contains("is stopped (SIGSTOP")),
+            "vm_health events: {health:?}"
+        );
 
         // A stop continues the frozen VMM and shuts it down cleanly, far
         // sooner than the stop timeout that ends in a SIGKILL.
