@@ -6,9 +6,11 @@
 //! how many it missed (the API then ends that client's stream). The store
 //! publishes VM records created, changed state and deleted, and sessions
 //! started, ended and removed, since it is the one place every such change
-//! passes; the state publishes stats samples; a `ProgressSink` that
-//! announces its operation (VM create, image build and pull) publishes its
-//! progress, throttled, and how it ended.
+//! passes; the health monitor publishes a running VM's health changes
+//! (its state does not change, so the store does not); the state publishes
+//! stats samples; a `ProgressSink` that announces its operation (VM create,
+//! image build and pull) publishes its progress, throttled, and how it
+//! ended.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
