@@ -117,15 +117,10 @@ impl Write for &RotatingFile {
     }
 }
 
-/// Installs the global JSON subscriber writing to `path` at `level`
-/// (a level name or a full `EnvFilter` directive).
+/// Installs the global JSON subscriber writing to `path` at `level` (see
+/// [`filter`]).
 pub fn init(path: &Path, level: &str) -> Result<(), LoggingError> {
-    let filter = EnvFilter::builder()
-        .parse(level)
-        .map_err(|source| LoggingError::Filter {
-            level: level.to_owned(),
-            source,
-        })?;
+    let filter = filter(level)?;
     let writer = Arc::new(RotatingFile::open(path, MAX_LOG_BYTES, KEEP_ROTATED)?);
     tracing_subscriber::fmt()
         .json()
@@ -137,9 +132,88 @@ pub fn init(path: &Path, level: &str) -> Result<(), LoggingError> {
     Ok(())
 }
 
+/// The filter for `level`, a level name or a full `EnvFilter` directive.
+///
+/// `debug` and `trace` apply to banger's own crates (every target starting
+/// `banger`) while the dependencies stay at `info`: what someone asks for
+/// with `log_level = "debug"` is banger's step timings and decisions, not
+/// every HTTP frame and SSH packet its libraries can describe.
+pub fn filter(level: &str) -> Result<EnvFilter, LoggingError> {
+    let directive = match level {
+        "debug" | "trace" => format!("info,banger={level}"),
+        other => other.to_owned(),
+    };
+    EnvFilter::builder()
+        .parse(&directive)
+        .map_err(|source| LoggingError::Filter {
+            level: level.to_owned(),
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The targets `filter(level)` lets a debug and an info event through for.
+    fn logged_at(level: &str) -> String {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = {
+            let buffer = Arc::clone(&buffer);
+            move || SharedBuffer(Arc::clone(&buffer))
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(filter(level).expect("the filter parses"))
+            .with_writer(writer)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "bangerd::vms", "daemon-debug");
+            tracing::debug!(target: "banger_host::ssh", "host-debug");
+            tracing::debug!(target: "hyper::proto", "dependency-debug");
+            tracing::info!(target: "hyper::proto", "dependency-info");
+            tracing::info!(target: "bangerd::vms", "daemon-info");
+        });
+        let bytes = buffer.lock().expect("buffer").clone();
+        String::from_utf8(bytes).expect("UTF-8 log")
+    }
+
+    struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for SharedBuffer {
+        fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(buffer);
+            Ok(buffer.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn debug_is_bangers_own_and_dependencies_stay_at_info() {
+        let log = logged_at("debug");
+        for line in [
+            "daemon-debug",
+            "host-debug",
+            "dependency-info",
+            "daemon-info",
+        ] {
+            assert!(log.contains(line), "{line} missing from {log}");
+        }
+        assert!(!log.contains("dependency-debug"), "{log}");
+
+        let log = logged_at("info");
+        assert!(!log.contains("-debug"), "{log}");
+        assert!(log.contains("dependency-info") && log.contains("daemon-info"));
+
+        // A full directive is taken as it is.
+        let log = logged_at("warn,hyper=debug");
+        assert!(log.contains("dependency-debug") && !log.contains("daemon-info"));
+
+        assert!(matches!(filter("loud=["), Err(LoggingError::Filter { .. })));
+    }
 
     #[test]
     fn rotates_at_the_cap_and_keeps_a_bounded_number_of_files() {
