@@ -155,7 +155,8 @@ pub fn filter(level: &str) -> Result<EnvFilter, LoggingError> {
 mod tests {
     use super::*;
 
-    /// The targets `filter(level)` lets a debug and an info event through for.
+    /// What a subscriber filtered by `filter(level)` writes of a few debug
+    /// and info events from banger's crates and from hyper.
     fn logged_at(level: &str) -> String {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let writer = {
