@@ -105,7 +105,7 @@ fn debian_image() -> Option<PathBuf> {
         banger_testkit::skip_or_fail(format!("debootstrap failed ({status}); no Debian mirror?"));
         return None;
     }
-    common::write_exec(&tree.join("usr/local/sbin/banger-test-report"), REPORT);
+    banger_testkit::write_executable(&tree.join("usr/local/sbin/banger-test-report"), REPORT);
     fs_err::write(tree.join("etc/systemd/system/banger-test.service"), UNIT).unwrap();
     let wants = tree.join("etc/systemd/system/multi-user.target.wants");
     fs_err::create_dir_all(&wants).unwrap();

@@ -44,11 +44,6 @@ pub fn debian_kernel() -> Option<Kernel> {
     Some(k)
 }
 
-/// Writes an executable file (see [`banger_testkit::write_executable`]).
-pub fn write_exec(path: &Path, text: &str) {
-    banger_testkit::write_executable(path, text);
-}
-
 /// Makes a busybox-only root tree at `root` whose `/sbin/init` is `init_script`.
 pub fn busybox_rootfs(root: &Path, init_script: &str) {
     for d in [
@@ -64,7 +59,7 @@ pub fn busybox_rootfs(root: &Path, init_script: &str) {
         fs_err::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     fs_err::write(root.join("etc/hostname"), "base-image\n").unwrap();
-    write_exec(&root.join("sbin/init"), init_script);
+    banger_testkit::write_executable(&root.join("sbin/init"), init_script);
 }
 
 /// One virtio disk for QEMU, attached in order (vda, vdb, ...).
