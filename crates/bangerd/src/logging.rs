@@ -158,11 +158,9 @@ mod tests {
     /// What a subscriber filtered by `filter(level)` writes of a few debug
     /// and info events from banger's crates and from hyper.
     fn logged_at(level: &str) -> String {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = {
-            let buffer = Arc::clone(&buffer);
-            move || SharedBuffer(Arc::clone(&buffer))
-        };
+        let temp = tempfile::tempdir().expect("tempdir");
+        let path = temp.path().join("bangerd.log");
+        let writer = Arc::new(RotatingFile::open(&path, MAX_LOG_BYTES, 0).expect("open"));
         let subscriber = tracing_subscriber::fmt()
             .with_env_filter(filter(level).expect("the filter parses"))
             .with_writer(writer)
@@ -175,21 +173,7 @@ mod tests {
             tracing::info!(target: "hyper::proto", "dependency-info");
             tracing::info!(target: "bangerd::vms", "daemon-info");
         });
-        let bytes = buffer.lock().expect("buffer").clone();
-        String::from_utf8(bytes).expect("UTF-8 log")
-    }
-
-    struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for SharedBuffer {
-        fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("buffer").extend_from_slice(buffer);
-            Ok(buffer.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+        fs_err::read_to_string(&path).expect("read the log")
     }
 
     #[test]
